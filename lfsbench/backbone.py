@@ -1,0 +1,138 @@
+"""The diffusion backbone behind a small interface: encode, decode, add noise, predict noise, generate.
+
+The toy backbone and real Stable Diffusion are both diffusers pipeline folders and
+are loaded by the same `Backbone.from_pretrained`; methods never see which one runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from lfsbench.errors import LfsbenchError
+
+
+def quiet_libraries():
+    """Silence diffusers' and transformers' loading bars and chatter; lfsbench shows its own progress."""
+    import diffusers.utils.logging as dlog
+    import transformers.utils.logging as tlog
+
+    for log in (dlog, tlog):
+        log.disable_progress_bar()
+        log.set_verbosity_error()
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class Backbone:
+    """A Stable-Diffusion-shaped text-to-image model (tokenizer, text encoder, UNet, VAE, scheduler)."""
+
+    def __init__(self, pipeline, name: str = "backbone"):
+        self.pipeline = pipeline
+        self.name = name
+        pipeline.set_progress_bar_config(disable=True)
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path, device=None, dtype=torch.float32, name: str | None = None) -> "Backbone":
+        """Load a diffusers Stable Diffusion folder (model_index.json, unet/, vae/, text_encoder/, ...)."""
+        from diffusers import DDIMScheduler, StableDiffusionPipeline
+
+        folder = Path(folder)
+        if not (folder / "model_index.json").is_file():
+            raise LfsbenchError(
+                f"{folder} is not a diffusers Stable Diffusion folder: it has no model_index.json. "
+                "Point the backbone at a folder saved with `save_pretrained` (it holds model_index.json, unet/, "
+                "vae/, text_encoder/, tokenizer/ and scheduler/)."
+            )
+        quiet_libraries()
+        pipe = StableDiffusionPipeline.from_pretrained(
+            folder, dtype=dtype, safety_checker=None, feature_extractor=None, requires_safety_checker=False
+        )
+        # DDIM with the settings that keep diffusers from warning (steps_offset=1, clip_sample=False).
+        config = {**pipe.scheduler.config, "steps_offset": 1, "clip_sample": False, "set_alpha_to_one": False}
+        pipe.scheduler = DDIMScheduler.from_config(config)
+        pipe.to(device or default_device())
+        for module in (pipe.unet, pipe.vae, pipe.text_encoder):
+            module.requires_grad_(False).eval()
+        return cls(pipe, name or folder.name)
+
+    # ------------------------------------------------------------ components
+
+    @property
+    def unet(self):
+        return self.pipeline.unet
+
+    @property
+    def vae(self):
+        return self.pipeline.vae
+
+    @property
+    def text_encoder(self):
+        return self.pipeline.text_encoder
+
+    @property
+    def tokenizer(self):
+        return self.pipeline.tokenizer
+
+    @property
+    def device(self) -> torch.device:
+        return self.pipeline.unet.device
+
+    @property
+    def resolution(self) -> int:
+        return self.pipeline.unet.config.sample_size * self.pipeline.vae_scale_factor
+
+    @property
+    def num_train_timesteps(self) -> int:
+        return self.pipeline.scheduler.config.num_train_timesteps
+
+    # ------------------------------------------------------------ the interface
+
+    def tokenize(self, prompts: list[str]) -> torch.Tensor:
+        tok = self.tokenizer
+        return tok(prompts, padding="max_length", max_length=tok.model_max_length, truncation=True, return_tensors="pt").input_ids.to(self.device)
+
+    def encode_prompts(self, prompts: list[str]) -> torch.Tensor:
+        """Text-encoder hidden states, the UNet's cross-attention context."""
+        return self.text_encoder(self.tokenize(prompts))[0]
+
+    def encode_images(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Images in [0, 1], NCHW -> scaled latents (a sample of the posterior)."""
+        x = images.to(self.device, self.vae.dtype) * 2 - 1
+        latents = self.vae.encode(x).latent_dist.sample(generator)
+        return latents * self.vae.config.scaling_factor
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Scaled latents -> images in [0, 1], NCHW."""
+        images = self.vae.decode(latents / self.vae.config.scaling_factor).sample
+        return ((images.float() + 1) / 2).clamp(0, 1)
+
+    def add_noise(self, latents: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        return self.pipeline.scheduler.add_noise(latents, noise, timesteps)
+
+    def predict_noise(self, noisy: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        return self.unet(noisy, timesteps, context).sample
+
+    @torch.no_grad()
+    def generate(
+        self, prompts: list[str], seeds: list[int], steps: int = 25, guidance: float = 5.0, batch_size: int = 64
+    ) -> torch.Tensor:
+        """Text-to-image: one image per (prompt, seed), in [0, 1], NCHW, on the CPU.
+
+        Each image has its own generator, so an image depends on its prompt and
+        seed only, never on what else is in the batch.
+        """
+        out = []
+        size = self.resolution
+        for start in range(0, len(prompts), batch_size):
+            chunk = slice(start, start + batch_size)
+            generators = [torch.Generator("cpu").manual_seed(int(s)) for s in seeds[chunk]]
+            images = self.pipeline(
+                prompts[chunk], height=size, width=size, num_inference_steps=steps, guidance_scale=guidance,
+                generator=generators, output_type="pt",
+            ).images
+            out.append(images.float().cpu())
+        return torch.cat(out)

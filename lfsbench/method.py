@@ -1,0 +1,104 @@
+"""The method adapter interface and the method registry.
+
+A method is one file in `methods/` that subclasses `Method` and registers itself:
+
+    @METHODS.register("naive")
+    class Naive(Method):
+        description = "..."
+        Config = NaiveConfig          # its knobs (a pydantic model)
+        def learn(self, session): ...
+
+It sees a session only through `SessionView` (the new concepts' shots, tokens,
+class nouns and training prompts) and is asked to `generate` images for prompts.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from typing import ClassVar
+
+import torch
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from lfsbench.backbone import Backbone
+from lfsbench.concepts import SessionView
+from lfsbench.errors import LfsbenchError
+from lfsbench.registry import Registry
+
+
+class MethodConfig(BaseModel):
+    """Base of every method's knobs; unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Method:
+    """Base class of method adapters: learn sessions, generate images, expose state for resume."""
+
+    description: ClassVar[str] = ""
+    Config: ClassVar[type[MethodConfig]] = MethodConfig
+
+    def __init__(self, config: MethodConfig):
+        self.config = config
+        self.backbone: Backbone | None = None
+        self.seed = 0
+
+    def setup(self, backbone: Backbone, seed: int):
+        """Receive the backbone (already on its device) before the first session."""
+        self.backbone = backbone
+        self.seed = seed
+
+    def learn(self, session: SessionView) -> dict:
+        """Learn the session's concepts; return figures worth recording (e.g. final loss)."""
+        raise NotImplementedError
+
+    def generate(self, prompts: list[str], seeds: list[int], steps: int, guidance: float) -> torch.Tensor:
+        """One image per (prompt, seed), [0, 1] NCHW."""
+        return self.backbone.generate(prompts, seeds, steps=steps, guidance=guidance)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Everything needed to continue after the last finished session (tensors only)."""
+        raise NotImplementedError
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]):
+        raise NotImplementedError
+
+    def trainable_parameters(self) -> int:
+        return 0
+
+    def stored_bytes(self) -> int:
+        """Bytes of data (images, latents) kept between sessions."""
+        return 0
+
+
+METHODS: Registry[type[Method]] = Registry("method")
+
+
+def _import_methods():
+    import lfsbench.methods as package
+
+    for info in pkgutil.iter_modules(package.__path__):
+        importlib.import_module(f"lfsbench.methods.{info.name}")
+
+
+def method_class(name: str) -> type[Method]:
+    _import_methods()
+    return METHODS.get(name)
+
+
+def all_methods() -> list[tuple[str, type[Method]]]:
+    _import_methods()
+    return METHODS.items()
+
+
+def create_method(name: str, overrides: dict | None = None) -> Method:
+    """Instantiate a registered method with its defaults overridden; unknown or ill-typed knobs are errors."""
+    cls = method_class(name)
+    try:
+        config = cls.Config.model_validate(overrides or {})
+    except ValidationError as err:
+        known = ", ".join(cls.Config.model_fields)
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
+        raise LfsbenchError(f"Bad setting for method {name!r}: {problems}. Its settings are: {known}.") from None
+    return cls(config)

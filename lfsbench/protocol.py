@@ -1,0 +1,131 @@
+"""Protocols: YAML data (never code) naming the concepts, sessions, models and evaluation plan.
+
+A protocol may `include:` another (by name or path) and override any field; nested
+mappings merge, everything else replaces. Loading validates the result with
+pydantic and reports the file, the field and what was expected.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from lfsbench.errors import LfsbenchError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Source(_Strict):
+    kind: Literal["toy", "folder", "cc101", "dreambooth"] = "toy"
+    path: str | None = None  # where the data lives (not used by the toy source)
+
+
+class EvaluationPlan(_Strict):
+    prompts: list[str] = Field(min_length=1, description="templates; '{}' is replaced by '<token> <class>'")
+    images_per_prompt: int = Field(16, ge=1)
+    sampler: Literal["ddim"] = "ddim"
+    steps: int = Field(25, ge=1)
+    guidance: float = Field(5.0, ge=0)
+    seed: int = 0
+    bootstrap: int = Field(1000, ge=100)
+
+    @field_validator("prompts")
+    @classmethod
+    def _placeholder(cls, prompts: list[str]) -> list[str]:
+        for p in prompts:
+            if "{}" not in p:
+                raise ValueError(f"prompt {p!r} has no '{{}}' placeholder for the concept")
+        return prompts
+
+
+class Protocol(_Strict):
+    name: str
+    description: str = ""
+    source: Source = Source()
+    shots: int = Field(6, ge=1)
+    training_prompt: str = "a {}"  # '{}' -> "<token> <class>"
+    sessions: list[list[str]] = Field(min_length=1, description="concept names introduced by each session")
+    backbone: str = "toy"
+    evaluator: str = "toy"
+    evaluation: EvaluationPlan
+
+    @field_validator("sessions")
+    @classmethod
+    def _unique(cls, sessions: list[list[str]]) -> list[list[str]]:
+        seen = set()
+        for i, session in enumerate(sessions):
+            if not session:
+                raise ValueError(f"session {i} introduces no concept")
+            for name in session:
+                if name in seen:
+                    raise ValueError(f"concept {name!r} is introduced twice (again in session {i})")
+                seen.add(name)
+        return sessions
+
+    @property
+    def concepts(self) -> list[str]:
+        return [c for session in self.sessions for c in session]
+
+
+def builtin_protocols() -> dict[str, Path]:
+    """Protocol names shipped with lfsbench, mapped to their files."""
+    folder = resources.files("lfsbench.protocols")
+    return {Path(str(f)).stem: Path(str(f)) for f in folder.iterdir() if str(f).endswith(".yaml")}
+
+
+def _resolve(name_or_path: str, relative_to: Path | None = None) -> Path:
+    candidate = Path(name_or_path)
+    if relative_to is not None and not candidate.is_absolute():
+        local = relative_to.parent / candidate
+        if local.is_file():
+            return local
+    if candidate.is_file():
+        return candidate
+    shipped = builtin_protocols()
+    if name_or_path in shipped:
+        return shipped[name_or_path]
+    raise LfsbenchError(
+        f"No protocol {name_or_path!r}: it is neither a file nor a shipped protocol. "
+        f"Shipped protocols: {', '.join(sorted(shipped))}. Pass a YAML file path or one of those names."
+    )
+
+
+def _merge(base: dict, override: dict) -> dict:
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _read(path: Path, chain: tuple[Path, ...] = ()) -> dict:
+    if path in chain:
+        raise LfsbenchError(f"Protocol {path} includes itself (through {' -> '.join(map(str, chain))}); remove the cycle.")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise LfsbenchError(f"Protocol {path} is not valid YAML: {err}. Fix the syntax at the line shown.") from None
+    if not isinstance(data, dict):
+        raise LfsbenchError(f"Protocol {path} must be a YAML mapping (name:, sessions:, evaluation:, ...), not a {type(data).__name__}.")
+    include = data.pop("include", None)
+    if include:
+        data = _merge(_read(_resolve(include, path), chain + (path,)), data)
+    return data
+
+
+def load_protocol(name_or_path: str, overrides: dict | None = None) -> Protocol:
+    """Load, merge includes and overrides, and validate a protocol."""
+    path = _resolve(name_or_path)
+    data = _merge(_read(path), overrides or {})
+    try:
+        return Protocol.model_validate(data)
+    except ValidationError as err:
+        problems = "; ".join(
+            f"field '{'.'.join(str(p) for p in e['loc']) or '(top level)'}': {e['msg']}" for e in err.errors()
+        )
+        raise LfsbenchError(f"Protocol {path} is invalid: {problems}. Fix the field(s) named and load it again.") from None

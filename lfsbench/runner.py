@@ -1,0 +1,204 @@
+"""The session loop: learn, generate, score, write; resumable after a kill at any point."""
+
+from __future__ import annotations
+
+import json
+import resource
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import torch
+from rich.console import Console
+
+from lfsbench import metrics, scoring
+from lfsbench.backbone import Backbone
+from lfsbench.concepts import Concept, load_concepts, session_view
+from lfsbench.evaluator import Evaluator
+from lfsbench.images import save_grid
+from lfsbench.method import Method, create_method
+from lfsbench.models import load_backbone, load_evaluator
+from lfsbench.progress import progress_bar
+from lfsbench.protocol import Protocol
+from lfsbench.results import RunFolder, atomic_write_csv, atomic_write_text
+
+console = Console()
+DRIFT_SCALE_SEED_OFFSET = 500_000  # the second seed of a prompt, for the seed-to-seed drift scale
+IMAGES_KEPT = 8  # generated images saved per concept / class and session
+
+
+@dataclass
+class RunSpec:
+    """Everything that identifies a run (saved as config.json)."""
+
+    protocol: Protocol
+    method: str
+    method_overrides: dict = field(default_factory=dict)
+    seed: int = 0
+    data: str | None = None
+
+    def config(self, method: Method) -> dict:
+        return {"protocol": self.protocol.model_dump(mode="json"), "method": self.method,
+                "method_config": method.config.model_dump(mode="json"), "seed": self.seed, "data": self.data}
+
+
+def _peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+class Runner:
+    """Runs one method through one protocol into one run folder."""
+
+    def __init__(self, spec: RunSpec, output: Path, backbone: Backbone | None = None, evaluator: Evaluator | None = None):
+        self.spec = spec
+        self.plan = spec.protocol.evaluation
+        self.folder = RunFolder(output)
+        self.backbone = backbone or load_backbone(spec.protocol.backbone)
+        self.evaluator = evaluator or load_evaluator(spec.protocol.evaluator)
+        self.concepts: list[Concept] = load_concepts(spec.protocol, spec.data and Path(spec.data), self.backbone.resolution)
+        self.method = create_method(spec.method, spec.method_overrides)
+        self.learned_in = {name: t for t, names in enumerate(spec.protocol.sessions) for name in names}
+        self.class_first: dict[str, int] = {}
+        for c in self.concepts:
+            self.class_first.setdefault(c.class_noun, self.learned_in[c.name])
+
+    def _named(self, names: list[str]) -> list[Concept]:
+        by_name = {c.name: c for c in self.concepts}
+        return [by_name[n] for n in names]
+
+    # ------------------------------------------------------------ generation plans
+
+    def _seeds(self) -> list[int]:
+        return [self.plan.seed + j for j in range(self.plan.images_per_prompt)]
+
+    def _prompt_plan(self, templates: list[str], phrase: str) -> tuple[list[str], list[int]]:
+        prompts = [p.format(phrase) for p in templates for _ in self._seeds()]
+        return prompts, self._seeds() * len(templates)
+
+    def _class_plan(self, noun: str) -> tuple[list[str], list[int]]:
+        return self._prompt_plan(list(self.plan.prompts), noun)
+
+    # ------------------------------------------------------------ base model
+
+    def _base(self) -> tuple[dict[str, torch.Tensor], float]:
+        """The base model's class-image embeddings (for drift) and the seed-to-seed drift scale; cached in base/."""
+        from safetensors.torch import load_file, save_file
+
+        path = self.folder.path / "base" / "class_embeddings.safetensors"
+        scale_path = self.folder.path / "base" / "drift_scale.json"
+        if path.is_file() and scale_path.is_file():
+            return load_file(path), json.loads(scale_path.read_text())["drift_seed_scale"]
+        emb, scales = {}, []
+        for noun in self.class_first:
+            prompts, seeds = self._class_plan(noun)
+            images = self.backbone.generate(prompts, seeds, self.plan.steps, self.plan.guidance)
+            other = self.backbone.generate(prompts, [s + DRIFT_SCALE_SEED_OFFSET for s in seeds], self.plan.steps, self.plan.guidance)
+            emb[noun] = self.evaluator.encode_images(images).contiguous()
+            scales.append(metrics.paired_drift_scores(self.evaluator.encode_images(other), emb[noun]).mean())
+            save_grid(images[:IMAGES_KEPT], self.folder.path / "base" / f"{noun}.png")
+        scale = float(sum(scales) / len(scales))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_file(emb, path)
+        atomic_write_text(scale_path, json.dumps({"drift_seed_scale": scale}))
+        return emb, scale
+
+    # ------------------------------------------------------------ one session
+
+    def _evaluate(self, t: int, base_emb: dict[str, torch.Tensor]) -> tuple[pd.DataFrame, float, float]:
+        """Generate and score every concept learned so far and their classes; returns per-image scores."""
+        learned = [c for c in self.concepts if self.learned_in[c.name] <= t]
+        nouns = list(dict.fromkeys(c.class_noun for c in learned))
+        gen_s = eval_s = 0.0
+        records = []
+        class_emb = {}
+        for noun in nouns:
+            prompts, seeds = self._class_plan(noun)
+            t0 = time.time()
+            images = self.method.generate(prompts, seeds, self.plan.steps, self.plan.guidance)
+            gen_s += time.time() - t0
+            t0 = time.time()
+            emb = self.evaluator.encode_images(images)
+            class_emb[noun] = emb
+            ta = metrics.text_alignment_scores(emb, self.evaluator.encode_texts(prompts))
+            drift = metrics.paired_drift_scores(emb, base_emb[noun])
+            records += [{"session": t, "kind": "class", "name": noun, "prompt": p, "seed": s, "ta": a, "ia": float("nan"), "drift": d}
+                        for p, s, a, d in zip(prompts, seeds, ta, drift)]
+            eval_s += time.time() - t0
+            save_grid(images[:IMAGES_KEPT], self.folder.images_dir(t) / f"class_{noun}.png")
+        for concept in learned:
+            prompts, seeds = self._prompt_plan(concept.prompts, concept.phrase())
+            t0 = time.time()
+            images = self.method.generate(prompts, seeds, self.plan.steps, self.plan.guidance)
+            gen_s += time.time() - t0
+            t0 = time.time()
+            emb = self.evaluator.encode_images(images)
+            refs = self.evaluator.encode_images(concept.images)
+            plain = [p.format(concept.phrase(with_token=False)) for p in concept.prompts for _ in self._seeds()]
+            ta = metrics.text_alignment_scores(emb, self.evaluator.encode_texts(plain))
+            ia = metrics.image_alignment_scores(emb, refs)
+            records += [{"session": t, "kind": "concept", "name": concept.name, "prompt": p, "seed": s, "ta": a, "ia": i, "drift": float("nan")}
+                        for p, s, a, i in zip(prompts, seeds, ta, ia)]
+            # the bare class prompt's images, scored against this concept's shots: the bar learning must clear
+            ia_cls = metrics.image_alignment_scores(class_emb[concept.class_noun], refs)
+            records += [{"session": t, "kind": "class_for_concept", "name": concept.name, "prompt": "", "seed": -1, "ta": float("nan"), "ia": i, "drift": float("nan")}
+                        for i in ia_cls]
+            eval_s += time.time() - t0
+            save_grid(images[:IMAGES_KEPT], self.folder.images_dir(t) / f"{concept.name}.png")
+        return pd.DataFrame(records), gen_s, eval_s
+
+    def run(self) -> dict:
+        """Run (or resume) every session; returns the summary."""
+        from safetensors.torch import load_file, save_file
+
+        device = self.backbone.device
+        self.folder.claim(self.spec.config(self.method), str(device))
+        done = self.folder.finished_sessions()
+        base_emb, drift_scale = self._base()
+        self.method.setup(self.backbone, self.spec.seed)
+        if done:
+            self.method.load_state_dict(load_file(self.folder.state_file(done[-1])))
+            console.print(f"resuming {self.folder.path}: sessions 0-{done[-1]} already finished")
+        sessions = self.spec.protocol.sessions
+        n_boot = self.plan.bootstrap
+        with progress_bar() as progress:
+            task = progress.add_task(f"{self.spec.method} on {self.spec.protocol.name}", total=len(sessions), completed=len(done))
+            for t, names in enumerate(sessions):
+                if t in done:
+                    continue
+                if device.type == "cuda":
+                    torch.cuda.reset_peak_memory_stats(device)
+                progress.update(task, description=f"{self.spec.method}: session {t} learns {', '.join(names)}")
+                t0 = time.time()
+                learn_figures = self.method.learn(session_view(t, self._named(names), self.spec.protocol.training_prompt))
+                train_s = time.time() - t0
+                state_path = self.folder.state_file(t)
+                state_path.parent.mkdir(parents=True, exist_ok=True)
+                save_file({k: v.contiguous().cpu() for k, v in self.method.state_dict().items()}, state_path)
+                progress.update(task, description=f"{self.spec.method}: session {t} generates and scores")
+                scores, gen_s, eval_s = self._evaluate(t, base_emb)
+                atomic_write_csv(self.folder.scores_csv(t), scores)
+                all_scores = pd.concat([self.folder.scores(), scores], ignore_index=True)
+                rows = scoring.session_rows(scores, all_scores, t, self.learned_in, self.class_first, n_boot)
+                self.folder.write_cost_row({
+                    "session": t, "train_s": train_s, "generate_s": gen_s, "evaluate_s": eval_s,
+                    "peak_memory_mb": _peak_memory_mb(device), "trainable_parameters": self.method.trainable_parameters(),
+                    "delta_bytes": state_path.stat().st_size, "stored_bytes": self.method.stored_bytes(),
+                    **{f"learn_{k}": v for k, v in learn_figures.items()},
+                })
+                atomic_write_csv(self.folder.session_csv(t), rows)  # written last: marks the session finished
+                self._write_summary(drift_scale)
+                progress.update(task, advance=1)
+        return self.folder.summary()
+
+    def _write_summary(self, drift_scale: float):
+        rows, scores, cost = self.folder.session_rows(), self.folder.scores(), self.folder.cost()
+        order = [c.name for c in self.concepts]
+        atomic_write_csv(self.folder.path / "ta_matrix.csv", scoring.matrix(rows, scoring.TA, order).reset_index())
+        atomic_write_csv(self.folder.path / "ia_matrix.csv", scoring.matrix(rows, scoring.IA, order).reset_index())
+        summary = scoring.summarize(rows, scores, cost, self.learned_in, drift_scale, self.plan.bootstrap)
+        summary = {"method": self.spec.method, "protocol": self.spec.protocol.name, "seed": self.spec.seed, **summary}
+        atomic_write_text(self.folder.path / "summary.json", json.dumps(summary, indent=2))
+        atomic_write_csv(self.folder.path / "summary.csv", pd.DataFrame([scoring.flat_summary(summary)]))

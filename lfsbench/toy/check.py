@@ -1,0 +1,197 @@
+"""`lfsbench toy check`: is the toy world fit for purpose? Measures every gate of BENCHMARK.md section 5."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lfsbench import metrics
+from lfsbench.images import save_grid, to_float
+from lfsbench.toy import WEIGHTS_DIR, load_toy_backbone, load_toy_evaluator, world
+
+HELD_OUT_SEED = 777  # renders for the evaluator checks: a seed stream the build never uses
+SHOT_SEED, HELD_OUT_CONCEPT_SEED = 0, 1
+
+
+@dataclass
+class Gate:
+    """One fitness criterion: the measured value against its bound."""
+
+    name: str
+    value: float
+    bound: float
+    detail: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.value >= self.bound)
+
+
+@dataclass
+class CheckResult:
+    gates: list[Gate] = field(default_factory=list)
+    figures: dict = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return all(g.passed for g in self.gates)
+
+    def as_dict(self) -> dict:
+        return {"passed": self.passed, "gates": [{**asdict(g), "passed": g.passed} for g in self.gates], "figures": self.figures}
+
+
+def _colour_text_embeddings(evaluator) -> torch.Tensor:
+    """One embedding per named colour: the normalised mean over classes of 'a {colour} {class}' (prompt ensembling)."""
+    rows = [evaluator.encode_texts([f"a {c} {k}" for k in world.CLASSES]).mean(0) for c in world.COLOURS]
+    return torch.nn.functional.normalize(torch.stack(rows), dim=-1)
+
+
+def classify(evaluator, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Zero-shot class and colour predictions (indices into CLASSES and COLOURS)."""
+    emb = evaluator.encode_images(images)
+    cls = (emb @ evaluator.encode_texts([f"a {k}" for k in world.CLASSES]).T).argmax(1).numpy()
+    col = (emb @ _colour_text_embeddings(evaluator).T).argmax(1).numpy()
+    return cls, col
+
+
+def evaluator_zero_shot(evaluator, n: int = 1000) -> dict:
+    """Class and colour accuracy on fresh renders no build ever saw."""
+    rng = np.random.default_rng(HELD_OUT_SEED)
+    reserved = world.reserved_patterns(world.concept_catalogue())
+    apps = [world.sample_appearance(rng, reserved) for _ in range(n)]
+    images = to_float(world.render(apps, [world.sample_placement(rng) for _ in apps]))
+    cls, col = classify(evaluator, images)
+    true_cls = np.array([world.CLASSES.index(a.cls) for a in apps])
+    named = np.array([not a.twotone for a in apps])
+    true_col = np.array([list(world.COLOURS).index(a.colour) if not a.twotone else -1 for a in apps])
+    return {"class_acc": float((cls == true_cls).mean()), "colour_acc": float((col[named] == true_col[named]).mean())}
+
+
+def concept_auc(evaluator, concepts: list[world.ToyConcept], shots: int) -> dict:
+    """Per concept: ROC AUC of 'mean cosine to the shots' for held-out renders vs same-class distractors."""
+    catalogue = world.concept_catalogue()
+    reserved = world.reserved_patterns(catalogue)
+    rng = np.random.default_rng(HELD_OUT_SEED + 1)
+    aucs = {}
+    for concept in concepts:
+        refs = evaluator.encode_images(to_float(world.concept_renders(concept, shots, SHOT_SEED)))
+        pos = evaluator.encode_images(to_float(world.concept_renders(concept, 32, HELD_OUT_CONCEPT_SEED)))
+        others = [o for o in catalogue if o.cls == concept.cls and o.name != concept.name]
+        neg_imgs = [world.concept_renders(o, 4, HELD_OUT_CONCEPT_SEED) for o in others]
+        random_twotone = []
+        while len(random_twotone) < 32:
+            app = world.sample_appearance(rng, reserved, twotone_rate=1.0)
+            if app.cls == concept.cls:
+                random_twotone.append(app)
+        neg_imgs.append(world.render(random_twotone, [world.sample_placement(rng) for _ in random_twotone]))
+        neg = evaluator.encode_images(to_float(np.concatenate(neg_imgs)))
+        aucs[concept.name] = metrics.roc_auc(
+            metrics.image_alignment_scores(pos, refs), metrics.image_alignment_scores(neg, refs)
+        )
+    return aucs
+
+
+def backbone_class_prompts(backbone, evaluator, seeds: int, steps: int, guidance: float, out: Path | None) -> dict:
+    """Generate 'a {colour} {class}' for every pair and classify; the same for real renders (the ceiling)."""
+    pairs = [(c, k) for k in world.CLASSES for c in world.COLOURS]
+    prompts = [f"a {c} {k}" for c, k in pairs for _ in range(seeds)]
+    images = backbone.generate(prompts, list(range(seeds)) * len(pairs), steps=steps, guidance=guidance)
+    rng = np.random.default_rng(HELD_OUT_SEED + 2)
+    apps = [world.Appearance(k, colour=c) for c, k in pairs for _ in range(seeds)]
+    real = to_float(world.render(apps, [world.sample_placement(rng) for _ in apps]))
+    true_cls = np.array([world.CLASSES.index(k) for c, k in pairs for _ in range(seeds)])
+    true_col = np.array([list(world.COLOURS).index(c) for c, k in pairs for _ in range(seeds)])
+    figures = {}
+    for label, imgs in (("generated", images), ("real", real)):
+        cls, col = classify(evaluator, imgs)
+        figures[f"{label}_class_acc"] = float((cls == true_cls).mean())
+        figures[f"{label}_colour_acc"] = float((col == true_col).mean())
+    if out is not None:
+        save_grid(images, out / "class_prompts.png", columns=len(world.COLOURS) * seeds)
+    return figures
+
+
+def autoencoder_round_trip(backbone, evaluator, concepts, shots: int) -> dict:
+    """Per concept: IA of VAE reconstructions of held-out renders divided by the originals' IA."""
+    ratios = {}
+    for concept in concepts:
+        refs = evaluator.encode_images(to_float(world.concept_renders(concept, shots, SHOT_SEED)))
+        originals = to_float(world.concept_renders(concept, 32, HELD_OUT_CONCEPT_SEED))
+        with torch.no_grad():
+            latents = backbone.vae.encode(originals.to(backbone.device) * 2 - 1).latent_dist.mean
+            recon = ((backbone.vae.decode(latents).sample.float().cpu() + 1) / 2).clamp(0, 1)
+        ia_orig = metrics.image_alignment_scores(evaluator.encode_images(originals), refs).mean()
+        ia_recon = metrics.image_alignment_scores(evaluator.encode_images(recon), refs).mean()
+        ratios[concept.name] = float(ia_recon / ia_orig)
+    return ratios
+
+
+def learnability(evaluator, concepts, shots: int, config, n_images: int, steps: int, guidance: float, out: Path | None,
+                 weights: Path = WEIGHTS_DIR):
+    """Per concept: IA after one Custom-Diffusion-style session minus IA of the bare class prompt."""
+    from lfsbench.training import TrainingData, add_modifier_token, train_kv_session
+
+    results, grids = {}, []
+    for concept in concepts:
+        backbone = load_toy_backbone(weights=weights)  # fresh: each concept is learned from the base model
+        shots_img = to_float(world.concept_renders(concept, shots, SHOT_SEED))
+        refs = evaluator.encode_images(shots_img)
+        seeds = list(range(n_images))
+        bare = backbone.generate([f"a {concept.cls}"] * n_images, seeds, steps=steps, guidance=guidance)
+        token_id = add_modifier_token(backbone, "<new1>", concept.cls)
+        prompt = f"a <new1> {concept.cls}"
+        t0 = time.time()
+        train_kv_session(backbone, [TrainingData(shots_img, [prompt] * shots)], [token_id], config)
+        train_s = time.time() - t0
+        learned = backbone.generate([prompt] * n_images, seeds, steps=steps, guidance=guidance)
+        ia_bare = float(metrics.image_alignment_scores(evaluator.encode_images(bare), refs).mean())
+        ia_learned = float(metrics.image_alignment_scores(evaluator.encode_images(learned), refs).mean())
+        results[concept.name] = {"ia_class_prompt": ia_bare, "ia_learned": ia_learned, "gain": ia_learned - ia_bare, "train_s": train_s}
+        grids += [shots_img[:8], bare[:8], learned[:8]]
+    if out is not None:
+        save_grid(torch.cat(grids), out / "concepts_learned.png", columns=8)
+    return results
+
+
+def run_check(concepts: list[world.ToyConcept], shots: int = 6, out: Path | None = None, quick: bool = False,
+              weights: Path = WEIGHTS_DIR) -> CheckResult:
+    """Measure every fitness gate on the shipped (or given) weights."""
+    from lfsbench.training import KVTrainingConfig
+
+    torch.manual_seed(0)
+    evaluator = load_toy_evaluator(weights=weights)
+    backbone = load_toy_backbone(weights=weights)
+    result = CheckResult()
+    if out is not None:
+        save_grid(to_float(np.concatenate([world.concept_renders(c, 8, SHOT_SEED) for c in concepts])),
+                  out / "concept_shots.png", columns=8)
+
+    zs = evaluator_zero_shot(evaluator, n=300 if quick else 1000)
+    result.gates += [Gate("evaluator class accuracy (zero-shot)", zs["class_acc"], 0.90, "held-out renders"),
+                     Gate("evaluator colour accuracy (zero-shot)", zs["colour_acc"], 0.95, "held-out renders")]
+    aucs = concept_auc(evaluator, concepts, shots)
+    worst = min(aucs, key=aucs.get)
+    result.gates.append(Gate("concept vs same-class distractors ROC AUC (worst concept)", aucs[worst], 0.95,
+                             f"{worst}; margin {aucs[worst] - 0.95:+.3f}; mean {np.mean(list(aucs.values())):.3f}"))
+    steps, guidance = 25, 5.0
+    bb = backbone_class_prompts(backbone, evaluator, 2 if quick else 4, steps, guidance, out)
+    result.gates += [
+        Gate("backbone: generated class prompts read as that class", bb["generated_class_acc"], 0.60,
+             f"real renders of the same prompts: {bb['real_class_acc']:.3f}"),
+        Gate("backbone: generated class prompts read as that colour", bb["generated_colour_acc"], 0.80,
+             f"real renders of the same prompts: {bb['real_colour_acc']:.3f}"),
+    ]
+    ratios = autoencoder_round_trip(backbone, evaluator, concepts, shots)
+    worst = min(ratios, key=ratios.get)
+    result.gates.append(Gate("autoencoder keeps concepts: IA(recon) / IA(original) (worst)", ratios[worst], 0.90, worst))
+    config = KVTrainingConfig(steps=60 if quick else 200)
+    learn = learnability(evaluator, concepts, shots, config, 16 if quick else 32, steps, guidance, out, weights)
+    for name, fig in learn.items():
+        result.gates.append(Gate(f"learnability: IA gain of one session over the class prompt [{name}]", fig["gain"], 0.15,
+                                 f"class prompt {fig['ia_class_prompt']:.3f} -> learned {fig['ia_learned']:.3f}"))
+    result.figures = {"evaluator": zs, "concept_auc": aucs, "backbone": bb, "autoencoder_ratio": ratios, "learnability": learn}
+    return result

@@ -1,0 +1,55 @@
+"""The toy build recipe: every number that decides the shipped toy weights, in one validated place."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class WorldRecipe(_Strict):
+    image_size: int = 32
+    pool_objects: int = 16000  # distinct objects pre-rendered for training, each in 2 views
+    twotone_rate: float = 0.3
+    catalogue_size: int = 60  # reserved concepts, never shown in training
+
+
+class EvaluatorRecipe(_Strict):
+    embed_dim: int = 64
+    vision_layers: tuple[int, int, int, int] = (1, 1, 1, 1)
+    vision_width: int = 32
+    text_width: int = 64
+    context_length: int = 24
+    steps: int = 1500
+    batch: int = 128  # objects per step, each in two views
+    lr: float = 2e-3
+    instance_weight: float = 1.0
+
+
+class BackboneRecipe(_Strict):
+    vae_channels: tuple[int, ...] = (32, 64)
+    latent_channels: int = 8
+    vae_steps: int = 800
+    vae_batch: int = 64
+    vae_lr: float = 1e-3
+    text_width: int = 64
+    text_layers: int = 2
+    max_length: int = 24
+    unet_channels: tuple[int, int, int] = (32, 64, 128)
+    unet_layers_per_block: int = 1
+    unet_steps: int = 9000
+    unet_batch: int = 32
+    unet_lr: float = 8e-4
+    warmup: int = 200
+    ema_decay: float = 0.998
+    empty_caption_rate: float = 0.1
+
+
+class Recipe(_Strict):
+    seed: int = 0
+    world: WorldRecipe = WorldRecipe()
+    evaluator: EvaluatorRecipe = EvaluatorRecipe()
+    backbone: BackboneRecipe = BackboneRecipe()
+    checkpoint_every: int = 250

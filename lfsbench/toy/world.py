@@ -1,0 +1,305 @@
+"""The procedural toy world: shapes, captions, concepts, and a vectorised renderer.
+
+Everything is deterministic given a seed. The world is deliberately simple (five
+bold silhouettes, plain backgrounds, little jitter) because a tiny diffusion model
+trained on two CPU cores must learn to draw it; see docs/toyworld.md.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+IMAGE_SIZE = 32
+SUPERSAMPLE = 2  # render at 2x and box-filter down, for anti-aliased edges
+
+CLASSES = ("circle", "square", "triangle", "cross", "ring")
+# Colours that captions can name.
+COLOURS = {
+    "red": (220, 40, 40),
+    "green": (40, 175, 60),
+    "blue": (45, 90, 235),
+    "yellow": (235, 215, 40),
+    "white": (240, 240, 240),
+    "magenta": (205, 50, 200),
+}
+# Colours that no caption ever names: concepts are two-tone shapes in these.
+HIDDEN_COLOURS = {
+    "orange": (250, 135, 15),
+    "pink": (250, 165, 195),
+    "teal": (0, 135, 125),
+    "brown": (125, 75, 30),
+    "lime": (175, 245, 85),
+    "lavender": (165, 145, 250),
+}
+BACKGROUNDS = {
+    "black": (15, 15, 15),
+    "gray": (115, 115, 115),
+    "navy": (20, 25, 75),
+}
+FILLS = ("solid", "striped")
+SPLITS = ("vertical", "horizontal", "diagonal")  # how a two-tone shape is divided
+
+# Attribute slots of a caption / image, in the order used by attribute codes.
+ATTRIBUTES = ("class", "colour", "fill", "background", "twotone")
+
+
+@dataclass(frozen=True)
+class Appearance:
+    """What makes an object itself: class plus either a named colour and fill or a two-tone pattern."""
+
+    cls: str
+    colour: str | None = None  # a named colour (None for two-tone)
+    fill: str = "solid"
+    pattern: tuple[str, str, str] | None = None  # (hidden colour A, hidden colour B, split)
+
+    @property
+    def twotone(self) -> bool:
+        return self.pattern is not None
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Nuisance factors of one render."""
+
+    background: str
+    cx: float  # centre, in pixels of the final image
+    cy: float
+    radius: float
+
+
+@dataclass(frozen=True)
+class ToyConcept:
+    """A personal concept of the toy world: one two-tone instance of a class."""
+
+    name: str
+    appearance: Appearance
+
+    @property
+    def cls(self) -> str:
+        return self.appearance.cls
+
+
+def attribute_codes(appearance: Appearance, background: str) -> np.ndarray:
+    """Integer codes of an image's attributes, in ATTRIBUTES order (-1 for 'not applicable')."""
+    colour = -1 if appearance.colour is None else list(COLOURS).index(appearance.colour)
+    fill = -1 if appearance.twotone else FILLS.index(appearance.fill)
+    return np.array(
+        [CLASSES.index(appearance.cls), colour, fill, list(BACKGROUNDS).index(background), int(appearance.twotone)]
+    )
+
+
+# ---------------------------------------------------------------- concepts
+
+
+def concept_catalogue(count: int = 60, seed: int = 1234) -> list[ToyConcept]:
+    """The reserved concepts, in a fixed order: protocols refer to them by name.
+
+    They are spread round-robin over the classes, so that classes repeat across
+    sessions. No pattern of the catalogue (up to the order of its two colours) ever
+    appears in the backbone's or the evaluator's training data.
+    """
+    rng = np.random.default_rng(seed)
+    hidden = list(HIDDEN_COLOURS)
+    seen: set[tuple] = set()
+    concepts: list[ToyConcept] = []
+    per_class = {c: 0 for c in CLASSES}
+    while len(concepts) < count:
+        cls = CLASSES[len(concepts) % len(CLASSES)]
+        a, b = rng.choice(len(hidden), size=2, replace=False)
+        split = SPLITS[int(rng.integers(len(SPLITS)))]
+        key = (cls, frozenset((hidden[a], hidden[b])), split)
+        if key in seen:
+            continue
+        seen.add(key)
+        per_class[cls] += 1
+        name = f"{cls}-{per_class[cls]}"
+        concepts.append(ToyConcept(name, Appearance(cls, pattern=(hidden[a], hidden[b], split))))
+    return concepts
+
+
+def reserved_patterns(catalogue: list[ToyConcept]) -> set[tuple]:
+    """Keys (class, colour pair, split) that training data must never show."""
+    return {(c.cls, frozenset(c.appearance.pattern[:2]), c.appearance.pattern[2]) for c in catalogue}
+
+
+def concept_by_name(name: str, catalogue: list[ToyConcept] | None = None) -> ToyConcept:
+    """Look a concept up by name; a clear error lists the valid names."""
+    catalogue = catalogue if catalogue is not None else concept_catalogue()
+    for concept in catalogue:
+        if concept.name == name:
+            return concept
+    names = ", ".join(c.name for c in catalogue[:10])
+    raise KeyError(f"no toy concept named {name!r}; toy concepts are named like {names}, ...")
+
+
+# ---------------------------------------------------------------- sampling
+
+
+def sample_placement(rng: np.random.Generator, backgrounds=tuple(BACKGROUNDS)) -> Placement:
+    """A random placement: background, up to 2 px of jitter, radius 10 to 12 px."""
+    centre = IMAGE_SIZE / 2
+    return Placement(
+        background=backgrounds[int(rng.integers(len(backgrounds)))],
+        cx=centre + rng.uniform(-2, 2),
+        cy=centre + rng.uniform(-2, 2),
+        radius=rng.uniform(10, 12),
+    )
+
+
+def sample_appearance(rng: np.random.Generator, reserved: set[tuple], twotone_rate: float = 0.3) -> Appearance:
+    """A random training appearance; two-tone patterns of the reserved concepts are never drawn."""
+    cls = CLASSES[int(rng.integers(len(CLASSES)))]
+    if rng.random() >= twotone_rate:
+        colour = list(COLOURS)[int(rng.integers(len(COLOURS)))]
+        return Appearance(cls, colour=colour, fill=FILLS[int(rng.integers(len(FILLS)))])
+    hidden = list(HIDDEN_COLOURS)
+    while True:
+        a, b = rng.choice(len(hidden), size=2, replace=False)
+        split = SPLITS[int(rng.integers(len(SPLITS)))]
+        if (cls, frozenset((hidden[a], hidden[b])), split) not in reserved:
+            return Appearance(cls, pattern=(hidden[a], hidden[b], split))
+
+
+def caption(appearance: Appearance, background: str | None = None, fill: bool = True, colour: bool = True) -> str:
+    """The caption naming what the vocabulary can say about an object."""
+    words = ["a"]
+    if appearance.twotone:
+        words.append("two-tone")
+    else:
+        if fill and appearance.fill != "solid":
+            words.append(appearance.fill)
+        if colour:
+            words.append(appearance.colour)
+    words.append(appearance.cls)
+    text = " ".join(words)
+    if background is not None:
+        text += f" on a {background} background"
+    return text
+
+
+def sample_caption(rng: np.random.Generator, appearance: Appearance, background: str) -> tuple[str, np.ndarray]:
+    """A caption with attributes randomly dropped, and its attribute codes (-1 = not said).
+
+    Half of the captions are class-focused ("a circle", "a red circle"): the
+    calibration probe found that this is what teaches shape rather than colour.
+    """
+    u = rng.random()
+    if u < 0.25:
+        say = dict(colour=False, fill=False, background=False)
+    elif u < 0.5:
+        say = dict(colour=True, fill=False, background=False)
+    else:
+        say = dict(colour=rng.random() < 0.8, fill=rng.random() < 0.7, background=rng.random() < 0.6)
+    bg = background if say["background"] else None
+    text = caption(appearance, bg, fill=say["fill"], colour=say["colour"])
+    codes = attribute_codes(appearance, background)
+    said = codes.copy()
+    if appearance.twotone:
+        said[1] = -1
+        said[2] = -1
+    else:
+        said[1] = codes[1] if say["colour"] else -1
+        said[2] = codes[2] if (say["fill"] and appearance.fill != "solid") else -1
+        # "a red circle" does not say "solid", so a solid image only constrains fill when said
+        if say["fill"] and appearance.fill == "solid":
+            said[2] = -1
+    said[3] = codes[3] if bg is not None else -1
+    # a two-tone caption says so; a named-colour caption implies "not two-tone"
+    said[4] = 1 if appearance.twotone else (0 if say["colour"] else -1)
+    return text, said
+
+
+def caption_matches(caption_codes: np.ndarray, image_codes: np.ndarray) -> np.ndarray:
+    """M[i, j] = caption j is true of image i (every attribute it states matches)."""
+    stated = caption_codes[None, :, :] >= 0
+    equal = caption_codes[None, :, :] == image_codes[:, None, :]
+    # "a striped red circle" is false of a solid red circle: fill is compared only when stated.
+    return np.all(~stated | equal, axis=-1)
+
+
+# ---------------------------------------------------------------- rendering
+
+
+def _shape_masks(x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
+    """Boolean masks of every class, for coordinates normalised by the radius."""
+    ax, ay = np.abs(x), np.abs(y)
+    r = np.sqrt(x * x + y * y)
+    # upward triangle with its centroid near the centre
+    tri = (y <= 0.75) & (y >= -1.0 + (1.75 / 0.95) * ax)  # apex (0, -1), base y = 0.75
+    return {
+        "circle": r <= 1.0,
+        "square": (ax <= 0.82) & (ay <= 0.82),
+        "triangle": tri,
+        "cross": ((ax <= 0.32) & (ay <= 1.0)) | ((ay <= 0.32) & (ax <= 1.0)),
+        "ring": (r <= 1.0) & (r >= 0.55),
+    }
+
+
+def render(appearances: list[Appearance], placements: list[Placement]) -> np.ndarray:
+    """Render a batch: uint8 array of shape (N, 32, 32, 3)."""
+    n = len(appearances)
+    size = IMAGE_SIZE * SUPERSAMPLE
+    grid = (np.arange(size) + 0.5) / SUPERSAMPLE
+    gy, gx = np.meshgrid(grid, grid, indexing="ij")
+    cx = np.array([p.cx for p in placements])[:, None, None]
+    cy = np.array([p.cy for p in placements])[:, None, None]
+    rad = np.array([p.radius for p in placements])[:, None, None]
+    x = (gx[None] - cx) / rad
+    y = (gy[None] - cy) / rad
+    masks = _shape_masks(x, y)
+    out = np.empty((n, size, size, 3), dtype=np.float32)
+    stripes = ((gx + gy) // 3).astype(int) % 2 == 0
+    for i, (app, place) in enumerate(zip(appearances, placements)):
+        img = out[i]
+        img[:] = BACKGROUNDS[place.background]
+        mask = masks[app.cls][i]
+        if app.twotone:
+            a, b, split = app.pattern
+            side = {"vertical": x[i] < 0, "horizontal": y[i] < 0, "diagonal": x[i] + y[i] < 0}[split]
+            img[mask & side] = HIDDEN_COLOURS[a]
+            img[mask & ~side] = HIDDEN_COLOURS[b]
+        else:
+            colour = np.array(COLOURS[app.colour], dtype=np.float32)
+            img[mask] = colour
+            if app.fill == "striped":
+                img[mask & stripes] = colour * 0.35
+    pooled = out.reshape(n, IMAGE_SIZE, SUPERSAMPLE, IMAGE_SIZE, SUPERSAMPLE, 3).mean(axis=(2, 4))
+    return np.clip(np.rint(pooled), 0, 255).astype(np.uint8)
+
+
+def concept_renders(concept: ToyConcept, count: int, seed: int) -> np.ndarray:
+    """`count` renders of a concept at varied placements (shots: seed 0; held-out: another seed)."""
+    rng = np.random.default_rng([seed, zlib.crc32(concept.name.encode())])
+    placements = [sample_placement(rng) for _ in range(count)]
+    return render([concept.appearance] * count, placements)
+
+
+@dataclass
+class Batch:
+    """A rendered training batch with captions and the attribute codes behind them."""
+
+    images: np.ndarray  # (N, 32, 32, 3) uint8
+    captions: list[str]
+    caption_codes: np.ndarray  # (N, 5), -1 where the caption says nothing
+    image_codes: np.ndarray  # (N, 5)
+    identity: np.ndarray  # (N,) index of the appearance: two views of one object share it
+
+
+def sample_batch(rng: np.random.Generator, n: int, reserved: set[tuple], views: int = 1) -> Batch:
+    """`n` random objects, each rendered `views` times at independent placements."""
+    appearances = [sample_appearance(rng, reserved) for _ in range(n)]
+    apps, places, caps, ccodes, icodes, ident = [], [], [], [], [], []
+    for v in range(views):
+        for i, app in enumerate(appearances):
+            place = sample_placement(rng)
+            text, said = sample_caption(rng, app, place.background)
+            apps.append(app)
+            places.append(place)
+            caps.append(text)
+            ccodes.append(said)
+            icodes.append(attribute_codes(app, place.background))
+            ident.append(i)
+    return Batch(render(apps, places), caps, np.stack(ccodes), np.stack(icodes), np.array(ident))

@@ -1,0 +1,224 @@
+"""Shared diffusion training pieces: modifier tokens, trainable cross-attention K/V, the loss, deltas.
+
+Methods call these; none re-implements them. Custom Diffusion's parametrisation
+(Kumari et al., 2023) is used: cross-attention key/value projections of the UNet
+are replaced by trainable copies (diffusers' CustomDiffusionAttnProcessor2_0), and
+the modifier token's input embedding is learned.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from lfsbench.backbone import Backbone
+
+
+# ---------------------------------------------------------------- modifier tokens
+
+
+def add_modifier_token(backbone: Backbone, token: str, initializer: str) -> int:
+    """Add `token` to the tokenizer (as Custom Diffusion does) and initialise its embedding from `initializer`'s.
+
+    Returns the token id. Adding a token that already exists returns its id unchanged.
+    """
+    tokenizer, text_encoder = backbone.tokenizer, backbone.text_encoder
+    if token in tokenizer.get_vocab():
+        return tokenizer.convert_tokens_to_ids(token)
+    tokenizer.add_tokens([token])
+    token_id = tokenizer.convert_tokens_to_ids(token)
+    init_ids = tokenizer.encode(initializer, add_special_tokens=False)
+    text_encoder.resize_token_embeddings(len(tokenizer))
+    with torch.no_grad():
+        weights = text_encoder.get_input_embeddings().weight
+        weights[token_id] = weights[init_ids].mean(0)
+    return token_id
+
+
+class TokenEmbeddingTrainer:
+    """Makes only the given rows of the input embedding trainable (others get zero gradient, so Adam leaves them)."""
+
+    def __init__(self, backbone: Backbone, token_ids: list[int]):
+        self.weight = backbone.text_encoder.get_input_embeddings().weight
+        self.token_ids = list(token_ids)
+        self.weight.requires_grad_(True)
+
+    def mask_gradient(self):
+        if self.weight.grad is not None:
+            keep = torch.zeros(self.weight.shape[0], 1, dtype=torch.bool, device=self.weight.device)
+            keep[self.token_ids] = True
+            self.weight.grad.mul_(keep)
+
+    def rows(self) -> torch.Tensor:
+        return self.weight.detach()[self.token_ids].clone()
+
+
+# ---------------------------------------------------------------- cross-attention K/V
+
+
+def install_trainable_kv(backbone: Backbone) -> list[torch.nn.Parameter]:
+    """Give every cross-attention layer its own trainable K/V copy (initialised from the current K/V).
+
+    Idempotent: layers that already have a Custom Diffusion processor keep it.
+    Returns the trainable parameters.
+    """
+    from diffusers.models.attention_processor import AttnProcessor2_0, CustomDiffusionAttnProcessor2_0
+
+    unet = backbone.unet
+    processors = {}
+    for name, proc in unet.attn_processors.items():
+        if isinstance(proc, CustomDiffusionAttnProcessor2_0) or not name.endswith("attn2.processor"):
+            processors[name] = proc if isinstance(proc, CustomDiffusionAttnProcessor2_0) else AttnProcessor2_0()
+            continue
+        attn = unet.get_submodule(name[: -len(".processor")])
+        new = CustomDiffusionAttnProcessor2_0(
+            train_kv=True, train_q_out=False, hidden_size=attn.to_k.out_features, cross_attention_dim=attn.to_k.in_features
+        ).to(unet.device, unet.dtype)
+        with torch.no_grad():
+            new.to_k_custom_diffusion.weight.copy_(attn.to_k.weight)
+            new.to_v_custom_diffusion.weight.copy_(attn.to_v.weight)
+        processors[name] = new
+    unet.set_attn_processor(processors)
+    return kv_parameters(backbone)
+
+
+@contextmanager
+def base_kv(backbone: Backbone):
+    """Within this block the UNet uses its original cross-attention K/V (the learned copies are set aside)."""
+    from diffusers.models.attention_processor import AttnProcessor2_0
+
+    installed = backbone.unet.attn_processors
+    backbone.unet.set_attn_processor(AttnProcessor2_0())
+    try:
+        yield
+    finally:
+        backbone.unet.set_attn_processor(installed)
+
+
+def kv_parameters(backbone: Backbone) -> list[torch.nn.Parameter]:
+    """The trainable K/V parameters currently installed, in a fixed order."""
+    params = []
+    for _, proc in sorted(backbone.unet.attn_processors.items()):
+        if hasattr(proc, "to_k_custom_diffusion"):
+            params += [proc.to_k_custom_diffusion.weight, proc.to_v_custom_diffusion.weight]
+    for p in params:
+        p.requires_grad_(True)
+    return params
+
+
+def kv_state(backbone: Backbone) -> dict[str, torch.Tensor]:
+    """A copy of the installed K/V weights, keyed by processor name."""
+    state = {}
+    for name, proc in backbone.unet.attn_processors.items():
+        if hasattr(proc, "to_k_custom_diffusion"):
+            state[f"{name}.to_k"] = proc.to_k_custom_diffusion.weight.detach().clone()
+            state[f"{name}.to_v"] = proc.to_v_custom_diffusion.weight.detach().clone()
+    return state
+
+
+def load_kv_state(backbone: Backbone, state: dict[str, torch.Tensor]):
+    """Write K/V weights saved by `kv_state` back into the installed processors."""
+    install_trainable_kv(backbone)
+    with torch.no_grad():
+        for name, proc in backbone.unet.attn_processors.items():
+            if f"{name}.to_k" in state:
+                proc.to_k_custom_diffusion.weight.copy_(state[f"{name}.to_k"])
+                proc.to_v_custom_diffusion.weight.copy_(state[f"{name}.to_v"])
+
+
+def save_deltas(path: Path, backbone: Backbone, tokens: dict[str, int]) -> int:
+    """Save the K/V weights and the modifier-token embeddings with safetensors; returns bytes written.
+
+    (diffusers 0.42's `load_attn_procs` does not restore Custom Diffusion K/V, so deltas are saved by hand.)
+    """
+    from safetensors.torch import save_file
+
+    emb = backbone.text_encoder.get_input_embeddings().weight.detach()
+    state = {k: v.contiguous() for k, v in kv_state(backbone).items()}
+    state.update({f"token.{tok}": emb[i].clone().contiguous() for tok, i in tokens.items()})
+    save_file(state, path)
+    return path.stat().st_size
+
+
+# ---------------------------------------------------------------- loss and loop
+
+
+def noise_prediction_loss(backbone: Backbone, latents: torch.Tensor, context: torch.Tensor, generator=None) -> torch.Tensor:
+    """The standard epsilon-prediction MSE at uniformly sampled timesteps."""
+    noise = torch.randn(latents.shape, generator=generator, device=latents.device)
+    t = torch.randint(0, backbone.num_train_timesteps, (len(latents),), generator=generator, device=latents.device)
+    pred = backbone.predict_noise(backbone.add_noise(latents, noise, t), t, context)
+    return F.mse_loss(pred.float(), noise.float())
+
+
+@dataclass
+class KVTrainingConfig:
+    """Budget of one Custom-Diffusion-style session."""
+
+    steps: int = 200
+    batch_size: int = 8
+    kv_lr: float = 1e-3
+    token_lr: float = 5e-3
+    seed: int = 0
+
+
+@dataclass
+class TrainingData:
+    """Images a session trains on, with their prompts and the weight of their loss term."""
+
+    images: torch.Tensor  # [0, 1], NCHW
+    prompts: list[str]
+    weight: float = 1.0
+
+
+def train_kv_session(
+    backbone: Backbone,
+    sources: list[TrainingData],
+    token_ids: list[int],
+    config: KVTrainingConfig,
+    extra_loss=None,
+    progress=None,
+) -> list[float]:
+    """Train cross-attention K/V and the modifier-token embeddings on `sources`; returns the loss curve.
+
+    Every step draws `batch_size` items from each source and adds their weighted
+    noise-prediction losses (Custom Diffusion's prior preservation is a second
+    source of class images). `extra_loss(step)`, if given, adds a term (distillation).
+    """
+    generator = torch.Generator(backbone.device).manual_seed(config.seed)
+    kv = install_trainable_kv(backbone)
+    tokens = TokenEmbeddingTrainer(backbone, token_ids)
+    groups = [{"params": kv, "lr": config.kv_lr}]
+    if token_ids:
+        groups.append({"params": [tokens.weight], "lr": config.token_lr})
+    optimizer = torch.optim.AdamW(groups, weight_decay=0.0)
+    with torch.no_grad():
+        encoded = [
+            backbone.vae.encode(s.images.to(backbone.device, backbone.vae.dtype) * 2 - 1).latent_dist for s in sources
+        ]
+    backbone.text_encoder.train(False)
+    losses = []
+    for step in range(config.steps):
+        loss = torch.zeros((), device=backbone.device)
+        for source, dist in zip(sources, encoded):
+            idx = torch.randint(0, len(source.prompts), (config.batch_size,), generator=generator, device=backbone.device)
+            eps = torch.randn(dist.mean[idx].shape, generator=generator, device=backbone.device)
+            latents = (dist.mean[idx] + dist.std[idx] * eps) * backbone.vae.config.scaling_factor
+            context = backbone.encode_prompts([source.prompts[i] for i in idx.tolist()])
+            loss = loss + source.weight * noise_prediction_loss(backbone, latents, context, generator)
+        if extra_loss is not None:
+            loss = loss + extra_loss(step)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        tokens.mask_gradient()
+        optimizer.step()
+        losses.append(loss.item())
+        if progress is not None:
+            progress(step + 1, config.steps)
+    for p in kv + [tokens.weight]:
+        p.requires_grad_(False)
+    return losses

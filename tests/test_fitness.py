@@ -1,0 +1,59 @@
+"""The toy world's fitness gates (BENCHMARK.md section 5), asserted on the shipped weights through the CLI."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from lfsbench.cli import app
+
+
+@pytest.fixture(scope="module")
+def check(tmp_path_factory):
+    out = tmp_path_factory.mktemp("toy-check")
+    result = CliRunner().invoke(app, ["toy", "check", "--json", "--out", str(out)])
+    lines = [line for line in result.output.splitlines() if line.startswith("{")]
+    assert len(lines) == 1, result.output
+    return json.loads(lines[0]), out, result.exit_code
+
+
+def gate(report, prefix):
+    return [g for g in report["gates"] if g["name"].startswith(prefix)]
+
+
+def test_evaluator_zero_shot(check):
+    report, _, _ = check
+    assert gate(report, "evaluator class accuracy")[0]["value"] >= 0.90
+    assert gate(report, "evaluator colour accuracy")[0]["value"] >= 0.95
+
+
+def test_evaluator_tells_concepts_from_same_class_distractors(check):
+    report, _, _ = check
+    assert min(report["figures"]["concept_auc"].values()) >= 0.95
+
+
+def test_backbone_draws_the_asked_class_and_colour(check):
+    report, _, _ = check
+    figures = report["figures"]["backbone"]
+    assert figures["generated_class_acc"] >= 0.60
+    assert figures["generated_colour_acc"] >= 0.80
+
+
+def test_autoencoder_keeps_concepts(check):
+    report, _, _ = check
+    assert min(report["figures"]["autoencoder_ratio"].values()) >= 0.90
+
+
+def test_every_toy_concept_is_learnable_in_one_session(check):
+    report, _, _ = check
+    learn = report["figures"]["learnability"]
+    assert len(learn) == 6
+    for name, figures in learn.items():
+        assert figures["gain"] >= 0.15, (name, figures)
+
+
+def test_check_passes_and_writes_grids(check):
+    report, out, exit_code = check
+    assert report["passed"] and exit_code == 0
+    for name in ("class_prompts.png", "concept_shots.png", "concepts_learned.png"):
+        assert (out / name).stat().st_size > 1000

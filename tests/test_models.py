@@ -1,0 +1,132 @@
+"""Tokenizer, modifier tokens, save/load round trips, and the resumable build."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from lfsbench.toy import load_toy_backbone, load_toy_evaluator, models
+from lfsbench.toy.build import build
+
+from conftest import tiny_recipe
+
+
+def test_clip_tokenizer_matches_open_clip(tmp_path):
+    import open_clip
+
+    tok = models.write_clip_tokenizer(tmp_path / "tok", 24)
+    reference = open_clip.tokenizer.SimpleTokenizer()
+    for text in ["a red circle", "a two-tone ring on a navy background", "photo of a dog"]:
+        ours = tok(text).input_ids
+        assert ours == [reference.sot_token_id] + reference.encode(text) + [reference.eot_token_id]
+    assert len(tok) == 49408
+
+
+def test_modifier_token_added_like_custom_diffusion(tiny_weights):
+    from lfsbench.training import add_modifier_token
+
+    backbone = load_toy_backbone(weights=tiny_weights)
+    n = len(backbone.tokenizer)
+    class_id = backbone.tokenizer.encode("circle", add_special_tokens=False)
+    token_id = add_modifier_token(backbone, "<new1>", "circle")
+    assert token_id == n and len(backbone.tokenizer) == n + 1
+    assert backbone.tokenizer("a <new1> circle").input_ids[2] == token_id  # one token, not split
+    emb = backbone.text_encoder.get_input_embeddings().weight
+    assert emb.shape[0] == n + 1
+    assert torch.allclose(emb[token_id], emb[class_id].mean(0))
+    assert add_modifier_token(backbone, "<new1>", "circle") == token_id  # idempotent
+
+
+def test_kv_training_changes_only_kv_and_token(tiny_weights):
+    from lfsbench.training import KVTrainingConfig, TrainingData, add_modifier_token, kv_state, train_kv_session
+
+    backbone = load_toy_backbone(weights=tiny_weights)
+    base_unet = {k: v.clone() for k, v in backbone.unet.state_dict().items()}
+    token_id = add_modifier_token(backbone, "<new1>", "circle")
+    emb_before = backbone.text_encoder.get_input_embeddings().weight.detach().clone()
+    images = torch.rand(4, 3, 32, 32)
+    train_kv_session(backbone, [TrainingData(images, ["a <new1> circle"] * 4)], [token_id], KVTrainingConfig(steps=3, batch_size=2))
+    emb_after = backbone.text_encoder.get_input_embeddings().weight.detach()
+    changed = (emb_after != emb_before).any(dim=1).nonzero().flatten().tolist()
+    assert changed == [token_id]
+    kv = kv_state(backbone)
+    assert kv and all(k.endswith((".to_k", ".to_v")) for k in kv)
+    assert any(not torch.equal(v, base_unet[k.replace(".processor", "").replace(".to_k", ".to_k.weight").replace(".to_v", ".to_v.weight")])
+               for k, v in kv.items())
+    for k, v in backbone.unet.state_dict().items():  # the base weights themselves are untouched
+        if k in base_unet:
+            assert torch.equal(v, base_unet[k]), k
+
+
+def test_deltas_round_trip(tiny_weights, tmp_path):
+    from safetensors.torch import load_file
+
+    from lfsbench.training import KVTrainingConfig, TrainingData, add_modifier_token, load_kv_state, save_deltas, train_kv_session
+
+    backbone = load_toy_backbone(weights=tiny_weights)
+    token_id = add_modifier_token(backbone, "<new1>", "square")
+    train_kv_session(backbone, [TrainingData(torch.rand(2, 3, 32, 32), ["a <new1> square"] * 2)], [token_id], KVTrainingConfig(steps=2, batch_size=2))
+    size = save_deltas(tmp_path / "d.safetensors", backbone, {"<new1>": token_id})
+    assert size == (tmp_path / "d.safetensors").stat().st_size > 0
+    images = backbone.generate(["a <new1> square"] * 2, [0, 1], steps=3)
+    fresh = load_toy_backbone(weights=tiny_weights)
+    fresh_id = add_modifier_token(fresh, "<new1>", "square")
+    state = load_file(tmp_path / "d.safetensors")
+    load_kv_state(fresh, {k: v for k, v in state.items() if not k.startswith("token.")})
+    with torch.no_grad():
+        fresh.text_encoder.get_input_embeddings().weight[fresh_id] = state["token.<new1>"]
+    assert torch.allclose(fresh.generate(["a <new1> square"] * 2, [0, 1], steps=3), images, atol=1e-5)
+
+
+def test_generation_depends_only_on_prompt_and_seed(tiny_weights):
+    backbone = load_toy_backbone(weights=tiny_weights)
+    together = backbone.generate(["a red circle", "a blue square"], [3, 4], steps=3)
+    alone = backbone.generate(["a blue square"], [4], steps=3)
+    assert torch.allclose(together[1:], alone, atol=1e-5)
+    assert together.shape == (2, 3, 32, 32) and 0 <= together.min() and together.max() <= 1
+
+
+def test_shipped_layouts_load_through_the_standard_loaders(tiny_weights):
+    from diffusers import StableDiffusionPipeline
+
+    assert json.loads((tiny_weights / "backbone" / "model_index.json").read_text())["_class_name"] == "StableDiffusionPipeline"
+    pipe = StableDiffusionPipeline.from_pretrained(tiny_weights / "backbone", safety_checker=None)
+    assert pipe.unet.dtype == torch.float16  # shipped in fp16
+    evaluator = load_toy_evaluator(weights=tiny_weights)
+    emb = evaluator.encode_images(torch.rand(2, 3, 32, 32))
+    assert emb.shape == (2, 64) and torch.allclose(emb.norm(dim=1), torch.ones(2), atol=1e-4)
+
+
+def test_build_resumes_to_the_same_weights(tmp_path):
+    """Interrupt every stage after 2 steps, resume: identical to an uninterrupted build."""
+    from safetensors.torch import load_file
+
+    recipe = tiny_recipe(steps=4)
+    build(recipe, tmp_path / "a", tmp_path / "work_a")
+    partial = build(recipe, tmp_path / "b", tmp_path / "work_b", max_steps=2)
+    assert not (tmp_path / "b" / "backbone").exists() and "vae_psnr_db" not in partial
+    build(recipe, tmp_path / "b", tmp_path / "work_b")
+    for sub in ("backbone/unet/diffusion_pytorch_model.safetensors", "backbone/vae/diffusion_pytorch_model.safetensors",
+                "backbone/text_encoder/model.safetensors", "evaluator/open_clip_model.safetensors"):
+        a, b = load_file(tmp_path / "a" / sub), load_file(tmp_path / "b" / sub)
+        assert a.keys() == b.keys()
+        for k in a:
+            assert torch.equal(a[k], b[k]), (sub, k)
+
+
+def test_toy_build_cli_smoke(tmp_path):
+    from typer.testing import CliRunner
+
+    from lfsbench.cli import app
+
+    recipe = tmp_path / "recipe.json"
+    recipe.write_text(tiny_recipe(steps=3).model_dump_json())
+    result = CliRunner().invoke(app, ["toy", "build", "--recipe", str(recipe), "--output", str(tmp_path / "out"),
+                                      "--work", str(tmp_path / "work")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "out" / "backbone" / "unet").is_dir() and (tmp_path / "out" / "evaluator" / "open_clip_config.json").is_file()
+    figures = json.loads((tmp_path / "out" / "build.json").read_text())
+    assert np.isfinite(figures["vae_psnr_db"])
+    bad = CliRunner().invoke(app, ["toy", "build", "--stages", "vae,nope", "--output", str(tmp_path / "x")])
+    assert bad.exit_code == 2 and "nope" in bad.output

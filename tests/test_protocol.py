@@ -1,0 +1,57 @@
+"""Protocols: shipped ones validate; include/override merge; bad files get a precise message."""
+
+import pytest
+
+from lfsbench.errors import LfsbenchError
+from lfsbench.protocol import builtin_protocols, load_protocol
+
+
+def test_shipped_toy_protocol():
+    proto = load_protocol("toy")
+    assert "toy" in builtin_protocols()
+    assert len(proto.sessions) == 6
+    classes = [c.split("-")[0] for c in proto.concepts]
+    assert len(set(classes)) < len(classes)  # classes repeat across sessions
+    assert len(proto.evaluation.prompts) * proto.evaluation.images_per_prompt >= 64
+
+
+def test_include_and_override(tmp_path):
+    child = tmp_path / "child.yaml"
+    child.write_text("include: toy\nname: child\nevaluation:\n  steps: 10\n")
+    proto = load_protocol(str(child), overrides={"shots": 3})
+    assert proto.name == "child" and proto.evaluation.steps == 10 and proto.shots == 3
+    assert proto.evaluation.prompts == load_protocol("toy").evaluation.prompts  # merged, not replaced
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("name: x\nsessions: [[a]]\nevaluation: {prompts: ['a {}'], steps: -1}\n", ["evaluation.steps", "greater than"]),
+        ("name: x\nsessions: [[a], [a]]\nevaluation: {prompts: ['a {}']}\n", ["sessions", "twice"]),
+        ("name: x\nsessions: [[a]]\nevaluation: {prompts: ['no placeholder']}\n", ["evaluation.prompts", "placeholder"]),
+        ("name: x\nsessions: [[a]]\nsesions: 3\nevaluation: {prompts: ['a {}']}\n", ["sesions", "not permitted"]),
+        ("name: [unclosed\n", ["not valid YAML"]),
+        ("- just a list\n", ["mapping"]),
+    ],
+)
+def test_malformed_protocols_name_file_and_field(tmp_path, text, words):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(LfsbenchError) as err:
+        load_protocol(str(path))
+    message = str(err.value)
+    assert str(path) in message
+    for word in words:
+        assert word in message
+
+
+def test_unknown_protocol_lists_shipped_ones():
+    with pytest.raises(LfsbenchError, match="Shipped protocols: .*toy"):
+        load_protocol("no-such-protocol")
+
+
+def test_include_cycle(tmp_path):
+    (tmp_path / "a.yaml").write_text("include: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("include: a.yaml\n")
+    with pytest.raises(LfsbenchError, match="includes itself"):
+        load_protocol(str(tmp_path / "a.yaml"))

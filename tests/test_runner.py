@@ -1,0 +1,98 @@
+"""The session loop on tiny (untrained) toy models: files, resume, and bad input."""
+
+import json
+import multiprocessing as mp
+
+import pandas as pd
+import pytest
+import torch
+
+from lfsbench.errors import LfsbenchError
+from lfsbench.protocol import load_protocol
+from lfsbench.runner import Runner, RunSpec
+from lfsbench.toy import load_toy_backbone, load_toy_evaluator
+
+FAST = {"sessions": [["circle-1"], ["square-1"], ["circle-2"]],
+        "evaluation": {"images_per_prompt": 2, "steps": 3, "bootstrap": 100}}
+
+
+def make_runner(weights, output, method="naive", overrides=None, protocol_overrides=FAST):
+    spec = RunSpec(load_protocol("toy", protocol_overrides), method, overrides or {"steps": 2, "batch_size": 2})
+    return Runner(spec, output, load_toy_backbone(weights=weights), load_toy_evaluator(weights=weights))
+
+
+def test_run_writes_the_documented_folder(tiny_weights, tmp_path):
+    out = tmp_path / "run"
+    summary = make_runner(tiny_weights, out, "custom-diffusion", {"steps": 2, "batch_size": 2, "class_images": 2, "class_image_steps": 2}).run()
+    for name in ("config.json", "meta.json", "summary.json", "summary.csv", "ia_matrix.csv", "ta_matrix.csv", "cost.csv",
+                 "base/drift_scale.json", "images/session_02/circle-1.png", "images/session_02/class_circle.png"):
+        assert (out / name).is_file(), name
+    rows = pd.read_csv(out / "sessions" / "session_02.csv")
+    assert set(rows.columns) >= {"session", "name", "kind", "learned_in", "metric", "value", "ci_low", "ci_high"}
+    iad = rows[(rows.metric == "IAD")]
+    assert set(iad.name) == {"circle-1", "square-1"}  # concepts learned before the last session
+    assert set(rows[rows.kind == "class"].name) == {"circle", "square"}
+    ia = pd.read_csv(out / "ia_matrix.csv")
+    assert ia.shape == (3, 4) and ia.isna().sum().sum() == 3  # upper triangle is empty
+    # the summary's IA is the mean of the last session's per-image IA
+    scores = pd.read_csv(out / "scores" / "session_02.csv")
+    assert summary["IA"]["value"] == pytest.approx(scores[scores.kind == "concept"].ia.mean())
+    assert summary["IA"]["ci_low"] <= summary["IA"]["value"] <= summary["IA"]["ci_high"]
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["versions"]["torch"] and "started" in meta
+    cost = pd.read_csv(out / "cost.csv")
+    assert (cost.train_s > 0).all() and (cost.delta_bytes > 0).all() and (cost.trainable_parameters > 0).all()
+
+
+def _run_and_die(weights, out, sessions_before_kill):
+    """Child process: run, and die (as a kill would) right after a given number of sessions finished."""
+    import os
+
+    import lfsbench.results as results
+
+    original = results.atomic_write_csv
+
+    def write_then_maybe_die(path, frame):
+        original(path, frame)
+        if path.parent.name == "sessions" and len(list(path.parent.glob("session_*.csv"))) == sessions_before_kill:
+            os._exit(9)
+
+    results.atomic_write_csv = write_then_maybe_die
+    import lfsbench.runner as runner
+
+    runner.atomic_write_csv = write_then_maybe_die
+    make_runner(weights, out).run()
+
+
+def test_killed_and_resumed_run_matches_uninterrupted(tiny_weights, tmp_path):
+    straight = make_runner(tiny_weights, tmp_path / "straight").run()
+    proc = mp.get_context("fork").Process(target=_run_and_die, args=(tiny_weights, tmp_path / "killed", 2))
+    proc.start()
+    proc.join()
+    assert proc.exitcode == 9
+    assert len(list((tmp_path / "killed" / "sessions").glob("*.csv"))) == 2
+    resumed = make_runner(tiny_weights, tmp_path / "killed").run()
+    for key in ("TA", "IA", "IAD", "class_TA", "drift"):
+        assert resumed[key]["value"] == pytest.approx(straight[key]["value"], abs=1e-6), key
+    a = pd.read_csv(tmp_path / "straight" / "ia_matrix.csv")
+    b = pd.read_csv(tmp_path / "killed" / "ia_matrix.csv")
+    pd.testing.assert_frame_equal(a, b, atol=1e-6)
+
+
+def test_output_folder_with_a_different_run_is_refused(tiny_weights, tmp_path):
+    out = tmp_path / "run"
+    make_runner(tiny_weights, out, protocol_overrides={**FAST, "sessions": [["circle-1"]]}).run()
+    before = (out / "summary.json").read_text()
+    with pytest.raises(LfsbenchError, match="holds a different run"):
+        make_runner(tiny_weights, out, overrides={"steps": 3, "batch_size": 2},
+                    protocol_overrides={**FAST, "sessions": [["circle-1"]]}).run()
+    assert (out / "summary.json").read_text() == before
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(LfsbenchError, match="not empty"):
+        make_runner(tiny_weights, tmp_path / "other").run()
+
+
+def test_unknown_method_setting_is_an_error(tiny_weights, tmp_path):
+    with pytest.raises(LfsbenchError, match="stepz"):
+        make_runner(tiny_weights, tmp_path / "r", overrides={"stepz": 3})
