@@ -9,6 +9,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from lfsbench.errors import LfsbenchError
@@ -90,11 +91,11 @@ def run(
         output = resume
     else:
         protocol_overrides, method_overrides = parse_overrides(override)
-        spec = RunSpec(load_protocol(protocol, protocol_overrides), method, method_overrides, seed, str(data) if data else None)
+        spec = RunSpec(load_protocol(protocol, protocol_overrides, data), method, method_overrides, seed, str(data) if data else None)
         output = output or _default_output(protocol, method, seed, override)
-    from lfsbench.method import method_class
+    from lfsbench.method import create_method
 
-    method_class(spec.method)  # an unknown name fails here, before any model is loaded
+    create_method(spec.method, spec.method_overrides)  # unknown names and settings fail here, before any model loads
     console.print(f"run folder: [bold]{output}[/]")
     summary = Runner(spec, output).run()
     table = Table(title=f"{spec.method} on {spec.protocol.name} (seed {spec.seed}), after session {summary['sessions_finished'] - 1}")
@@ -134,6 +135,7 @@ def ls(what: str = typer.Argument(..., help="methods or protocols")):
         for name in sorted(builtin_protocols()):
             proto = load_protocol(name)
             table.add_row(name, str(len(proto.sessions)), str(len(proto.concepts)), proto.description)
+        table.add_row("folder", "one per subfolder", "", "built in: your own folder (--data PATH), one subfolder of images per concept, optional concepts.yaml")
         console.print(table)
     else:
         raise LfsbenchError(f"`lfsbench ls {what}`: list 'methods' or 'protocols'.")
@@ -149,7 +151,7 @@ def validate(
     from lfsbench.concepts import load_concepts
     from lfsbench.protocol import load_protocol
 
-    proto = load_protocol(protocol)
+    proto = load_protocol(protocol, data=data)
     concepts = load_concepts(proto, data)
     learned = {name: t for t, names in enumerate(proto.sessions) for name in names}
     table = Table(title=f"protocol {proto.name}: {len(proto.sessions)} sessions, {len(concepts)} concepts")
@@ -213,7 +215,7 @@ def toy_check(
         for col in ("gate", "value", "bound", "pass", "detail"):
             table.add_column(col)
         for g in result.gates:
-            table.add_row(g.name, f"{g.value:.3f}", f">= {g.bound:.2f}", "[green]yes[/]" if g.passed else "[red]NO[/]", g.detail)
+            table.add_row(escape(g.name), f"{g.value:.3f}", f">= {g.bound:.2f}", "[green]yes[/]" if g.passed else "[red]NO[/]", g.detail)
         console.print(table)
         console.print(f"grids written to [bold]{out}[/]")
     if not result.passed:

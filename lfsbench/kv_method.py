@@ -57,7 +57,7 @@ class KVTokenMethod(Method):
         """One session of K/V + token training on `sources`, seeded by the run seed and session index."""
         c = self.config
         config = KVTrainingConfig(c.steps, c.batch_size, c.kv_lr, c.token_lr, seed=self.seed * 1000 + session.index)
-        losses = train_kv_session(self.backbone, sources, token_ids, config, extra_loss)
+        losses = train_kv_session(self.backbone, sources, token_ids, config, extra_loss, progress=self.on_step)
         return {"final_loss": float(sum(losses[-20:]) / max(1, len(losses[-20:])))}
 
     # ------------------------------------------------------------ state

@@ -43,6 +43,7 @@ class Method:
         self.config = config
         self.backbone: Backbone | None = None
         self.seed = 0
+        self.on_step = None  # set by the runner: on_step(done, total) reports training progress
 
     def setup(self, backbone: Backbone, seed: int):
         """Receive the backbone (already on its device) before the first session."""

@@ -92,7 +92,8 @@ def _resolve(name_or_path: str, relative_to: Path | None = None) -> Path:
         return shipped[name_or_path]
     raise LfsbenchError(
         f"No protocol {name_or_path!r}: it is neither a file nor a shipped protocol. "
-        f"Shipped protocols: {', '.join(sorted(shipped))}. Pass a YAML file path or one of those names."
+        f"Shipped protocols: {', '.join(sorted(shipped))}, and `folder` (your own data, with --data). "
+        "Pass a YAML file path or one of those names."
     )
 
 
@@ -118,10 +119,35 @@ def _read(path: Path, chain: tuple[Path, ...] = ()) -> dict:
     return data
 
 
-def load_protocol(name_or_path: str, overrides: dict | None = None) -> Protocol:
-    """Load, merge includes and overrides, and validate a protocol."""
-    path = _resolve(name_or_path)
-    data = _merge(_read(path), overrides or {})
+FOLDER_PROMPTS = ["a photo of a {}", "a {} on the beach", "a {} in the snow", "a {} in a living room"]
+
+
+def folder_protocol(root: Path) -> dict:
+    """The built-in `folder` protocol: one session per subfolder of `root`, in name order."""
+    if not root.is_dir():
+        raise LfsbenchError(f"Data folder {root} does not exist. The folder protocol needs --data PATH, a folder with one subfolder of images per concept.")
+    names = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not names:
+        raise LfsbenchError(f"Data folder {root} has no subfolders. Put each concept's images in a subfolder of its own (e.g. {root}/my_cat/).")
+    return {
+        "name": "folder",
+        "description": f"a user's concepts in {root}",
+        "source": {"kind": "folder", "path": str(root)},
+        "sessions": [[n] for n in names],
+        "evaluation": {"prompts": FOLDER_PROMPTS, "images_per_prompt": 16},
+    }
+
+
+def load_protocol(name_or_path: str, overrides: dict | None = None, data: Path | None = None) -> Protocol:
+    """Load, merge includes and overrides, and validate a protocol (`folder` is built from the data folder)."""
+    if name_or_path == "folder":
+        if data is None:
+            raise LfsbenchError("The folder protocol reads your own data: pass --data PATH (one subfolder of images per concept).")
+        path, base = Path(data), folder_protocol(Path(data))
+    else:
+        path = _resolve(name_or_path)
+        base = _read(path)
+    data = _merge(base, overrides or {})
     try:
         return Protocol.model_validate(data)
     except ValidationError as err:

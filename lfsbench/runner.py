@@ -61,6 +61,7 @@ class Runner:
         self.concepts: list[Concept] = load_concepts(spec.protocol, spec.data and Path(spec.data), self.backbone.resolution)
         self.method = create_method(spec.method, spec.method_overrides)
         self.learned_in = {name: t for t, names in enumerate(spec.protocol.sessions) for name in names}
+        self._on_generated = lambda done, total: None
         self.class_first: dict[str, int] = {}
         for c in self.concepts:
             self.class_first.setdefault(c.class_noun, self.learned_in[c.name])
@@ -114,6 +115,8 @@ class Runner:
         gen_s = eval_s = 0.0
         records = []
         class_emb = {}
+        total = len(nouns) + len(learned)
+        self._on_generated(0, total)
         for noun in nouns:
             prompts, seeds = self._class_plan(noun)
             t0 = time.time()
@@ -128,6 +131,7 @@ class Runner:
                         for p, s, a, d in zip(prompts, seeds, ta, drift)]
             eval_s += time.time() - t0
             save_grid(images[:IMAGES_KEPT], self.folder.images_dir(t) / f"class_{noun}.png")
+            self._on_generated(len(class_emb), total)
         for concept in learned:
             prompts, seeds = self._prompt_plan(concept.prompts, concept.phrase())
             t0 = time.time()
@@ -147,6 +151,7 @@ class Runner:
                         for i in ia_cls]
             eval_s += time.time() - t0
             save_grid(images[:IMAGES_KEPT], self.folder.images_dir(t) / f"{concept.name}.png")
+            self._on_generated(len(class_emb) + learned.index(concept) + 1, total)
         return pd.DataFrame(records), gen_s, eval_s
 
     def run(self) -> dict:
@@ -165,6 +170,10 @@ class Runner:
         n_boot = self.plan.bootstrap
         with progress_bar() as progress:
             task = progress.add_task(f"{self.spec.method} on {self.spec.protocol.name}", total=len(sessions), completed=len(done))
+            steps = progress.add_task("  training", total=1)
+            self.method.on_step = lambda done_steps, total: progress.update(steps, completed=done_steps, total=total)
+            generating = progress.add_task("  generating and scoring", total=1)
+            self._on_generated = lambda done_n, total: progress.update(generating, completed=done_n, total=total)
             for t, names in enumerate(sessions):
                 if t in done:
                     continue

@@ -151,9 +151,9 @@ def learnability(evaluator, concepts, shots: int, config, n_images: int, steps: 
         ia_bare = float(metrics.image_alignment_scores(evaluator.encode_images(bare), refs).mean())
         ia_learned = float(metrics.image_alignment_scores(evaluator.encode_images(learned), refs).mean())
         results[concept.name] = {"ia_class_prompt": ia_bare, "ia_learned": ia_learned, "gain": ia_learned - ia_bare, "train_s": train_s}
-        grids += [shots_img[:8], bare[:8], learned[:8]]
+        grids += [shots_img, bare[:shots], learned[:shots]]  # one row each: shots, class prompt, learned
     if out is not None:
-        save_grid(torch.cat(grids), out / "concepts_learned.png", columns=8)
+        save_grid(torch.cat(grids), out / "concepts_learned.png", columns=shots)
     return results
 
 
@@ -191,7 +191,7 @@ def run_check(concepts: list[world.ToyConcept], shots: int = 6, out: Path | None
     config = KVTrainingConfig(steps=60 if quick else 200)
     learn = learnability(evaluator, concepts, shots, config, 16 if quick else 32, steps, guidance, out, weights)
     for name, fig in learn.items():
-        result.gates.append(Gate(f"learnability: IA gain of one session over the class prompt [{name}]", fig["gain"], 0.15,
+        result.gates.append(Gate(f"learnability: IA gain of one session over the class prompt ({name})", fig["gain"], 0.15,
                                  f"class prompt {fig['ia_class_prompt']:.3f} -> learned {fig['ia_learned']:.3f}"))
     result.figures = {"evaluator": zs, "concept_auc": aucs, "backbone": bb, "autoencoder_ratio": ratios, "learnability": learn}
     return result
