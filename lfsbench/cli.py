@@ -105,6 +105,9 @@ def run(
         v = summary[key]
         table.add_row(key, f"{v['value']:.3f}", f"[{v['ci_low']:.3f}, {v['ci_high']:.3f}]")
     table.add_row("forgetting_max", f"{summary['forgetting_max']['value']:.3f}", "")
+    table.add_row("IA right after learning (base class prompt)",
+                  f"{summary['IA_right_after_learning']:.3f} ({summary['IA_base_class_prompt']:.3f})",
+                  f"{summary['concepts_above_base_class_prompt_right_after_learning']}/{summary['concepts']} concepts above")
     table.add_row("drift between two seeds (scale)", f"{summary['drift_seed_scale']:.3f}", "")
     cost = summary.get("cost", {})
     table.add_row("train s / session", f"{cost.get('train_seconds_per_session', float('nan')):.1f}", "")

@@ -145,10 +145,12 @@ class Runner:
             ia = metrics.image_alignment_scores(emb, refs)
             records += [{"session": t, "kind": "concept", "name": concept.name, "prompt": p, "seed": s, "ta": a, "ia": i, "drift": float("nan")}
                         for p, s, a, i in zip(prompts, seeds, ta, ia)]
-            # the bare class prompt's images, scored against this concept's shots: the bar learning must clear
-            ia_cls = metrics.image_alignment_scores(class_emb[concept.class_noun], refs)
-            records += [{"session": t, "kind": "class_for_concept", "name": concept.name, "prompt": "", "seed": -1, "ta": float("nan"), "ia": i, "drift": float("nan")}
-                        for i in ia_cls]
+            # the bare class prompt's images against this concept's shots: from the base model (the bar that
+            # learning must clear) and from the current model (high when the concept leaks into its class)
+            for kind, class_images in (("base_class_for_concept", base_emb[concept.class_noun]),
+                                       ("class_for_concept", class_emb[concept.class_noun])):
+                records += [{"session": t, "kind": kind, "name": concept.name, "prompt": "", "seed": -1, "ta": float("nan"),
+                             "ia": i, "drift": float("nan")} for i in metrics.image_alignment_scores(class_images, refs)]
             eval_s += time.time() - t0
             save_grid(images[:IMAGES_KEPT], self.folder.images_dir(t) / f"{concept.name}.png")
             self._on_generated(len(class_emb) + learned.index(concept) + 1, total)

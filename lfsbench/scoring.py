@@ -8,7 +8,9 @@ import pandas as pd
 from lfsbench import metrics
 
 # metric names as they appear in the CSVs
-TA, CLIPSCORE, IA, IA_CLASS_PROMPT, CLASS_TA, DRIFT = "TA", "CLIPScore", "IA", "IA_class_prompt", "class_TA", "drift"
+TA, CLIPSCORE, IA, CLASS_TA, DRIFT = "TA", "CLIPScore", "IA", "class_TA", "drift"
+IA_BASE_CLASS_PROMPT = "IA_base_class_prompt"  # base model's class-prompt images vs the concept's shots
+IA_CLASS_PROMPT = "IA_class_prompt"  # the current model's class-prompt images vs the concept's shots
 IAD, FORGETTING_MAX = "IAD", "forgetting_max"
 
 
@@ -41,8 +43,9 @@ def session_rows(scores: pd.DataFrame, all_scores: pd.DataFrame, t: int, learned
         rows.append(_row(t, name, "concept", s, TA, group.ta.values, n_boot))
         rows.append(_row(t, name, "concept", s, CLIPSCORE, metrics.clip_score(group.ta.values), n_boot))
         rows.append(_row(t, name, "concept", s, IA, group.ia.values, n_boot))
-        class_prompt = scores[(scores.kind == "class_for_concept") & (scores.name == name)]
-        rows.append(_row(t, name, "concept", s, IA_CLASS_PROMPT, class_prompt.ia.values, n_boot))
+        for kind, metric in (("base_class_for_concept", IA_BASE_CLASS_PROMPT), ("class_for_concept", IA_CLASS_PROMPT)):
+            class_prompt = scores[(scores.kind == kind) & (scores.name == name)]
+            rows.append(_row(t, name, "concept", s, metric, class_prompt.ia.values, n_boot))
         if s < t:
             history = all_scores[(all_scores.kind == "concept") & (all_scores.name == name)]
             first = history[history.session == s].ia.values
@@ -79,6 +82,7 @@ def summarize(rows: pd.DataFrame, scores: pd.DataFrame, cost: pd.DataFrame, lear
     fmax = rows[(rows.session == last) & (rows.metric == FORGETTING_MAX)].value
     right_after = rows[(rows.metric == IA) & (rows.session == rows.learned_in)]
     class_after = rows[(rows.metric == IA_CLASS_PROMPT) & (rows.session == rows.learned_in)]
+    base_class = rows[(rows.metric == IA_BASE_CLASS_PROMPT) & (rows.session == rows.learned_in)]
 
     def ci(values):
         mean, lo, hi = metrics.bootstrap_ci(values, n_boot)
@@ -92,7 +96,11 @@ def summarize(rows: pd.DataFrame, scores: pd.DataFrame, cost: pd.DataFrame, lear
         "IAD": {"value": iad[0], "ci_low": iad[1], "ci_high": iad[2], "definition": "mean over earlier concepts of IA[s(c)][c] - IA[T][c] (Avalanche)"},
         "forgetting_max": {"value": float(fmax.mean()) if len(fmax) else float("nan"), "definition": "max over u of IA[u][c] - IA[T][c] (Mammoth)"},
         "IA_right_after_learning": float(right_after.value.mean()),
+        "IA_base_class_prompt": float(base_class.value.mean()),
         "IA_class_prompt_right_after_learning": float(class_after.value.mean()),
+        "concepts_above_base_class_prompt_right_after_learning": int(
+            (right_after.set_index("name").value > base_class.set_index("name").value).sum()),
+        "concepts": int(len(right_after)),
         "class_TA": ci(classes.ta.values),
         "drift": ci(classes.drift.values),
         "drift_seed_scale": drift_scale,

@@ -91,8 +91,12 @@ def test_shipped_layouts_load_through_the_standard_loaders(tiny_weights):
     from diffusers import StableDiffusionPipeline
 
     assert json.loads((tiny_weights / "backbone" / "model_index.json").read_text())["_class_name"] == "StableDiffusionPipeline"
+    from safetensors.torch import load_file
+
     pipe = StableDiffusionPipeline.from_pretrained(tiny_weights / "backbone", safety_checker=None)
-    assert pipe.unet.dtype == torch.float16  # shipped in fp16
+    assert pipe.unet.config.in_channels == 8
+    stored = load_file(tiny_weights / "backbone" / "unet" / "diffusion_pytorch_model.safetensors")
+    assert {v.dtype for v in stored.values()} == {torch.float16}  # shipped in fp16
     evaluator = load_toy_evaluator(weights=tiny_weights)
     emb = evaluator.encode_images(torch.rand(2, 3, 32, 32))
     assert emb.shape == (2, 64) and torch.allclose(emb.norm(dim=1), torch.ones(2), atol=1e-4)

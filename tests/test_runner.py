@@ -66,7 +66,8 @@ def _run_and_die(weights, out, sessions_before_kill):
 
 def test_killed_and_resumed_run_matches_uninterrupted(tiny_weights, tmp_path):
     straight = make_runner(tiny_weights, tmp_path / "straight").run()
-    proc = mp.get_context("fork").Process(target=_run_and_die, args=(tiny_weights, tmp_path / "killed", 2))
+    proc = mp.get_context("spawn").Process(  # fork after torch started its threads can hang
+       target=_run_and_die, args=(tiny_weights, tmp_path / "killed", 2))
     proc.start()
     proc.join()
     assert proc.exitcode == 9
