@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -203,6 +204,7 @@ def toy_check(
     quick: bool = typer.Option(False, help="Fewer images and training steps (a smoke test, not the gates)."),
     weights: Optional[Path] = typer.Option(None, help="Weights folder to check (default: the shipped ones)."),
     protocol: str = typer.Option("toy", help="Protocol whose concepts the concept gates use."),
+    record: bool = typer.Option(False, help="Write the result as fitness.json beside the checked weights."),
 ):
     """Measure the toy world's fitness gates on the shipped weights and print them."""
     from lfsbench.toy import WEIGHTS_DIR
@@ -211,6 +213,9 @@ def toy_check(
 
     concepts = protocol_concepts(protocol)
     result = run_check(concepts, out=out, quick=quick, weights=weights or WEIGHTS_DIR)
+    if record:
+        stamp = {"measured": time.strftime("%Y-%m-%d"), "protocol": protocol, "quick": quick}
+        (Path(weights or WEIGHTS_DIR) / "fitness.json").write_text(json.dumps({**stamp, **result.as_dict()}, indent=2))
     if as_json:
         print(json.dumps(result.as_dict()))
     else:

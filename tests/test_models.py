@@ -134,3 +134,16 @@ def test_toy_build_cli_smoke(tmp_path):
     assert np.isfinite(figures["vae_psnr_db"])
     bad = CliRunner().invoke(app, ["toy", "build", "--stages", "vae,nope", "--output", str(tmp_path / "x")])
     assert bad.exit_code == 2 and "nope" in bad.output
+
+
+def test_shipped_tokenizer_files_agree(tiny_weights):
+    """vocab.json + merges.txt (for the slow tokenizer of older transformers) give the shipped tokenizer's ids."""
+    from transformers import CLIPTokenizer
+
+    from lfsbench.toy import WEIGHTS_DIR
+
+    for folder in (tiny_weights / "backbone" / "tokenizer", WEIGHTS_DIR / "backbone" / "tokenizer"):
+        from_files = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"))
+        shipped = CLIPTokenizer.from_pretrained(folder)
+        for text in ("a two-tone ring on a navy background", "a striped magenta cross"):
+            assert from_files(text).input_ids == shipped(text).input_ids

@@ -284,8 +284,14 @@ def train_evaluator(recipe: Recipe, pool: Pool, work: Path, max_steps=None):
 # ---------------------------------------------------------------- export
 
 
-def export_backbone(out: Path, vae, unet, text_encoder, tokenizer):
-    """Save the backbone as a Stable-Diffusion pipeline folder (fp16 safetensors)."""
+def export_backbone(out: Path, vae, unet, text_encoder, tokenizer, tokenizer_files: Path):
+    """Save the backbone as a Stable-Diffusion pipeline folder (fp16 safetensors).
+
+    vocab.json and merges.txt are copied beside tokenizer.json so that the slow
+    CLIPTokenizer of older transformers releases loads the folder too.
+    """
+    import shutil
+
     from diffusers import DDIMScheduler, StableDiffusionPipeline
 
     pipe = StableDiffusionPipeline(
@@ -294,6 +300,8 @@ def export_backbone(out: Path, vae, unet, text_encoder, tokenizer):
         safety_checker=None, feature_extractor=None, requires_safety_checker=False,
     )
     pipe.to(torch.float16).save_pretrained(out, safe_serialization=True)
+    for name in ("vocab.json", "merges.txt"):
+        shutil.copy(tokenizer_files / name, out / "tokenizer" / name)
 
 
 def export_evaluator(out: Path, model, recipe: Recipe):
@@ -331,7 +339,7 @@ def build(recipe: Recipe, out: Path, work: Path, stages=STAGES, max_steps: int |
         unet, text_encoder, fig = train_unet(recipe, pool, vae, tokenizer, work, max_steps)
         figures.update(fig)
         if unet is not None:
-            export_backbone(out / "backbone", vae, unet, text_encoder, tokenizer)
+            export_backbone(out / "backbone", vae, unet, text_encoder, tokenizer, work / "tokenizer")
     figures["build_seconds_this_call"] = round(time.time() - t0, 1)
     (out / "recipe.json").write_text(recipe.model_dump_json(indent=2))
     previous = json.loads((out / "build.json").read_text()) if (out / "build.json").exists() else {}
