@@ -3,7 +3,6 @@
 import json
 
 import numpy as np
-import pytest
 import torch
 
 from lfsbench.toy import load_toy_backbone, load_toy_evaluator, models

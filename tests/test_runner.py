@@ -5,7 +5,6 @@ import multiprocessing as mp
 
 import pandas as pd
 import pytest
-import torch
 
 from lfsbench.errors import LfsbenchError
 from lfsbench.protocol import load_protocol
