@@ -62,6 +62,7 @@ class Runner:
         self.method = create_method(spec.method, spec.method_overrides)
         self.learned_in = {name: t for t, names in enumerate(spec.protocol.sessions) for name in names}
         self._on_generated = lambda done, total: None
+        self._refs: dict[str, torch.Tensor] = {}
         self.class_first: dict[str, int] = {}
         for c in self.concepts:
             self.class_first.setdefault(c.class_noun, self.learned_in[c.name])
@@ -108,6 +109,12 @@ class Runner:
 
     # ------------------------------------------------------------ one session
 
+    def _reference_embeddings(self, concept: Concept) -> torch.Tensor:
+        """E_i of the concept's shots, computed once per run."""
+        if concept.name not in self._refs:
+            self._refs[concept.name] = self.evaluator.encode_images(concept.images)
+        return self._refs[concept.name]
+
     def _evaluate(self, t: int, base_emb: dict[str, torch.Tensor]) -> tuple[pd.DataFrame, float, float]:
         """Generate and score every concept learned so far and their classes; returns per-image scores."""
         learned = [c for c in self.concepts if self.learned_in[c.name] <= t]
@@ -139,7 +146,7 @@ class Runner:
             gen_s += time.time() - t0
             t0 = time.time()
             emb = self.evaluator.encode_images(images)
-            refs = self.evaluator.encode_images(concept.images)
+            refs = self._reference_embeddings(concept)
             plain = [p.format(concept.phrase(with_token=False)) for p in concept.prompts for _ in self._seeds()]
             ta = metrics.text_alignment_scores(emb, self.evaluator.encode_texts(plain))
             ia = metrics.image_alignment_scores(emb, refs)

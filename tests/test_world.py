@@ -3,16 +3,28 @@
 import numpy as np
 
 from lfsbench.toy import world
+from lfsbench.toy.build import Pool, render_pool
+from lfsbench.toy.recipe import Recipe
+
+
+def small_pool(seed: int, objects: int = 200) -> Pool:
+    recipe = Recipe(seed=seed)
+    recipe.world.pool_objects = objects
+    return render_pool(recipe)
+
+
+def pool_captions(pool: Pool, seed: int):
+    idx = np.arange(len(pool.appearances))
+    view = np.zeros(len(idx), int)
+    texts, codes = pool.captions(np.random.default_rng(seed), idx, view)
+    return texts, codes, pool.image_codes[idx, view]
 
 
 def test_render_is_deterministic():
-    cat = world.concept_catalogue()
-    reserved = world.reserved_patterns(cat)
-    a = world.sample_batch(np.random.default_rng(5), 32, reserved, views=2)
-    b = world.sample_batch(np.random.default_rng(5), 32, reserved, views=2)
-    assert np.array_equal(a.images, b.images) and a.captions == b.captions
-    c = world.sample_batch(np.random.default_rng(6), 32, reserved, views=2)
+    a, b, c = small_pool(5, 32), small_pool(5, 32), small_pool(6, 32)
+    assert np.array_equal(a.images, b.images) and pool_captions(a, 0)[0] == pool_captions(b, 0)[0]
     assert not np.array_equal(a.images, c.images)
+    assert not np.array_equal(a.images[:, 0], a.images[:, 1])  # two views of each object differ
 
 
 def test_pixels_match_the_appearance():
@@ -27,12 +39,10 @@ def test_pixels_match_the_appearance():
 
 
 def test_captions_are_true_of_their_images():
-    rng = np.random.default_rng(0)
-    reserved = world.reserved_patterns(world.concept_catalogue())
-    batch = world.sample_batch(rng, 200, reserved)
-    match = world.caption_matches(batch.caption_codes, batch.image_codes)
+    texts, caption_codes, image_codes = pool_captions(small_pool(0), 0)
+    match = world.caption_matches(caption_codes, image_codes)
     assert match.diagonal().all()
-    for text, app_codes in zip(batch.captions, batch.image_codes):
+    for text, app_codes in zip(texts, image_codes):
         cls = world.CLASSES[app_codes[0]]
         assert text.split(" on a ")[0].endswith(cls)
         if app_codes[1] >= 0 and "two-tone" not in text:
@@ -40,17 +50,17 @@ def test_captions_are_true_of_their_images():
             assert named in ([], [list(world.COLOURS)[app_codes[1]]])
         if " on a " in text:
             assert text.endswith(f"on a {list(world.BACKGROUNDS)[app_codes[3]]} background")
-    # a caption naming another colour is false of the image
+    # "a blue circle" is false of a red circle, "a circle" is true of it, "a two-tone circle" is not
     red = world.attribute_codes(world.Appearance("circle", colour="red"), "gray")
-    _, blue_caption = world.sample_caption(np.random.default_rng(1), world.Appearance("circle", colour="blue"), "gray")
-    if blue_caption[1] >= 0:
-        assert not world.caption_matches(blue_caption[None], red[None])[0, 0]
+    blue_circle = np.array([0, list(world.COLOURS).index("blue"), -1, -1, 0])
+    a_circle = np.array([0, -1, -1, -1, -1])
+    two_tone_circle = np.array([0, -1, -1, -1, 1])
+    assert world.caption_matches(np.stack([blue_circle, a_circle, two_tone_circle]), red[None]).tolist() == [[False, True, False]]
 
 
 def test_no_caption_names_a_hidden_colour():
-    rng = np.random.default_rng(3)
-    batch = world.sample_batch(rng, 300, world.reserved_patterns(world.concept_catalogue()))
-    for text in batch.captions:
+    texts, _, _ = pool_captions(small_pool(3, 300), 3)
+    for text in texts:
         assert not any(h in text for h in world.HIDDEN_COLOURS)
 
 

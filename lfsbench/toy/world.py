@@ -275,31 +275,3 @@ def concept_renders(concept: ToyConcept, count: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng([seed, zlib.crc32(concept.name.encode())])
     placements = [sample_placement(rng) for _ in range(count)]
     return render([concept.appearance] * count, placements)
-
-
-@dataclass
-class Batch:
-    """A rendered training batch with captions and the attribute codes behind them."""
-
-    images: np.ndarray  # (N, 32, 32, 3) uint8
-    captions: list[str]
-    caption_codes: np.ndarray  # (N, 5), -1 where the caption says nothing
-    image_codes: np.ndarray  # (N, 5)
-    identity: np.ndarray  # (N,) index of the appearance: two views of one object share it
-
-
-def sample_batch(rng: np.random.Generator, n: int, reserved: set[tuple], views: int = 1) -> Batch:
-    """`n` random objects, each rendered `views` times at independent placements."""
-    appearances = [sample_appearance(rng, reserved) for _ in range(n)]
-    apps, places, caps, ccodes, icodes, ident = [], [], [], [], [], []
-    for v in range(views):
-        for i, app in enumerate(appearances):
-            place = sample_placement(rng)
-            text, said = sample_caption(rng, app, place.background)
-            apps.append(app)
-            places.append(place)
-            caps.append(text)
-            ccodes.append(said)
-            icodes.append(attribute_codes(app, place.background))
-            ident.append(i)
-    return Batch(render(apps, places), caps, np.stack(ccodes), np.stack(icodes), np.array(ident))
