@@ -139,7 +139,7 @@ class Runner:
             eval_s += time.time() - t0
             save_grid(images[:IMAGES_KEPT], self.folder.images_dir(t) / f"class_{noun}.png")
             self._on_generated(len(class_emb), total)
-        for concept in learned:
+        for i, concept in enumerate(learned):
             prompts, seeds = self._prompt_plan(concept.prompts, concept.phrase())
             t0 = time.time()
             images = self.method.generate(prompts, seeds, self.plan.steps, self.plan.guidance)
@@ -160,7 +160,7 @@ class Runner:
                              "ia": i, "drift": float("nan")} for i in metrics.image_alignment_scores(class_images, refs)]
             eval_s += time.time() - t0
             save_grid(images[:IMAGES_KEPT], self.folder.images_dir(t) / f"{concept.name}.png")
-            self._on_generated(len(class_emb) + learned.index(concept) + 1, total)
+            self._on_generated(len(class_emb) + i + 1, total)
         return pd.DataFrame(records), gen_s, eval_s
 
     def run(self) -> dict:

@@ -1,16 +1,17 @@
-"""Shared diffusion training pieces: modifier tokens, trainable cross-attention K/V, the loss, deltas.
+"""Shared diffusion training pieces: modifier tokens, trainable cross-attention K/V and its state, the loss, the loop.
 
 Methods call these; none re-implements them. Custom Diffusion's parametrisation
 (Kumari et al., 2023) is used: cross-attention key/value projections of the UNet
 are replaced by trainable copies (diffusers' CustomDiffusionAttnProcessor2_0), and
-the modifier token's input embedding is learned.
+the modifier token's input embedding is learned. The deltas (`kv_state` plus the token
+rows) are what a method's `state_dict` returns; the runner saves them with safetensors
+(diffusers 0.42's `load_attn_procs` does not restore Custom Diffusion K/V).
 """
 
 from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -128,20 +129,6 @@ def load_kv_state(backbone: Backbone, state: dict[str, torch.Tensor]):
             if f"{name}.to_k" in state:
                 proc.to_k_custom_diffusion.weight.copy_(state[f"{name}.to_k"])
                 proc.to_v_custom_diffusion.weight.copy_(state[f"{name}.to_v"])
-
-
-def save_deltas(path: Path, backbone: Backbone, tokens: dict[str, int]) -> int:
-    """Save the K/V weights and the modifier-token embeddings with safetensors; returns bytes written.
-
-    (diffusers 0.42's `load_attn_procs` does not restore Custom Diffusion K/V, so deltas are saved by hand.)
-    """
-    from safetensors.torch import save_file
-
-    emb = backbone.text_encoder.get_input_embeddings().weight.detach()
-    state = {k: v.contiguous() for k, v in kv_state(backbone).items()}
-    state.update({f"token.{tok}": emb[i].clone().contiguous() for tok, i in tokens.items()})
-    save_file(state, path)
-    return path.stat().st_size
 
 
 # ---------------------------------------------------------------- loss and loop

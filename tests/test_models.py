@@ -58,24 +58,26 @@ def test_kv_training_changes_only_kv_and_token(tiny_weights):
             assert torch.equal(v, base_unet[k]), k
 
 
-def test_deltas_round_trip(tiny_weights, tmp_path):
-    from safetensors.torch import load_file
+def test_method_state_round_trips_through_safetensors(tiny_weights, tmp_path):
+    """What the runner saves after a session restores a method that generates the same images (resume)."""
+    from safetensors.torch import load_file, save_file
 
-    from lfsbench.training import KVTrainingConfig, TrainingData, add_modifier_token, load_kv_state, save_deltas, train_kv_session
+    from lfsbench.concepts import Concept, session_view
+    from lfsbench.method import create_method
 
-    backbone = load_toy_backbone(weights=tiny_weights)
-    token_id = add_modifier_token(backbone, "<new1>", "square")
-    train_kv_session(backbone, [TrainingData(torch.rand(2, 3, 32, 32), ["a <new1> square"] * 2)], [token_id], KVTrainingConfig(steps=2, batch_size=2))
-    size = save_deltas(tmp_path / "d.safetensors", backbone, {"<new1>": token_id})
-    assert size == (tmp_path / "d.safetensors").stat().st_size > 0
-    images = backbone.generate(["a <new1> square"] * 2, [0, 1], steps=3)
-    fresh = load_toy_backbone(weights=tiny_weights)
-    fresh_id = add_modifier_token(fresh, "<new1>", "square")
-    state = load_file(tmp_path / "d.safetensors")
-    load_kv_state(fresh, {k: v for k, v in state.items() if not k.startswith("token.")})
-    with torch.no_grad():
-        fresh.text_encoder.get_input_embeddings().weight[fresh_id] = state["token.<new1>"]
-    assert torch.allclose(fresh.generate(["a <new1> square"] * 2, [0, 1], steps=3), images, atol=1e-5)
+    concepts = [Concept("a", "square", "<new1>", torch.rand(2, 3, 32, 32)), Concept("b", "ring", "<new2>", torch.rand(2, 3, 32, 32))]
+    method = create_method("naive", {"steps": 2, "batch_size": 2})
+    method.setup(load_toy_backbone(weights=tiny_weights), seed=0)
+    for t, concept in enumerate(concepts):
+        method.learn(session_view(t, [concept], "a {}"))
+    save_file({k: v.contiguous() for k, v in method.state_dict().items()}, tmp_path / "state.safetensors")
+    prompts = ["a <new1> square", "a <new2> ring"]
+    images = method.generate(prompts, [0, 1], steps=3, guidance=5.0)
+    restored = create_method("naive", {"steps": 2, "batch_size": 2})
+    restored.setup(load_toy_backbone(weights=tiny_weights), seed=0)
+    restored.load_state_dict(load_file(tmp_path / "state.safetensors"))
+    assert restored.tokens == method.tokens
+    assert torch.allclose(restored.generate(prompts, [0, 1], steps=3, guidance=5.0), images, atol=1e-5)
 
 
 def test_generation_depends_only_on_prompt_and_seed(tiny_weights):

@@ -317,7 +317,6 @@ def export_evaluator(out: Path, model, recipe: Recipe):
 
 def build(recipe: Recipe, out: Path, work: Path, stages=STAGES, max_steps: int | None = None) -> dict:
     """Run the requested stages, resuming from `work`; export each finished one to `out`. Returns figures."""
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     out.mkdir(parents=True, exist_ok=True)
     work.mkdir(parents=True, exist_ok=True)
     (work / "recipe.json").write_text(recipe.model_dump_json(indent=2))
