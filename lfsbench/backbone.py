@@ -99,10 +99,12 @@ class Backbone:
         """Text-encoder hidden states, the UNet's cross-attention context."""
         return self.text_encoder(self.tokenize(prompts))[0]
 
-    def encode_images(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Images in [0, 1], NCHW -> scaled latents (a sample of the posterior)."""
+    @torch.no_grad()
+    def encode_images(self, images: torch.Tensor, generator: torch.Generator | None = None, sample: bool = True) -> torch.Tensor:
+        """Images in [0, 1], NCHW -> scaled latents (a sample of the posterior, or its mean with sample=False)."""
         x = images.to(self.device, self.vae.dtype) * 2 - 1
-        latents = self.vae.encode(x).latent_dist.sample(generator)
+        dist = self.vae.encode(x).latent_dist
+        latents = dist.sample(generator) if sample else dist.mean
         return latents * self.vae.config.scaling_factor
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
@@ -136,3 +138,72 @@ class Backbone:
             ).images
             out.append(images.float().cpu())
         return torch.cat(out)
+
+    @torch.no_grad()
+    def generate_from_latents(
+        self, prompts: list[str], seeds: list[int], latents: torch.Tensor, strength: float,
+        steps: int = 25, guidance: float = 5.0, batch_size: int = 64,
+    ) -> torch.Tensor:
+        """Image-to-image from given scaled latents: noise each to `strength` and denoise with its prompt.
+
+        diffusers' image-to-image semantics (`strength` 1 starts from pure noise and ignores
+        the latents, so it falls back to text-to-image); one generator per image, as in `generate`.
+        """
+        if strength >= 1.0:
+            return self.generate(prompts, seeds, steps, guidance, batch_size)
+        pipe = self._img2img()
+        out = []
+        for start in range(0, len(prompts), batch_size):
+            chunk = slice(start, start + batch_size)
+            generators = [torch.Generator("cpu").manual_seed(int(s)) for s in seeds[chunk]]
+            images = pipe(
+                prompts[chunk], image=latents[chunk].to(self.device, self.unet.dtype), strength=strength,
+                num_inference_steps=steps, guidance_scale=guidance, generator=generators, output_type="pt",
+            ).images
+            out.append(images.float().cpu())
+        return torch.cat(out)
+
+    @torch.no_grad()
+    def sample_trajectories(
+        self, prompts: list[str], seeds: list[int], steps: int = 25, guidance: float = 5.0
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The sampler's path from pure noise: (timesteps [S], latents [S, N, C, H, W]) with latents[i] the UNet's input at timesteps[i].
+
+        Data-free inputs for distillation: what the model sees while it generates.
+        """
+        from diffusers.utils.torch_utils import randn_tensor
+
+        c, size = self.unet.config, self.unet.config.sample_size
+        generators = [torch.Generator("cpu").manual_seed(int(s)) for s in seeds]
+        start = randn_tensor((len(prompts), c.in_channels, size, size), generator=generators, device=self.device, dtype=self.unet.dtype)
+        path = [start.cpu()]
+
+        def keep(pipe, i, t, kwargs):
+            path.append(kwargs["latents"].detach().cpu())
+            return kwargs
+
+        self.pipeline(prompts, num_inference_steps=steps, guidance_scale=guidance, latents=start, output_type="latent",
+                      callback_on_step_end=keep, callback_on_step_end_tensor_inputs=["latents"])
+        timesteps = self.pipeline.scheduler.timesteps.cpu()
+        return timesteps, torch.stack(path[: len(timesteps)])
+
+    def _img2img(self):
+        """An image-to-image pipeline sharing this backbone's components (no second copy of any weight)."""
+        if getattr(self, "_img2img_pipe", None) is None:
+            from diffusers import StableDiffusionImg2ImgPipeline
+            from diffusers.image_processor import VaeImageProcessor
+            from diffusers.utils.torch_utils import randn_tensor
+
+            class FromLatents(StableDiffusionImg2ImgPipeline):
+                # diffusers takes a 4-channel `image` as latents; the toy VAE has 8 channels, so always do so
+                def prepare_latents(self, image, timestep, batch_size, num_images_per_prompt, dtype, device, generator=None):
+                    image = image.to(device=device, dtype=dtype)
+                    noise = randn_tensor(image.shape, generator=generator, device=device, dtype=dtype)
+                    return self.scheduler.add_noise(image, noise, timestep)
+
+            components = {k: v for k, v in self.pipeline.components.items()}
+            self._img2img_pipe = FromLatents(**components)
+            self._img2img_pipe.image_processor = VaeImageProcessor(
+                vae_scale_factor=self.pipeline.vae_scale_factor, vae_latent_channels=self.vae.config.latent_channels)
+            self._img2img_pipe.set_progress_bar_config(disable=True)
+        return self._img2img_pipe

@@ -88,15 +88,16 @@ def run(
         config = RunFolder(resume).config()
         if config is None:
             raise LfsbenchError(f"{resume} holds no lfsbench run (no config.json); --resume needs a run folder.")
-        spec = RunSpec(Protocol.model_validate(config["protocol"]), config["method"], config["method_config"], config["seed"], config["data"])
+        overrides = config.get("method_overrides", config["method_config"])
+        spec = RunSpec(Protocol.model_validate(config["protocol"]), config["method"], overrides, config["seed"], config["data"])
         output = resume
     else:
         protocol_overrides, method_overrides = parse_overrides(override)
         spec = RunSpec(load_protocol(protocol, protocol_overrides, data), method, method_overrides, seed, str(data) if data else None)
         output = output or _default_output(protocol, method, seed, override)
-    from lfsbench.method import create_method
+    from lfsbench.method import create_method, preset_for
 
-    create_method(spec.method, spec.method_overrides)  # unknown names and settings fail here, before any model loads
+    create_method(spec.method, spec.method_overrides, preset_for(spec.protocol.backbone))  # unknown names and settings fail here, before any model loads
     console.print(f"run folder: [bold]{output}[/]")
     summary = Runner(spec, output).run()
     table = Table(title=f"{spec.method} on {spec.protocol.name} (seed {spec.seed}), after session {summary['sessions_finished'] - 1}")
@@ -110,10 +111,62 @@ def run(
                   f"{summary['IA_right_after_learning']:.3f} ({summary['IA_base_class_prompt']:.3f})",
                   f"{summary['concepts_above_base_class_prompt_right_after_learning']}/{summary['concepts']} concepts above")
     table.add_row("drift between two seeds (scale)", f"{summary['drift_seed_scale']:.3f}", "")
+    for key in ("IA_control", "TA_control", "IA_gain_over_control"):  # methods that generate from stored context
+        if key in summary:
+            v = summary[key]
+            table.add_row(key, f"{v['value']:.3f}", f"[{v['ci_low']:.3f}, {v['ci_high']:.3f}]")
     cost = summary.get("cost", {})
     table.add_row("train s / session", f"{cost.get('train_seconds_per_session', float('nan')):.1f}", "")
     console.print(table)
     console.print(f"results in [bold]{output}[/] (summary.json, sessions/, ia_matrix.csv, images/)")
+
+
+@app.command("report")
+@friendly_errors
+def report(
+    runs: list[Path] = typer.Argument(..., help="Run folders, or folders that contain them (e.g. runs/toy)."),
+    output: Path = typer.Option(Path("report"), "--output", "-O", help="Report folder."),
+    concept: list[str] = typer.Option([], "--concept", help="Concepts shown in the image grids (default: the first three)."),
+):
+    """Tables, forgetting curves, IA heatmaps, image grids and an HTML page from stored runs (never trains)."""
+    from lfsbench.report import make_report
+
+    page = make_report(runs, output, concept or None)
+    console.print(f"report in [bold]{output}[/]: open {page}")
+
+
+@app.command("check")
+@friendly_errors
+def check(
+    runs: list[Path] = typer.Argument(..., help="Run folders, or folders that contain them."),
+    thresholds: Path = typer.Option(..., "--thresholds", help="Thresholds file (tests/regression/thresholds.yaml)."),
+):
+    """The regression gate: compare stored runs with a thresholds file; exit 1 if any check fails."""
+    from lfsbench.gate import load_thresholds, run_checks
+
+    results = run_checks(runs, load_thresholds(thresholds))
+    table = Table(title=f"lfsbench check against {thresholds}")
+    for col in ("check", "value", "measured", "bound", "result"):
+        table.add_column(col)
+    for r in results:
+        table.add_row(r["check"], r["value"], f"{r['measured']:.3f}", r["bound"], "[green]pass[/]" if r["passed"] else "[red]FAIL[/]")
+    console.print(table)
+    failed = [r for r in results if not r["passed"]]
+    if failed:
+        console.print(f"[red]{len(failed)} of {len(results)} checks failed:[/] " + "; ".join(f"{r['check']} ({r['value']} = {r['measured']:.3f}, needs {r['bound']})" for r in failed))
+        raise typer.Exit(1)
+    console.print(f"all {len(results)} checks passed")
+
+
+@app.command("study")
+@friendly_errors
+def study(spec: Path = typer.Argument(..., help="Study spec (YAML) or a name under reports/ (ablation, scalability, seeds).")):
+    """Run every cell of a study (skipping finished runs, resuming partial ones)."""
+    from lfsbench.study import load_study, run_study
+
+    loaded = load_study(spec)
+    folders = run_study(loaded, console)
+    console.print(f"{len(folders)} runs of study {loaded.name!r} in [bold]{folders[0].parent.parent}[/]")
 
 
 @app.command("ls")

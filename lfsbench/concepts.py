@@ -34,10 +34,16 @@ class Concept:
 
 @dataclass
 class SessionView:
-    """What a method may see of a session: the new concepts' shots, tokens, class nouns, training prompts."""
+    """What a method may see of a session: the new concepts' shots, tokens, class nouns, training prompts.
+
+    `earlier` names the concepts of earlier sessions (token, class noun, prompts; never their
+    images): what a data-free method may condition on. A method that keeps images (replay)
+    must keep them itself, and report them as stored bytes.
+    """
 
     index: int
     concepts: list["ConceptView"]
+    earlier: list["EarlierConcept"] = field(default_factory=list)
 
 
 @dataclass
@@ -49,13 +55,25 @@ class ConceptView:
     class_prompt: str  # the same without the token: "a cat"
 
 
-def session_view(index: int, concepts: list[Concept], training_template: str) -> SessionView:
+@dataclass
+class EarlierConcept:
+    token: str
+    class_noun: str
+    training_prompt: str
+    class_prompt: str
+
+
+def session_view(index: int, concepts: list[Concept], training_template: str, earlier: list[Concept] = ()) -> SessionView:
     """The narrow view of a session that a method receives."""
     views = [
         ConceptView(c.token, c.class_noun, c.images, training_template.format(c.phrase()), training_template.format(c.class_noun))
         for c in concepts
     ]
-    return SessionView(index, views)
+    names = [
+        EarlierConcept(c.token, c.class_noun, training_template.format(c.phrase()), training_template.format(c.class_noun))
+        for c in earlier
+    ]
+    return SessionView(index, views, names)
 
 
 # ---------------------------------------------------------------- readers

@@ -1,4 +1,8 @@
-"""The common base of methods that learn cross-attention K/V and modifier tokens (naive, custom-diffusion, replay, lfs)."""
+"""Common bases: `TokenMethod` (learns a modifier token per concept) and `KVTokenMethod` (+ cross-attention K/V).
+
+naive, custom-diffusion, replay and lfs are KVTokenMethods; dreambooth is a TokenMethod that
+trains the whole UNet.
+"""
 
 from __future__ import annotations
 
@@ -17,28 +21,35 @@ from lfsbench.training import (
 )
 
 
-class KVConfig(MethodConfig):
-    """Knobs shared by every K/V + token method (defaults tuned for the toy backbone)."""
+class TokenConfig(MethodConfig):
+    """Knobs of every method that learns modifier tokens (defaults tuned for the toy backbone)."""
 
     steps: int = 200
     batch_size: int = 8
-    kv_lr: float = 1e-3
     token_lr: float = 5e-3
     token_init: str = "class"  # initialise a modifier token from its class noun, or from this word
 
 
-class KVTokenMethod(Method):
-    """Holds the learned tokens and installed K/V; subclasses decide what each session trains on."""
+# Stable Diffusion settings of every K/V + token method: diffusers' Custom Diffusion example
+# (examples/custom_diffusion/README.md, single concept: lr 1e-5, batch 2, 250 steps, 200 class
+# images; Kumari et al., CVPR 2023, train 250 steps on cross-attention K/V).
+SD_KV_PRESET = {"steps": 250, "batch_size": 2, "kv_lr": 1e-5, "token_lr": 1e-5}
 
-    Config = KVConfig
 
-    def __init__(self, config: KVConfig):
+class KVConfig(TokenConfig):
+    """Knobs shared by every K/V + token method."""
+
+    kv_lr: float = 1e-3
+
+
+class TokenMethod(Method):
+    """Holds the learned modifier tokens; subclasses decide what else is trained."""
+
+    Config = TokenConfig
+
+    def __init__(self, config: TokenConfig):
         super().__init__(config)
         self.tokens: dict[str, int] = {}
-
-    def setup(self, backbone, seed):
-        super().setup(backbone, seed)
-        install_trainable_kv(backbone)
 
     def add_tokens(self, session: SessionView) -> list[int]:
         ids = []
@@ -53,24 +64,14 @@ class KVTokenMethod(Method):
         prompts = [c.training_prompt for c in session.concepts for _ in range(len(c.images))]
         return TrainingData(images, prompts)
 
-    def train(self, session: SessionView, sources: list[TrainingData], token_ids: list[int], extra_loss=None) -> dict:
-        """One session of K/V + token training on `sources`, seeded by the run seed and session index."""
-        c = self.config
-        config = KVTrainingConfig(c.steps, c.batch_size, c.kv_lr, c.token_lr, seed=self.seed * 1000 + session.index)
-        losses = train_kv_session(self.backbone, sources, token_ids, config, extra_loss, progress=self.on_step)
-        return {"final_loss": float(sum(losses[-20:]) / max(1, len(losses[-20:])))}
-
-    # ------------------------------------------------------------ state
+    def train_seed(self, session: SessionView) -> int:
+        return self.seed * 1000 + session.index
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         emb = self.backbone.text_encoder.get_input_embeddings().weight.detach()
-        state = {f"kv.{k}": v for k, v in kv_state(self.backbone).items()}
-        for i, (tok, tid) in enumerate(self.tokens.items()):
-            state[f"token.{i:04d}.{tok}"] = emb[tid].clone()
-        return state
+        return {f"token.{i:04d}.{tok}": emb[tid].clone() for i, (tok, tid) in enumerate(self.tokens.items())}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]):
-        load_kv_state(self.backbone, {k[3:]: v for k, v in state.items() if k.startswith("kv.")})
         for key in sorted(k for k in state if k.startswith("token.")):
             tok = key.split(".", 2)[2]
             self.tokens[tok] = add_modifier_token(self.backbone, tok, "a")
@@ -78,5 +79,31 @@ class KVTokenMethod(Method):
                 self.backbone.text_encoder.get_input_embeddings().weight[self.tokens[tok]] = state[key]
 
     def trainable_parameters(self) -> int:
-        kv = sum(v.numel() for v in kv_state(self.backbone).values())
-        return kv + len(self.tokens) * self.backbone.text_encoder.get_input_embeddings().weight.shape[1]
+        return len(self.tokens) * self.backbone.text_encoder.get_input_embeddings().weight.shape[1]
+
+
+class KVTokenMethod(TokenMethod):
+    """Installs trainable cross-attention K/V (Custom Diffusion's parametrisation) beside the tokens."""
+
+    Config = KVConfig
+
+    def setup(self, backbone, seed, evaluator=None):
+        super().setup(backbone, seed, evaluator)
+        install_trainable_kv(backbone)
+
+    def train(self, session: SessionView, sources: list[TrainingData], token_ids: list[int], extra_loss=None) -> dict:
+        """One session of K/V + token training on `sources`, seeded by the run seed and session index."""
+        c = self.config
+        config = KVTrainingConfig(c.steps, c.batch_size, c.kv_lr, c.token_lr, seed=self.train_seed(session))
+        losses = train_kv_session(self.backbone, sources, token_ids, config, extra_loss, progress=self.on_step)
+        return {"final_loss": float(sum(losses[-20:]) / max(1, len(losses[-20:])))}
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {**{f"kv.{k}": v for k, v in kv_state(self.backbone).items()}, **super().state_dict()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]):
+        load_kv_state(self.backbone, {k[3:]: v for k, v in state.items() if k.startswith("kv.")})
+        super().load_state_dict(state)
+
+    def trainable_parameters(self) -> int:
+        return sum(v.numel() for v in kv_state(self.backbone).values()) + super().trainable_parameters()

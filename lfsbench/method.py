@@ -10,6 +10,11 @@ A method is one file in `methods/` that subclasses `Method` and registers itself
 
 It sees a session only through `SessionView` (the new concepts' shots, tokens,
 class nouns and training prompts) and is asked to `generate` images for prompts.
+
+A method's `Config` defaults are its settings for the toy backbone (chosen by a
+sweep, recorded in the method file); `presets` holds other backbones' settings
+(`stable-diffusion`: from the literature, with the source). Precedence: defaults <
+preset < command-line overrides; the resolved settings are saved with the run.
 """
 
 from __future__ import annotations
@@ -38,17 +43,24 @@ class Method:
 
     description: ClassVar[str] = ""
     Config: ClassVar[type[MethodConfig]] = MethodConfig
+    presets: ClassVar[dict[str, dict]] = {}  # backbone kind -> settings that replace the (toy) defaults
 
     def __init__(self, config: MethodConfig):
         self.config = config
         self.backbone: Backbone | None = None
         self.seed = 0
+        self.evaluator = None
         self.on_step = None  # set by the runner: on_step(done, total) reports training progress
 
-    def setup(self, backbone: Backbone, seed: int):
-        """Receive the backbone (already on its device) before the first session."""
+    def setup(self, backbone: Backbone, seed: int, evaluator=None):
+        """Receive the backbone (already on its device) before the first session.
+
+        `evaluator` (the benchmark's CLIP-family model) is there for methods whose algorithm
+        uses CLIP (LFS-Diffusion's context retrieval); scoring never goes through the method.
+        """
         self.backbone = backbone
         self.seed = seed
+        self.evaluator = evaluator
 
     def learn(self, session: SessionView) -> dict:
         """Learn the session's concepts; return figures worth recording (e.g. final loss)."""
@@ -57,6 +69,16 @@ class Method:
     def generate(self, prompts: list[str], seeds: list[int], steps: int, guidance: float) -> torch.Tensor:
         """One image per (prompt, seed), [0, 1] NCHW."""
         return self.backbone.generate(prompts, seeds, steps=steps, guidance=guidance)
+
+    def generate_control(
+        self, prompts: list[str], seeds: list[int], steps: int, guidance: float, plain_prompts: list[str]
+    ) -> torch.Tensor | None:
+        """For methods that generate from stored context: the base model from the same contexts, strength and seeds.
+
+        `plain_prompts` are `prompts` without the modifier token (the base model does not know it).
+        None for methods that use no context (the default).
+        """
+        return None
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """Everything needed to continue after the last finished session (tensors only)."""
@@ -93,11 +115,16 @@ def all_methods() -> list[tuple[str, type[Method]]]:
     return METHODS.items()
 
 
-def create_method(name: str, overrides: dict | None = None) -> Method:
-    """Instantiate a registered method with its defaults overridden; unknown or ill-typed knobs are errors."""
+def preset_for(backbone: str) -> str:
+    """The preset a backbone gets: `toy` (the Config defaults) or `stable-diffusion` (everything else)."""
+    return "toy" if backbone == "toy" else "stable-diffusion"
+
+
+def create_method(name: str, overrides: dict | None = None, preset: str = "toy") -> Method:
+    """Instantiate a registered method: defaults < preset < overrides; unknown or ill-typed knobs are errors."""
     cls = method_class(name)
     try:
-        config = cls.Config.model_validate(overrides or {})
+        config = cls.Config.model_validate({**cls.presets.get(preset, {}), **(overrides or {})})
     except ValidationError as err:
         known = ", ".join(cls.Config.model_fields)
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())

@@ -17,7 +17,7 @@ from lfsbench.backbone import Backbone
 from lfsbench.concepts import Concept, load_concepts, session_view
 from lfsbench.evaluator import Evaluator
 from lfsbench.images import save_grid
-from lfsbench.method import Method, create_method
+from lfsbench.method import Method, create_method, preset_for
 from lfsbench.models import load_backbone, load_evaluator
 from lfsbench.progress import progress_bar
 from lfsbench.protocol import Protocol
@@ -40,6 +40,7 @@ class RunSpec:
 
     def config(self, method: Method) -> dict:
         return {"protocol": self.protocol.model_dump(mode="json"), "method": self.method,
+                "method_preset": preset_for(self.protocol.backbone), "method_overrides": self.method_overrides,
                 "method_config": method.config.model_dump(mode="json"), "seed": self.seed, "data": self.data}
 
 
@@ -59,7 +60,7 @@ class Runner:
         self.backbone = backbone or load_backbone(spec.protocol.backbone)
         self.evaluator = evaluator or load_evaluator(spec.protocol.evaluator)
         self.concepts: list[Concept] = load_concepts(spec.protocol, spec.data and Path(spec.data), self.backbone.resolution)
-        self.method = create_method(spec.method, spec.method_overrides)
+        self.method = create_method(spec.method, spec.method_overrides, preset_for(spec.protocol.backbone))
         self.learned_in = {name: t for t, names in enumerate(spec.protocol.sessions) for name in names}
         self._on_generated = lambda done, total: None
         self._refs: dict[str, torch.Tensor] = {}
@@ -152,6 +153,18 @@ class Runner:
             ia = metrics.image_alignment_scores(emb, refs)
             records += [{"session": t, "kind": "concept", "name": concept.name, "prompt": p, "seed": s, "ta": a, "ia": i, "drift": float("nan")}
                         for p, s, a, i in zip(prompts, seeds, ta, ia)]
+            t0 = time.time()
+            control = self.method.generate_control(prompts, seeds, self.plan.steps, self.plan.guidance, plain)
+            gen_s += time.time() - t0
+            if control is not None:  # the base model from the same stored contexts: what copying alone reaches
+                t0 = time.time()
+                c_emb = self.evaluator.encode_images(control)
+                c_ta = metrics.text_alignment_scores(c_emb, self.evaluator.encode_texts(plain))
+                c_ia = metrics.image_alignment_scores(c_emb, refs)
+                records += [{"session": t, "kind": "control", "name": concept.name, "prompt": p, "seed": s, "ta": a, "ia": i,
+                             "drift": float("nan")} for p, s, a, i in zip(prompts, seeds, c_ta, c_ia)]
+                eval_s += time.time() - t0
+                save_grid(control[:IMAGES_KEPT], self.folder.images_dir(t) / f"control_{concept.name}.png")
             # the bare class prompt's images against this concept's shots: from the base model (the bar that
             # learning must clear) and from the current model (high when the concept leaks into its class)
             for kind, class_images in (("base_class_for_concept", base_emb[concept.class_noun]),
@@ -171,7 +184,11 @@ class Runner:
         self.folder.claim(self.spec.config(self.method), str(device))
         done = self.folder.finished_sessions()
         base_emb, drift_scale = self._base()
-        self.method.setup(self.backbone, self.spec.seed)
+        for concept in self.concepts:  # the shots, for reports' image grids
+            shots = self.folder.path / "base" / "shots" / f"{concept.name}.png"
+            if not shots.is_file():
+                save_grid(concept.images[:IMAGES_KEPT], shots)
+        self.method.setup(self.backbone, self.spec.seed, self.evaluator)
         if done:
             self.method.load_state_dict(load_file(self.folder.state_file(done[-1])))
             console.print(f"resuming {self.folder.path}: sessions 0-{done[-1]} already finished")
@@ -190,7 +207,9 @@ class Runner:
                     torch.cuda.reset_peak_memory_stats(device)
                 progress.update(task, description=f"{self.spec.method}: session {t} learns {', '.join(names)}")
                 t0 = time.time()
-                learn_figures = self.method.learn(session_view(t, self._named(names), self.spec.protocol.training_prompt))
+                earlier = self._named([n for names_u in sessions[:t] for n in names_u])
+                view = session_view(t, self._named(names), self.spec.protocol.training_prompt, earlier)
+                learn_figures = self.method.learn(view)
                 train_s = time.time() - t0
                 state_path = self.folder.state_file(t)
                 state_path.parent.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,8 @@ TA, CLIPSCORE, IA, CLASS_TA, DRIFT = "TA", "CLIPScore", "IA", "class_TA", "drift
 IA_BASE_CLASS_PROMPT = "IA_base_class_prompt"  # base model's class-prompt images vs the concept's shots
 IA_CLASS_PROMPT = "IA_class_prompt"  # the current model's class-prompt images vs the concept's shots
 IAD, FORGETTING_MAX = "IAD", "forgetting_max"
+# in-context control: the base model generating from the method's stored contexts (same strength and seeds)
+TA_CONTROL, IA_CONTROL = "TA_control", "IA_control"
 
 
 def _row(session, name, kind, learned_in, metric, values, n_boot, seed=0):
@@ -46,6 +48,10 @@ def session_rows(scores: pd.DataFrame, all_scores: pd.DataFrame, t: int, learned
         for kind, metric in (("base_class_for_concept", IA_BASE_CLASS_PROMPT), ("class_for_concept", IA_CLASS_PROMPT)):
             class_prompt = scores[(scores.kind == kind) & (scores.name == name)]
             rows.append(_row(t, name, "concept", s, metric, class_prompt.ia.values, n_boot))
+        control = scores[(scores.kind == "control") & (scores.name == name)]
+        if len(control):
+            rows.append(_row(t, name, "concept", s, TA_CONTROL, control.ta.values, n_boot))
+            rows.append(_row(t, name, "concept", s, IA_CONTROL, control.ia.values, n_boot))
         if s < t:
             history = all_scores[(all_scores.kind == "concept") & (all_scores.name == name)]
             first = history[history.session == s].ia.values
@@ -105,6 +111,14 @@ def summarize(rows: pd.DataFrame, scores: pd.DataFrame, cost: pd.DataFrame, lear
         "drift": ci(classes.drift.values),
         "drift_seed_scale": drift_scale,
     }
+    control = final[final.kind == "control"]
+    if len(control):
+        # paired by prompt and seed: the method's image and the control's start from the same context and noise
+        paired = concepts.merge(control, on=["name", "prompt", "seed"], suffixes=("", "_control"))
+        summary["TA_control"] = ci(control.ta.values)
+        summary["IA_control"] = ci(control.ia.values)
+        summary["IA_gain_over_control"] = {**ci((paired.ia - paired.ia_control).values),
+                                           "definition": "IA of the method minus IA of the base model from the same contexts, paired by prompt and seed"}
     if len(cost):
         summary["cost"] = {
             "train_seconds_total": float(cost.train_s.sum()),

@@ -88,16 +88,38 @@ def install_trainable_kv(backbone: Backbone) -> list[torch.nn.Parameter]:
 
 
 @contextmanager
-def base_kv(backbone: Backbone):
-    """Within this block the UNet uses its original cross-attention K/V (the learned copies are set aside)."""
-    from diffusers.models.attention_processor import AttnProcessor2_0
-
+def attn_processors(backbone: Backbone, processors):
+    """Within this block the UNet uses `processors` (a dict by name, or one for all); the installed ones come back after."""
     installed = backbone.unet.attn_processors
-    backbone.unet.set_attn_processor(AttnProcessor2_0())
+    # diffusers pops entries from a dict it is given: pass a copy so `processors` can be reused
+    backbone.unet.set_attn_processor(dict(processors) if isinstance(processors, dict) else processors)
     try:
         yield
     finally:
         backbone.unet.set_attn_processor(installed)
+
+
+def base_kv(backbone: Backbone):
+    """Within this block the UNet uses its original cross-attention K/V (the learned copies are set aside)."""
+    from diffusers.models.attention_processor import AttnProcessor2_0
+
+    return attn_processors(backbone, AttnProcessor2_0())
+
+
+def frozen_kv_copy(backbone: Backbone) -> dict:
+    """The installed processors with the learned K/V copied and frozen: a teacher that costs only the deltas.
+
+    Use it with `attn_processors(backbone, teacher)`; the UNet's other weights are shared.
+    """
+    import copy
+
+    teacher = {}
+    for name, proc in backbone.unet.attn_processors.items():
+        proc = copy.deepcopy(proc) if hasattr(proc, "to_k_custom_diffusion") else proc
+        for p in getattr(proc, "parameters", lambda: [])():
+            p.requires_grad_(False)
+        teacher[name] = proc
+    return teacher
 
 
 def kv_parameters(backbone: Backbone) -> list[torch.nn.Parameter]:
@@ -129,6 +151,16 @@ def load_kv_state(backbone: Backbone, state: dict[str, torch.Tensor]):
             if f"{name}.to_k" in state:
                 proc.to_k_custom_diffusion.weight.copy_(state[f"{name}.to_k"])
                 proc.to_v_custom_diffusion.weight.copy_(state[f"{name}.to_v"])
+
+
+# ---------------------------------------------------------------- prior preservation
+
+CLASS_IMAGE_SEED = 10_000  # class images use seeds apart from the evaluation seeds
+
+
+def generate_class_images(backbone: Backbone, class_prompt: str, n: int, steps: int, guidance: float) -> torch.Tensor:
+    """n images of the bare class prompt from the model as it is now (prior preservation's targets)."""
+    return backbone.generate([class_prompt] * n, [CLASS_IMAGE_SEED + i for i in range(n)], steps, guidance)
 
 
 # ---------------------------------------------------------------- loss and loop
@@ -170,18 +202,40 @@ def train_kv_session(
     extra_loss=None,
     progress=None,
 ) -> list[float]:
-    """Train cross-attention K/V and the modifier-token embeddings on `sources`; returns the loss curve.
+    """Train cross-attention K/V and the modifier-token embeddings on `sources`; returns the loss curve."""
+    kv = install_trainable_kv(backbone)
+    try:
+        return train_session(backbone, sources, [{"params": kv, "lr": config.kv_lr}], token_ids, config.token_lr,
+                             config.steps, config.batch_size, config.seed, extra_loss, progress)
+    finally:
+        for p in kv:
+            p.requires_grad_(False)
+
+
+def train_session(
+    backbone: Backbone,
+    sources: list[TrainingData],
+    groups: list[dict],
+    token_ids: list[int],
+    token_lr: float,
+    steps: int,
+    batch_size: int,
+    seed: int,
+    extra_loss=None,
+    progress=None,
+) -> list[float]:
+    """The training loop every method shares: AdamW on `groups` (+ the new token rows), noise-prediction loss.
 
     Every step draws `batch_size` items from each source and adds their weighted
-    noise-prediction losses (Custom Diffusion's prior preservation is a second
-    source of class images). `extra_loss(step)`, if given, adds a term (distillation).
+    noise-prediction losses (Custom Diffusion's prior preservation and replay are further
+    sources). `extra_loss(step)`, if given, adds a term (distillation). `progress(done, total)`
+    is called after each step. Parameters in `groups` must already require gradients.
     """
-    generator = torch.Generator(backbone.device).manual_seed(config.seed)
-    kv = install_trainable_kv(backbone)
+    generator = torch.Generator(backbone.device).manual_seed(seed)
     tokens = TokenEmbeddingTrainer(backbone, token_ids)
-    groups = [{"params": kv, "lr": config.kv_lr}]
+    groups = list(groups)
     if token_ids:
-        groups.append({"params": [tokens.weight], "lr": config.token_lr})
+        groups.append({"params": [tokens.weight], "lr": token_lr})
     optimizer = torch.optim.AdamW(groups, weight_decay=0.0)
     with torch.no_grad():
         encoded = [
@@ -189,10 +243,10 @@ def train_kv_session(
         ]
     backbone.text_encoder.train(False)
     losses = []
-    for step in range(config.steps):
+    for step in range(steps):
         loss = torch.zeros((), device=backbone.device)
         for source, dist in zip(sources, encoded):
-            idx = torch.randint(0, len(source.prompts), (config.batch_size,), generator=generator, device=backbone.device)
+            idx = torch.randint(0, len(source.prompts), (batch_size,), generator=generator, device=backbone.device)
             eps = torch.randn(dist.mean[idx].shape, generator=generator, device=backbone.device)
             latents = (dist.mean[idx] + dist.std[idx] * eps) * backbone.vae.config.scaling_factor
             context = backbone.encode_prompts([source.prompts[i] for i in idx.tolist()])
@@ -205,7 +259,6 @@ def train_kv_session(
         optimizer.step()
         losses.append(loss.item())
         if progress is not None:
-            progress(step + 1, config.steps)
-    for p in kv + [tokens.weight]:
-        p.requires_grad_(False)
+            progress(step + 1, steps)
+    tokens.weight.requires_grad_(False)
     return losses

@@ -9,9 +9,9 @@ from typing import Literal
 
 import torch
 
-from lfsbench.kv_method import KVConfig, KVTokenMethod
+from lfsbench.kv_method import SD_KV_PRESET, KVConfig, KVTokenMethod
 from lfsbench.method import METHODS
-from lfsbench.training import TrainingData, base_kv
+from lfsbench.training import TrainingData, base_kv, generate_class_images
 
 
 class CustomDiffusionConfig(KVConfig):
@@ -26,21 +26,21 @@ class CustomDiffusionConfig(KVConfig):
 class CustomDiffusion(KVTokenMethod):
     description = "K/V + modifier token with prior preservation on generated class images (Custom Diffusion)"
     Config = CustomDiffusionConfig
+    presets = {"stable-diffusion": {**SD_KV_PRESET, "class_images": 200, "class_image_steps": 50, "class_image_guidance": 6.0}}
 
-    def setup(self, backbone, seed):
-        super().setup(backbone, seed)
+    def setup(self, backbone, seed, evaluator=None):
+        super().setup(backbone, seed, evaluator)
         self._base_class_images: dict[str, torch.Tensor] = {}
 
     def class_images(self, class_prompt: str) -> torch.Tensor:
         """Images of the bare class prompt, from the current model (or, once, from the base model)."""
         c = self.config
-        seeds = [10_000 + i for i in range(c.class_images)]  # apart from the evaluation seeds
-        prompts = [class_prompt] * c.class_images
+        settings = (class_prompt, c.class_images, c.class_image_steps, c.class_image_guidance)
         if c.class_images_from == "current":
-            return self.generate(prompts, seeds, c.class_image_steps, c.class_image_guidance)
+            return generate_class_images(self.backbone, *settings)
         if class_prompt not in self._base_class_images:
             with base_kv(self.backbone):
-                self._base_class_images[class_prompt] = self.generate(prompts, seeds, c.class_image_steps, c.class_image_guidance)
+                self._base_class_images[class_prompt] = generate_class_images(self.backbone, *settings)
         return self._base_class_images[class_prompt]
 
     def learn(self, session):

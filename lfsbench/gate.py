@@ -1,0 +1,127 @@
+"""`lfsbench check`: a regression gate over stored runs and a thresholds file.
+
+    protocol: toy-quick            # the runs must be of this protocol (their protocol's name)
+    checks:
+      - name: naive learns its concepts
+        value: naive.IA_right_after_learning      # SETTING.METRIC: a run label and a summary metric
+        min: 0.45
+        why: ...                                   # how the bound was chosen
+      - name: replay forgets less than naive
+        value: replay.IAD
+        less_than: naive.IAD                       # a relation between two values
+        margin: 0.03                               # value <= other - margin
+
+A value is the mean over the setting's seeds. Metrics are the keys of summary.csv (`TA`,
+`IAD`, `cost.train_seconds_per_session`, ...). An unknown setting or metric is an error,
+never a pass.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+
+from lfsbench.errors import LfsbenchError
+from lfsbench.report.runs import Run, find_runs, group_by_setting, same_protocol
+
+
+class Check(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    value: str
+    min: float | None = None
+    max: float | None = None
+    less_than: str | None = None
+    greater_than: str | None = None
+    margin: float = 0.0
+    why: str = ""
+
+    @model_validator(mode="after")
+    def _one_bound(self):
+        if all(b is None for b in (self.min, self.max, self.less_than, self.greater_than)):
+            raise ValueError("needs a bound: min, max, less_than or greater_than")
+        return self
+
+
+class Thresholds(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    protocol: str
+    checks: list[Check]
+
+
+def load_thresholds(path: Path) -> Thresholds:
+    path = Path(path)
+    if not path.is_file():
+        raise LfsbenchError(f"No thresholds file {path}. The project's own is tests/regression/thresholds.yaml.")
+    try:
+        return Thresholds.model_validate(yaml.safe_load(path.read_text()))
+    except ValidationError as err:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
+        raise LfsbenchError(f"Thresholds file {path} is not valid: {problems}. Fix the entries named.") from None
+    except yaml.YAMLError as err:
+        raise LfsbenchError(f"Thresholds file {path} is not valid YAML ({err}).") from None
+
+
+def gate_metrics(summary: dict) -> dict[str, float]:
+    """A run's summary as metric -> number: `IAD` (its value), `IAD.ci_low`, `cost.train_seconds_per_session`, ..."""
+    out = {}
+    for key, value in summary.items():
+        if isinstance(value, dict) and "value" in value:
+            out[key] = value["value"]
+            out.update({f"{key}.{b}": value[b] for b in ("ci_low", "ci_high") if b in value})
+        elif isinstance(value, dict):
+            out.update({f"{key}.{k}": v for k, v in value.items() if isinstance(v, (int, float))})
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and key != "seed":
+            out[key] = value
+    return out
+
+
+def _lookup(ref: str, groups: dict[str, list[Run]], check: str) -> float:
+    """SETTING.METRIC -> the metric's mean over the setting's seeds (a setting label may itself hold dots)."""
+    matches = [label for label in groups if ref.startswith(label + ".")]
+    if not matches:
+        setting = ref.split(".")[0]
+        raise LfsbenchError(f"Check {check!r}: no runs of {setting!r} among the runs given (settings found: "
+                            f"{', '.join(groups)}). Write the value as SETTING.METRIC, e.g. naive.IAD.")
+    setting = max(matches, key=len)
+    metric = ref[len(setting) + 1:]
+    values = []
+    for run in groups[setting]:
+        flat = gate_metrics(run.summary)
+        if metric not in flat:
+            known = ", ".join(k for k in flat if not k.endswith((".ci_low", ".ci_high")))
+            raise LfsbenchError(f"Check {check!r}: {setting} has no metric {metric!r}. Known metrics: {known}.")
+        values.append(float(flat[metric]))
+    return float(np.mean(values))
+
+
+def run_checks(paths: list[Path], thresholds: Thresholds) -> list[dict]:
+    """Every check's measured value, bound and verdict."""
+    runs = find_runs(paths)
+    protocol = same_protocol(runs)
+    if protocol["name"] != thresholds.protocol:
+        raise LfsbenchError(f"The thresholds are for protocol {thresholds.protocol!r}, the runs are of {protocol['name']!r}.")
+    groups = group_by_setting(runs)
+    results = []
+    for check in thresholds.checks:
+        value = _lookup(check.value, groups, check.name)
+        bounds, ok = [], True
+        if check.min is not None:
+            bounds.append(f">= {check.min:g}")
+            ok &= value >= check.min
+        if check.max is not None:
+            bounds.append(f"<= {check.max:g}")
+            ok &= value <= check.max
+        if check.less_than is not None:
+            other = _lookup(check.less_than, groups, check.name)
+            bounds.append(f"<= {check.less_than} - {check.margin:g} = {other - check.margin:.3f}")
+            ok &= value <= other - check.margin
+        if check.greater_than is not None:
+            other = _lookup(check.greater_than, groups, check.name)
+            bounds.append(f">= {check.greater_than} + {check.margin:g} = {other + check.margin:.3f}")
+            ok &= value >= other + check.margin
+        results.append({"check": check.name, "value": check.value, "measured": value, "bound": "; ".join(bounds), "passed": bool(ok)})
+    return results

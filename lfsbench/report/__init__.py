@@ -1,0 +1,58 @@
+"""`lfsbench report`: tables, forgetting curves, IA heatmaps, image grids and one HTML page, from stored runs only.
+
+    report/
+      summary.csv, summary.md     one row per setting (method + settings), mean over seeds with 95% intervals
+      curves.csv                  per setting, session and metric (TA, IA, IAD, class TA, drift, control)
+      curves.png                  forgetting curves
+      ia_matrix_<setting>.png     IA[t][c] heatmaps (mean over seeds)
+      images_<setting>.png        shots and generated images after each session, for chosen concepts
+      index.html                  all of the above on one offline page (images embedded)
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from lfsbench.report import aggregate, html, plots
+from lfsbench.report.runs import find_runs, group_by_setting, same_protocol
+from lfsbench.results import atomic_write_csv, atomic_write_text
+
+
+def slug(label: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", label).strip("_")
+
+
+def make_report(paths: list[Path], out: Path, concepts: list[str] | None = None) -> Path:
+    """Write the report of the runs at or below `paths` into `out`; returns the HTML page."""
+    runs = find_runs(paths)
+    protocol = same_protocol(runs)
+    groups = group_by_setting(runs)
+    out.mkdir(parents=True, exist_ok=True)
+
+    table = aggregate.summary_table(groups)
+    atomic_write_csv(out / "summary.csv", table)
+    atomic_write_text(out / "summary.md", html.markdown_table(table))
+    curves = aggregate.curves_table(groups)
+    atomic_write_csv(out / "curves.csv", curves)
+    drift_scale = float(table.drift_seed_scale.mean())
+    figures = {"curves": plots.forgetting_curves(curves, out / "curves.png", drift_scale)}
+
+    learned_in = runs[0].learned_in()
+    sessions = len(protocol["sessions"])
+    order = [n for names in protocol["sessions"] for n in names]
+    chosen = concepts or order[: min(3, len(order))]
+    unknown = [c for c in chosen if c not in learned_in]
+    if unknown:
+        from lfsbench.errors import LfsbenchError
+
+        raise LfsbenchError(f"--concept {', '.join(unknown)}: not in protocol {protocol['name']!r}; its concepts are {', '.join(order)}.")
+    for label, members in groups.items():
+        figures[f"ia_matrix_{label}"] = plots.ia_heatmap(aggregate.ia_matrix(members), f"IA matrix: {label}",
+                                                         out / f"ia_matrix_{slug(label)}.png")
+        first = min(members, key=lambda r: r.seed)
+        figures[f"images_{label}"] = plots.image_grid(first.path, chosen, learned_in, sessions,
+                                                      f"{label}, seed {first.seed}", out / f"images_{slug(label)}.png")
+    page = out / "index.html"
+    atomic_write_text(page, html.page(protocol, runs, table, figures))
+    return page

@@ -1,0 +1,104 @@
+"""Numbers of a report: per-session curves of one run, and means over seeds with intervals.
+
+Intervals over seeds combine both sources of noise, as BENCHMARK.md section 3 asks: a
+two-level bootstrap that resamples seeds and, within each drawn seed, draws its value from
+a normal whose 95% interval is that run's own (bootstrap-over-images) interval. With one
+seed this is the run's own interval.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from lfsbench import metrics, scoring
+from lfsbench.report.runs import Run
+
+CURVE_METRICS = ["TA", "IA", "IAD", "class_TA", "drift", "IA_control"]
+N_BOOT = 1000
+
+
+def run_curves(run: Run, n_boot: int = N_BOOT) -> pd.DataFrame:
+    """TA_t, IA_t, IAD_t (over concepts learned so far / before t), class TA_t, drift_t per session, with intervals."""
+    scores, learned_in = run.scores(), run.learned_in()
+    rows = []
+    for t, now in scores.groupby("session"):
+        concepts, classes, control = (now[now.kind == k] for k in ("concept", "class", "control"))
+        for metric, values in (("TA", concepts.ta), ("IA", concepts.ia), ("class_TA", classes.ta), ("drift", classes.drift),
+                               ("IA_control", control.ia)):
+            if len(values):
+                mean, lo, hi = metrics.bootstrap_ci(values.values, n_boot)
+                rows.append({"session": t, "metric": metric, "value": mean, "ci_low": lo, "ci_high": hi})
+        earlier = [c for c in concepts.name.unique() if learned_in[c] < t]
+        if earlier:
+            first = [scores[(scores.kind == "concept") & (scores.name == c) & (scores.session == learned_in[c])].ia.values for c in earlier]
+            last = [concepts[concepts.name == c].ia.values for c in earlier]
+            mean, lo, hi = scoring.bootstrap_drop(first, last, n_boot)
+            rows.append({"session": t, "metric": "IAD", "value": mean, "ci_low": lo, "ci_high": hi})
+    out = pd.DataFrame(rows)
+    out["seed"] = run.seed
+    return out
+
+
+def combine_seeds(values, lows, highs, n_boot: int = N_BOOT, seed: int = 0) -> tuple[float, float, float]:
+    """Mean over seeds, with the two-level bootstrap interval described above."""
+    values, lows, highs = (np.asarray(x, dtype=float) for x in (values, lows, highs))
+    ok = ~np.isnan(values)
+    values, lows, highs = values[ok], lows[ok], highs[ok]
+    if len(values) == 0:
+        return float("nan"), float("nan"), float("nan")
+    if len(values) == 1:
+        return float(values[0]), float(lows[0]), float(highs[0])
+    rng = np.random.default_rng(seed)
+    sd = np.nan_to_num((highs - lows) / (2 * 1.96))
+    pick = rng.integers(0, len(values), (n_boot, len(values)))
+    draws = rng.normal(values[pick], sd[pick]).mean(1)
+    return float(values.mean()), float(np.quantile(draws, 0.025)), float(np.quantile(draws, 0.975))
+
+
+SUMMARY_METRICS = ["TA", "CLIPScore", "IA", "IAD", "class_TA", "drift", "IA_control", "TA_control", "IA_gain_over_control"]
+PLAIN_FIGURES = {  # summary keys without intervals, averaged over seeds
+    "forgetting_max": lambda s: s["forgetting_max"]["value"],
+    "IA_right_after_learning": lambda s: s["IA_right_after_learning"],
+    "IA_base_class_prompt": lambda s: s["IA_base_class_prompt"],
+    "IA_class_prompt_right_after_learning": lambda s: s["IA_class_prompt_right_after_learning"],
+    "drift_seed_scale": lambda s: s["drift_seed_scale"],
+}
+COST_FIGURES = ["train_seconds_per_session", "generate_seconds_total", "peak_memory_mb", "trainable_parameters",
+                "delta_bytes", "stored_bytes"]
+
+
+def summary_table(groups: dict[str, list[Run]]) -> pd.DataFrame:
+    """One row per setting: final metrics (mean over seeds, interval), plain figures and cost means."""
+    rows = []
+    for label, runs in groups.items():
+        row = {"setting": label, "method": runs[0].method, "seeds": " ".join(str(r.seed) for r in sorted(runs, key=lambda r: r.seed)),
+               "sessions": runs[0].summary["sessions_finished"]}
+        for metric in SUMMARY_METRICS:
+            present = [r.summary[metric] for r in runs if metric in r.summary]
+            if present:
+                v, lo, hi = combine_seeds([p["value"] for p in present], [p["ci_low"] for p in present], [p["ci_high"] for p in present])
+                row.update({metric: v, f"{metric}_low": lo, f"{metric}_high": hi})
+        for key, get in PLAIN_FIGURES.items():
+            row[key] = float(np.mean([get(r.summary) for r in runs]))
+        for key in COST_FIGURES:
+            row[key] = float(np.mean([r.summary.get("cost", {}).get(key, np.nan) for r in runs]))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def curves_table(groups: dict[str, list[Run]]) -> pd.DataFrame:
+    """Per setting, session and metric: mean over seeds with the combined interval."""
+    rows = []
+    for label, runs in groups.items():
+        per_run = pd.concat([run_curves(r) for r in runs], ignore_index=True)
+        for (t, metric), g in per_run.groupby(["session", "metric"]):
+            v, lo, hi = combine_seeds(g.value, g.ci_low, g.ci_high)
+            rows.append({"setting": label, "session": t, "metric": metric, "value": v, "ci_low": lo, "ci_high": hi, "seeds": len(g)})
+    return pd.DataFrame(rows)
+
+
+def ia_matrix(runs: list[Run]) -> pd.DataFrame:
+    """IA[t][c] averaged over the setting's seeds (rows: session, columns: concepts in protocol order)."""
+    frames = [pd.read_csv(r.path / "ia_matrix.csv").set_index("session") for r in runs]
+    return sum(frames) / len(frames)

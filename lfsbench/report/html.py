@@ -1,0 +1,86 @@
+"""Markdown and HTML renderings of a report (the HTML page embeds its figures, so it opens offline)."""
+
+from __future__ import annotations
+
+import base64
+import html as htmllib
+from pathlib import Path
+
+import pandas as pd
+
+from lfsbench.report.aggregate import SUMMARY_METRICS
+
+HEADLINE = ["TA", "IA", "IAD", "class_TA", "drift", "IA_control", "IA_gain_over_control"]
+PLAIN = [("forgetting_max", "forgetting (max)", "{:.3f}"), ("IA_right_after_learning", "IA right after", "{:.3f}"),
+         ("IA_base_class_prompt", "IA base class prompt", "{:.3f}"), ("drift_seed_scale", "drift scale", "{:.3f}"),
+         ("train_seconds_per_session", "train s/session", "{:.1f}"), ("generate_seconds_total", "generate s", "{:.0f}"),
+         ("peak_memory_mb", "peak MB", "{:.0f}"), ("stored_bytes", "stored bytes", "{:,.0f}")]
+
+
+def _cell(row: pd.Series, metric: str) -> str:
+    if metric not in row or pd.isna(row.get(metric)):
+        return "-"
+    return f"{row[metric]:.3f} [{row[f'{metric}_low']:.3f}, {row[f'{metric}_high']:.3f}]"
+
+
+def display_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The summary as people read it: value [95% interval] per metric, then the plain figures."""
+    shown = [m for m in HEADLINE if m in table.columns]
+    out = pd.DataFrame({"setting": table.setting, "seeds": table.seeds})
+    for metric in shown:
+        out[metric] = [_cell(row, metric) for _, row in table.iterrows()]
+    for key, name, fmt in PLAIN:
+        out[name] = [fmt.format(v) if pd.notna(v) else "-" for v in table[key]]
+    return out
+
+
+def markdown_table(table: pd.DataFrame) -> str:
+    shown = display_table(table)
+    lines = ["| " + " | ".join(shown.columns) + " |", "|" + "---|" * len(shown.columns)]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in shown.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
+
+
+def _img(path: Path, alt: str) -> str:
+    data = base64.b64encode(Path(path).read_bytes()).decode()
+    return f'<figure><img src="data:image/png;base64,{data}" alt="{htmllib.escape(alt)}"><figcaption>{htmllib.escape(alt)}</figcaption></figure>'
+
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1250px; color: #222; line-height: 1.4; }
+table { border-collapse: collapse; font-size: 0.85rem; margin: 1rem 0; }
+th, td { border: 1px solid #ccc; padding: 0.3rem 0.5rem; text-align: right; white-space: nowrap; }
+th:first-child, td:first-child { text-align: left; }
+th { background: #f3f3f3; }
+img { max-width: 100%; border: 1px solid #ddd; }
+figure { margin: 1rem 0; } figcaption { font-size: 0.85rem; color: #555; }
+.note { font-size: 0.9rem; color: #444; max-width: 60rem; }
+"""
+
+
+def page(protocol: dict, runs, table: pd.DataFrame, figures: dict[str, Path]) -> str:
+    plan = protocol["evaluation"]
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>lfsbench report: {htmllib.escape(protocol['name'])}</title>",
+        f"<style>{STYLE}</style></head><body>",
+        f"<h1>lfsbench report: protocol <code>{htmllib.escape(protocol['name'])}</code></h1>",
+        f"<p class='note'>{htmllib.escape(protocol.get('description', ''))} {len(protocol['sessions'])} sessions; "
+        f"{len(plan['prompts'])} prompts x {plan['images_per_prompt']} images per concept; {len(runs)} runs. "
+        "Values are means at the last session; brackets are 95% intervals (bootstrap over images, and over seeds where "
+        "several were run). IAD is Avalanche's drop since a concept was learned; class drift is 1 - cosine to the base "
+        "model's image for the same prompt and seed, to be read beside the drift between two seeds of the base model "
+        "(drift scale). IA_control is the base model generating from the method's stored contexts: IA gained over it "
+        "is what the method learned.</p>",
+        "<h2>Summary</h2>",
+        display_table(table).to_html(index=False, escape=True, border=0),
+        "<h2>Forgetting curves</h2>",
+        _img(figures["curves"], "TA, IA, IAD, class TA, class drift against session; bands are 95% intervals"),
+        "<h2>IA matrices</h2>",
+    ]
+    parts += [_img(p, f"IA matrix of {k[len('ia_matrix_'):]}") for k, p in figures.items() if k.startswith("ia_matrix_")]
+    parts.append("<h2>Images</h2>")
+    parts += [_img(p, f"shots and generated images after each session: {k[len('images_'):]}")
+              for k, p in figures.items() if k.startswith("images_")]
+    parts.append("<h2>Runs</h2><ul>" + "".join(f"<li><code>{htmllib.escape(str(r.path))}</code> (seed {r.seed})</li>" for r in runs) + "</ul>")
+    parts.append("</body></html>")
+    return "\n".join(parts)

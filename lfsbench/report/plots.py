@@ -1,0 +1,121 @@
+"""Figures of a report (matplotlib, Agg): forgetting curves, IA-matrix heatmaps, image grids."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from PIL import Image  # noqa: E402
+
+AXIS = {
+    "TA": "TA (cosine, image vs prompt)",
+    "IA": "IA (cosine, image vs shots)",
+    "IAD": "IAD (drop of IA since learned)",
+    "class_TA": "class TA (cosine)",
+    "drift": "class drift (1 - cosine to base)",
+    "IA_control": "IA of the in-context control",
+}
+TITLES = {
+    "TA": "Text alignment of learned concepts",
+    "IA": "Image alignment of learned concepts",
+    "IAD": "Forgetting (IAD) of earlier concepts",
+    "class_TA": "Class prompts: text alignment",
+    "drift": "Class prompts: drift from the base model",
+    "IA_control": "Base model from the same contexts",
+}
+
+
+def forgetting_curves(curves: pd.DataFrame, path: Path, drift_scale: float | None = None) -> Path:
+    """One panel per metric against session; one line per setting with its 95% band."""
+    metrics = [m for m in AXIS if m in set(curves.metric)]
+    cols = 3
+    rows = -(-len(metrics) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.9 * rows), squeeze=False)
+    settings = list(dict.fromkeys(curves.setting))
+    colours = plt.get_cmap("tab10")
+    for ax, metric in zip(axes.flat, metrics):
+        for i, setting in enumerate(settings):
+            g = curves[(curves.setting == setting) & (curves.metric == metric)].sort_values("session")
+            if not len(g):
+                continue
+            ax.plot(g.session, g.value, marker="o", ms=3, color=colours(i % 10), label=setting)
+            ax.fill_between(g.session, g.ci_low, g.ci_high, color=colours(i % 10), alpha=0.18, lw=0)
+        if metric == "drift" and drift_scale is not None:
+            ax.axhline(drift_scale, color="grey", ls="--", lw=1, label="two seeds of the base model")
+        ax.set_title(TITLES[metric], fontsize=10)
+        ax.set_xlabel("after session t")
+        ax.set_ylabel(AXIS[metric])
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(metrics):]:
+        ax.axis("off")
+    handles, labels = [], []
+    for ax in axes.flat:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    fig.legend(handles, labels, loc="lower center", ncol=min(3, len(labels)), fontsize=9, frameon=False)
+    fig.tight_layout(rect=(0, 0.04 + 0.035 * ((len(labels) - 1) // 3), 1, 1))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def ia_heatmap(matrix: pd.DataFrame, title: str, path: Path) -> Path:
+    """IA[t][c]: the model after session t (rows) on concept c (columns); blank before c is learned."""
+    fig, ax = plt.subplots(figsize=(1.0 + 0.75 * matrix.shape[1], 1.2 + 0.5 * matrix.shape[0]))
+    data = matrix.to_numpy(dtype=float)
+    image = ax.imshow(np.ma.masked_invalid(data), cmap="viridis", vmin=0, vmax=1, aspect="auto")
+    for (r, c), v in np.ndenumerate(data):
+        if not np.isnan(v):
+            ax.text(c, r, f"{v:.2f}", ha="center", va="center", fontsize=8, color="white" if v < 0.6 else "black")
+    ax.set_xticks(range(matrix.shape[1]), matrix.columns, rotation=30, ha="right")
+    ax.set_yticks(range(matrix.shape[0]), [str(i) for i in matrix.index])
+    ax.set_xlabel("concept")
+    ax.set_ylabel("model after session")
+    ax.set_title(title, fontsize=10)
+    fig.colorbar(image, ax=ax, label="IA (cosine)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+GRID_IMAGES = 4  # images shown per cell of an image grid
+
+
+def _first_images(grid: Image.Image, k: int) -> Image.Image:
+    """The first k images of a one-row grid saved by the runner (square tiles)."""
+    tile = grid.height
+    return grid.crop((0, 0, min(grid.width, tile * k), tile))
+
+
+def image_grid(run_path: Path, concepts: list[str], learned_in: dict[str, int], sessions: int, title: str, path: Path) -> Path:
+    """For each concept: its shots, then the images generated after each session from the one it was learned in."""
+    fig, axes = plt.subplots(len(concepts), sessions + 1, figsize=(2.3 * (sessions + 1), 1.0 + 0.75 * len(concepts)), squeeze=False)
+    for r, name in enumerate(concepts):
+        cells = [("shots", run_path / "base" / "shots" / f"{name}.png")]
+        cells += [(f"after {t}", run_path / "images" / f"session_{t:02d}" / f"{name}.png") for t in range(sessions)]
+        for c, (label, file) in enumerate(cells):
+            ax = axes[r][c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for side in ax.spines.values():
+                side.set_visible(False)
+            if file.is_file():
+                ax.imshow(_first_images(Image.open(file), GRID_IMAGES))
+            if r == 0:
+                ax.set_title(label if c == 0 else f"after session {c - 1}", fontsize=9)
+            if c == 0:
+                ax.set_ylabel(f"{name}\n(session {learned_in[name]})", fontsize=9)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,97 @@
+"""Finding stored runs, reading them, and grouping them into settings (runs that differ only by seed)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from lfsbench.errors import LfsbenchError
+from lfsbench.results import RunFolder
+
+
+@dataclass
+class Run:
+    path: Path
+    config: dict
+    summary: dict
+
+    @property
+    def method(self) -> str:
+        return self.config["method"]
+
+    @property
+    def seed(self) -> int:
+        return self.config["seed"]
+
+    @property
+    def protocol(self) -> dict:
+        return self.config["protocol"]
+
+    @property
+    def label(self) -> str:
+        """The method and the settings it was given (what distinguishes a study's cells), without the seed."""
+        overrides = self.config.get("method_overrides") or {}
+        if not overrides:
+            return self.method
+        return f"{self.method} ({', '.join(f'{k}={v}' for k, v in sorted(overrides.items()))})"
+
+    @property
+    def folder(self) -> RunFolder:
+        return RunFolder(self.path)
+
+    def scores(self) -> pd.DataFrame:
+        return self.folder.scores()
+
+    def session_rows(self) -> pd.DataFrame:
+        return self.folder.session_rows()
+
+    def learned_in(self) -> dict[str, int]:
+        return {name: t for t, names in enumerate(self.protocol["sessions"]) for name in names}
+
+
+def find_runs(paths: list[Path]) -> list[Run]:
+    """Every run folder (config.json + summary.json) at or below the given paths, in path order."""
+    found = []
+    for root in paths:
+        root = Path(root)
+        if not root.exists():
+            raise LfsbenchError(f"{root} does not exist. Pass run folders or folders that contain them (e.g. runs/toy).")
+        candidates = [root] if (root / "config.json").is_file() else sorted(p.parent for p in root.rglob("config.json"))
+        for folder in candidates:
+            if (folder / "summary.json").is_file():
+                found.append(Run(folder, json.loads((folder / "config.json").read_text()),
+                                 json.loads((folder / "summary.json").read_text())))
+    if not found:
+        raise LfsbenchError(f"No finished lfsbench runs under {', '.join(map(str, paths))} (a run folder holds config.json and "
+                            "summary.json). Run `lfsbench run ...` first, or point at the folder it printed.")
+    return found
+
+
+def same_protocol(runs: list[Run]) -> dict:
+    """The protocol all runs share; runs of different protocols are not comparable, so mixing them is refused."""
+    by_name: dict[str, list[Run]] = {}
+    for run in runs:
+        by_name.setdefault(json.dumps(run.protocol, sort_keys=True), []).append(run)
+    if len(by_name) > 1:
+        described = "; ".join(f"{json.loads(k)['name']!r} ({len(v)} runs, e.g. {v[0].path})" for k, v in by_name.items())
+        raise LfsbenchError(
+            f"These runs use {len(by_name)} different protocols (or differently overridden ones): {described}. "
+            "Their numbers are not comparable. Report each protocol separately (pass only its runs' folders)."
+        )
+    return runs[0].protocol
+
+
+def group_by_setting(runs: list[Run]) -> dict[str, list[Run]]:
+    """Runs that differ only by seed, keyed by label, in first-seen order."""
+    groups: dict[str, list[Run]] = {}
+    for run in runs:
+        groups.setdefault(run.label, []).append(run)
+    for label, members in groups.items():
+        seeds = [r.seed for r in members]
+        if len(set(seeds)) != len(seeds):
+            paths = ", ".join(str(r.path) for r in members)
+            raise LfsbenchError(f"Two runs of {label!r} have the same seed ({paths}); keep one of them in the report's input.")
+    return groups

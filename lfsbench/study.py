@@ -1,0 +1,108 @@
+"""Studies as data: a YAML spec names a protocol, seeds and cells (a method, fixed settings, a grid of settings).
+
+    name: ablation
+    protocol: toy
+    seeds: [0, 1, 2]
+    cells:
+      - method: lfs
+        settings: {icgen: false}          # fixed for this cell
+        grid: {dfkd: [true, false]}        # every combination is one setting of the cell
+      - method: naive
+
+A key whose first part is a protocol field (`sessions`, `evaluation.images_per_prompt`)
+overrides the protocol, as `lfsbench run -o` does; everything else is a method setting.
+`run_study` runs every (setting, seed) into its own run folder, skipping finished runs and
+resuming interrupted ones, so rerunning a study only does what is missing.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from lfsbench.errors import LfsbenchError
+
+
+class Cell(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    method: str
+    protocol: str | None = None  # replaces the study's protocol for this cell
+    settings: dict[str, Any] = Field(default_factory=dict)
+    grid: dict[str, list[Any]] = Field(default_factory=dict)
+
+
+class Study(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    description: str = ""
+    protocol: str = "toy"
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    cells: list[Cell] = Field(min_length=1)
+    output: str | None = None  # default: runs/studies/NAME
+
+
+def load_study(path: Path) -> Study:
+    """A spec file, or a name under ./reports/ (`ablation` -> reports/ablation.yaml)."""
+    path = Path(path)
+    if not path.is_file() and (Path("reports") / f"{path}.yaml").is_file():
+        path = Path("reports") / f"{path}.yaml"
+    if not path.is_file():
+        raise LfsbenchError(f"No study spec {path}: pass a YAML file (the shipped ones are reports/*.yaml in the repository).")
+    try:
+        return Study.model_validate(yaml.safe_load(path.read_text()))
+    except ValidationError as err:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
+        raise LfsbenchError(f"Study spec {path} is not valid: {problems}. See reports/ablation.yaml for the format.") from None
+    except yaml.YAMLError as err:
+        raise LfsbenchError(f"Study spec {path} is not valid YAML ({err}). Fix the file.") from None
+
+
+def _slug(settings: dict) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(settings.items()))
+
+
+def expand(study: Study) -> list[dict]:
+    """Every run of the study: {method, protocol, settings, seed, output}."""
+    root = Path(study.output or Path("runs") / "studies" / study.name)
+    runs = []
+    for cell in study.cells:
+        keys = list(cell.grid)
+        for values in itertools.product(*(cell.grid[k] for k in keys)) if keys else [()]:
+            settings = {**cell.settings, **dict(zip(keys, values))}
+            protocol = cell.protocol or study.protocol
+            for seed in study.seeds:
+                name = f"{cell.method}{'-' + _slug(settings) if settings else ''}-seed{seed}"
+                runs.append({"method": cell.method, "protocol": protocol, "settings": settings, "seed": seed,
+                             "output": root / Path(protocol).stem / name.replace("/", "_")})
+    return runs
+
+
+def is_finished(output: Path, protocol_sessions: int) -> bool:
+    summary = output / "summary.json"
+    return summary.is_file() and json.loads(summary.read_text()).get("sessions_finished") == protocol_sessions
+
+
+def run_study(study: Study, console=None) -> list[Path]:
+    """Run every missing run of the study (resuming partial ones); returns the run folders."""
+    from lfsbench.cli import parse_overrides
+    from lfsbench.protocol import load_protocol
+    from lfsbench.runner import Runner, RunSpec
+
+    runs = expand(study)
+    for i, run in enumerate(runs):
+        pairs = [f"{k}={json.dumps(v)}" for k, v in run["settings"].items()]
+        protocol_overrides, method_overrides = parse_overrides(pairs)
+        protocol = load_protocol(run["protocol"], protocol_overrides)
+        if is_finished(run["output"], len(protocol.sessions)):
+            if console:
+                console.print(f"[{i + 1}/{len(runs)}] {run['output']}: finished, skipped")
+            continue
+        if console:
+            console.print(f"[{i + 1}/{len(runs)}] {run['output']}")
+        Runner(RunSpec(protocol, run["method"], method_overrides, run["seed"]), run["output"]).run()
+    return [run["output"] for run in runs]

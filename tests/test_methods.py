@@ -1,0 +1,137 @@
+"""The method adapters on the tiny build: the lfs == naive ablation, DFKD's teacher, ICGen's contexts and control,
+replay's memory, DreamBooth's base-model class images, and every method's state round trip."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from lfsbench.concepts import Concept, session_view
+from lfsbench.method import all_methods, create_method
+from lfsbench.toy import load_toy_backbone, load_toy_evaluator
+
+TINY = {"steps": 3, "batch_size": 2}
+PROMPTS = ["a <new1> square", "a <new2> ring", "a square", "a <new1> square on a gray background"]
+SEEDS = [0, 1, 2, 3]
+
+
+def concepts():
+    g = torch.Generator().manual_seed(0)
+    return [Concept("a", "square", "<new1>", torch.rand(3, 3, 32, 32, generator=g)),
+            Concept("b", "ring", "<new2>", torch.rand(3, 3, 32, 32, generator=g))]
+
+
+def learned(name, weights, settings=None, sessions=2, evaluator=False):
+    method = create_method(name, {**TINY, **(settings or {})})
+    method.setup(load_toy_backbone(weights=weights), seed=0, evaluator=load_toy_evaluator(weights=weights) if evaluator else None)
+    cs = concepts()
+    for t in range(sessions):
+        method.learn(session_view(t, [cs[t]], "a {}", cs[:t]))
+    return method
+
+
+def test_all_five_methods_are_registered():
+    assert {"naive", "custom-diffusion", "dreambooth", "replay", "lfs"} <= {name for name, _ in all_methods()}
+
+
+def test_lfs_without_dfkd_and_icgen_is_naive(tiny_weights):
+    """The first ablation pair: identical weights and identical images for the same seed."""
+    lfs = learned("lfs", tiny_weights, {"dfkd": False, "icgen": False})
+    naive = learned("naive", tiny_weights)
+    a, b = lfs.state_dict(), naive.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert torch.equal(lfs.generate(PROMPTS, SEEDS, 3, 5.0), naive.generate(PROMPTS, SEEDS, 3, 5.0))
+    assert lfs.generate_control(PROMPTS, SEEDS, 3, 5.0, PROMPTS) is None
+    # and with DFKD on, training differs from the second session on
+    dfkd = learned("lfs", tiny_weights, {"dfkd_steps": 3, "icgen": False})
+    assert any(not torch.equal(dfkd.state_dict()[k], b[k]) for k in b if k.startswith("kv."))
+
+
+def test_dfkd_teacher_is_the_model_before_the_session(tiny_weights):
+    """At the session's first step student == teacher (loss exactly 0); after training they differ; the teacher copies K/V only."""
+    from lfsbench.training import frozen_kv_copy, kv_parameters, train_kv_session, KVTrainingConfig
+
+    method = learned("lfs", tiny_weights, {"dfkd_steps": 3, "icgen": False}, sessions=1)
+    cs = concepts()
+    view = session_view(1, [cs[1]], "a {}", cs[:1])
+    loss = method.distillation(view)
+    assert float(loss(0)) == 0.0
+    token_ids = method.add_tokens(view)
+    train_kv_session(method.backbone, [method.instance_data(view)], token_ids, KVTrainingConfig(2, 2, 1e-2, 1e-2))
+    assert float(loss(1)) > 0
+    teacher = frozen_kv_copy(method.backbone)
+    copied = sum(p.numel() for proc in teacher.values() for p in getattr(proc, "parameters", lambda: [])())
+    assert copied == sum(p.numel() for p in kv_parameters(method.backbone)) < sum(p.numel() for p in method.backbone.unet.parameters())
+    assert method.keep_prompts(view) == ["a <new1> square", "a square"]
+
+
+def test_dfkd_from_teacher_trajectories(tiny_weights):
+    method = learned("lfs", tiny_weights, {"dfkd_steps": 3, "dfkd_input": "teacher", "dfkd_trajectories": 4,
+                                           "dfkd_sampler_steps": 5, "dfkd_t_max": 500, "icgen": False})
+    timesteps, latents, prompt_of = method.teacher_trajectories(["a square"], 1)
+    assert len(timesteps) == latents.shape[0] and latents.shape[1] == 4 and (timesteps <= 500).all()
+
+
+def test_icgen_contexts_selection_and_control(tiny_weights):
+    lfs = learned("lfs", tiny_weights, {"dfkd": False, "context_strength": 0.5})
+    contexts = lfs.select_contexts(PROMPTS, SEEDS)
+    assert torch.equal(contexts[0], lfs.contexts["<new1>"][0]) and torch.equal(contexts[1], lfs.contexts["<new2>"][1])
+    assert contexts[2] is None  # a class prompt is generated without context
+    assert lfs.stored_bytes() == sum(t.numel() * 4 for t in lfs.contexts.values())
+    # with context the concept's images differ from plain text-to-image; at strength 1 they are the same
+    naive = learned("naive", tiny_weights)
+    with_context = lfs.generate(PROMPTS, SEEDS, 4, 5.0)
+    plain = naive.generate(PROMPTS, SEEDS, 4, 5.0)
+    assert torch.allclose(with_context[2], plain[2], atol=1e-5) and not torch.allclose(with_context[0], plain[0], atol=1e-3)
+    lfs.config.context_strength = 1.0
+    assert torch.allclose(lfs.generate(PROMPTS, SEEDS, 4, 5.0), plain, atol=1e-5)
+    # the control is the base model from the same contexts: the base backbone's own image-to-image
+    lfs.config.context_strength = 0.5
+    plain_prompts = [p.replace("<new1> ", "").replace("<new2> ", "") for p in PROMPTS]
+    control = lfs.generate_control(PROMPTS, SEEDS, 4, 5.0, plain_prompts)
+    base = load_toy_backbone(weights=tiny_weights)
+    expected = base.generate_from_latents(plain_prompts[:2], SEEDS[:2], torch.stack(contexts[:2]), 0.5, 4, 5.0)
+    assert torch.allclose(control[:2], expected, atol=1e-5)
+    # random and similarity selection pick stored contexts; none picks nothing
+    for how in ("random", "similarity"):
+        other = learned("lfs", tiny_weights, {"dfkd": False, "context_selection": how}, evaluator=True)
+        picked = other.select_contexts(PROMPTS, SEEDS)
+        stored = torch.cat(list(other.contexts.values()))
+        assert picked[2] is None and all(any(torch.equal(p, s) for s in stored) for p in picked if p is not None)
+    lfs.config.context_selection = "none"
+    assert lfs.select_contexts(PROMPTS, SEEDS) == [None] * 4
+
+
+def test_replay_keeps_and_replays_earlier_shots(tiny_weights):
+    replay = learned("replay", tiny_weights, {"replay_shots": 2})
+    assert list(replay.memory) == ["<new1>", "<new2>"] and replay.memory["<new1>"][1] == "a <new1> square"
+    assert replay.stored_bytes() == 2 * 2 * 3 * 32 * 32
+    naive = learned("naive", tiny_weights)
+    first_kv = [k for k in naive.state_dict() if k.startswith("kv.")][0]
+    assert not torch.equal(replay.state_dict()[first_kv], naive.state_dict()[first_kv])  # session 1 saw the memory
+
+
+def test_dreambooth_class_images_come_from_the_base_model(tiny_weights):
+    from lfsbench.training import generate_class_images
+
+    db = learned("dreambooth", tiny_weights, {"class_images": 2, "class_image_steps": 2}, sessions=1)
+    base = load_toy_backbone(weights=tiny_weights)
+    assert not all(torch.equal(a, b) for a, b in zip(db.backbone.unet.state_dict().values(), base.unet.state_dict().values()))
+    made = db.base_class_images("a ring")  # after a session of training: still the base model's images
+    expected = generate_class_images(base, "a ring", 2, 2, 5.0)
+    assert torch.allclose(made, (expected * 255).round() / 255, atol=1e-6)
+    assert db.trainable_parameters() >= sum(p.numel() for p in base.unet.parameters())
+
+
+@pytest.mark.parametrize("name", ["naive", "custom-diffusion", "replay", "lfs", "dreambooth"])
+def test_state_round_trips_through_safetensors(name, tiny_weights, tmp_path):
+    """What the runner saves after a session restores a method that generates the same images (resume)."""
+    settings = {"class_images": 2, "class_image_steps": 2} if name in ("custom-diffusion", "dreambooth") else {}
+    method = learned(name, tiny_weights, settings)
+    save_file({k: v.contiguous() for k, v in method.state_dict().items()}, tmp_path / "state.safetensors")
+    restored = create_method(name, {**TINY, **settings})
+    restored.setup(load_toy_backbone(weights=tiny_weights), seed=0)
+    restored.load_state_dict(load_file(tmp_path / "state.safetensors"))
+    assert restored.tokens == method.tokens and restored.stored_bytes() == method.stored_bytes()
+    assert torch.allclose(restored.generate(PROMPTS, SEEDS, 3, 5.0), method.generate(PROMPTS, SEEDS, 3, 5.0), atol=1e-5)

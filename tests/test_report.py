@@ -1,0 +1,140 @@
+"""Reports, studies and the regression gate, over tiny runs."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+import yaml
+
+from lfsbench.errors import LfsbenchError
+from lfsbench.gate import Thresholds, load_thresholds, run_checks
+from lfsbench.protocol import load_protocol
+from lfsbench.report import make_report
+from lfsbench.runner import Runner, RunSpec
+from lfsbench.toy import load_toy_backbone, load_toy_evaluator
+
+FAST = {"sessions": [["circle-1"], ["square-1"], ["circle-2"]],
+        "evaluation": {"images_per_prompt": 2, "steps": 3, "bootstrap": 100}}
+TINY = {"steps": 2, "batch_size": 2}
+NAIVE = "naive (batch_size=2, steps=2)"  # a setting is labelled by its method and the settings it was given
+
+
+def tiny_run(weights, out, method, seed=0, overrides=None, protocol=FAST):
+    spec = RunSpec(load_protocol("toy", protocol), method, {**TINY, **(overrides or {})}, seed)
+    Runner(spec, out, load_toy_backbone(weights=weights), load_toy_evaluator(weights=weights)).run()
+    return out
+
+
+@pytest.fixture(scope="module")
+def runs(tiny_weights, tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    tiny_run(tiny_weights, root / "naive-0", "naive", 0)
+    tiny_run(tiny_weights, root / "naive-1", "naive", 1)
+    tiny_run(tiny_weights, root / "lfs-0", "lfs", 0, {"context_strength": 0.5})
+    return root
+
+
+def test_lfs_run_reports_its_in_context_control(runs):
+    summary = json.loads((runs / "lfs-0" / "summary.json").read_text())
+    scores = pd.read_csv(runs / "lfs-0" / "scores" / "session_02.csv")
+    control, concept = scores[scores.kind == "control"], scores[scores.kind == "concept"]
+    assert len(control) == len(concept) > 0
+    assert summary["IA_control"]["value"] == pytest.approx(control.ia.mean())
+    assert summary["IA_gain_over_control"]["value"] == pytest.approx(concept.ia.mean() - control.ia.mean())
+    assert (runs / "lfs-0" / "images" / "session_02" / "control_circle-1.png").is_file()
+    config = json.loads((runs / "lfs-0" / "config.json").read_text())
+    assert config["method_overrides"]["context_strength"] == 0.5 and config["method_config"]["context_strength"] == 0.5
+    assert config["method_preset"] == "toy"
+    naive = json.loads((runs / "naive-0" / "summary.json").read_text())
+    assert "IA_control" not in naive  # only methods that generate from context have a control
+
+
+def test_report_files_and_tables_match_the_runs(runs, tmp_path):
+    page = make_report([runs], tmp_path / "report")
+    for name in ("summary.csv", "summary.md", "curves.csv", "curves.png", "index.html"):
+        assert (tmp_path / "report" / name).is_file(), name
+    assert len(list((tmp_path / "report").glob("ia_matrix_*.png"))) == 2
+    assert len(list((tmp_path / "report").glob("images_*.png"))) == 2
+    table = pd.read_csv(tmp_path / "report" / "summary.csv").set_index("setting")
+    naive = NAIVE
+    seeds = [json.loads((runs / f"naive-{s}" / "summary.json").read_text()) for s in (0, 1)]
+    for metric in ("TA", "IA", "IAD", "drift"):
+        assert table.loc[naive, metric] == pytest.approx(sum(s[metric]["value"] for s in seeds) / 2)
+    assert table.loc[naive, "seeds"] == "0 1"
+    lfs = json.loads((runs / "lfs-0" / "summary.json").read_text())
+    label = "lfs (batch_size=2, context_strength=0.5, steps=2)"
+    assert table.loc[label, "IA_low"] == pytest.approx(lfs["IA"]["ci_low"])  # one seed: the run's own interval
+    curves = pd.read_csv(tmp_path / "report" / "curves.csv")
+    last = curves[(curves.setting == label) & (curves.session == 2) & (curves.metric == "IA")]
+    assert last.value.item() == pytest.approx(lfs["IA"]["value"])
+    iad = curves[(curves.setting == label) & (curves.session == 2) & (curves.metric == "IAD")]
+    assert iad.value.item() == pytest.approx(lfs["IAD"]["value"])
+    html = page.read_text()
+    assert html.count("data:image/png;base64,") == 5 and "IA_control" in html
+
+
+def test_report_refuses_runs_of_different_protocols(runs, tiny_weights, tmp_path):
+    other = tiny_run(tiny_weights, tmp_path / "other", "naive", 0, protocol={**FAST, "sessions": [["ring-1"], ["cross-1"]]})
+    with pytest.raises(LfsbenchError, match="different protocols"):
+        make_report([runs, other], tmp_path / "report")
+
+
+def thresholds(checks):
+    return Thresholds.model_validate({"protocol": "toy", "checks": checks})
+
+
+def test_gate_passes_fails_and_names_the_metric(runs):
+    naive_iad = json.loads((runs / "naive-0" / "summary.json").read_text())["IAD"]["value"]
+    ok = run_checks([runs], thresholds([{"name": "sane TA", "value": NAIVE + ".TA", "min": -1, "max": 1},
+                                        {"name": "relation", "value": NAIVE + ".TA", "less_than": NAIVE + ".TA", "margin": 0}]))
+    assert all(r["passed"] for r in ok)
+    bad = run_checks([runs], thresholds([{"name": "impossible", "value": NAIVE + ".IAD", "min": naive_iad + 10}]))
+    assert not bad[0]["passed"] and bad[0]["value"] == NAIVE + ".IAD"
+    with pytest.raises(LfsbenchError, match="no metric 'IAX'"):
+        run_checks([runs], thresholds([{"name": "typo", "value": NAIVE + ".IAX", "min": 0}]))
+    with pytest.raises(LfsbenchError, match="no runs of 'replay'"):
+        run_checks([runs], thresholds([{"name": "missing", "value": "replay.IAD", "max": 1}]))
+
+
+def test_gate_cli_exit_code_and_bad_file(runs, tmp_path):
+    from typer.testing import CliRunner
+
+    from lfsbench.cli import app
+
+    path = tmp_path / "t.yaml"
+    path.write_text(yaml.safe_dump({"protocol": "toy", "checks": [{"name": "naive forgets", "value": NAIVE + ".TA", "min": 5}]}))
+    result = CliRunner().invoke(app, ["check", str(runs), "--thresholds", str(path)])
+    assert result.exit_code == 1 and "naive forgets" in result.output and "FAIL" in result.output
+    path.write_text("protocol: toy\nchecks:\n  - name: no bound\n    value: naive.TA\n")
+    with pytest.raises(LfsbenchError, match="needs a bound"):
+        load_thresholds(path)
+
+
+def test_study_runs_cells_once(tiny_weights, tmp_path, monkeypatch):
+    from lfsbench import study as study_module
+
+    spec = study_module.Study.model_validate({
+        "name": "t", "protocol": "toy", "seeds": [0], "output": str(tmp_path / "study"),
+        "cells": [{"method": "naive", "settings": {**TINY, "sessions": [["circle-1"]], "evaluation.images_per_prompt": 1,
+                                                     "evaluation.steps": 2, "evaluation.bootstrap": 100},
+                   "grid": {"kv_lr": [0.001, 0.01]}}]})
+    runs = study_module.expand(spec)
+    assert len(runs) == 2 and runs[0]["output"] != runs[1]["output"]
+    started = []
+    real = Runner.run
+    monkeypatch.setattr(Runner, "__init__", _tiny_runner_init(tiny_weights))
+    monkeypatch.setattr(Runner, "run", lambda self: started.append(self.folder.path) or real(self))
+    study_module.run_study(spec)
+    study_module.run_study(spec)  # everything finished: nothing runs again
+    assert len(started) == 2 and all((p / "summary.json").is_file() for p in started)
+
+
+def _tiny_runner_init(weights):
+    original = Runner.__init__
+
+    def init(self, spec, output, backbone=None, evaluator=None):
+        original(self, spec, output, load_toy_backbone(weights=weights), load_toy_evaluator(weights=weights))
+
+    return init
