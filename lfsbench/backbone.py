@@ -36,8 +36,14 @@ class Backbone:
         pipeline.set_progress_bar_config(disable=True)
 
     @classmethod
-    def from_pretrained(cls, folder: str | Path, device=None, dtype=torch.float32, name: str | None = None) -> "Backbone":
-        """Load a diffusers Stable Diffusion folder (model_index.json, unet/, vae/, text_encoder/, ...)."""
+    def from_pretrained(cls, folder: str | Path, device=None, dtype=None, name: str | None = None) -> Backbone:
+        """Load a diffusers Stable Diffusion folder (model_index.json, unet/, vae/, text_encoder/, ...).
+
+        On a GPU the frozen weights are half precision (trainable copies stay float32, and every
+        forward pass runs under `autocast`); on the CPU everything is float32.
+        """
+        device = torch.device(device) if device is not None else default_device()
+        dtype = dtype or (torch.float16 if device.type == "cuda" else torch.float32)
         from diffusers import DDIMScheduler, StableDiffusionPipeline
 
         folder = Path(folder)
@@ -54,7 +60,8 @@ class Backbone:
         # DDIM with the settings that keep diffusers from warning (steps_offset=1, clip_sample=False).
         config = {**pipe.scheduler.config, "steps_offset": 1, "clip_sample": False, "set_alpha_to_one": False}
         pipe.scheduler = DDIMScheduler.from_config(config)
-        pipe.to(device or default_device())
+        pipe.to(device)
+        pipe.text_encoder.to(torch.float32)  # modifier-token rows are trained: keep them float32 (as diffusers' examples do)
         for module in (pipe.unet, pipe.vae, pipe.text_encoder):
             module.requires_grad_(False).eval()
         return cls(pipe, name or folder.name)
@@ -90,6 +97,14 @@ class Backbone:
         return self.pipeline.scheduler.config.num_train_timesteps
 
     # ------------------------------------------------------------ the interface
+
+    def autocast(self):
+        """Mixed precision for half-precision weights on a GPU (diffusers' SDPA attention); a no-op on the CPU."""
+        from contextlib import nullcontext
+
+        if self.device.type == "cuda" and self.unet.dtype == torch.float16:
+            return torch.autocast("cuda", dtype=torch.float16)
+        return nullcontext()
 
     def tokenize(self, prompts: list[str]) -> torch.Tensor:
         tok = self.tokenizer
@@ -132,10 +147,11 @@ class Backbone:
         for start in range(0, len(prompts), batch_size):
             chunk = slice(start, start + batch_size)
             generators = [torch.Generator("cpu").manual_seed(int(s)) for s in seeds[chunk]]
-            images = self.pipeline(
-                prompts[chunk], height=size, width=size, num_inference_steps=steps, guidance_scale=guidance,
-                generator=generators, output_type="pt",
-            ).images
+            with self.autocast():
+                images = self.pipeline(
+                    prompts[chunk], height=size, width=size, num_inference_steps=steps, guidance_scale=guidance,
+                    generator=generators, output_type="pt",
+                ).images
             out.append(images.float().cpu())
         return torch.cat(out)
 
@@ -156,10 +172,11 @@ class Backbone:
         for start in range(0, len(prompts), batch_size):
             chunk = slice(start, start + batch_size)
             generators = [torch.Generator("cpu").manual_seed(int(s)) for s in seeds[chunk]]
-            images = pipe(
-                prompts[chunk], image=latents[chunk].to(self.device, self.unet.dtype), strength=strength,
-                num_inference_steps=steps, guidance_scale=guidance, generator=generators, output_type="pt",
-            ).images
+            with self.autocast():
+                images = pipe(
+                    prompts[chunk], image=latents[chunk].to(self.device, self.unet.dtype), strength=strength,
+                    num_inference_steps=steps, guidance_scale=guidance, generator=generators, output_type="pt",
+                ).images
             out.append(images.float().cpu())
         return torch.cat(out)
 
@@ -182,8 +199,9 @@ class Backbone:
             path.append(kwargs["latents"].detach().cpu())
             return kwargs
 
-        self.pipeline(prompts, num_inference_steps=steps, guidance_scale=guidance, latents=start, output_type="latent",
-                      callback_on_step_end=keep, callback_on_step_end_tensor_inputs=["latents"])
+        with self.autocast():
+            self.pipeline(prompts, num_inference_steps=steps, guidance_scale=guidance, latents=start, output_type="latent",
+                          callback_on_step_end=keep, callback_on_step_end_tensor_inputs=["latents"])
         timesteps = self.pipeline.scheduler.timesteps.cpu()
         return timesteps, torch.stack(path[: len(timesteps)])
 

@@ -75,7 +75,9 @@ def run(
     seed: int = typer.Option(0, help="Seed of training and generation."),
     output: Optional[Path] = typer.Option(None, "--output", help="Run folder (default: runs/PROTOCOL/METHOD-seedN)."),
     override: list[str] = typer.Option([], "--set", "-o", help="KEY=VALUE: a method setting (steps=100) or a protocol field (evaluation.images_per_prompt=4)."),
-    data: Optional[Path] = typer.Option(None, help="Where the protocol's dataset lives (folder sources)."),
+    data: Optional[Path] = typer.Option(None, help="Where the protocol's dataset lives (else $LFSBENCH_CC101, $LFSBENCH_DREAMBOOTH, $LFSBENCH_DATA, or the protocol's default)."),
+    backbone: Optional[str] = typer.Option(None, help="Replace the protocol's backbone: toy, a diffusers folder, sd-v1-5, sd-random[:RES]."),
+    evaluator: Optional[str] = typer.Option(None, help="Replace the protocol's evaluator: toy, MODEL:PRETRAINED (ViT-B-32:openai), local-dir:PATH."),
     resume: Optional[Path] = typer.Option(None, help="Continue the run in this folder, with the settings it was started with."),
 ):
     """Run one method through a lifelong protocol; rerunning the same command resumes it."""
@@ -92,6 +94,7 @@ def run(
         spec = RunSpec(Protocol.model_validate(config["protocol"]), config["method"], overrides, config["seed"], config["data"])
         output = resume
     else:
+        override = override + [f"{k}={v}" for k, v in (("backbone", backbone), ("evaluator", evaluator)) if v]
         protocol_overrides, method_overrides = parse_overrides(override)
         spec = RunSpec(load_protocol(protocol, protocol_overrides, data), method, method_overrides, seed, str(data) if data else None)
         output = output or _default_output(protocol, method, seed, override)
@@ -169,6 +172,51 @@ def study(spec: Path = typer.Argument(..., help="Study spec (YAML) or a name und
     console.print(f"{len(folders)} runs of study {loaded.name!r} in [bold]{folders[0].parent.parent}[/]")
 
 
+@app.command("data")
+@friendly_errors
+def data_command(
+    name: Optional[str] = typer.Argument(None, help="cc101 or dreambooth (default: both)."),
+    data: Optional[Path] = typer.Option(None, help="The folder of NAME (default: $LFSBENCH_CC101 / $LFSBENCH_DREAMBOOTH, else ~/.cache/lfsbench/...)."),
+    fetch: bool = typer.Option(False, "--fetch", help="Fetch NAME into its folder (needs the hub and GitHub: a connected machine)."),
+):
+    """Where each real dataset is expected, whether it is there and complete; --fetch gets one."""
+    import os
+
+    from lfsbench import datasets
+    from lfsbench.concepts import DATA_ENV
+
+    if name is not None and name not in datasets.READERS:
+        raise LfsbenchError(f"`lfsbench data {name}`: the datasets are {', '.join(datasets.READERS)}.")
+    if (data is not None or fetch) and name is None:
+        raise LfsbenchError("--data and --fetch need a dataset name: `lfsbench data cc101 --data PATH [--fetch]`.")
+    kinds = [name] if name else list(datasets.READERS)
+
+    def where(kind: str) -> tuple[Path, str]:
+        if data is not None:
+            return data, "--data"
+        if os.environ.get(DATA_ENV[kind]):
+            return Path(os.environ[DATA_ENV[kind]]), f"${DATA_ENV[kind]}"
+        return Path(datasets.DEFAULT_ROOTS[kind]).expanduser(), "default"
+
+    if fetch:
+        root, _ = where(name)
+        console.print(f"fetching {name} into {root} ...")
+        datasets.fetch(name, root)
+    table = Table(title="datasets")
+    for col in ("dataset", "folder (from)", "metadata", "concepts", "with images", "images"):
+        table.add_column(col)
+    for kind in kinds:
+        root, origin = where(kind)
+        s = datasets.status(kind, root)
+        table.add_row(kind, f"{root} ({origin})", "yes" if s["metadata"] else "[red]missing[/]", str(s["concepts"]),
+                      str(s["with_images"]), str(s["images"]))
+    console.print(table)
+    for kind in kinds:
+        console.print(f"{kind}: {datasets.SOURCES[kind]}")
+    console.print("Protocols cc101, cc101-full, dreambooth and dreambooth-30 read these folders; "
+                  "`lfsbench data NAME --fetch` fetches one on a connected machine.")
+
+
 @app.command("ls")
 @friendly_errors
 def ls(what: str = typer.Argument(..., help="methods or protocols")):
@@ -205,21 +253,50 @@ def validate(
     data: Optional[Path] = typer.Option(None, help="Where the protocol's dataset lives."),
 ):
     """Check a protocol and read all of its data, without loading any model or training."""
-    from lfsbench.concepts import load_concepts
+    from lfsbench.concepts import data_root, load_concepts
     from lfsbench.protocol import load_protocol
 
     proto = load_protocol(protocol, data=data)
-    concepts = load_concepts(proto, data)
     learned = {name: t for t, names in enumerate(proto.sessions) for name in names}
+    if proto.source.kind in ("cc101", "dreambooth"):
+        _describe_dataset(proto, data_root(proto, data))
+    concepts = load_concepts(proto, data, resolution=64)  # reads (and so checks) every image
     table = Table(title=f"protocol {proto.name}: {len(proto.sessions)} sessions, {len(concepts)} concepts")
     for col in ("session", "concept", "class", "token", "shots", "eval prompts"):
         table.add_column(col)
     for c in concepts:
         table.add_row(str(learned[c.name]), c.name, c.class_noun, c.token, str(len(c.images)), str(len(c.prompts)))
     console.print(table)
-    per_concept = len(proto.evaluation.prompts) * proto.evaluation.images_per_prompt
-    console.print(f"evaluation: {per_concept} images per concept per session; backbone {proto.backbone}, evaluator {proto.evaluator}")
+    per_concept = sum(len(c.prompts) for c in concepts) / len(concepts) * proto.evaluation.images_per_prompt
+    console.print(f"evaluation: {per_concept:.0f} images per concept per session; backbone {proto.backbone}, evaluator {proto.evaluator}")
     console.print("[green]valid[/]")
+
+
+def _describe_dataset(proto, root: Path):
+    """What a real dataset folder holds, and which of the protocol's concepts lack images (then an error)."""
+    from lfsbench.datasets import READERS
+
+    available = READERS[proto.source.kind](root)
+    nouns = {c.class_noun for c in available.values()}
+    prompt_files = {c.prompt_file for c in available.values()}
+    prompt_lists = {tuple(c.prompts) for c in available.values()}
+    with_images = [c for c in available.values() if c.images]
+    console.print(f"{proto.source.kind} data in {root}: {len(available)} concepts, {len(nouns)} classes, "
+                  f"{len(prompt_files)} prompt files with {len(prompt_lists)} distinct prompt lists, "
+                  f"{sum(len(c.images) for c in with_images)} images in {len(with_images)} of {len(available)} concept folders")
+    missing = [name for name in proto.concepts if name in available and not available[name].images]
+    if missing:
+        table = Table(title=f"protocol {proto.name}: concepts without images")
+        for col in ("concept", "class", "prompts", "expected images in"):
+            table.add_column(col)
+        for name in missing:
+            c = available[name]
+            table.add_row(name, c.class_noun, f"{len(c.prompts)} ({c.prompt_file.name})", str(c.image_dir))
+        console.print(table)
+        from lfsbench.concepts import IMAGES_HINT
+
+        raise LfsbenchError(f"The metadata of {proto.source.kind} is complete, but the images of {len(missing)} of the "
+                            f"protocol's {len(proto.concepts)} concepts are missing. {IMAGES_HINT[proto.source.kind]}")
 
 
 @toy_app.command("build")

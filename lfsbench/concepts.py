@@ -126,25 +126,68 @@ def read_concepts_yaml(root: Path) -> dict:
     return data
 
 
-def load_concepts(protocol: Protocol, data_root: Path | None = None, resolution: int | None = None) -> list[Concept]:
+DATA_ENV = {"cc101": "LFSBENCH_CC101", "dreambooth": "LFSBENCH_DREAMBOOTH", "folder": "LFSBENCH_DATA"}
+
+
+def data_root(protocol: Protocol, data: Path | None = None) -> Path:
+    """Where the protocol's dataset lives: --data, else the environment variable, else the protocol's source.path."""
+    import os
+
+    env = DATA_ENV.get(protocol.source.kind)
+    chosen = data or (env and os.environ.get(env)) or protocol.source.path
+    if not chosen:
+        raise LfsbenchError(f"Protocol {protocol.name!r} needs its data: pass --data PATH or set {env}.")
+    return Path(chosen).expanduser()
+
+
+def _dataset_concepts(protocol: Protocol, root: Path) -> list[tuple[str, str, list, list[str]]]:
+    from lfsbench.datasets import READERS
+
+    kind = protocol.source.kind
+    available = READERS[kind](root)
+    out = []
+    for name in protocol.concepts:
+        if name not in available:
+            raise LfsbenchError(f"Protocol {protocol.name!r} names {name!r}, which the {kind} data in {root} does not have. "
+                                f"Its concepts include: {', '.join(list(available)[:8])}, ... (`lfsbench data` lists them).")
+        concept = available[name]
+        if not concept.images:
+            raise LfsbenchError(
+                f"No images of {name!r} in {concept.image_dir}. The {kind} metadata is there but not the images: "
+                f"{IMAGES_HINT[kind]} `lfsbench data` shows what is missing."
+            )
+        images = [load_image_file(p) for p in concept.images[: protocol.shots]]
+        out.append((name, concept.class_noun, images, concept.prompts))
+    return out
+
+
+IMAGES_HINT = {
+    "cc101": "download benchmark_dataset.zip from the hub dataset nupurkmr9/custom-diffusion and unzip it in the "
+             "CustomConcept101 folder (it creates benchmark_dataset/), or run `lfsbench data --fetch cc101` on a connected machine.",
+    "dreambooth": "copy dataset/<subject>/ from github.com/google/dreambooth, or run `lfsbench data --fetch dreambooth`.",
+}
+
+
+def load_concepts(protocol: Protocol, data: Path | None = None, resolution: int | None = None) -> list[Concept]:
     """Read every concept the protocol names, in session order, with tokens <new1>, <new2>, ..."""
     kind = protocol.source.kind
     if kind == "toy":
         raw = _toy_concepts(protocol)
     elif kind == "folder":
-        root = Path(data_root or protocol.source.path or "")
+        root = data_root(protocol, data)
         if not root.is_dir():
             raise LfsbenchError(f"Data folder {root} does not exist. Pass --data PATH to the folder that holds one subfolder per concept.")
         raw = _folder_concepts(protocol, root)
     else:
-        raise LfsbenchError(f"Protocol {protocol.name!r} reads {kind} data, which this version of lfsbench cannot read yet.")
+        raw = _dataset_concepts(protocol, data_root(protocol, data))
     concepts = []
     for i, (name, noun, images, prompts) in enumerate(raw):
         if isinstance(images, list):
             images = torch.stack([fit_image(img, resolution) for img in images])
         elif resolution is not None and images.shape[-1] != resolution:
             images = torch.stack([fit_image(img, resolution) for img in images])
-        concepts.append(Concept(name, noun, f"<new{i + 1}>", images, prompts or list(protocol.evaluation.prompts)))
+        prompts = (prompts or list(protocol.evaluation.prompts))[: protocol.evaluation.max_prompts]
+        concepts.append(Concept(name, noun, f"<new{i + 1}>", images, prompts))
     return concepts
 
 

@@ -10,16 +10,26 @@ from lfsbench.evaluator import Evaluator
 
 
 def load_backbone(name: str, device=None) -> Backbone:
-    """'toy', or the path of a diffusers Stable Diffusion folder."""
+    """'toy'; a diffusers Stable Diffusion folder; 'sd-random[:RES]' (SD 1.5 shapes, random weights);
+    or 'sd-v1-4', 'sd-v1-5', 'sd-v2-1-base', 'owner/name' from the local Hugging Face cache."""
+    from lfsbench import sd
+
     if name == "toy":
         from lfsbench.toy import load_toy_backbone
 
         return load_toy_backbone(device=device)
-    if Path(name).is_dir():
-        return Backbone.from_pretrained(name, device=device)
+    if Path(name).expanduser().is_dir():
+        return Backbone.from_pretrained(Path(name).expanduser(), device=device)
+    if name.startswith("sd-random"):
+        _, _, res = name.partition(":")
+        if res and not res.isdigit():
+            raise LfsbenchError(f"Backbone {name!r}: write sd-random or sd-random:RESOLUTION (e.g. sd-random:256).")
+        return sd.random_sd_backbone(int(res or 512), device=device)
+    if name in sd.SD_REPOS or ("/" in name and not Path(name).is_absolute() and not name.startswith(".")):
+        return sd.load_cached(name, device=device)
     raise LfsbenchError(
-        f"Backbone {name!r} is neither 'toy' nor a local folder. Give the path of a diffusers Stable Diffusion "
-        "folder (one saved with save_pretrained, holding model_index.json)."
+        f"Backbone {name!r} is not known: use 'toy', a folder saved by diffusers (holding model_index.json), "
+        f"{', '.join(sd.SD_REPOS)} or another Hugging Face repository name (from the local cache), or sd-random[:RES]."
     )
 
 

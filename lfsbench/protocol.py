@@ -27,8 +27,10 @@ class Source(_Strict):
 
 
 class EvaluationPlan(_Strict):
-    prompts: list[str] = Field(min_length=1, description="templates; '{}' is replaced by '<token> <class>'")
+    prompts: list[str] = Field(min_length=1, description="templates; '{}' is replaced by '<token> <class>'; "
+                                                         "datasets with their own prompts (cc101, dreambooth) use those")
     images_per_prompt: int = Field(16, ge=1)
+    max_prompts: int | None = Field(None, ge=1, description="use only the first N of a concept's prompts (quick runs)")
     sampler: Literal["ddim"] = "ddim"
     steps: int = Field(25, ge=1)
     guidance: float = Field(5.0, ge=0)

@@ -78,7 +78,7 @@ def install_trainable_kv(backbone: Backbone) -> list[torch.nn.Parameter]:
         attn = unet.get_submodule(name[: -len(".processor")])
         new = CustomDiffusionAttnProcessor2_0(
             train_kv=True, train_q_out=False, hidden_size=attn.to_k.out_features, cross_attention_dim=attn.to_k.in_features
-        ).to(unet.device, unet.dtype)
+        ).to(unet.device, torch.float32)  # trainable copies stay float32 under half-precision weights
         with torch.no_grad():
             new.to_k_custom_diffusion.weight.copy_(attn.to_k.weight)
             new.to_v_custom_diffusion.weight.copy_(attn.to_v.weight)
@@ -245,14 +245,15 @@ def train_session(
     losses = []
     for step in range(steps):
         loss = torch.zeros((), device=backbone.device)
-        for source, dist in zip(sources, encoded):
-            idx = torch.randint(0, len(source.prompts), (batch_size,), generator=generator, device=backbone.device)
-            eps = torch.randn(dist.mean[idx].shape, generator=generator, device=backbone.device)
-            latents = (dist.mean[idx] + dist.std[idx] * eps) * backbone.vae.config.scaling_factor
-            context = backbone.encode_prompts([source.prompts[i] for i in idx.tolist()])
-            loss = loss + source.weight * noise_prediction_loss(backbone, latents, context, generator)
-        if extra_loss is not None:
-            loss = loss + extra_loss(step)
+        with backbone.autocast():
+            for source, dist in zip(sources, encoded):
+                idx = torch.randint(0, len(source.prompts), (batch_size,), generator=generator, device=backbone.device)
+                eps = torch.randn(dist.mean[idx].shape, generator=generator, device=backbone.device)
+                latents = (dist.mean[idx] + dist.std[idx] * eps) * backbone.vae.config.scaling_factor
+                context = backbone.encode_prompts([source.prompts[i] for i in idx.tolist()])
+                loss = loss + source.weight * noise_prediction_loss(backbone, latents, context, generator)
+            if extra_loss is not None:
+                loss = loss + extra_loss(step)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         tokens.mask_gradient()

@@ -43,6 +43,7 @@ class DreamBooth(TokenMethod):
 
     def setup(self, backbone, seed, evaluator=None):
         super().setup(backbone, seed, evaluator)
+        backbone.unet.to(torch.float32)  # the whole UNet is trained: float32 weights even on a GPU (autocast does the rest)
         self.base_unet = {k: v.detach().to("cpu", copy=True) for k, v in backbone.unet.state_dict().items()}
         self.class_image_bank: dict[str, torch.Tensor] = {}  # class prompt -> uint8 NCHW base-model images
 

@@ -43,7 +43,7 @@ class LFSConfig(KVConfig):
     dfkd_t_min: int = 0  # timestep range of the distillation inputs (of the scheduler's 1000)
     dfkd_t_max: int = 999
     dfkd_prompts: Literal["concepts", "classes", "both"] = "both"  # earlier concepts' prompts, their class prompts
-    dfkd_input: Literal["noise", "teacher"] = "noise"
+    dfkd_input: Literal["noise", "teacher"] = "noise"  # toy sweep (docs/methods.md): noise forgot less, cost less
     dfkd_trajectories: int = 32  # dfkd_input=teacher: teacher samples drawn per session
     dfkd_sampler_steps: int = 25
     dfkd_guidance: float = 5.0

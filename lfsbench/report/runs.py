@@ -28,7 +28,10 @@ class Run:
 
     @property
     def protocol(self) -> dict:
-        return self.config["protocol"]
+        """The run's protocol as this version reads it (fields added since the run take their defaults)."""
+        from lfsbench.protocol import Protocol
+
+        return Protocol.model_validate(self.config["protocol"]).model_dump(mode="json")
 
     @property
     def label(self) -> str:

@@ -1,0 +1,210 @@
+"""Readers of the published real datasets, in their original layouts.
+
+CustomConcept101 (Kumari et al., 2023; github.com/adobe-research/custom-diffusion, folder
+`customconcept101`):
+
+    ROOT/dataset.json          [{instance_prompt, class_prompt, instance_data_dir, class_data_dir, prompt_filename}, ...]
+    ROOT/prompts/<name>.txt    one evaluation prompt per line, '{}' -> "<new1> <class>"
+    ROOT/benchmark_dataset/<concept>/*.jpg   the images (benchmark_dataset.zip on the hub, unzipped here)
+
+DreamBooth (Ruiz et al., 2023; github.com/google/dreambooth):
+
+    ROOT/dataset/<subject>/*.jpg
+    ROOT/dataset/prompts_and_classes.txt   a `subject_name,class` table, then the object and the
+                                           live-subject prompt lists ('a {0} {1} in the jungle'.format(...))
+
+ROOT may also be the `dataset/` folder itself. Live subjects (whose prompt list is the live
+one) are the cats and dogs, as in the DreamBooth paper.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lfsbench.errors import LfsbenchError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
+DREAMBOOTH_LIVE_CLASSES = {"cat", "dog"}
+
+
+@dataclass
+class DatasetConcept:
+    """One concept as a dataset describes it; `images` are files (possibly missing)."""
+
+    name: str
+    class_noun: str
+    image_dir: Path
+    prompts: list[str]  # templates with '{}' -> "<token> <class>"
+    prompt_file: Path | None = None
+    images: list[Path] = field(default_factory=list)
+
+
+def _images(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+# ---------------------------------------------------------------- CustomConcept101
+
+
+def read_cc101(root: Path) -> dict[str, DatasetConcept]:
+    """Every concept of CustomConcept101 by its folder name (e.g. `pet_cat1`), in dataset.json order."""
+    root = Path(root)
+    index = root / "dataset.json"
+    if not index.is_file():
+        raise LfsbenchError(
+            f"{index} does not exist: {root} is not a CustomConcept101 folder. It needs dataset.json and prompts/ from "
+            "github.com/adobe-research/custom-diffusion (folder customconcept101) and the images of benchmark_dataset.zip "
+            "(hub dataset nupurkmr9/custom-diffusion) unzipped beside them. `lfsbench data` shows what is where."
+        )
+    try:
+        entries = json.loads(index.read_text())
+    except json.JSONDecodeError as err:
+        raise LfsbenchError(f"{index} is not valid JSON ({err}); fetch it again from the custom-diffusion repository.") from None
+    concepts = {}
+    for i, entry in enumerate(entries):
+        try:
+            image_dir = root / entry["instance_data_dir"]
+            prompt_file = root / entry["prompt_filename"]
+            noun = entry["class_prompt"]
+        except (KeyError, TypeError):
+            raise LfsbenchError(f"{index}: entry {i} lacks instance_data_dir, prompt_filename or class_prompt.") from None
+        if not prompt_file.is_file():
+            raise LfsbenchError(f"{prompt_file} (named by entry {i} of {index}) does not exist; the prompts/ folder is incomplete.")
+        prompts = [line.strip() for line in prompt_file.read_text().splitlines() if line.strip()]
+        bad = [p for p in prompts if "{}" not in p]
+        if bad:
+            raise LfsbenchError(f"{prompt_file}: prompt {bad[0]!r} has no '{{}}' placeholder for the concept.")
+        concepts[image_dir.name] = DatasetConcept(image_dir.name, noun, image_dir, prompts, prompt_file, _images(image_dir))
+    return concepts
+
+
+# ---------------------------------------------------------------- DreamBooth
+
+
+def _dreambooth_dataset_dir(root: Path) -> Path:
+    root = Path(root)
+    for candidate in (root / "dataset", root):
+        if (candidate / "prompts_and_classes.txt").is_file():
+            return candidate
+    raise LfsbenchError(
+        f"{root} is not a DreamBooth folder: neither {root / 'dataset' / 'prompts_and_classes.txt'} nor "
+        f"{root / 'prompts_and_classes.txt'} exists. Clone github.com/google/dreambooth and pass its folder "
+        "(the one holding dataset/). `lfsbench data` shows what is where."
+    )
+
+
+def parse_dreambooth_prompts(text: str, source: Path) -> tuple[dict[str, str], list[str], list[str]]:
+    """prompts_and_classes.txt -> ({subject: class}, object templates, live-subject templates)."""
+    classes = {}
+    for line in text.splitlines():
+        m = re.fullmatch(r"\s*([A-Za-z0-9_]+)\s*,\s*([^,]+?)\s*", line)
+        if m and m.group(1) != "subject_name":
+            classes[m.group(1)] = m.group(2)
+    lists = []
+    for block in re.split(r"prompt_list\s*=\s*\[", text)[1:]:
+        body = block.split("]", 1)[0]
+        templates = re.findall(r"'([^']*)'\s*\.format\(\s*unique_token\s*,\s*class_token\s*\)", body)
+        lists.append([t.replace("{0} {1}", "{}") for t in templates])
+    if not classes or len(lists) != 2 or not all(lists) or any("{}" not in t for lst in lists for t in lst):
+        raise LfsbenchError(
+            f"{source} does not read as DreamBooth's prompts_and_classes.txt (a subject_name,class table and two "
+            "prompt_list = [...] blocks of 'a {0} {1} ...'.format(unique_token, class_token)). Fetch it again from google/dreambooth."
+        )
+    return classes, lists[0], lists[1]
+
+
+def read_dreambooth(root: Path) -> dict[str, DatasetConcept]:
+    """Every DreamBooth subject by name, with the object or live-subject prompt list its class calls for."""
+    folder = _dreambooth_dataset_dir(root)
+    listing = folder / "prompts_and_classes.txt"
+    classes, object_prompts, live_prompts = parse_dreambooth_prompts(listing.read_text(), listing)
+    concepts = {}
+    for subject, noun in classes.items():
+        prompts = live_prompts if noun in DREAMBOOTH_LIVE_CLASSES else object_prompts
+        concepts[subject] = DatasetConcept(subject, noun, folder / subject, list(prompts), listing, _images(folder / subject))
+    return concepts
+
+
+READERS = {"cc101": read_cc101, "dreambooth": read_dreambooth}
+
+
+# ---------------------------------------------------------------- status and fetching
+
+DEFAULT_ROOTS = {"cc101": "~/.cache/lfsbench/customconcept101", "dreambooth": "~/.cache/lfsbench/dreambooth"}
+SOURCES = {
+    "cc101": "metadata: github.com/adobe-research/custom-diffusion (folder customconcept101: dataset.json, prompts/); "
+             "images: benchmark_dataset.zip in the hub dataset nupurkmr9/custom-diffusion",
+    "dreambooth": "the hub dataset google/dreambooth (or github.com/google/dreambooth)",
+}
+CC101_METADATA_URL = "https://raw.githubusercontent.com/adobe-research/custom-diffusion/main/customconcept101/"
+
+
+def status(kind: str, root: Path) -> dict:
+    """What of a dataset is at `root`: metadata, concepts, concepts with images, images."""
+    root = Path(root).expanduser()
+    try:
+        concepts = READERS[kind](root)
+    except LfsbenchError as err:
+        return {"root": str(root), "metadata": False, "problem": str(err), "concepts": 0, "with_images": 0, "images": 0}
+    with_images = [c for c in concepts.values() if c.images]
+    return {"root": str(root), "metadata": True, "problem": "", "concepts": len(concepts), "with_images": len(with_images),
+            "images": sum(len(c.images) for c in with_images)}
+
+
+def _hub_download(repo_id: str, target: Path, filename: str | None = None) -> Path:
+    """One file (or, without filename, a whole snapshot) of a hub dataset into `target`."""
+    from huggingface_hub import hf_hub_download, snapshot_download
+
+    if filename:
+        return Path(hf_hub_download(repo_id, filename, repo_type="dataset", local_dir=target))
+    return Path(snapshot_download(repo_id, repo_type="dataset", local_dir=target))
+
+
+def _url_download(url: str, path: Path) -> Path:
+    import urllib.request
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with urllib.request.urlopen(url, timeout=60) as response:  # noqa: S310 (fixed https URL)
+        path.write_bytes(response.read())
+    return path
+
+
+def fetch(kind: str, root: Path, hub=_hub_download, url=_url_download) -> dict:
+    """Fetch a dataset into `root` on a connected machine (hub images, GitHub metadata); returns its status after.
+
+    `hub` and `url` are the two downloaders (swapped for local stand-ins in tests). Offline, the
+    error says what to fetch by hand.
+    """
+    import zipfile
+
+    root = Path(root).expanduser()
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        if kind == "cc101":
+            if not (root / "dataset.json").is_file():
+                url(CC101_METADATA_URL + "dataset.json", root / "dataset.json")
+            entries = json.loads((root / "dataset.json").read_text())
+            for name in sorted({e["prompt_filename"] for e in entries}):
+                if not (root / name).is_file():
+                    url(CC101_METADATA_URL + name, root / name)
+            if not any((root / "benchmark_dataset").glob("*/*")):
+                archive = hub("nupurkmr9/custom-diffusion", root, "benchmark_dataset.zip")
+                with zipfile.ZipFile(archive) as z:
+                    z.extractall(root)
+        elif kind == "dreambooth":
+            hub("google/dreambooth", root)
+        else:
+            raise LfsbenchError(f"lfsbench fetches cc101 and dreambooth, not {kind!r}.")
+    except LfsbenchError:
+        raise
+    except Exception as err:  # network, hub and archive errors all end the same way
+        raise LfsbenchError(
+            f"Could not fetch {kind} into {root} ({type(err).__name__}: {err}). This needs a connection to the Hugging Face "
+            f"hub and GitHub. Fetch it by hand on a connected machine ({SOURCES[kind]}) and copy it to {root}, or pass --data."
+        ) from None
+    return status(kind, root)

@@ -1,0 +1,171 @@
+"""Real-data readers against the published layouts in ../shared/upstream, a miniature CustomConcept101, fetching
+with local stand-ins, and real-backbone names that must fail clearly offline."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from lfsbench import datasets
+from lfsbench.cli import app
+from lfsbench.errors import LfsbenchError
+
+UPSTREAM = Path(__file__).resolve().parents[2] / "shared" / "upstream"
+needs_upstream = pytest.mark.skipif(not UPSTREAM.is_dir(), reason="../shared/upstream (the published layouts) is not beside the checkout")
+
+
+@needs_upstream
+def test_cc101_metadata_reads_and_images_are_reported_missing():
+    concepts = datasets.read_cc101(UPSTREAM / "customconcept101")
+    assert len(concepts) == 101 and all(len(c.prompts) == 20 for c in concepts.values())
+    cat = concepts["pet_cat1"]
+    assert cat.class_noun == "cat" and cat.prompt_file.name == "cat.txt" and cat.prompts[0] == "Photo of a {}."
+    assert cat.images == []  # the images are not in shared
+    result = CliRunner().invoke(app, ["validate", "cc101", "--data", str(UPSTREAM / "customconcept101")])
+    assert result.exit_code == 2
+    assert "101 concepts" in result.output and "images" in result.output and "benchmark_dataset.zip" in result.output
+
+
+@needs_upstream
+def test_dreambooth_layout_reads():
+    concepts = datasets.read_dreambooth(UPSTREAM / "dreambooth")
+    assert len(concepts) == 30 and sum(len(c.images) for c in concepts.values()) == 158
+    assert len({c.class_noun for c in concepts.values()}) == 15
+    assert concepts["bear_plushie"].class_noun == "stuffed animal"
+    live, obj = concepts["dog"].prompts, concepts["can"].prompts
+    assert len(live) == len(obj) == 25 and live != obj and "a {} wearing a red hat" in live and "a {} in the jungle" in obj
+    assert datasets.read_dreambooth(UPSTREAM / "dreambooth" / "dataset").keys() == concepts.keys()  # the dataset/ folder itself
+    result = CliRunner().invoke(app, ["validate", "dreambooth", "--data", str(UPSTREAM / "dreambooth")])
+    assert result.exit_code == 0, result.output
+    assert "30 concepts, 15 classes" in result.output and "158 images" in result.output and "2 distinct prompt lists" in result.output
+
+
+def test_malformed_dreambooth_prompts_are_a_clear_error(tmp_path):
+    (tmp_path / "prompts_and_classes.txt").write_text("subject_name,class\ndog,dog\n")
+    with pytest.raises(LfsbenchError, match="does not read as DreamBooth"):
+        datasets.read_dreambooth(tmp_path)
+    with pytest.raises(LfsbenchError, match="not a CustomConcept101 folder"):
+        datasets.read_cc101(tmp_path)
+
+
+def mini_cc101(root: Path, names=("pet_cat1", "pet_dog1"), nouns=("cat", "dog")) -> Path:
+    """A CustomConcept101 folder in the real layout, with toy renders as its images."""
+    from lfsbench.toy import world
+
+    (root / "prompts").mkdir(parents=True)
+    entries = []
+    shapes = ["circle-1", "square-1"]
+    for name, noun, shape in zip(names, nouns, shapes):
+        (root / "prompts" / f"{noun}.txt").write_text("Photo of a {}.\n{} in the snow.\n{} on the beach.\n")
+        entries.append({"instance_prompt": f"photo of a <new1> {noun}", "class_prompt": noun,
+                        "instance_data_dir": f"./benchmark_dataset/{name}", "class_data_dir": f"./regularization/{noun}",
+                        "prompt_filename": f"prompts/{noun}.txt"})
+        folder = root / "benchmark_dataset" / name
+        folder.mkdir(parents=True)
+        for i, img in enumerate(world.concept_renders(world.concept_by_name(shape, world.concept_catalogue()), 4, seed=0)):
+            Image.fromarray(np.asarray(img)).resize((64, 48)).save(folder / f"{i:02d}.jpg")
+    (root / "dataset.json").write_text(json.dumps(entries, indent=4))
+    return root
+
+
+def test_two_sessions_on_a_miniature_cc101(tiny_weights, tmp_path):
+    from lfsbench.protocol import load_protocol
+    from lfsbench.runner import Runner, RunSpec
+    from lfsbench.toy import load_toy_backbone, load_toy_evaluator
+
+    root = mini_cc101(tmp_path / "cc101")
+    protocol = load_protocol("cc101", {"sessions": [["pet_cat1"], ["pet_dog1"]], "backbone": "toy", "evaluator": "toy",
+                                       "evaluation": {"images_per_prompt": 1, "max_prompts": 2, "steps": 2, "bootstrap": 100}})
+    spec = RunSpec(protocol, "naive", {"steps": 2, "batch_size": 2}, 0, str(root))
+    runner = Runner(spec, tmp_path / "run", load_toy_backbone(weights=tiny_weights), load_toy_evaluator(weights=tiny_weights))
+    assert [c.prompts for c in runner.concepts] == [["Photo of a {}.", "{} in the snow."]] * 2
+    assert runner.concepts[0].images.shape == (4, 3, 32, 32)  # centre-cropped and resized to the backbone
+    summary = runner.run()
+    assert summary["sessions_finished"] == 2
+    scores = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert scores["data"] == str(root)
+    prompts = set(__import__("pandas").read_csv(tmp_path / "run" / "scores" / "session_01.csv").prompt)
+    assert "Photo of a <new1> cat." in prompts and "<new2> dog in the snow." in prompts
+
+
+def test_data_location_precedence(tmp_path, monkeypatch):
+    from lfsbench.concepts import data_root
+    from lfsbench.protocol import load_protocol
+
+    protocol = load_protocol("cc101")
+    assert data_root(protocol) == Path("~/.cache/lfsbench/customconcept101").expanduser()
+    monkeypatch.setenv("LFSBENCH_CC101", str(tmp_path / "env"))
+    assert data_root(protocol) == tmp_path / "env"
+    assert data_root(protocol, tmp_path / "cli") == tmp_path / "cli"
+
+
+def test_fetch_with_local_stand_ins_and_offline(tmp_path, monkeypatch):
+    source = mini_cc101(tmp_path / "published")
+    archive = tmp_path / "benchmark_dataset.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for f in (source / "benchmark_dataset").rglob("*.jpg"):
+            z.write(f, f.relative_to(source))
+    fetched_urls = []
+
+    def url(address, path):
+        fetched_urls.append(address)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(source / address[len(datasets.CC101_METADATA_URL):], path)
+
+    def hub(repo_id, target, filename=None):
+        assert (repo_id, filename) == ("nupurkmr9/custom-diffusion", "benchmark_dataset.zip")
+        return archive
+
+    status = datasets.fetch("cc101", tmp_path / "here", hub=hub, url=url)
+    assert status["metadata"] and status["concepts"] == 2 and status["with_images"] == 2 and status["images"] == 8
+    assert fetched_urls[0].endswith("dataset.json")
+    # offline (this machine, or HF_HUB_OFFLINE): one clear message, nothing half-done claimed
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(LfsbenchError, match="Could not fetch dreambooth"):
+        datasets.fetch("dreambooth", tmp_path / "db")
+
+
+def test_real_backbone_names_fail_clearly_when_not_cached(tmp_path, monkeypatch):
+    from lfsbench.models import load_backbone
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    with pytest.raises(LfsbenchError, match="hf download stable-diffusion-v1-5/stable-diffusion-v1-5"):
+        load_backbone("sd-v1-5")
+    with pytest.raises(LfsbenchError, match="not known"):
+        load_backbone("no-such-backbone")
+
+
+def test_a_diffusers_folder_loads_as_a_backbone(tiny_weights, tmp_path):
+    import torch
+
+    from lfsbench.models import load_backbone
+    from lfsbench.toy import load_toy_backbone
+
+    toy = load_toy_backbone(weights=tiny_weights)
+    toy.pipeline.save_pretrained(tmp_path / "saved")
+    loaded = load_backbone(str(tmp_path / "saved"))
+    assert torch.allclose(loaded.generate(["a circle"], [0], steps=2), toy.generate(["a circle"], [0], steps=2), atol=1e-5)
+
+
+@pytest.mark.slow
+def test_random_sd_shaped_backbone_round_trips(tmp_path):
+    """SD 1.5 shapes at 64 px: trains a K/V step, generates, saves with diffusers and loads back identically."""
+    import torch
+
+    from lfsbench.models import load_backbone
+
+    bb = load_backbone("sd-random:64")
+    assert sum(p.numel() for p in bb.unet.parameters()) > 800e6 and bb.resolution == 64
+    image = bb.generate(["a photo of a dog"], [0], steps=2)
+    assert image.shape == (1, 3, 64, 64)
+    bb.pipeline.save_pretrained(tmp_path / "sd")
+    again = load_backbone(str(tmp_path / "sd"))
+    assert torch.allclose(again.generate(["a photo of a dog"], [0], steps=2), image, atol=1e-4)
