@@ -37,29 +37,6 @@ def friendly_errors(fn):
     return wrapper
 
 
-def parse_overrides(pairs: list[str]) -> tuple[dict, dict]:
-    """Split KEY=VALUE pairs into protocol overrides (keys that are protocol fields, dotted for nesting) and method settings."""
-    import yaml
-
-    from lfsbench.protocol import Protocol
-
-    protocol, method = {}, {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key:
-            raise LfsbenchError(f"Override {pair!r} is not KEY=VALUE (e.g. -o steps=100 or -o evaluation.images_per_prompt=4).")
-        value = yaml.safe_load(raw)
-        parts = key.split(".")
-        if parts[0] in Protocol.model_fields:
-            target = protocol
-            for part in parts[:-1]:
-                target = target.setdefault(part, {})
-            target[parts[-1]] = value
-        else:
-            method[key] = value
-    return protocol, method
-
-
 def _default_output(protocol: str, method: str, seed: int, overrides: list[str]) -> Path:
     import hashlib
 
@@ -81,7 +58,7 @@ def run(
     resume: Optional[Path] = typer.Option(None, help="Continue the run in this folder, with the settings it was started with."),
 ):
     """Run one method through a lifelong protocol; rerunning the same command resumes it."""
-    from lfsbench.protocol import Protocol, load_protocol
+    from lfsbench.protocol import Protocol, load_protocol, parse_overrides
     from lfsbench.runner import Runner, RunSpec
 
     if resume is not None:

@@ -163,8 +163,8 @@ def _dataset_concepts(protocol: Protocol, root: Path) -> list[tuple[str, str, li
 
 IMAGES_HINT = {
     "cc101": "download benchmark_dataset.zip from the hub dataset nupurkmr9/custom-diffusion and unzip it in the "
-             "CustomConcept101 folder (it creates benchmark_dataset/), or run `lfsbench data --fetch cc101` on a connected machine.",
-    "dreambooth": "copy dataset/<subject>/ from github.com/google/dreambooth, or run `lfsbench data --fetch dreambooth`.",
+             "CustomConcept101 folder (it creates benchmark_dataset/), or run `lfsbench data cc101 --fetch` on a connected machine.",
+    "dreambooth": "copy dataset/<subject>/ from github.com/google/dreambooth, or run `lfsbench data dreambooth --fetch`.",
 }
 
 

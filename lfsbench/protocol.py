@@ -157,3 +157,22 @@ def load_protocol(name_or_path: str, overrides: dict | None = None, data: Path |
             f"field '{'.'.join(str(p) for p in e['loc']) or '(top level)'}': {e['msg']}" for e in err.errors()
         )
         raise LfsbenchError(f"Protocol {path} is invalid: {problems}. Fix the field(s) named and load it again.") from None
+
+
+def parse_overrides(pairs: list[str]) -> tuple[dict, dict]:
+    """Split KEY=VALUE pairs into protocol overrides (keys that are protocol fields, dotted for nesting) and method settings."""
+    protocol, method = {}, {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise LfsbenchError(f"Override {pair!r} is not KEY=VALUE (e.g. -o steps=100 or -o evaluation.images_per_prompt=4).")
+        value = yaml.safe_load(raw)
+        parts = key.split(".")
+        if parts[0] in Protocol.model_fields:
+            target = protocol
+            for part in parts[:-1]:
+                target = target.setdefault(part, {})
+            target[parts[-1]] = value
+        else:
+            method[key] = value
+    return protocol, method

@@ -89,7 +89,7 @@ def is_finished(output: Path, protocol_sessions: int) -> bool:
 
 def run_study(study: Study, console=None) -> list[Path]:
     """Run every missing run of the study (resuming partial ones); returns the run folders."""
-    from lfsbench.cli import parse_overrides
+    from lfsbench.protocol import parse_overrides
     from lfsbench.protocol import load_protocol
     from lfsbench.runner import Runner, RunSpec
 

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from lfsbench.report.aggregate import SUMMARY_METRICS
 
 HEADLINE = ["TA", "IA", "IAD", "class_TA", "drift", "IA_control", "IA_gain_over_control"]
 PLAIN = [("forgetting_max", "forgetting (max)", "{:.3f}"), ("IA_right_after_learning", "IA right after", "{:.3f}"),
