@@ -117,7 +117,8 @@ class LFSDiffusion(KVTokenMethod):
                 noisy = torch.randn(latent_shape, generator=generator, device=bb.device)
             else:
                 timesteps, latents, prompt_of = bank
-                pick = torch.randint(0, len(timesteps) * latents.shape[1], (c.dfkd_batch_size,), generator=generator)
+                pick = torch.randint(0, len(timesteps) * latents.shape[1], (c.dfkd_batch_size,), generator=generator,
+                                     device=bb.device).cpu()  # the bank lives on the CPU
                 step_i, traj = pick // latents.shape[1], pick % latents.shape[1]
                 t, noisy = timesteps[step_i].to(bb.device), latents[step_i, traj].to(bb.device)
                 idx = prompt_of[traj].to(bb.device)  # condition on the prompt that produced the trajectory
@@ -142,6 +143,8 @@ class LFSDiffusion(KVTokenMethod):
 
     def keep_contexts(self, session):
         k = self.config.contexts_per_concept
+        if self.config.context_selection == "similarity" and self.evaluator is None:
+            raise ValueError("context_selection=similarity needs the evaluator: pass it to setup(backbone, seed, evaluator)")
         for concept in session.concepts:
             self.contexts[concept.token] = self.backbone.encode_images(concept.images[:k], sample=False).cpu()
             if self.config.context_selection == "similarity":
