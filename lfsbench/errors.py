@@ -1,5 +1,27 @@
 """The one exception type for bad input: its message is a complete, one-paragraph explanation with the fix."""
 
+from __future__ import annotations
+
+from pathlib import Path
+
 
 class LfsbenchError(Exception):
     """A user-facing error; the CLI prints its message without a traceback and exits non-zero."""
+
+
+def validation_problems(err) -> str:
+    """A pydantic ValidationError as one line: `field.path: message; ...`."""
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or '(top level)'}: {e['msg']}" for e in err.errors())
+
+
+def load_yaml_model(path: Path, model, what: str, fix: str):
+    """Read a YAML file into a pydantic model; bad YAML or bad fields become one LfsbenchError naming the file."""
+    import yaml
+    from pydantic import ValidationError
+
+    try:
+        return model.model_validate(yaml.safe_load(Path(path).read_text()))
+    except ValidationError as err:
+        raise LfsbenchError(f"{what} {path} is not valid: {validation_problems(err)}. {fix}") from None
+    except yaml.YAMLError as err:
+        raise LfsbenchError(f"{what} {path} is not valid YAML ({err}). {fix}") from None

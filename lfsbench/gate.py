@@ -21,10 +21,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, model_validator
 
-from lfsbench.errors import LfsbenchError
+from lfsbench.errors import LfsbenchError, load_yaml_model
 from lfsbench.report.runs import Run, find_runs, group_by_setting, same_protocol
 
 
@@ -56,13 +55,7 @@ def load_thresholds(path: Path) -> Thresholds:
     path = Path(path)
     if not path.is_file():
         raise LfsbenchError(f"No thresholds file {path}. The project's own is tests/regression/thresholds.yaml.")
-    try:
-        return Thresholds.model_validate(yaml.safe_load(path.read_text()))
-    except ValidationError as err:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
-        raise LfsbenchError(f"Thresholds file {path} is not valid: {problems}. Fix the entries named.") from None
-    except yaml.YAMLError as err:
-        raise LfsbenchError(f"Thresholds file {path} is not valid YAML ({err}).") from None
+    return load_yaml_model(path, Thresholds, "Thresholds file", "Fix the entries named.")
 
 
 def gate_metrics(summary: dict) -> dict[str, float]:

@@ -36,6 +36,15 @@ class TokenConfig(MethodConfig):
 SD_KV_PRESET = {"steps": 250, "batch_size": 2, "kv_lr": 1e-5, "token_lr": 1e-5}
 
 
+class PriorConfig(MethodConfig):
+    """Prior preservation's knobs (custom-diffusion, dreambooth): class images and the weight of their loss."""
+
+    prior_weight: float = 1.0
+    class_images: int = 32
+    class_image_steps: int = 25
+    class_image_guidance: float = 5.0
+
+
 class KVConfig(TokenConfig):
     """Knobs shared by every K/V + token method."""
 

@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from lfsbench.backbone import Backbone
 from lfsbench.concepts import SessionView
-from lfsbench.errors import LfsbenchError
+from lfsbench.errors import LfsbenchError, validation_problems
 from lfsbench.registry import Registry
 
 
@@ -127,6 +127,5 @@ def create_method(name: str, overrides: dict | None = None, preset: str = "toy")
         config = cls.Config.model_validate({**cls.presets.get(preset, {}), **(overrides or {})})
     except ValidationError as err:
         known = ", ".join(cls.Config.model_fields)
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
-        raise LfsbenchError(f"Bad setting for method {name!r}: {problems}. Its settings are: {known}.") from None
+        raise LfsbenchError(f"Bad setting for method {name!r}: {validation_problems(err)}. Its settings are: {known}.") from None
     return cls(config)

@@ -22,10 +22,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from lfsbench.errors import LfsbenchError
+from lfsbench.errors import LfsbenchError, load_yaml_model
 
 
 class Cell(BaseModel):
@@ -53,13 +52,7 @@ def load_study(path: Path) -> Study:
         path = Path("reports") / f"{path}.yaml"
     if not path.is_file():
         raise LfsbenchError(f"No study spec {path}: pass a YAML file (the shipped ones are reports/*.yaml in the repository).")
-    try:
-        return Study.model_validate(yaml.safe_load(path.read_text()))
-    except ValidationError as err:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
-        raise LfsbenchError(f"Study spec {path} is not valid: {problems}. See reports/ablation.yaml for the format.") from None
-    except yaml.YAMLError as err:
-        raise LfsbenchError(f"Study spec {path} is not valid YAML ({err}). Fix the file.") from None
+    return load_yaml_model(path, Study, "Study spec", "See reports/ablation.yaml for the format.")
 
 
 def _slug(settings: dict) -> str:

@@ -9,17 +9,14 @@ from typing import Literal
 
 import torch
 
-from lfsbench.kv_method import SD_KV_PRESET, KVConfig, KVTokenMethod
+from lfsbench.kv_method import SD_KV_PRESET, KVConfig, KVTokenMethod, PriorConfig
 from lfsbench.method import METHODS
 from lfsbench.training import TrainingData, base_kv, generate_class_images
 
 
-class CustomDiffusionConfig(KVConfig):
-    prior_weight: float = 1.0
-    class_images: int = 32  # generated once per class noun and session
-    class_images_from: Literal["current", "base"] = "current"  # the model before this session, or the base model
-    class_image_steps: int = 25
-    class_image_guidance: float = 5.0
+class CustomDiffusionConfig(KVConfig, PriorConfig):
+    # class images are generated per class noun and session, by the model before the session, or once by the base model
+    class_images_from: Literal["current", "base"] = "current"
 
 
 @METHODS.register("custom-diffusion")

@@ -16,20 +16,16 @@ from __future__ import annotations
 
 import torch
 
-from lfsbench.kv_method import TokenConfig, TokenMethod
+from lfsbench.kv_method import PriorConfig, TokenConfig, TokenMethod
 from lfsbench.method import METHODS
 from lfsbench.training import TrainingData, generate_class_images, train_session
 
 
-class DreamBoothConfig(TokenConfig):
+class DreamBoothConfig(TokenConfig, PriorConfig):  # class images: per class, from the base model, once
     lr: float = 5e-5  # UNet learning rate (toy sweep: docs/methods.md)
     train_text_encoder: bool = False
     text_encoder_lr: float = 5e-6
     train_token: bool = True
-    prior_weight: float = 1.0
-    class_images: int = 32  # per class, from the base model, once
-    class_image_steps: int = 25
-    class_image_guidance: float = 5.0
 
 
 @METHODS.register("dreambooth")
