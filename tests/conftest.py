@@ -10,6 +10,20 @@ from lfsbench.toy.recipe import Recipe
 torch.set_num_threads(2)
 
 
+def invoke(*args: str) -> tuple[int, str]:
+    """Run the CLI in-process; return its exit code and its output with rich's line wrapping undone.
+
+    Rich wraps at the terminal width (80 columns under CliRunner), so a long path can split any phrase a
+    test looks for; joining on single spaces makes the assertions independent of paths and widths.
+    """
+    from typer.testing import CliRunner
+
+    from lfsbench.cli import app
+
+    result = CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "200"})
+    return result.exit_code, " ".join(result.output.split())
+
+
 def tiny_recipe(steps: int = 4) -> Recipe:
     """A recipe small enough to build in seconds: same code path, untrained quality."""
     r = Recipe()

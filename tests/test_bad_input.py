@@ -3,14 +3,7 @@
 import numpy as np
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
-
-from lfsbench.cli import app
-
-
-def invoke(*args):
-    result = CliRunner().invoke(app, list(args))
-    return result.exit_code, " ".join(result.output.split())  # unwrap rich's line breaks
+from conftest import invoke
 
 
 @pytest.fixture

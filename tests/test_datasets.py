@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
+
+from conftest import invoke
 
 from lfsbench import datasets
-from lfsbench.cli import app
 from lfsbench.errors import LfsbenchError
 
 UPSTREAM = Path(__file__).resolve().parents[2] / "shared" / "upstream"
@@ -28,9 +28,9 @@ def test_cc101_metadata_reads_and_images_are_reported_missing():
     cat = concepts["pet_cat1"]
     assert cat.class_noun == "cat" and cat.prompt_file.name == "cat.txt" and cat.prompts[0] == "Photo of a {}."
     assert cat.images == []  # the images are not in shared
-    result = CliRunner().invoke(app, ["validate", "cc101", "--data", str(UPSTREAM / "customconcept101")])
-    assert result.exit_code == 2
-    assert "101 concepts" in result.output and "images" in result.output and "benchmark_dataset.zip" in result.output
+    code, output = invoke("validate", "cc101", "--data", UPSTREAM / "customconcept101")
+    assert code == 2
+    assert "101 concepts" in output and "images" in output and "benchmark_dataset.zip" in output
 
 
 @needs_upstream
@@ -42,9 +42,9 @@ def test_dreambooth_layout_reads():
     live, obj = concepts["dog"].prompts, concepts["can"].prompts
     assert len(live) == len(obj) == 25 and live != obj and "a {} wearing a red hat" in live and "a {} in the jungle" in obj
     assert datasets.read_dreambooth(UPSTREAM / "dreambooth" / "dataset").keys() == concepts.keys()  # the dataset/ folder itself
-    result = CliRunner().invoke(app, ["validate", "dreambooth", "--data", str(UPSTREAM / "dreambooth")])
-    assert result.exit_code == 0, result.output
-    assert "30 concepts, 15 classes" in result.output and "158 images" in result.output and "2 distinct prompt lists" in result.output
+    code, output = invoke("validate", "dreambooth", "--data", UPSTREAM / "dreambooth")
+    assert code == 0, output
+    assert "30 concepts, 15 classes" in output and "158 images" in output and "2 distinct prompt lists" in output
 
 
 def test_malformed_dreambooth_prompts_are_a_clear_error(tmp_path):

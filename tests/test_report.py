@@ -8,6 +8,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from conftest import invoke
+
 from lfsbench.errors import LfsbenchError
 from lfsbench.gate import Thresholds, load_thresholds, run_checks
 from lfsbench.protocol import load_protocol
@@ -99,14 +101,10 @@ def test_gate_passes_fails_and_names_the_metric(runs):
 
 
 def test_gate_cli_exit_code_and_bad_file(runs, tmp_path):
-    from typer.testing import CliRunner
-
-    from lfsbench.cli import app
-
     path = tmp_path / "t.yaml"
     path.write_text(yaml.safe_dump({"protocol": "toy", "checks": [{"name": "naive forgets", "value": NAIVE + ".TA", "min": 5}]}))
-    result = CliRunner().invoke(app, ["check", str(runs), "--thresholds", str(path)])
-    assert result.exit_code == 1 and "naive forgets" in result.output and "FAIL" in result.output
+    code, output = invoke("check", runs, "--thresholds", path)
+    assert code == 1 and "naive forgets" in output and "FAIL" in output
     path.write_text("protocol: toy\nchecks:\n  - name: no bound\n    value: naive.TA\n")
     with pytest.raises(LfsbenchError, match="needs a bound"):
         load_thresholds(path)
