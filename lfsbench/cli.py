@@ -140,20 +140,33 @@ def check(
 
 @app.command("study")
 @friendly_errors
-def study(spec: Path = typer.Argument(..., help="Study spec (YAML) or a name under reports/ (ablation, scalability, seeds).")):
-    """Run every cell of a study (skipping finished runs, resuming partial ones)."""
+def study(
+    spec: Path = typer.Argument(..., help="Study spec (YAML) or a name under reports/ (ablation, scalability, seeds)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-O", help="Report folder (default: the study's run folder/report)."),
+    report: bool = typer.Option(True, help="Write the study's report once every run is finished."),
+):
+    """Run every cell of a study (skipping finished runs, resuming partial ones), then report it."""
+    from lfsbench.report import make_report
     from lfsbench.study import load_study, run_study
 
     loaded = load_study(spec)
     folders = run_study(loaded, console)
-    console.print(f"{len(folders)} runs of study {loaded.name!r} in [bold]{folders[0].parent.parent}[/]")
+    root = folders[0].parent.parent
+    console.print(f"{len(folders)} runs of study {loaded.name!r} in [bold]{root}[/]")
+    if not report:
+        return
+    by_protocol = sorted({f.parent for f in folders})  # one report per protocol: runs of different ones do not compare
+    for folder in by_protocol:
+        out = (output or root / "report") / (folder.name if len(by_protocol) > 1 else "")
+        page = make_report([f for f in folders if f.parent == folder], out)
+        console.print(f"report of {folder.name}: [bold]{page}[/]")
 
 
 @app.command("data")
 @friendly_errors
 def data_command(
     name: Optional[str] = typer.Argument(None, help="cc101 or dreambooth (default: both)."),
-    data: Optional[Path] = typer.Option(None, help="The folder of NAME (default: $LFSBENCH_CC101 / $LFSBENCH_DREAMBOOTH, else ~/.cache/lfsbench/...)."),
+    data: Optional[Path] = typer.Option(None, help="The folder of NAME, or hf:REPO for a hub dataset in the local Hugging Face cache (dreambooth) (default: $LFSBENCH_CC101 / $LFSBENCH_DREAMBOOTH, else ~/.cache/lfsbench/...)."),
     fetch: bool = typer.Option(False, "--fetch", help="Fetch NAME into its folder (needs the hub and GitHub: a connected machine)."),
 ):
     """Where each real dataset is expected, whether it is there and complete; --fetch gets one."""
@@ -245,7 +258,9 @@ def validate(
         table.add_row(str(learned[c.name]), c.name, c.class_noun, c.token, str(len(c.images)), str(len(c.prompts)))
     console.print(table)
     per_concept = sum(len(c.prompts) for c in concepts) / len(concepts) * proto.evaluation.images_per_prompt
-    console.print(f"evaluation: {per_concept:.0f} images per concept per session; backbone {proto.backbone}, evaluator {proto.evaluator}")
+    when = (f"every concept learned so far after sessions {', '.join(map(str, proto.evaluation.checkpoints))} and the last, "
+            "the concept just learned after the others" if proto.evaluation.checkpoints else "every concept learned so far after every session")
+    console.print(f"evaluation: {per_concept:.0f} images per concept, {when}; backbone {proto.backbone}, evaluator {proto.evaluator}")
     console.print("[green]valid[/]")
 
 

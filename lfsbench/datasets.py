@@ -15,6 +15,13 @@ DreamBooth (Ruiz et al., 2023; github.com/google/dreambooth):
 
 ROOT may also be the `dataset/` folder itself. Live subjects (whose prompt list is the live
 one) are the cats and dogs, as in the DreamBooth paper.
+
+DreamBooth from the Hugging Face hub, offline: `hf:NAME` (e.g. `--data hf:google/dreambooth`) reads
+the dataset NAME from the local Hugging Face cache (or NAME may be a local folder of such a dataset).
+A snapshot in the original layout is read as above; a table dataset (parquet files, or a folder
+written by `Dataset.save_to_disk`) is decoded by the `datasets` library, with the subject of each
+row in a `subject` column (or a `label` class feature), and the classes and prompt lists from the
+prompts_and_classes.txt among its files.
 """
 
 from __future__ import annotations
@@ -32,14 +39,15 @@ DREAMBOOTH_LIVE_CLASSES = {"cat", "dog"}
 
 @dataclass
 class DatasetConcept:
-    """One concept as a dataset describes it; `images` are files (possibly missing)."""
+    """One concept as a dataset describes it; `images` are files (possibly missing), or decoded PIL images
+    for datasets read through the `datasets` library."""
 
     name: str
     class_noun: str
     image_dir: Path
     prompts: list[str]  # templates with '{}' -> "<token> <class>"
     prompt_file: Path | None = None
-    images: list[Path] = field(default_factory=list)
+    images: list = field(default_factory=list)
 
 
 def _images(folder: Path) -> list[Path]:
@@ -120,14 +128,94 @@ def parse_dreambooth_prompts(text: str, source: Path) -> tuple[dict[str, str], l
 
 def read_dreambooth(root: Path) -> dict[str, DatasetConcept]:
     """Every DreamBooth subject by name, with the object or live-subject prompt list its class calls for."""
+    if str(root).startswith(HF_PREFIX):
+        return read_dreambooth_hub(str(root)[len(HF_PREFIX):])
     folder = _dreambooth_dataset_dir(root)
     listing = folder / "prompts_and_classes.txt"
+    return _dreambooth_concepts(listing, folder, lambda subject: _images(folder / subject))
+
+
+def _dreambooth_concepts(listing: Path, folder: Path, images_of) -> dict[str, DatasetConcept]:
     classes, object_prompts, live_prompts = parse_dreambooth_prompts(listing.read_text(), listing)
     concepts = {}
     for subject, noun in classes.items():
         prompts = live_prompts if noun in DREAMBOOTH_LIVE_CLASSES else object_prompts
-        concepts[subject] = DatasetConcept(subject, noun, folder / subject, list(prompts), listing, _images(folder / subject))
+        concepts[subject] = DatasetConcept(subject, noun, folder / subject, list(prompts), listing, images_of(subject))
     return concepts
+
+
+# ---------------------------------------------------------------- DreamBooth from the hub cache (`hf:NAME`)
+
+HF_PREFIX = "hf:"
+
+
+def hub_dataset_folder(name: str) -> Path:
+    """NAME itself if it is a folder, else the hub dataset's snapshot in the local Hugging Face cache (never downloads)."""
+    local = Path(name).expanduser()
+    if local.is_dir():
+        return local
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(name, repo_type="dataset", local_files_only=True))
+    except Exception as err:  # not cached, bad name, no cache folder: all mean "fetch it first"
+        raise LfsbenchError(
+            f"The hub dataset {name!r} is not in the local Hugging Face cache ({type(err).__name__}) and lfsbench never "
+            f"downloads. On a connected machine run: hf download {name} --repo-type dataset (older huggingface_hub: "
+            "huggingface-cli download ...), then copy the cache (~/.cache/huggingface/hub, or $HF_HOME/hub) here; or pass "
+            "--data with a DreamBooth folder instead of hf:NAME."
+        ) from None
+
+
+def _table_dataset(folder: Path):
+    """The `datasets` table stored in a hub snapshot: its parquet files, or a save_to_disk folder."""
+    import datasets as hf_datasets
+
+    parquet = sorted(str(p) for p in folder.rglob("*.parquet"))
+    if parquet:
+        return hf_datasets.load_dataset("parquet", data_files=parquet, split="train")
+    saved = sorted(p.parent for p in folder.rglob("dataset_info.json") if list(p.parent.glob("*.arrow")))
+    if saved:
+        return hf_datasets.load_from_disk(str(saved[0]))
+    raise LfsbenchError(
+        f"{folder} holds neither the original DreamBooth layout (dataset/<subject>/ and prompts_and_classes.txt) nor a "
+        "table of images (parquet files, or a folder written by Dataset.save_to_disk). Pass hf:google/dreambooth or a "
+        "DreamBooth folder."
+    )
+
+
+def read_dreambooth_hub(name: str) -> dict[str, DatasetConcept]:
+    """DreamBooth from a hub dataset in the local cache (or a local copy of one); see the module docstring."""
+    folder = hub_dataset_folder(name)
+    try:
+        concepts = read_dreambooth(folder)
+        if any(c.images for c in concepts.values()):
+            return concepts  # a snapshot in the original layout (google/dreambooth)
+    except LfsbenchError:
+        pass
+    table = _table_dataset(folder)
+    listing = next(iter(sorted(folder.rglob("prompts_and_classes.txt"))), None)
+    if listing is None:
+        raise LfsbenchError(
+            f"The DreamBooth table in {folder} has no prompts_and_classes.txt beside it, so its subjects have no class or "
+            "prompts. Use hf:google/dreambooth (it has one), or copy that file from github.com/google/dreambooth "
+            "(dataset/prompts_and_classes.txt) into a local copy of the dataset and pass hf:<that folder>."
+        )
+    if "image" not in table.column_names:
+        raise LfsbenchError(f"The DreamBooth table in {folder} has no `image` column (columns: {', '.join(table.column_names)}).")
+    if "subject" in table.column_names:
+        subjects = table["subject"]
+    elif "label" in table.column_names and hasattr(table.features["label"], "int2str"):
+        subjects = [table.features["label"].int2str(i) for i in table["label"]]
+    else:
+        raise LfsbenchError(
+            f"The DreamBooth table in {folder} names no subject per image: it needs a `subject` column or a `label` class "
+            f"feature (columns: {', '.join(table.column_names)})."
+        )
+    by_subject: dict[str, list] = {}
+    for subject, image in zip(subjects, table["image"]):
+        by_subject.setdefault(subject, []).append(image)
+    return _dreambooth_concepts(listing, folder, lambda subject: by_subject.get(subject, []))
 
 
 READERS = {"cc101": read_cc101, "dreambooth": read_dreambooth}
@@ -139,7 +227,8 @@ DEFAULT_ROOTS = {"cc101": "~/.cache/lfsbench/customconcept101", "dreambooth": "~
 SOURCES = {
     "cc101": "metadata: github.com/adobe-research/custom-diffusion (folder customconcept101: dataset.json, prompts/); "
              "images: benchmark_dataset.zip in the hub dataset nupurkmr9/custom-diffusion",
-    "dreambooth": "the hub dataset google/dreambooth (or github.com/google/dreambooth)",
+    "dreambooth": "the hub dataset google/dreambooth (or github.com/google/dreambooth); already in the local Hugging "
+                  "Face cache: --data hf:google/dreambooth",
 }
 CC101_METADATA_URL = "https://raw.githubusercontent.com/adobe-research/custom-diffusion/main/customconcept101/"
 
@@ -182,6 +271,9 @@ def fetch(kind: str, root: Path, hub=_hub_download, url=_url_download) -> dict:
     """
     import zipfile
 
+    if str(root).startswith(HF_PREFIX):
+        raise LfsbenchError(f"--fetch fills a folder; {root} names a hub dataset. Fetch that with: "
+                            f"hf download {str(root)[len(HF_PREFIX):]} --repo-type dataset")
     root = Path(root).expanduser()
     root.mkdir(parents=True, exist_ok=True)
     try:

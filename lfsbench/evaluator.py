@@ -10,6 +10,51 @@ import torch.nn.functional as F
 from lfsbench.errors import LfsbenchError
 
 
+WEIGHT_SUFFIXES = {".safetensors", ".bin", ".pt", ".pth"}
+
+
+def cached_open_clip_weights(model: str, tag: str) -> tuple[str, dict]:
+    """The local file of open_clip MODEL's pretrained TAG and the tag's settings; never downloads.
+
+    Looks where open_clip itself would put the file: the Hugging Face cache for tags published on the hub
+    (safetensors first), ~/.cache/clip for URL-only tags. Missing: one paragraph with the command to fetch it.
+    """
+    import os
+
+    import open_clip
+    from open_clip.constants import HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME
+    from open_clip.pretrained import get_pretrained_cfg
+
+    cfg = get_pretrained_cfg(model, tag)
+    if not cfg:
+        tags = open_clip.list_pretrained_tags_by_model(model) if model in open_clip.list_models() else []
+        known = f"its tags are {', '.join(tags)}" if tags else f"open_clip has no model {model!r} with pretrained weights"
+        raise LfsbenchError(f"The evaluator {model}:{tag} is unknown ({known}). Pass MODEL:TAG (e.g. ViT-B-32:openai), "
+                            "MODEL:PATH to a checkpoint file, or local-dir:FOLDER.")
+    if cfg.get("hf_hub"):
+        from huggingface_hub import hf_hub_download
+
+        repo, filename = os.path.split(cfg["hf_hub"])
+        names = [filename] if filename else [HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME]
+        for name in names:
+            try:
+                return hf_hub_download(repo, name, local_files_only=True), cfg
+            except Exception:  # not in the cache (or no cache at all)
+                continue
+        fetch = f"hf download {repo} {names[0]} (older huggingface_hub: huggingface-cli download ...)"
+        where = "copy the cache (~/.cache/huggingface/hub, or $HF_HOME/hub) here"
+    else:
+        local = Path("~/.cache/clip").expanduser() / os.path.basename(cfg["url"])
+        if local.is_file():
+            return str(local), cfg
+        fetch = f"curl -L --create-dirs -o ~/.cache/clip/{local.name} {cfg['url']}"
+        where = f"copy it to {local}"
+    raise LfsbenchError(
+        f"The weights of the evaluator {model}:{tag} are not in the local cache and lfsbench never downloads. On a "
+        f"connected machine run: {fetch}; then {where}. Or pass --evaluator {model}:PATH with the checkpoint file."
+    )
+
+
 class Evaluator:
     """L2-normalised image and text embeddings from an open_clip model."""
 
@@ -32,7 +77,15 @@ class Evaluator:
                 f"The evaluator folder {model_name[len('local-dir:'):]} does not exist. It should hold "
                 "open_clip_config.json and open_clip_model.safetensors (open_clip's local-dir layout)."
             )
-        model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=pretrained, device=device)
+        options = {}
+        if pretrained and not Path(pretrained).expanduser().is_file():
+            if any(sep in pretrained for sep in "/\\") or Path(pretrained).suffix in WEIGHT_SUFFIXES:
+                raise LfsbenchError(f"The evaluator weights file {pretrained} does not exist. Pass MODEL:PATH to an open_clip "
+                                    "checkpoint (.safetensors, .bin, .pt), MODEL:TAG for cached pretrained weights, or local-dir:FOLDER.")
+            pretrained, tag = cached_open_clip_weights(model_name, pretrained)
+            # what open_clip applies for the tag itself: OpenAI's weights need QuickGELU, some tags their own normalisation
+            options = {"force_quick_gelu": bool(tag.get("quick_gelu")), "image_mean": tag.get("mean"), "image_std": tag.get("std")}
+        model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=pretrained, device=device, **options)
         tokenizer = open_clip.get_tokenizer(model_name)
         cfg = model.visual.preprocess_cfg if hasattr(model.visual, "preprocess_cfg") else {}
         size = model.visual.image_size

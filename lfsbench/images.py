@@ -35,12 +35,15 @@ def save_grid(images: torch.Tensor, path: Path, columns: int = 8, upscale: int |
     return path
 
 
-def load_image_file(path: Path) -> torch.Tensor:
-    """Read an image file as float CHW in [0, 1]; an unreadable file is a clear error naming it."""
+def load_image_file(path) -> torch.Tensor:
+    """Read an image file (or take an already decoded PIL image) as float CHW in [0, 1]; an unreadable file is a
+    clear error naming it."""
     from PIL import Image, UnidentifiedImageError
 
     from lfsbench.errors import LfsbenchError
 
+    if isinstance(path, Image.Image):
+        return torch.from_numpy(np.asarray(path.convert("RGB")).copy()).permute(2, 0, 1).float().div(255.0)
     try:
         with Image.open(path) as img:
             arr = np.asarray(img.convert("RGB"))

@@ -44,8 +44,8 @@ def load_evaluator(name: str, device="cpu") -> Evaluator:
     model, _, pretrained = name.partition(":")
     try:
         return Evaluator.from_open_clip(model, pretrained or None, device=device)
-    except RuntimeError as err:
+    except (RuntimeError, FileNotFoundError) as err:  # an unknown model name, a checkpoint that does not fit it
         raise LfsbenchError(
-            f"Could not load the open_clip evaluator {name!r}: {err}. On a connected machine, fetch its weights once "
-            f"(python -c \"import open_clip; open_clip.create_model('{model}', pretrained='{pretrained}')\") so they are in the local cache."
+            f"Could not load the open_clip evaluator {name!r}: {err}. Check the model name (open_clip.list_models()) and "
+            "that the weights are that model's."
         ) from None

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lfsbench.errors import LfsbenchError
 
@@ -36,6 +36,20 @@ class EvaluationPlan(_Strict):
     guidance: float = Field(5.0, ge=0)
     seed: int = 0
     bootstrap: int = Field(1000, ge=100)
+    checkpoints: list[int] = Field(
+        default_factory=list,
+        description="sessions (counted from 1) after which every concept learned so far is evaluated; empty: after "
+                    "every session (the standard). After the other sessions only the concepts just learned are "
+                    "evaluated, which IAD needs (their IA right after learning). The last session is always in full. "
+                    "For long protocols, where evaluating everything after every session grows with the square of "
+                    "the number of sessions.")
+
+    @field_validator("checkpoints")
+    @classmethod
+    def _positive(cls, checkpoints: list[int]) -> list[int]:
+        if any(c < 1 for c in checkpoints):
+            raise ValueError("checkpoints count sessions from 1")
+        return sorted(set(checkpoints))
 
     @field_validator("prompts")
     @classmethod
@@ -70,9 +84,21 @@ class Protocol(_Strict):
                 seen.add(name)
         return sessions
 
+    @model_validator(mode="after")
+    def _checkpoints_within_sessions(self) -> Protocol:
+        beyond = [c for c in self.evaluation.checkpoints if c > len(self.sessions)]
+        if beyond:
+            raise ValueError(f"evaluation.checkpoints {beyond} are beyond the protocol's {len(self.sessions)} sessions")
+        return self
+
     @property
     def concepts(self) -> list[str]:
         return [c for session in self.sessions for c in session]
+
+    def evaluates_all_after(self, t: int) -> bool:
+        """Whether every concept learned so far is evaluated after session t (counted from 0)."""
+        cps = self.evaluation.checkpoints
+        return not cps or t + 1 in cps or t == len(self.sessions) - 1
 
 
 def builtin_protocols() -> dict[str, Path]:

@@ -117,8 +117,12 @@ class Runner:
         return self._refs[concept.name]
 
     def _evaluate(self, t: int, base_emb: dict[str, torch.Tensor]) -> tuple[pd.DataFrame, float, float]:
-        """Generate and score every concept learned so far and their classes; returns per-image scores."""
-        learned = [c for c in self.concepts if self.learned_in[c.name] <= t]
+        """Generate and score every concept learned so far and their classes (only those just learned, and their
+        classes, after a session that is not one of the protocol's checkpoints); returns per-image scores."""
+        if self.spec.protocol.evaluates_all_after(t):
+            learned = [c for c in self.concepts if self.learned_in[c.name] <= t]
+        else:
+            learned = [c for c in self.concepts if self.learned_in[c.name] == t]
         nouns = list(dict.fromkeys(c.class_noun for c in learned))
         gen_s = eval_s = 0.0
         records = []

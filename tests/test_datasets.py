@@ -47,6 +47,44 @@ def test_dreambooth_layout_reads():
     assert "30 concepts, 15 classes" in output and "158 images" in output and "2 distinct prompt lists" in output
 
 
+@needs_upstream
+def test_dreambooth_through_the_hub_cache_and_the_datasets_library(tmp_path, monkeypatch):
+    """hf:NAME reads a hub dataset offline: a snapshot in the original layout as a folder, a parquet table of
+    (image, subject) rows through `datasets`, with classes and prompts from its prompts_and_classes.txt."""
+    import datasets as hf_datasets
+    import huggingface_hub
+
+    from lfsbench.images import load_image_file
+
+    original = datasets.read_dreambooth(UPSTREAM / "dreambooth")
+    snapshot = datasets.read_dreambooth(Path(f"hf:{UPSTREAM / 'dreambooth'}"))
+    assert snapshot.keys() == original.keys() and sum(len(c.images) for c in snapshot.values()) == 158
+
+    table = tmp_path / "dreambooth-table"
+    (table / "data").mkdir(parents=True)
+    rows = {"image": [], "subject": []}
+    for name in ("dog", "backpack"):
+        rows["image"] += [str(p) for p in original[name].images]
+        rows["subject"] += [name] * len(original[name].images)
+    hf_datasets.Dataset.from_dict(rows).cast_column("image", hf_datasets.Image()).to_parquet(table / "data" / "train.parquet")
+    with pytest.raises(LfsbenchError, match="no prompts_and_classes.txt"):
+        datasets.read_dreambooth(Path(f"hf:{table}"))
+    shutil.copy(UPSTREAM / "dreambooth" / "dataset" / "prompts_and_classes.txt", table)
+    concepts = datasets.read_dreambooth(Path(f"hf:{table}"))
+    assert len(concepts) == 30 and concepts["cat"].images == []
+    assert len(concepts["dog"].images) == len(original["dog"].images) and concepts["dog"].prompts == original["dog"].prompts
+    assert concepts["backpack"].class_noun == "backpack" and concepts["backpack"].prompts == original["backpack"].prompts
+    assert np.array_equal(load_image_file(concepts["dog"].images[0]).numpy(), load_image_file(original["dog"].images[0]).numpy())
+    shown = datasets.status("dreambooth", Path(f"hf:{table}"))
+    assert (shown["concepts"], shown["with_images"], shown["images"]) == (30, 2, len(rows["image"]))
+    code, output = invoke("data", "dreambooth", "--data", f"hf:{table}")
+    assert code == 0, output
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    with pytest.raises(LfsbenchError, match="hf download google/dreambooth --repo-type dataset"):
+        datasets.read_dreambooth(Path("hf:google/dreambooth"))
+
+
 def test_malformed_dreambooth_prompts_are_a_clear_error(tmp_path):
     (tmp_path / "prompts_and_classes.txt").write_text("subject_name,class\ndog,dog\n")
     with pytest.raises(LfsbenchError, match="does not read as DreamBooth"):
@@ -141,6 +179,49 @@ def test_real_backbone_names_fail_clearly_when_not_cached(tmp_path, monkeypatch)
         load_backbone("sd-v1-5")
     with pytest.raises(LfsbenchError, match="not known"):
         load_backbone("no-such-backbone")
+
+
+def test_open_clip_evaluator_never_downloads_and_says_what_to_fetch(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    from lfsbench.models import load_evaluator
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setenv("HOME", str(tmp_path))  # ~/.cache/clip, open_clip's own folder for URL-only weights
+    with pytest.raises(LfsbenchError, match="hf download timm/vit_base_patch32_clip_224.openai open_clip_model.safetensors"):
+        load_evaluator("ViT-B-32:openai")
+    with pytest.raises(LfsbenchError, match="its tags are"):
+        load_evaluator("ViT-B-32:no-such-tag")
+    with pytest.raises(LfsbenchError, match="does not exist"):
+        load_evaluator(f"ViT-B-32:{tmp_path / 'missing.safetensors'}")
+
+
+@pytest.mark.slow
+def test_open_clip_evaluator_loads_openai_weights_from_the_hub_cache(tmp_path, monkeypatch):
+    """ViT-B-32:openai from a Hugging Face cache laid out as `hf download` leaves it (random weights of the right
+    shapes), with what open_clip applies for that tag: QuickGELU and OpenAI's normalisation."""
+    import huggingface_hub
+    import open_clip
+    import torch
+    from safetensors.torch import save_file
+
+    from lfsbench.models import load_evaluator
+
+    reference = open_clip.create_model("ViT-B-32", force_quick_gelu=True)
+    repo = tmp_path / "hub" / "models--timm--vit_base_patch32_clip_224.openai"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("0" * 40)
+    (repo / "snapshots" / ("0" * 40)).mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in reference.state_dict().items()},
+              repo / "snapshots" / ("0" * 40) / "open_clip_model.safetensors")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    evaluator = load_evaluator("ViT-B-32:openai")
+    assert type(evaluator.model.visual.transformer.resblocks[0].mlp.gelu).__name__ == "QuickGELU"
+    loaded = evaluator.model.state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in reference.state_dict().items())
+    assert torch.allclose(evaluator.mean.flatten(), torch.tensor(open_clip.OPENAI_DATASET_MEAN))
+    emb = evaluator.encode_images(torch.rand(2, 3, 64, 64))
+    assert emb.shape == (2, 512) and torch.allclose(emb.norm(dim=-1), torch.ones(2), atol=1e-4)
 
 
 def test_a_diffusers_folder_loads_as_a_backbone(tiny_weights, tmp_path):

@@ -74,7 +74,44 @@ def test_report_files_and_tables_match_the_runs(runs, tmp_path):
     iad = curves[(curves.setting == label) & (curves.session == 2) & (curves.metric == "IAD")]
     assert iad.value.item() == pytest.approx(lfs["IAD"]["value"])
     html = page.read_text()
-    assert html.count("data:image/png;base64,") == 5 and "IA_control" in html
+    assert html.count("data:image/png;base64,") == 6 and "IA_control" in html  # curves, cost, 2 heatmaps, 2 grids
+    assert {"train_s", "generate_s", "stored_bytes", "peak_memory_mb"} <= set(curves.metric)
+    cost = pd.read_csv(runs / "lfs-0" / "cost.csv")
+    train = curves[(curves.setting == label) & (curves.metric == "train_s")].sort_values("session")
+    assert train.value.tolist() == pytest.approx(cost.train_s.tolist())
+
+
+def test_checkpoint_evaluation_and_prefix_runs(tiny_weights, tmp_path):
+    """Between checkpoints only the concept just learned is evaluated; curves and the scalability table use only
+    full evaluations; and a protocol's prefix run gives exactly the long run's figures at that session."""
+    four = {**FAST, "sessions": [["circle-1"], ["square-1"], ["circle-2"], ["square-2"]],
+            "evaluation": {**FAST["evaluation"], "checkpoints": [2]}}
+    long = tiny_run(tiny_weights, tmp_path / "runs" / "long", "naive", 0, protocol=four)
+    partial = pd.read_csv(long / "scores" / "session_02.csv")
+    assert set(partial[partial.kind == "concept"].name) == {"circle-2"} and set(partial[partial.kind == "class"].name) == {"circle"}
+    full = pd.read_csv(long / "scores" / "session_03.csv")
+    assert set(full[full.kind == "concept"].name) == {"circle-1", "square-1", "circle-2", "square-2"}
+    summary = json.loads((long / "summary.json").read_text())
+    first = pd.read_csv(long / "ia_matrix.csv").set_index("session")
+    iad = [first.loc[s, c] - first.loc[3, c] for s, c in enumerate(["circle-1", "square-1", "circle-2"])]
+    assert summary["IAD"]["value"] == pytest.approx(sum(iad) / 3)  # IA right after learning exists for every concept
+    assert pd.isna(first.loc[2, "circle-1"])  # not evaluated after session 2
+
+    make_report([tmp_path / "runs"], tmp_path / "report")
+    curves = pd.read_csv(tmp_path / "report" / "curves.csv")
+    assert sorted(curves[curves.metric == "TA"].session) == [0, 1, 3]
+    assert sorted(curves[curves.metric == "generate_s"].session) == [0, 1, 3]
+    assert sorted(curves[curves.metric == "train_s"].session) == [0, 1, 2, 3]
+    scale = pd.read_csv(tmp_path / "report" / "scalability.csv")
+    assert scale.sessions.tolist() == [2, 4]  # the protocol's checkpoints and its last session
+    cost = pd.read_csv(long / "cost.csv")
+    assert scale.train_s_total.tolist() == pytest.approx([cost.train_s[:2].sum(), cost.train_s.sum()])
+
+    short = tiny_run(tiny_weights, tmp_path / "short", "naive", 0, protocol={**FAST, "sessions": four["sessions"][:2]})
+    prefix = json.loads((short / "summary.json").read_text())
+    at_two = scale[scale.sessions == 2].iloc[0]
+    for metric in ("TA", "IA", "IAD", "drift"):
+        assert at_two[metric] == pytest.approx(prefix[metric]["value"]), metric
 
 
 def test_report_refuses_runs_of_different_protocols(runs, tiny_weights, tmp_path):
@@ -125,8 +162,13 @@ def test_study_runs_cells_once(tiny_weights, tmp_path, monkeypatch):
     monkeypatch.setattr(Runner, "__init__", _tiny_runner_init(tiny_weights))
     monkeypatch.setattr(Runner, "run", lambda self: started.append(self.folder.path) or real(self))
     study_module.run_study(spec)
-    study_module.run_study(spec)  # everything finished: nothing runs again
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec.model_dump(mode="json")))
+    code, output = invoke("study", path)  # everything finished: nothing runs again, and the report is written
+    assert code == 0, output
     assert len(started) == 2 and all((p / "summary.json").is_file() for p in started)
+    table = pd.read_csv(tmp_path / "study" / "report" / "summary.csv")
+    assert len(table) == 2 and (tmp_path / "study" / "report" / "index.html").is_file()
 
 
 def _tiny_runner_init(weights):

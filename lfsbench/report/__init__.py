@@ -2,8 +2,11 @@
 
     report/
       summary.csv, summary.md     one row per setting (method + settings), mean over seeds with 95% intervals
-      curves.csv                  per setting, session and metric (TA, IA, IAD, class TA, drift, control)
+      curves.csv                  per setting, session and metric (TA, IA, IAD, class TA, drift, control; cost)
       curves.png                  forgetting curves
+      cost.png                    training and generation seconds, stored bytes and peak memory against session
+      scalability.csv, .md        per setting, after 5, 10, 20, 50... sessions (or the protocol's checkpoints):
+                                  TA, IA, IAD, drift and what reaching them cost
       ia_matrix_<setting>.png     IA[t][c] heatmaps (mean over seeds)
       images_<setting>.png        shots and generated images after each session, for chosen concepts
       index.html                  all of the above on one offline page (images embedded)
@@ -36,7 +39,13 @@ def make_report(paths: list[Path], out: Path, concepts: list[str] | None = None)
     curves = aggregate.curves_table(groups)
     atomic_write_csv(out / "curves.csv", curves)
     drift_scale = float(table.drift_seed_scale.mean())
-    figures = {"curves": plots.forgetting_curves(curves, out / "curves.png", drift_scale)}
+    figures = {"curves": plots.forgetting_curves(curves, out / "curves.png", drift_scale),
+               "cost": plots.cost_curves(curves, out / "cost.png")}
+    n = len(protocol["sessions"])
+    checkpoints = protocol["evaluation"].get("checkpoints")
+    scale = aggregate.scalability_table(curves, n, sorted({*checkpoints, n}) if checkpoints else None)
+    atomic_write_csv(out / "scalability.csv", scale)
+    atomic_write_text(out / "scalability.md", html.markdown_scalability(scale))
 
     learned_in = runs[0].learned_in()
     sessions = len(protocol["sessions"])
@@ -54,5 +63,5 @@ def make_report(paths: list[Path], out: Path, concepts: list[str] | None = None)
         figures[f"images_{label}"] = plots.image_grid(first.path, chosen, learned_in, sessions,
                                                       f"{label}, seed {first.seed}", out / f"images_{slug(label)}.png")
     page = out / "index.html"
-    atomic_write_text(page, html.page(protocol, runs, table, figures))
+    atomic_write_text(page, html.page(protocol, runs, table, figures, scale))
     return page

@@ -18,11 +18,36 @@ CURVE_METRICS = ["TA", "IA", "IAD", "class_TA", "drift", "IA_control"]
 N_BOOT = 1000
 
 
-def run_curves(run: Run, n_boot: int = N_BOOT) -> pd.DataFrame:
-    """TA_t, IA_t, IAD_t (over concepts learned so far / before t), class TA_t, drift_t per session, with intervals."""
+COST_CURVES = ["train_s", "generate_s", "stored_bytes", "peak_memory_mb"]
+
+
+def full_sessions(run: Run) -> list[int]:
+    """Sessions after which every concept learned so far was evaluated (all of them, unless the protocol has checkpoints)."""
     scores, learned_in = run.scores(), run.learned_in()
+    concepts = scores[scores.kind == "concept"]
+    return [int(t) for t, now in concepts.groupby("session")
+            if set(now.name) == {c for c, s in learned_in.items() if s <= t}]
+
+
+def run_curves(run: Run, n_boot: int = N_BOOT) -> pd.DataFrame:
+    """TA_t, IA_t, IAD_t (over concepts learned so far / before t), class TA_t, drift_t per session, with intervals;
+    and the session's cost (train_s, generate_s, stored_bytes, peak_memory_mb; interval = the value).
+
+    Only sessions after which every learned concept was evaluated give quality points (and generation time,
+    which is otherwise that of the new concept alone); training time, stored bytes and memory exist for all.
+    """
+    scores, learned_in = run.scores(), run.learned_in()
+    full = set(full_sessions(run))
     rows = []
+    for _, cost in run.folder.cost().iterrows():
+        t = int(cost.session)
+        for metric in COST_CURVES:
+            if metric != "generate_s" or t in full:
+                rows.append({"session": t, "metric": metric, "value": float(cost[metric]),
+                             "ci_low": float(cost[metric]), "ci_high": float(cost[metric])})
     for t, now in scores.groupby("session"):
+        if t not in full:
+            continue
         concepts, classes, control = (now[now.kind == k] for k in ("concept", "class", "control"))
         for metric, values in (("TA", concepts.ta), ("IA", concepts.ia), ("class_TA", classes.ta), ("drift", classes.drift),
                                ("IA_control", control.ia)):
@@ -95,6 +120,42 @@ def curves_table(groups: dict[str, list[Run]]) -> pd.DataFrame:
         for (t, metric), g in per_run.groupby(["session", "metric"]):
             v, lo, hi = combine_seeds(g.value, g.ci_low, g.ci_high)
             rows.append({"setting": label, "session": t, "metric": metric, "value": v, "ci_low": lo, "ci_high": hi, "seeds": len(g)})
+    return pd.DataFrame(rows)
+
+
+SCALES = (5, 10, 20, 50, 100, 200)
+
+
+def scalability_table(curves: pd.DataFrame, sessions: int, at: list[int] | None = None) -> pd.DataFrame:
+    """Per setting and number of sessions T: quality after T sessions and what reaching it cost.
+
+    A T-session protocol that is the first T sessions of a longer one trains and evaluates exactly as the
+    longer run does up to T (a test checks it), so one long run gives every shorter protocol's figures.
+    T defaults to 5, 10, 20, 50, ... below the protocol's length, and its length.
+    """
+    at = at or [n for n in SCALES if n < sessions] + [sessions]
+    rows = []
+    for setting, g in curves.groupby("setting", sort=False):
+        value = {(int(r.session), r.metric): r for r in g.itertuples()}
+        for n in at:
+            t = n - 1
+            if (t, "TA") not in value:  # not evaluated in full after session t (or not reached)
+                continue
+            train = g[(g.metric == "train_s") & (g.session <= t)].value
+            row = {"setting": setting, "sessions": n}
+            for metric in ("TA", "IA", "IAD", "drift"):
+                if (t, metric) in value:
+                    r = value[(t, metric)]
+                    row.update({metric: r.value, f"{metric}_low": r.ci_low, f"{metric}_high": r.ci_high})
+            row.update({
+                "train_s_total": float(train.sum()),
+                "train_s_at_session": value[(t, "train_s")].value if (t, "train_s") in value else np.nan,
+                "generate_s_full_evaluation": value[(t, "generate_s")].value if (t, "generate_s") in value else np.nan,
+                "stored_bytes": value[(t, "stored_bytes")].value if (t, "stored_bytes") in value else np.nan,
+                "peak_memory_mb": float(g[(g.metric == "peak_memory_mb") & (g.session <= t)].value.max()),
+                "seeds": int(value[(t, "TA")].seeds),
+            })
+            rows.append(row)
     return pd.DataFrame(rows)
 
 

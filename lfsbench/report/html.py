@@ -33,11 +33,32 @@ def display_table(table: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def markdown_table(table: pd.DataFrame) -> str:
-    shown = display_table(table)
+def display_scalability(scale: pd.DataFrame) -> pd.DataFrame:
+    """The scalability table as people read it: quality with intervals, then cost after T sessions."""
+    out = pd.DataFrame({"setting": scale.setting, "sessions": scale.sessions})
+    for metric in ("TA", "IAD", "drift"):
+        if metric in scale.columns:
+            out[metric] = [_cell(row, metric) for _, row in scale.iterrows()]
+    out["train s (all sessions)"] = [f"{v:,.0f}" for v in scale.train_s_total]
+    out["train s (session T)"] = [f"{v:.1f}" for v in scale.train_s_at_session]
+    out["generate s (full evaluation)"] = [f"{v:.0f}" if pd.notna(v) else "-" for v in scale.generate_s_full_evaluation]
+    out["stored bytes"] = [f"{v:,.0f}" for v in scale.stored_bytes]
+    out["peak MB"] = [f"{v:.0f}" for v in scale.peak_memory_mb]
+    return out
+
+
+def _markdown(shown: pd.DataFrame) -> str:
     lines = ["| " + " | ".join(shown.columns) + " |", "|" + "---|" * len(shown.columns)]
     lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in shown.itertuples(index=False)]
     return "\n".join(lines) + "\n"
+
+
+def markdown_scalability(scale: pd.DataFrame) -> str:
+    return _markdown(display_scalability(scale)) if len(scale) else "(no session count reached with a full evaluation)\n"
+
+
+def markdown_table(table: pd.DataFrame) -> str:
+    return _markdown(display_table(table))
 
 
 def _img(path: Path, alt: str) -> str:
@@ -57,7 +78,7 @@ figure { margin: 1rem 0; } figcaption { font-size: 0.85rem; color: #555; }
 """
 
 
-def page(protocol: dict, runs, table: pd.DataFrame, figures: dict[str, Path]) -> str:
+def page(protocol: dict, runs, table: pd.DataFrame, figures: dict[str, Path], scale: pd.DataFrame | None = None) -> str:
     plan = protocol["evaluation"]
     parts = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>lfsbench report: {htmllib.escape(protocol['name'])}</title>",
@@ -74,6 +95,17 @@ def page(protocol: dict, runs, table: pd.DataFrame, figures: dict[str, Path]) ->
         display_table(table).to_html(index=False, escape=True, border=0),
         "<h2>Forgetting curves</h2>",
         _img(figures["curves"], "TA, IA, IAD, class TA, class drift against session; bands are 95% intervals"),
+        "<h2>Cost</h2>",
+        _img(figures["cost"], "seconds of training and of a full evaluation's generation, stored bytes and peak memory "
+                              "against session"),
+    ]
+    if scale is not None and len(scale) > 1:
+        parts += ["<h2>Scalability</h2>",
+                  "<p class='note'>After T sessions: a T-session protocol that is the start of this one trains and "
+                  "evaluates exactly like its first T sessions, so these are its final numbers, and what reaching "
+                  "them cost.</p>",
+                  display_scalability(scale).to_html(index=False, escape=True, border=0)]
+    parts += [
         "<h2>IA matrices</h2>",
     ]
     parts += [_img(p, f"IA matrix of {k[len('ia_matrix_'):]}") for k, p in figures.items() if k.startswith("ia_matrix_")]

@@ -67,16 +67,57 @@ def forgetting_curves(curves: pd.DataFrame, path: Path, drift_scale: float | Non
     return path
 
 
+COST_AXIS = {
+    "train_s": ("Training time of session t", "seconds", 1.0),
+    "generate_s": ("Generation for a full evaluation after session t", "seconds", 1.0),
+    "stored_bytes": ("Data kept between sessions (shots, latents)", "MB", 1e-6),
+    "peak_memory_mb": ("Peak memory during session t", "MB (RSS on CPU, allocated on GPU)", 1.0),
+}
+
+
+def cost_curves(curves: pd.DataFrame, path: Path) -> Path:
+    """Cost against session, one line per setting (mean over seeds; band = range of seed means by bootstrap)."""
+    fig, axes = plt.subplots(1, len(COST_AXIS), figsize=(4.6 * len(COST_AXIS), 3.9), squeeze=False)
+    settings = list(dict.fromkeys(curves.setting))
+    colours = plt.get_cmap("tab10")
+    for ax, (metric, (title, unit, scale)) in zip(axes.flat, COST_AXIS.items()):
+        for i, setting in enumerate(settings):
+            g = curves[(curves.setting == setting) & (curves.metric == metric)].sort_values("session")
+            if len(g):
+                ax.plot(g.session, g.value * scale, marker="o", ms=3, color=colours(i % 10), label=setting)
+                ax.fill_between(g.session, g.ci_low * scale, g.ci_high * scale, color=colours(i % 10), alpha=0.18, lw=0)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("session t")
+        ax.set_ylabel(unit)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.grid(alpha=0.3)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(3, len(labels)), fontsize=9, frameon=False)
+    fig.tight_layout(rect=(0, 0.06 + 0.05 * ((len(labels) - 1) // 3), 1, 1))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+ANNOTATE_UP_TO = 12  # concepts; larger IA matrices are drawn without numbers in the cells
+
+
 def ia_heatmap(matrix: pd.DataFrame, title: str, path: Path) -> Path:
-    """IA[t][c]: the model after session t (rows) on concept c (columns); blank before c is learned."""
-    fig, ax = plt.subplots(figsize=(1.0 + 0.75 * matrix.shape[1], 1.2 + 0.5 * matrix.shape[0]))
+    """IA[t][c]: the model after session t (rows) on concept c (columns); blank where c was not evaluated."""
+    rows, cols = matrix.shape
+    large = cols > ANNOTATE_UP_TO
+    width = 1.0 + 0.75 * cols if not large else min(16.0, 3.0 + 0.22 * cols)
+    height = 1.2 + 0.5 * rows if not large else min(14.0, 2.5 + 0.2 * rows)
+    fig, ax = plt.subplots(figsize=(width, height))
     data = matrix.to_numpy(dtype=float)
     image = ax.imshow(np.ma.masked_invalid(data), cmap="viridis", vmin=0, vmax=1, aspect="auto")
-    for (r, c), v in np.ndenumerate(data):
-        if not np.isnan(v):
-            ax.text(c, r, f"{v:.2f}", ha="center", va="center", fontsize=8, color="white" if v < 0.6 else "black")
-    ax.set_xticks(range(matrix.shape[1]), matrix.columns, rotation=30, ha="right")
-    ax.set_yticks(range(matrix.shape[0]), [str(i) for i in matrix.index])
+    if not large:
+        for (r, c), v in np.ndenumerate(data):
+            if not np.isnan(v):
+                ax.text(c, r, f"{v:.2f}", ha="center", va="center", fontsize=8, color="white" if v < 0.6 else "black")
+    ax.set_xticks(range(cols), matrix.columns, rotation=30 if not large else 90, ha="right" if not large else "center",
+                  fontsize=None if not large else 6)
+    ax.set_yticks(range(rows), [str(i) for i in matrix.index], fontsize=None if not large else 6)
     ax.set_xlabel("concept")
     ax.set_ylabel("model after session")
     ax.set_title(title, fontsize=10)
@@ -96,12 +137,27 @@ def _first_images(grid: Image.Image, k: int) -> Image.Image:
     return grid.crop((0, 0, min(grid.width, tile * k), tile))
 
 
+GRID_COLUMNS = 8  # sessions shown at most; longer protocols show evenly spaced ones, always the last
+
+
+def grid_sessions(run_path: Path, concepts: list[str], sessions: int) -> list[int]:
+    """Sessions with images of the chosen concepts (every one, or evenly spaced ones up to GRID_COLUMNS)."""
+    have = [t for t in range(sessions)
+            if any((run_path / "images" / f"session_{t:02d}" / f"{name}.png").is_file() for name in concepts)]
+    if len(have) <= GRID_COLUMNS:
+        return have
+    picks = {have[round(i * (len(have) - 1) / (GRID_COLUMNS - 1))] for i in range(GRID_COLUMNS)}
+    return sorted(picks)
+
+
 def image_grid(run_path: Path, concepts: list[str], learned_in: dict[str, int], sessions: int, title: str, path: Path) -> Path:
     """For each concept: its shots, then the images generated after each session from the one it was learned in."""
-    fig, axes = plt.subplots(len(concepts), sessions + 1, figsize=(2.3 * (sessions + 1), 1.0 + 0.75 * len(concepts)), squeeze=False)
+    shown = grid_sessions(run_path, concepts, sessions)
+    fig, axes = plt.subplots(len(concepts), len(shown) + 1, figsize=(2.3 * (len(shown) + 1), 1.0 + 0.75 * len(concepts)),
+                             squeeze=False)
     for r, name in enumerate(concepts):
         cells = [("shots", run_path / "base" / "shots" / f"{name}.png")]
-        cells += [(f"after {t}", run_path / "images" / f"session_{t:02d}" / f"{name}.png") for t in range(sessions)]
+        cells += [(f"after session {t}", run_path / "images" / f"session_{t:02d}" / f"{name}.png") for t in shown]
         for c, (label, file) in enumerate(cells):
             ax = axes[r][c]
             ax.set_xticks([])
@@ -111,7 +167,7 @@ def image_grid(run_path: Path, concepts: list[str], learned_in: dict[str, int], 
             if file.is_file():
                 ax.imshow(_first_images(Image.open(file), GRID_IMAGES))
             if r == 0:
-                ax.set_title(label if c == 0 else f"after session {c - 1}", fontsize=9)
+                ax.set_title(label, fontsize=9)
             if c == 0:
                 ax.set_ylabel(f"{name}\n(session {learned_in[name]})", fontsize=9)
     fig.suptitle(title, fontsize=10)
