@@ -61,15 +61,22 @@ def markdown_table(table: pd.DataFrame) -> str:
     return _markdown(display_table(table))
 
 
+def _table(shown: pd.DataFrame) -> str:
+    return f"<div class='wide'>{shown.to_html(index=False, escape=True, border=0)}</div>"
+
+
 def _img(path: Path, alt: str) -> str:
     data = base64.b64encode(Path(path).read_bytes()).decode()
     return f'<figure><img src="data:image/png;base64,{data}" alt="{htmllib.escape(alt)}"><figcaption>{htmllib.escape(alt)}</figcaption></figure>'
 
 
 STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1250px; color: #222; line-height: 1.4; }
+body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1400px; padding: 0 1rem; color: #222; line-height: 1.4; }
+.wide { overflow-x: auto; }
 table { border-collapse: collapse; font-size: 0.85rem; margin: 1rem 0; }
 th, td { border: 1px solid #ccc; padding: 0.3rem 0.5rem; text-align: right; white-space: nowrap; }
+th { white-space: normal; vertical-align: bottom; }
+.row figure { display: inline-block; vertical-align: top; width: 32%; margin: 0.5rem 0.5%; }
 th:first-child, td:first-child { text-align: left; }
 th { background: #f3f3f3; }
 img { max-width: 100%; border: 1px solid #ddd; }
@@ -92,7 +99,9 @@ def page(protocol: dict, runs, table: pd.DataFrame, figures: dict[str, Path], sc
         "(drift scale). IA_control is the base model generating from the method's stored contexts: IA gained over it "
         "is what the method learned.</p>",
         "<h2>Summary</h2>",
-        display_table(table).to_html(index=False, escape=True, border=0),
+        _table(display_table(table)[["setting", "seeds"] + [m for m in HEADLINE if m in table.columns]]),
+        "<h3>Other figures and cost</h3>",
+        _table(display_table(table)[["setting"] + [name for _, name, _ in PLAIN]]),
         "<h2>Forgetting curves</h2>",
         _img(figures["curves"], "TA, IA, IAD, class TA, class drift against session; bands are 95% intervals"),
         "<h2>Cost</h2>",
@@ -104,11 +113,14 @@ def page(protocol: dict, runs, table: pd.DataFrame, figures: dict[str, Path], sc
                   "<p class='note'>After T sessions: a T-session protocol that is the start of this one trains and "
                   "evaluates exactly like its first T sessions, so these are its final numbers, and what reaching "
                   "them cost.</p>",
-                  display_scalability(scale).to_html(index=False, escape=True, border=0)]
+                  _table(display_scalability(scale))]
     parts += [
         "<h2>IA matrices</h2>",
     ]
+    concepts = sum(len(names) for names in protocol["sessions"])
+    parts.append("<div class='row'>" if concepts <= 12 else "<div>")  # three small heatmaps a row; large ones alone
     parts += [_img(p, f"IA matrix of {k[len('ia_matrix_'):]}") for k, p in figures.items() if k.startswith("ia_matrix_")]
+    parts.append("</div>")
     parts.append("<h2>Images</h2>")
     parts += [_img(p, f"shots and generated images after each session: {k[len('images_'):]}")
               for k, p in figures.items() if k.startswith("images_")]
