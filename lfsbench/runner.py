@@ -44,10 +44,32 @@ class RunSpec:
                 "method_config": method.config.model_dump(mode="json"), "seed": self.seed, "data": self.data}
 
 
+def _reset_peak_memory(device: torch.device) -> None:
+    """Start a new peak for the session: CUDA's counters, or Linux's peak RSS (VmHWM; 5 > clear_refs resets it).
+
+    Without the reset the CPU figure is the process's peak so far, which in a study (several runs in one
+    process) is that of the largest earlier run.
+    """
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:  # not Linux, or not allowed: _peak_memory_mb falls back to the process's peak
+        pass
+
+
 def _peak_memory_mb(device: torch.device) -> float:
+    """Peak since _reset_peak_memory: CUDA memory allocated, else resident memory (VmHWM, or ru_maxrss elsewhere)."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB (macOS bytes: not supported)
 
 
 class Runner:
@@ -207,8 +229,7 @@ class Runner:
             for t, names in enumerate(sessions):
                 if t in done:
                     continue
-                if device.type == "cuda":
-                    torch.cuda.reset_peak_memory_stats(device)
+                _reset_peak_memory(device)
                 progress.update(task, description=f"{self.spec.method}: session {t} learns {', '.join(names)}")
                 t0 = time.time()
                 earlier = self._named([n for names_u in sessions[:t] for n in names_u])

@@ -96,3 +96,22 @@ def test_output_folder_with_a_different_run_is_refused(tiny_weights, tmp_path):
 def test_unknown_method_setting_is_an_error(tiny_weights, tmp_path):
     with pytest.raises(LfsbenchError, match="stepz"):
         make_runner(tiny_weights, tmp_path / "r", overrides={"stepz": 3})
+
+
+def test_peak_memory_is_per_session_on_linux():
+    """A session's CPU peak must not carry an earlier, larger run's peak (several runs share a study's process)."""
+    from pathlib import Path
+
+    import numpy as np
+    import torch
+
+    from lfsbench.runner import _peak_memory_mb, _reset_peak_memory
+
+    if not Path("/proc/self/status").is_file():
+        pytest.skip("peak RSS per session needs Linux's /proc")
+    cpu = torch.device("cpu")
+    block = np.ones(300 * 2**20, dtype=np.uint8)  # 300 MB, touched
+    high = _peak_memory_mb(cpu)
+    del block
+    _reset_peak_memory(cpu)
+    assert _peak_memory_mb(cpu) < high - 200
