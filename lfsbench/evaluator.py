@@ -69,7 +69,11 @@ class Evaluator:
 
     @classmethod
     def from_open_clip(cls, model_name: str, pretrained: str | None = None, device="cpu") -> "Evaluator":
-        """Load any open_clip model: a `local-dir:` folder, or a model name with a pretrained tag or file."""
+        """Load any open_clip model: a `local-dir:` folder, or a model name with a pretrained tag or file.
+
+        A file is loaded with the model's own config, as open_clip does: OpenAI's weights need the QuickGELU
+        variant of the name (`ViT-B-32-quickgelu`); a tag gets its settings from open_clip's table.
+        """
         import open_clip
 
         if model_name.startswith("local-dir:") and not Path(model_name[len("local-dir:"):]).is_dir():
