@@ -14,16 +14,14 @@ import pandas as pd
 from lfsbench import metrics, scoring
 from lfsbench.report.runs import Run
 
-CURVE_METRICS = ["TA", "IA", "IAD", "class_TA", "drift", "IA_control"]
 N_BOOT = 1000
 
 
 COST_CURVES = ["train_s", "generate_s", "stored_bytes", "peak_memory_mb"]
 
 
-def full_sessions(run: Run) -> list[int]:
+def full_sessions(scores: pd.DataFrame, learned_in: dict[str, int]) -> list[int]:
     """Sessions after which every concept learned so far was evaluated (all of them, unless the protocol has checkpoints)."""
-    scores, learned_in = run.scores(), run.learned_in()
     concepts = scores[scores.kind == "concept"]
     return [int(t) for t, now in concepts.groupby("session")
             if set(now.name) == {c for c, s in learned_in.items() if s <= t}]
@@ -37,7 +35,7 @@ def run_curves(run: Run, n_boot: int = N_BOOT) -> pd.DataFrame:
     which is otherwise that of the new concept alone); training time, stored bytes and memory exist for all.
     """
     scores, learned_in = run.scores(), run.learned_in()
-    full = set(full_sessions(run))
+    full = set(full_sessions(scores, learned_in))
     rows = []
     for _, cost in run.folder.cost().iterrows():
         t = int(cost.session)

@@ -87,6 +87,7 @@ figure { margin: 1rem 0; } figcaption { font-size: 0.85rem; color: #555; }
 
 def page(protocol: dict, runs, table: pd.DataFrame, figures: dict[str, Path], scale: pd.DataFrame | None = None) -> str:
     plan = protocol["evaluation"]
+    shown = display_table(table)
     parts = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>lfsbench report: {htmllib.escape(protocol['name'])}</title>",
         f"<style>{STYLE}</style></head><body>",
@@ -99,9 +100,9 @@ def page(protocol: dict, runs, table: pd.DataFrame, figures: dict[str, Path], sc
         "(drift scale). IA_control is the base model generating from the method's stored contexts: IA gained over it "
         "is what the method learned.</p>",
         "<h2>Summary</h2>",
-        _table(display_table(table)[["setting", "seeds"] + [m for m in HEADLINE if m in table.columns]]),
+        _table(shown[["setting", "seeds"] + [m for m in HEADLINE if m in table.columns]]),
         "<h3>Other figures and cost</h3>",
-        _table(display_table(table)[["setting"] + [name for _, name, _ in PLAIN]]),
+        _table(shown[["setting"] + [name for _, name, _ in PLAIN]]),
         "<h2>Forgetting curves</h2>",
         _img(figures["curves"], "TA, IA, IAD, class TA, class drift against session; bands are 95% intervals"),
         "<h2>Cost</h2>",
