@@ -12,6 +12,8 @@ import torch
 
 from lfsbench.errors import LfsbenchError
 
+ENCODE_BATCH = 32  # images through the VAE encoder at once when training encodes its data (the toy's sessions fit in one)
+
 
 def quiet_libraries():
     """Silence diffusers' and transformers' loading bars and chatter; lfsbench shows its own progress."""
@@ -121,6 +123,21 @@ class Backbone:
         dist = self.vae.encode(x).latent_dist
         latents = dist.sample(generator) if sample else dist.mean
         return latents * self.vae.config.scaling_factor
+
+    @torch.no_grad()
+    def posterior(self, images: torch.Tensor, batch_size: int = ENCODE_BATCH) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images in [0, 1], NCHW -> the VAE posterior's mean and std (unscaled), `batch_size` images at a time.
+
+        Training encodes every image it may draw from once per session; encoding in batches keeps the
+        memory of that step flat however many images there are (replay's memory grows every session;
+        Stable Diffusion presets generate 200 class images).
+        """
+        means, stds = [], []
+        for part in images.split(batch_size):
+            dist = self.vae.encode(part.to(self.device, self.vae.dtype) * 2 - 1).latent_dist
+            means.append(dist.mean)
+            stds.append(dist.std)
+        return torch.cat(means), torch.cat(stds)
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Scaled latents -> images in [0, 1], NCHW."""

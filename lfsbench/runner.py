@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import json
 import resource
 import time
@@ -48,11 +50,17 @@ def _reset_peak_memory(device: torch.device) -> None:
     """Start a new peak for the session: CUDA's counters, or Linux's peak RSS (VmHWM; 5 > clear_refs resets it).
 
     Without the reset the CPU figure is the process's peak so far, which in a study (several runs in one
-    process) is that of the largest earlier run.
+    process) is that of the largest earlier run. Even with it, the resident memory an earlier run freed
+    but glibc kept counts; collecting garbage and trimming the heap first returns most of it.
     """
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
         return
+    gc.collect()  # memory that earlier runs freed but the allocator kept would count as this session's
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
     try:
         Path("/proc/self/clear_refs").write_text("5")
     except OSError:  # not Linux, or not allowed: _peak_memory_mb falls back to the process's peak

@@ -237,19 +237,16 @@ def train_session(
     if token_ids:
         groups.append({"params": [tokens.weight], "lr": token_lr})
     optimizer = torch.optim.AdamW(groups, weight_decay=0.0)
-    with torch.no_grad():
-        encoded = [
-            backbone.vae.encode(s.images.to(backbone.device, backbone.vae.dtype) * 2 - 1).latent_dist for s in sources
-        ]
+    encoded = [backbone.posterior(s.images) for s in sources]
     backbone.text_encoder.train(False)
     losses = []
     for step in range(steps):
         loss = torch.zeros((), device=backbone.device)
         with backbone.autocast():
-            for source, dist in zip(sources, encoded):
+            for source, (mean, std) in zip(sources, encoded):
                 idx = torch.randint(0, len(source.prompts), (batch_size,), generator=generator, device=backbone.device)
-                eps = torch.randn(dist.mean[idx].shape, generator=generator, device=backbone.device)
-                latents = (dist.mean[idx] + dist.std[idx] * eps) * backbone.vae.config.scaling_factor
+                eps = torch.randn(mean[idx].shape, generator=generator, device=backbone.device)
+                latents = (mean[idx] + std[idx] * eps) * backbone.vae.config.scaling_factor
                 context = backbone.encode_prompts([source.prompts[i] for i in idx.tolist()])
                 loss = loss + source.weight * noise_prediction_loss(backbone, latents, context, generator)
             if extra_loss is not None:

@@ -88,6 +88,22 @@ def test_generation_depends_only_on_prompt_and_seed(tiny_weights):
     assert together.shape == (2, 3, 32, 32) and 0 <= together.min() and together.max() <= 1
 
 
+def test_posterior_in_batches_matches_one_batch(tiny_weights):
+    """Training encodes its images ENCODE_BATCH at a time (flat memory as replay's memory grows), same numbers."""
+    from lfsbench.backbone import ENCODE_BATCH
+
+    backbone = load_toy_backbone(weights=tiny_weights)
+    images = torch.rand(ENCODE_BATCH * 2 + 5, 3, backbone.resolution, backbone.resolution, generator=torch.Generator().manual_seed(0))
+    seen = []
+    encode = backbone.vae.encode
+    backbone.vae.encode = lambda x: seen.append(len(x)) or encode(x)
+    mean, std = backbone.posterior(images)
+    assert seen == [ENCODE_BATCH, ENCODE_BATCH, 5]
+    with torch.no_grad():
+        whole = encode(images * 2 - 1).latent_dist
+    assert torch.allclose(mean, whole.mean, atol=1e-5) and torch.allclose(std, whole.std, atol=1e-5)
+
+
 def test_shipped_layouts_load_through_the_standard_loaders(tiny_weights):
     from diffusers import StableDiffusionPipeline
 

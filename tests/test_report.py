@@ -79,6 +79,23 @@ def test_report_files_and_tables_match_the_runs(runs, tmp_path):
     cost = pd.read_csv(runs / "lfs-0" / "cost.csv")
     train = curves[(curves.setting == label) & (curves.metric == "train_s")].sort_values("session")
     assert train.value.tolist() == pytest.approx(cost.train_s.tolist())
+    assert not (tmp_path / "report" / "sweeps.csv").exists()  # no knob takes three values here
+
+
+def test_knob_sweep_table_and_figure(runs, tiny_weights, tmp_path):
+    """Settings that differ in one knob only (three values) make a sweep, with the summary's numbers, in value order."""
+    for strength in (1.0, 0.8):
+        tiny_run(tiny_weights, tmp_path / f"lfs-{strength}", "lfs", 0, {"context_strength": strength})
+    page = make_report([runs, tmp_path], tmp_path / "report")
+    sweeps = pd.read_csv(tmp_path / "report" / "sweeps.csv")
+    assert set(sweeps.sweep) == {"lfs: context_strength (batch_size=2, steps=2)"}
+    assert sweeps.x.tolist() == [0.5, 0.8, 1.0]
+    table = pd.read_csv(tmp_path / "report" / "summary.csv").set_index("setting")
+    for row in sweeps.itertuples():
+        for metric in ("IA", "IAD", "drift", "TA"):
+            assert getattr(row, metric) == pytest.approx(table.loc[row.setting, metric]), (row.setting, metric)
+    assert (tmp_path / "report" / "sweeps.png").is_file() and "| lfs: context_strength" in (tmp_path / "report" / "sweeps.md").read_text()
+    assert "Knob sweeps" in page.read_text()
 
 
 def test_checkpoint_evaluation_and_prefix_runs(tiny_weights, tmp_path):

@@ -7,6 +7,8 @@
       cost.png                    training and generation seconds, stored bytes and peak memory against session
       scalability.csv, .md        per setting, after 5, 10, 20, 50... sessions (or the protocol's checkpoints):
                                   TA, IA, IAD, drift and what reaching them cost
+      sweeps.csv, .md, .png       where settings of a method differ in one knob only (3 values or more): final
+                                  metrics against the knob's value
       ia_matrix_<setting>.png     IA[t][c] heatmaps (mean over seeds)
       images_<setting>.png        shots and generated images after each session, for chosen concepts
       index.html                  all of the above on one offline page (images embedded)
@@ -46,6 +48,11 @@ def make_report(paths: list[Path], out: Path, concepts: list[str] | None = None)
     scale = aggregate.scalability_table(curves, n, sorted({*checkpoints, n}) if checkpoints else None)
     atomic_write_csv(out / "scalability.csv", scale)
     atomic_write_text(out / "scalability.md", html.markdown_scalability(scale))
+    sweeps = aggregate.sweeps_table(groups, table)
+    if len(sweeps):
+        atomic_write_csv(out / "sweeps.csv", sweeps)
+        atomic_write_text(out / "sweeps.md", html.markdown_sweeps(sweeps))
+        figures["sweeps"] = plots.sweep_plots(sweeps, out / "sweeps.png", drift_scale)
 
     learned_in = runs[0].learned_in()
     sessions = len(protocol["sessions"])
@@ -63,5 +70,5 @@ def make_report(paths: list[Path], out: Path, concepts: list[str] | None = None)
         figures[f"images_{label}"] = plots.image_grid(first.path, chosen, learned_in, sessions,
                                                       f"{label}, seed {first.seed}", out / f"images_{slug(label)}.png")
     page = out / "index.html"
-    atomic_write_text(page, html.page(protocol, runs, table, figures, scale))
+    atomic_write_text(page, html.page(protocol, runs, table, figures, scale, sweeps))
     return page

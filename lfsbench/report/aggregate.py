@@ -8,6 +8,8 @@ seed this is the run's own interval.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 
@@ -154,6 +156,52 @@ def scalability_table(curves: pd.DataFrame, sessions: int, at: list[int] | None 
                 "seeds": int(value[(t, "TA")].seeds),
             })
             rows.append(row)
+    return pd.DataFrame(rows)
+
+
+SWEEP_MIN_VALUES = 3  # a knob is swept when at least this many settings differ in it alone
+SWEEP_METRICS = ["IA", "IAD", "drift", "TA", "IA_gain_over_control"]
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def sweeps_table(groups: dict[str, list[Run]], table: pd.DataFrame) -> pd.DataFrame:
+    """Knob sweeps: settings of one method whose resolved configurations differ in one knob only.
+
+    Settings are compared by the configuration the method ran with (config.json's method_config), so a
+    study's default setting joins the sweep of every knob it shares the other values with. One row per
+    (sweep, value) with the summary's final metrics; `sweep` names the method, the knob and what the
+    sweep's settings hold fixed among the settings they were given.
+    """
+    rows = []
+    by_label = table.set_index("setting")
+    methods = dict.fromkeys(runs[0].method for runs in groups.values())
+    for method in methods:
+        configs = {label: runs[0].config.get("method_config") or {} for label, runs in groups.items()
+                   if runs[0].method == method}
+        overrides = {label: groups[label][0].config.get("method_overrides") or {} for label in configs}
+        for knob in sorted({k for c in configs.values() for k in c}):
+            families: dict[str, dict[str, str]] = {}
+            for label, config in configs.items():
+                rest = json.dumps({k: v for k, v in config.items() if k != knob}, sort_keys=True, default=str)
+                families.setdefault(rest, {}).setdefault(json.dumps(config.get(knob), default=str), label)
+            for members in families.values():
+                if len(members) < SWEEP_MIN_VALUES:
+                    continue
+                fixed = set.intersection(*({(k, json.dumps(v, default=str)) for k, v in overrides[label].items() if k != knob}
+                                           for label in members.values()))
+                name = f"{method}: {knob}" + (f" ({', '.join(f'{k}={json.loads(v)}' for k, v in sorted(fixed))})" if fixed else "")
+                values = [configs[label].get(knob) for label in members.values()]
+                numeric = all(_is_number(v) for v in values)
+                for value, label in sorted(zip(values, members.values()), key=lambda p: p[0] if numeric else 0):
+                    row = {"sweep": name, "method": method, "knob": knob, "value": str(value),
+                           "x": float(value) if numeric else np.nan, "setting": label}
+                    for metric in SWEEP_METRICS:
+                        if metric in by_label.columns and pd.notna(by_label.at[label, metric]):
+                            row.update({m: by_label.at[label, m] for m in (metric, f"{metric}_low", f"{metric}_high")})
+                    rows.append(row)
     return pd.DataFrame(rows)
 
 

@@ -47,6 +47,15 @@ def display_scalability(scale: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def display_sweeps(sweeps: pd.DataFrame) -> pd.DataFrame:
+    """Knob sweeps as people read them: one row per sweep and value, final metrics with intervals."""
+    out = pd.DataFrame({"sweep": sweeps.sweep, "value": sweeps.value})
+    for metric in ("IA", "IAD", "drift", "TA", "IA_gain_over_control"):
+        if metric in sweeps.columns:
+            out[metric] = [_cell(row, metric) for _, row in sweeps.iterrows()]
+    return out
+
+
 def _markdown(shown: pd.DataFrame) -> str:
     lines = ["| " + " | ".join(shown.columns) + " |", "|" + "---|" * len(shown.columns)]
     lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in shown.itertuples(index=False)]
@@ -55,6 +64,10 @@ def _markdown(shown: pd.DataFrame) -> str:
 
 def markdown_scalability(scale: pd.DataFrame) -> str:
     return _markdown(display_scalability(scale)) if len(scale) else "(no session count reached with a full evaluation)\n"
+
+
+def markdown_sweeps(sweeps: pd.DataFrame) -> str:
+    return _markdown(display_sweeps(sweeps))
 
 
 def markdown_table(table: pd.DataFrame) -> str:
@@ -85,7 +98,8 @@ figure { margin: 1rem 0; } figcaption { font-size: 0.85rem; color: #555; }
 """
 
 
-def page(protocol: dict, runs, table: pd.DataFrame, figures: dict[str, Path], scale: pd.DataFrame | None = None) -> str:
+def page(protocol: dict, runs, table: pd.DataFrame, figures: dict[str, Path], scale: pd.DataFrame | None = None,
+         sweeps: pd.DataFrame | None = None) -> str:
     plan = protocol["evaluation"]
     shown = display_table(table)
     parts = [
@@ -115,9 +129,14 @@ def page(protocol: dict, runs, table: pd.DataFrame, figures: dict[str, Path], sc
                   "evaluates exactly like its first T sessions, so these are its final numbers, and what reaching "
                   "them cost.</p>",
                   _table(display_scalability(scale))]
-    parts += [
-        "<h2>IA matrices</h2>",
-    ]
+    if sweeps is not None and len(sweeps):
+        parts += ["<h2>Knob sweeps</h2>",
+                  "<p class='note'>Settings of one method that differ in one knob only (compared by the configuration "
+                  "each ran with): final metrics against the knob's value, 95% intervals.</p>",
+                  _img(figures["sweeps"], "final IA, IAD, class drift, TA (and IA gain over the control) against each "
+                                          "swept knob"),
+                  _table(display_sweeps(sweeps))]
+    parts.append("<h2>IA matrices</h2>")
     concepts = sum(len(names) for names in protocol["sessions"])
     parts.append("<div class='row'>" if concepts <= 12 else "<div>")  # three small heatmaps a row; large ones alone
     parts += [_img(p, f"IA matrix of {k[len('ia_matrix_'):]}") for k, p in figures.items() if k.startswith("ia_matrix_")]

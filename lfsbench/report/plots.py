@@ -99,6 +99,47 @@ def cost_curves(curves: pd.DataFrame, path: Path) -> Path:
     return path
 
 
+SWEEP_AXIS = {**AXIS, "IA_gain_over_control": "IA gain over the in-context control"}
+
+
+def sweep_plots(sweeps: pd.DataFrame, path: Path, drift_scale: float | None = None) -> Path:
+    """One row per knob sweep: final metrics against the knob's value, with 95% intervals."""
+    names = list(dict.fromkeys(sweeps.sweep))
+    metrics = [m for m in SWEEP_AXIS if m in sweeps.columns and sweeps[m].notna().any()]
+    fig, axes = plt.subplots(len(names), len(metrics), figsize=(3.7 * len(metrics), 3.1 * len(names)), squeeze=False)
+    for row, name in zip(axes, names):
+        g = sweeps[sweeps.sweep == name]
+        numeric = g.x.notna().all()
+        x = g.x.to_numpy() if numeric else np.arange(len(g))
+        for ax, metric in zip(row, metrics):
+            ok = g[metric].notna().to_numpy() if metric in g else np.zeros(len(g), bool)
+            if ok.any():
+                v, lo, hi = (g[c].to_numpy(dtype=float)[ok] for c in (metric, f"{metric}_low", f"{metric}_high"))
+                ax.errorbar(x[ok], v, yerr=[v - lo, hi - v], marker="o", ms=4, capsize=3, lw=1.2,
+                            ls="-" if numeric else "none")  # categories (strategies) are not joined by lines
+            else:
+                ax.text(0.5, 0.5, "not measured\n(no in-context generation)", ha="center", va="center",
+                        transform=ax.transAxes, fontsize=8, color="grey")
+                ax.set_xticks([])
+                ax.set_yticks([])
+                ax.set_title(name, fontsize=9)
+                continue
+            if metric == "drift" and drift_scale is not None:
+                ax.axhline(drift_scale, color="grey", ls="--", lw=1)
+            if not numeric:
+                ax.set_xticks(x, g.value, fontsize=8)
+            elif (x > 0).all() and x.max() >= 10 * x.min():  # learning rates and the like: a log axis
+                ax.set_xscale("log")
+            ax.set_xlabel(g.knob.iloc[0])
+            ax.set_ylabel(SWEEP_AXIS[metric], fontsize=8)
+            ax.set_title(name, fontsize=9)
+            ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 ANNOTATE_UP_TO = 12  # concepts; larger IA matrices are drawn without numbers in the cells
 
 
