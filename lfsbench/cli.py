@@ -127,7 +127,7 @@ def check(
     results = run_checks(runs, load_thresholds(thresholds))
     table = Table(title=f"lfsbench check against {thresholds}")
     for col in ("check", "value", "measured", "bound", "result"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")  # CI logs are 80 columns wide: wrap metric names, never cut them
     for r in results:
         table.add_row(r["check"], r["value"], f"{r['measured']:.3f}", r["bound"], "[green]pass[/]" if r["passed"] else "[red]FAIL[/]")
     console.print(table)
