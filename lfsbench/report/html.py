@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from lfsbench.report.aggregate import SWEEP_METRICS
+
 
 HEADLINE = ["TA", "IA", "IAD", "class_TA", "drift", "IA_control", "IA_gain_over_control"]
 PLAIN = [("forgetting_max", "forgetting (max)", "{:.3f}"), ("IA_right_after_learning", "IA right after", "{:.3f}"),
@@ -50,7 +52,7 @@ def display_scalability(scale: pd.DataFrame) -> pd.DataFrame:
 def display_sweeps(sweeps: pd.DataFrame) -> pd.DataFrame:
     """Knob sweeps as people read them: one row per sweep and value, final metrics with intervals."""
     out = pd.DataFrame({"sweep": sweeps.sweep, "value": sweeps.value})
-    for metric in ("IA", "IAD", "drift", "TA", "IA_gain_over_control"):
+    for metric in SWEEP_METRICS:
         if metric in sweeps.columns:
             out[metric] = [_cell(row, metric) for _, row in sweeps.iterrows()]
     return out
