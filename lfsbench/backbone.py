@@ -12,7 +12,9 @@ import torch
 
 from lfsbench.errors import LfsbenchError
 
-ENCODE_BATCH = 32  # images through the VAE encoder at once when training encodes its data (the toy's sessions fit in one)
+ENCODE_BATCH = (
+    32  # images through the VAE encoder at once when training encodes its data (the toy's sessions fit in one)
+)
 
 
 def quiet_libraries():
@@ -63,7 +65,9 @@ class Backbone:
         config = {**pipe.scheduler.config, "steps_offset": 1, "clip_sample": False, "set_alpha_to_one": False}
         pipe.scheduler = DDIMScheduler.from_config(config)
         pipe.to(device)
-        pipe.text_encoder.to(torch.float32)  # modifier-token rows are trained: keep them float32 (as diffusers' examples do)
+        pipe.text_encoder.to(
+            torch.float32
+        )  # modifier-token rows are trained: keep them float32 (as diffusers' examples do)
         for module in (pipe.unet, pipe.vae, pipe.text_encoder):
             module.requires_grad_(False).eval()
         return cls(pipe, name or folder.name)
@@ -110,14 +114,18 @@ class Backbone:
 
     def tokenize(self, prompts: list[str]) -> torch.Tensor:
         tok = self.tokenizer
-        return tok(prompts, padding="max_length", max_length=tok.model_max_length, truncation=True, return_tensors="pt").input_ids.to(self.device)
+        return tok(
+            prompts, padding="max_length", max_length=tok.model_max_length, truncation=True, return_tensors="pt"
+        ).input_ids.to(self.device)
 
     def encode_prompts(self, prompts: list[str]) -> torch.Tensor:
         """Text-encoder hidden states, the UNet's cross-attention context."""
         return self.text_encoder(self.tokenize(prompts))[0]
 
     @torch.no_grad()
-    def encode_images(self, images: torch.Tensor, generator: torch.Generator | None = None, sample: bool = True) -> torch.Tensor:
+    def encode_images(
+        self, images: torch.Tensor, generator: torch.Generator | None = None, sample: bool = True
+    ) -> torch.Tensor:
         """Images in [0, 1], NCHW -> scaled latents (a sample of the posterior, or its mean with sample=False)."""
         x = images.to(self.device, self.vae.dtype) * 2 - 1
         dist = self.vae.encode(x).latent_dist
@@ -166,16 +174,27 @@ class Backbone:
             generators = [torch.Generator("cpu").manual_seed(int(s)) for s in seeds[chunk]]
             with self.autocast():
                 images = self.pipeline(
-                    prompts[chunk], height=size, width=size, num_inference_steps=steps, guidance_scale=guidance,
-                    generator=generators, output_type="pt",
+                    prompts[chunk],
+                    height=size,
+                    width=size,
+                    num_inference_steps=steps,
+                    guidance_scale=guidance,
+                    generator=generators,
+                    output_type="pt",
                 ).images
             out.append(images.float().cpu())
         return torch.cat(out)
 
     @torch.no_grad()
     def generate_from_latents(
-        self, prompts: list[str], seeds: list[int], latents: torch.Tensor, strength: float,
-        steps: int = 25, guidance: float = 5.0, batch_size: int = 64,
+        self,
+        prompts: list[str],
+        seeds: list[int],
+        latents: torch.Tensor,
+        strength: float,
+        steps: int = 25,
+        guidance: float = 5.0,
+        batch_size: int = 64,
     ) -> torch.Tensor:
         """Image-to-image from given scaled latents: noise each to `strength` and denoise with its prompt.
 
@@ -191,8 +210,13 @@ class Backbone:
             generators = [torch.Generator("cpu").manual_seed(int(s)) for s in seeds[chunk]]
             with self.autocast():
                 images = pipe(
-                    prompts[chunk], image=latents[chunk].to(self.device, self.unet.dtype), strength=strength,
-                    num_inference_steps=steps, guidance_scale=guidance, generator=generators, output_type="pt",
+                    prompts[chunk],
+                    image=latents[chunk].to(self.device, self.unet.dtype),
+                    strength=strength,
+                    num_inference_steps=steps,
+                    guidance_scale=guidance,
+                    generator=generators,
+                    output_type="pt",
                 ).images
             out.append(images.float().cpu())
         return torch.cat(out)
@@ -201,7 +225,8 @@ class Backbone:
     def sample_trajectories(
         self, prompts: list[str], seeds: list[int], steps: int = 25, guidance: float = 5.0
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The sampler's path from pure noise: (timesteps [S], latents [S, N, C, H, W]) with latents[i] the UNet's input at timesteps[i].
+        """The sampler's path from pure noise: (timesteps [S], latents [S, N, C, H, W]), latents[i] the UNet's input
+        at timesteps[i].
 
         Data-free inputs for distillation: what the model sees while it generates.
         """
@@ -209,7 +234,9 @@ class Backbone:
 
         c, size = self.unet.config, self.unet.config.sample_size
         generators = [torch.Generator("cpu").manual_seed(int(s)) for s in seeds]
-        start = randn_tensor((len(prompts), c.in_channels, size, size), generator=generators, device=self.device, dtype=self.unet.dtype)
+        start = randn_tensor(
+            (len(prompts), c.in_channels, size, size), generator=generators, device=self.device, dtype=self.unet.dtype
+        )
         path = [start.cpu()]
 
         def keep(pipe, i, t, kwargs):
@@ -217,8 +244,15 @@ class Backbone:
             return kwargs
 
         with self.autocast():
-            self.pipeline(prompts, num_inference_steps=steps, guidance_scale=guidance, latents=start, output_type="latent",
-                          callback_on_step_end=keep, callback_on_step_end_tensor_inputs=["latents"])
+            self.pipeline(
+                prompts,
+                num_inference_steps=steps,
+                guidance_scale=guidance,
+                latents=start,
+                output_type="latent",
+                callback_on_step_end=keep,
+                callback_on_step_end_tensor_inputs=["latents"],
+            )
         timesteps = self.pipeline.scheduler.timesteps.cpu()
         return timesteps, torch.stack(path[: len(timesteps)])
 
@@ -231,7 +265,9 @@ class Backbone:
 
             class FromLatents(StableDiffusionImg2ImgPipeline):
                 # diffusers takes a 4-channel `image` as latents; the toy VAE has 8 channels, so always do so
-                def prepare_latents(self, image, timestep, batch_size, num_images_per_prompt, dtype, device, generator=None):
+                def prepare_latents(
+                    self, image, timestep, batch_size, num_images_per_prompt, dtype, device, generator=None
+                ):
                     image = image.to(device=device, dtype=dtype)
                     noise = randn_tensor(image.shape, generator=generator, device=device, dtype=dtype)
                     return self.scheduler.add_noise(image, noise, timestep)
@@ -239,6 +275,7 @@ class Backbone:
             components = {k: v for k, v in self.pipeline.components.items()}
             self._img2img_pipe = FromLatents(**components)
             self._img2img_pipe.image_processor = VaeImageProcessor(
-                vae_scale_factor=self.pipeline.vae_scale_factor, vae_latent_channels=self.vae.config.latent_channels)
+                vae_scale_factor=self.pipeline.vae_scale_factor, vae_latent_channels=self.vae.config.latent_channels
+            )
             self._img2img_pipe.set_progress_bar_config(disable=True)
         return self._img2img_pipe

@@ -6,7 +6,6 @@ import functools
 import json
 import time
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -15,10 +14,14 @@ from rich.table import Table
 
 from lfsbench.errors import LfsbenchError
 
-app = typer.Typer(help="lfsbench: lifelong few-shot customization benchmark for text-to-image diffusion.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
-toy_app = typer.Typer(help="The embedded toy world: build its models, check that they are fit for purpose.",
-                      no_args_is_help=True)
+app = typer.Typer(
+    help="lfsbench: lifelong few-shot customization benchmark for text-to-image diffusion.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+toy_app = typer.Typer(
+    help="The embedded toy world: build its models, check that they are fit for purpose.", no_args_is_help=True
+)
 app.add_typer(toy_app, name="toy")
 console = Console()
 
@@ -32,73 +35,98 @@ def friendly_errors(fn):
             return fn(*args, **kwargs)
         except LfsbenchError as err:
             console.print(f"[bold red]error:[/] {err}", highlight=False)
-            raise typer.Exit(2)
+            raise typer.Exit(2) from None
 
     return wrapper
-
-
-def _default_output(protocol: str, method: str, seed: int, overrides: list[str]) -> Path:
-    import hashlib
-
-    suffix = "-" + hashlib.sha1("\n".join(sorted(overrides)).encode()).hexdigest()[:8] if overrides else ""
-    return Path("runs") / Path(protocol).stem / f"{method}-seed{seed}{suffix}"
 
 
 @app.command("run")
 @friendly_errors
 def run(
     method: str = typer.Option(..., "--method", "-m", help="Method name (`lfsbench ls methods`)."),
-    protocol: str = typer.Option("toy", "--protocol", "-p", help="Protocol name or YAML file (`lfsbench ls protocols`)."),
+    protocol: str = typer.Option(
+        "toy", "--protocol", "-p", help="Protocol name or YAML file (`lfsbench ls protocols`)."
+    ),
     seed: int = typer.Option(0, help="Seed of training and generation."),
-    output: Optional[Path] = typer.Option(None, "--output", help="Run folder (default: runs/PROTOCOL/METHOD-seedN)."),
-    override: list[str] = typer.Option([], "--set", "-o", help="KEY=VALUE: a method setting (steps=100) or a protocol field (evaluation.images_per_prompt=4)."),
-    data: Optional[Path] = typer.Option(None, help="Where the protocol's dataset lives (else $LFSBENCH_CC101, $LFSBENCH_DREAMBOOTH, $LFSBENCH_DATA, or the protocol's default)."),
-    backbone: Optional[str] = typer.Option(None, help="Replace the protocol's backbone: toy, a diffusers folder, sd-v1-5, sd-random[:RES]."),
-    evaluator: Optional[str] = typer.Option(None, help="Replace the protocol's evaluator: toy, MODEL:PRETRAINED (ViT-B-32:openai), local-dir:PATH."),
-    resume: Optional[Path] = typer.Option(None, help="Continue the run in this folder, with the settings it was started with."),
+    output: Path | None = typer.Option(None, "--output", help="Run folder (default: runs/PROTOCOL/METHOD-seedN)."),
+    override: list[str] = typer.Option(
+        [],
+        "--set",
+        "-o",
+        help="KEY=VALUE: a method setting (steps=100) or a protocol field (evaluation.images_per_prompt=4).",
+    ),
+    data: Path | None = typer.Option(
+        None,
+        help="Where the protocol's dataset lives (else $LFSBENCH_CC101, $LFSBENCH_DREAMBOOTH, "
+        "$LFSBENCH_DATA, or the protocol's default).",
+    ),
+    backbone: str | None = typer.Option(
+        None, help="Replace the protocol's backbone: toy, a diffusers folder, sd-v1-5, sd-random[:RES]."
+    ),
+    evaluator: str | None = typer.Option(
+        None, help="Replace the protocol's evaluator: toy, MODEL:PRETRAINED (ViT-B-32:openai), local-dir:PATH."
+    ),
+    resume: Path | None = typer.Option(
+        None, help="Continue the run in this folder, with the settings it was started with."
+    ),
 ):
     """Run one method through a lifelong protocol; rerunning the same command resumes it."""
-    from lfsbench.protocol import Protocol, load_protocol, parse_overrides
+    from lfsbench.protocol import load_protocol, parse_overrides
+    from lfsbench.results import RunFolder, default_run_folder
     from lfsbench.runner import Runner, RunSpec
 
     if resume is not None:
-        from lfsbench.results import RunFolder
-
         config = RunFolder(resume).config()
         if config is None:
             raise LfsbenchError(f"{resume} holds no lfsbench run (no config.json); --resume needs a run folder.")
-        overrides = config.get("method_overrides", config["method_config"])
-        spec = RunSpec(Protocol.model_validate(config["protocol"]), config["method"], overrides, config["seed"], config["data"])
+        spec = RunSpec.from_config(config)
         output = resume
     else:
         override = override + [f"{k}={v}" for k, v in (("backbone", backbone), ("evaluator", evaluator)) if v]
         protocol_overrides, method_overrides = parse_overrides(override)
-        spec = RunSpec(load_protocol(protocol, protocol_overrides, data), method, method_overrides, seed, str(data) if data else None)
-        output = output or _default_output(protocol, method, seed, override)
+        spec = RunSpec(
+            load_protocol(protocol, protocol_overrides, data),
+            method,
+            method_overrides,
+            seed,
+            str(data) if data else None,
+        )
+        settings = dict(pair.partition("=")[::2] for pair in override)
+        output = output or default_run_folder(Path("runs"), protocol, method, settings, seed)
     from lfsbench.method import create_method, preset_for
 
-    create_method(spec.method, spec.method_overrides, preset_for(spec.protocol.backbone))  # unknown names and settings fail here, before any model loads
+    create_method(
+        spec.method, spec.method_overrides, preset_for(spec.protocol.backbone)
+    )  # unknown names and settings fail here, before any model loads
     console.print(f"run folder: [bold]{output}[/]")
     summary = Runner(spec, output).run()
-    table = Table(title=f"{spec.method} on {spec.protocol.name} (seed {spec.seed}), after session {summary['sessions_finished'] - 1}")
-    for col in ("metric", "value", "95% interval"):
-        table.add_column(col)
-    for key in ("TA", "CLIPScore", "IA", "IAD", "class_TA", "drift"):
-        v = summary[key]
-        table.add_row(key, f"{v['value']:.3f}", f"[{v['ci_low']:.3f}, {v['ci_high']:.3f}]")
-    table.add_row("forgetting_max", f"{summary['forgetting_max']['value']:.3f}", "")
-    table.add_row("IA right after learning (base class prompt)",
-                  f"{summary['IA_right_after_learning']:.3f} ({summary['IA_base_class_prompt']:.3f})",
-                  f"{summary['concepts_above_base_class_prompt_right_after_learning']}/{summary['concepts']} concepts above")
-    table.add_row("drift between two seeds (scale)", f"{summary['drift_seed_scale']:.3f}", "")
-    for key in ("IA_control", "TA_control", "IA_gain_over_control"):  # methods that generate from stored context
-        if key in summary:
-            v = summary[key]
-            table.add_row(key, f"{v['value']:.3f}", f"[{v['ci_low']:.3f}, {v['ci_high']:.3f}]")
-    cost = summary.get("cost", {})
-    table.add_row("train s / session", f"{cost.get('train_seconds_per_session', float('nan')):.1f}", "")
-    console.print(table)
+    console.print(
+        summary_table(
+            summary,
+            f"{spec.method} on {spec.protocol.name} (seed {spec.seed}), "
+            f"after session {summary['sessions_finished'] - 1}",
+        )
+    )
     console.print(f"results in [bold]{output}[/] (summary.json, sessions/, ia_matrix.csv, images/)")
+
+
+def summary_table(summary: dict, title: str) -> Table:
+    """`lfsbench run`'s closing table: the metrics of the `cli` view (evaluation/metrics.py) that the run has."""
+    from lfsbench.evaluation.metrics import METRICS, in_view
+
+    table = Table(title=title)
+    for col in ("metric", "value", "95% interval", "better", "what it is"):
+        table.add_column(col, overflow="fold")
+    for key in in_view("cli"):
+        m = METRICS[key]
+        value = summary.get(key, summary.get("cost", {}).get(key))
+        if value is None:  # e.g. the in-context control of a method without one
+            continue
+        point = value["value"] if isinstance(value, dict) else value
+        interval = f"[{m.format(value['ci_low'])}, {m.format(value['ci_high'])}]" if m.interval else ""
+        better = {True: "higher", False: "lower", None: ""}[m.higher_is_better]
+        table.add_row(key, m.format(point), interval, better, m.definition)
+    return table
 
 
 @app.command("report")
@@ -106,7 +134,9 @@ def run(
 def report(
     runs: list[Path] = typer.Argument(..., help="Run folders, or folders that contain them (e.g. runs/toy)."),
     output: Path = typer.Option(Path("report"), "--output", "-O", help="Report folder."),
-    concept: list[str] = typer.Option([], "--concept", help="Concepts shown in the image grids (default: the first three)."),
+    concept: list[str] = typer.Option(
+        [], "--concept", help="Concepts shown in the image grids (default: the first three)."
+    ),
 ):
     """Tables, forgetting curves, IA heatmaps, image grids and an HTML page from stored runs (never trains)."""
     from lfsbench.report import make_report
@@ -129,11 +159,20 @@ def check(
     for col in ("check", "value", "measured", "bound", "result"):
         table.add_column(col, overflow="fold")  # CI logs are 80 columns wide: wrap metric names, never cut them
     for r in results:
-        table.add_row(r["check"], r["value"], f"{r['measured']:.3f}", r["bound"], "[green]pass[/]" if r["passed"] else "[red]FAIL[/]")
+        table.add_row(
+            r["check"],
+            r["value"],
+            f"{r['measured']:.3f}",
+            r["bound"],
+            "[green]pass[/]" if r["passed"] else "[red]FAIL[/]",
+        )
     console.print(table)
     failed = [r for r in results if not r["passed"]]
     if failed:
-        console.print(f"[red]{len(failed)} of {len(results)} checks failed:[/] " + "; ".join(f"{r['check']} ({r['value']} = {r['measured']:.3f}, needs {r['bound']})" for r in failed))
+        console.print(
+            f"[red]{len(failed)} of {len(results)} checks failed:[/] "
+            + "; ".join(f"{r['check']} ({r['value']} = {r['measured']:.3f}, needs {r['bound']})" for r in failed)
+        )
         raise typer.Exit(1)
     console.print(f"all {len(results)} checks passed")
 
@@ -142,7 +181,9 @@ def check(
 @friendly_errors
 def study(
     spec: Path = typer.Argument(..., help="Study spec (YAML) or a name under reports/ (ablation, scalability, seeds)."),
-    output: Optional[Path] = typer.Option(None, "--output", "-O", help="Report folder (default: the study's run folder/report)."),
+    output: Path | None = typer.Option(
+        None, "--output", "-O", help="Report folder (default: the study's run folder/report)."
+    ),
     report: bool = typer.Option(True, help="Write the study's report once every run is finished."),
 ):
     """Run every cell of a study (skipping finished runs, resuming partial ones), then report it."""
@@ -165,28 +206,27 @@ def study(
 @app.command("data")
 @friendly_errors
 def data_command(
-    name: Optional[str] = typer.Argument(None, help="cc101 or dreambooth (default: both)."),
-    data: Optional[Path] = typer.Option(None, help="The folder of NAME, or hf:REPO for a hub dataset in the local Hugging Face cache (dreambooth) (default: $LFSBENCH_CC101 / $LFSBENCH_DREAMBOOTH, else ~/.cache/lfsbench/...)."),
-    fetch: bool = typer.Option(False, "--fetch", help="Fetch NAME into its folder (needs the hub and GitHub: a connected machine)."),
+    name: str | None = typer.Argument(None, help="cc101 or dreambooth (default: both)."),
+    data: Path | None = typer.Option(
+        None,
+        help="The folder of NAME, or hf:REPO for a hub dataset in the local Hugging Face cache (dreambooth) "
+        "(default: $LFSBENCH_CC101 / $LFSBENCH_DREAMBOOTH, else ~/.cache/lfsbench/...).",
+    ),
+    fetch: bool = typer.Option(
+        False, "--fetch", help="Fetch NAME into its folder (needs the hub and GitHub: a connected machine)."
+    ),
 ):
     """Where each real dataset is expected, whether it is there and complete; --fetch gets one."""
-    import os
-
     from lfsbench import datasets
-    from lfsbench.concepts import DATA_ENV
 
-    if name is not None and name not in datasets.READERS:
-        raise LfsbenchError(f"`lfsbench data {name}`: the datasets are {', '.join(datasets.READERS)}.")
+    if name is not None and name not in datasets.published():
+        raise LfsbenchError(f"`lfsbench data {name}`: the datasets are {', '.join(datasets.published())}.")
     if (data is not None or fetch) and name is None:
         raise LfsbenchError("--data and --fetch need a dataset name: `lfsbench data cc101 --data PATH [--fetch]`.")
-    kinds = [name] if name else list(datasets.READERS)
+    kinds = [name] if name else datasets.published()
 
     def where(kind: str) -> tuple[Path, str]:
-        if data is not None:
-            return data, "--data"
-        if os.environ.get(DATA_ENV[kind]):
-            return Path(os.environ[DATA_ENV[kind]]), f"${DATA_ENV[kind]}"
-        return Path(datasets.DEFAULT_ROOTS[kind]).expanduser(), "default"
+        return datasets.where(kind, data)
 
     if fetch:
         root, _ = where(name)
@@ -198,13 +238,21 @@ def data_command(
     for kind in kinds:
         root, origin = where(kind)
         s = datasets.status(kind, root)
-        table.add_row(kind, f"{root} ({origin})", "yes" if s["metadata"] else "[red]missing[/]", str(s["concepts"]),
-                      str(s["with_images"]), str(s["images"]))
+        table.add_row(
+            kind,
+            f"{root} ({origin})",
+            "yes" if s["metadata"] else "[red]missing[/]",
+            str(s["concepts"]),
+            str(s["with_images"]),
+            str(s["images"]),
+        )
     console.print(table)
     for kind in kinds:
-        console.print(f"{kind}: {datasets.SOURCES[kind]}")
-    console.print("Protocols cc101, cc101-full, dreambooth and dreambooth-30 read these folders; "
-                  "`lfsbench data NAME --fetch` fetches one on a connected machine.")
+        console.print(f"{kind}: {datasets.dataset_spec(kind).source}")
+    console.print(
+        "Protocols cc101, cc101-full, dreambooth and dreambooth-30 read these folders; "
+        "`lfsbench data NAME --fetch` fetches one on a connected machine."
+    )
 
 
 @app.command("ls")
@@ -230,7 +278,12 @@ def ls(what: str = typer.Argument(..., help="methods or protocols")):
         for name in sorted(builtin_protocols()):
             proto = load_protocol(name)
             table.add_row(name, str(len(proto.sessions)), str(len(proto.concepts)), proto.description)
-        table.add_row("folder", "one per subfolder", "", "built in: your own folder (--data PATH), one subfolder of images per concept, optional concepts.yaml")
+        table.add_row(
+            "folder",
+            "one per subfolder",
+            "",
+            "built in: your own folder (--data PATH), one subfolder of images per concept, optional concepts.yaml",
+        )
         console.print(table)
     else:
         raise LfsbenchError(f"`lfsbench ls {what}`: list 'methods' or 'protocols'.")
@@ -240,15 +293,16 @@ def ls(what: str = typer.Argument(..., help="methods or protocols")):
 @friendly_errors
 def validate(
     protocol: str = typer.Argument(..., help="Protocol name or YAML file."),
-    data: Optional[Path] = typer.Option(None, help="Where the protocol's dataset lives."),
+    data: Path | None = typer.Option(None, help="Where the protocol's dataset lives."),
 ):
     """Check a protocol and read all of its data, without loading any model or training."""
-    from lfsbench.concepts import data_root, load_concepts
+    from lfsbench.concepts import load_concepts
+    from lfsbench.datasets import data_root, dataset_spec
     from lfsbench.protocol import load_protocol
 
     proto = load_protocol(protocol, data=data)
-    learned = {name: t for t, names in enumerate(proto.sessions) for name in names}
-    if proto.source.kind in ("cc101", "dreambooth"):
+    learned = proto.learned_in()
+    if dataset_spec(proto.source.kind).published:
         _describe_dataset(proto, data_root(proto, data))
     concepts = load_concepts(proto, data, resolution=64)  # reads (and so checks) every image
     table = Table(title=f"protocol {proto.name}: {len(proto.sessions)} sessions, {len(concepts)} concepts")
@@ -258,24 +312,35 @@ def validate(
         table.add_row(str(learned[c.name]), c.name, c.class_noun, c.token, str(len(c.images)), str(len(c.prompts)))
     console.print(table)
     per_concept = sum(len(c.prompts) for c in concepts) / len(concepts) * proto.evaluation.images_per_prompt
-    when = (f"every concept learned so far after sessions {', '.join(map(str, proto.evaluation.checkpoints))} and the last, "
-            "the concept just learned after the others" if proto.evaluation.checkpoints else "every concept learned so far after every session")
-    console.print(f"evaluation: {per_concept:.0f} images per concept, {when}; backbone {proto.backbone}, evaluator {proto.evaluator}")
+    when = (
+        f"every concept learned so far after sessions {', '.join(map(str, proto.evaluation.checkpoints))} "
+        f"and the last, "
+        "the concept just learned after the others"
+        if proto.evaluation.checkpoints
+        else "every concept learned so far after every session"
+    )
+    console.print(
+        f"evaluation: {per_concept:.0f} images per concept, {when}; backbone {proto.backbone}, evaluator "
+        f"{proto.evaluator}"
+    )
     console.print("[green]valid[/]")
 
 
 def _describe_dataset(proto, root: Path):
     """What a real dataset folder holds, and which of the protocol's concepts lack images (then an error)."""
-    from lfsbench.datasets import READERS
+    from lfsbench.datasets import dataset_spec
 
-    available = READERS[proto.source.kind](root)
+    spec = dataset_spec(proto.source.kind)
+    available = spec.read(root)
     nouns = {c.class_noun for c in available.values()}
     prompt_files = {c.prompt_file for c in available.values()}
     prompt_lists = {tuple(c.prompts) for c in available.values()}
     with_images = [c for c in available.values() if c.images]
-    console.print(f"{proto.source.kind} data in {root}: {len(available)} concepts, {len(nouns)} classes, "
-                  f"{len(prompt_files)} prompt files with {len(prompt_lists)} distinct prompt lists, "
-                  f"{sum(len(c.images) for c in with_images)} images in {len(with_images)} of {len(available)} concept folders")
+    console.print(
+        f"{proto.source.kind} data in {root}: {len(available)} concepts, {len(nouns)} classes, "
+        f"{len(prompt_files)} prompt files with {len(prompt_lists)} distinct prompt lists, "
+        f"{sum(len(c.images) for c in with_images)} images in {len(with_images)} of {len(available)} concept folders"
+    )
     missing = [name for name in proto.concepts if name in available and not available[name].images]
     if missing:
         table = Table(title=f"protocol {proto.name}: concepts without images")
@@ -285,21 +350,23 @@ def _describe_dataset(proto, root: Path):
             c = available[name]
             table.add_row(name, c.class_noun, f"{len(c.prompts)} ({c.prompt_file.name})", str(c.image_dir))
         console.print(table)
-        from lfsbench.concepts import IMAGES_HINT
-
-        raise LfsbenchError(f"The metadata of {proto.source.kind} is complete, but the images of {len(missing)} of the "
-                            f"protocol's {len(proto.concepts)} concepts are missing. {IMAGES_HINT[proto.source.kind]}")
+        raise LfsbenchError(
+            f"The metadata of {proto.source.kind} is complete, but the images of {len(missing)} of the "
+            f"protocol's {len(proto.concepts)} concepts are missing. {spec.images_hint}"
+        )
 
 
 @toy_app.command("build")
 @friendly_errors
 def toy_build(
     output: Path = typer.Option(None, help="Where the weights go (default: the package's lfsbench/toy/weights)."),
-    work: Path = typer.Option(Path(".lfsbench-toy-build"), help="Checkpoints; run again with the same folder to resume."),
+    work: Path = typer.Option(
+        Path(".lfsbench-toy-build"), help="Checkpoints; run again with the same folder to resume."
+    ),
     seed: int = typer.Option(0, help="Seed of the whole build."),
     stages: str = typer.Option("evaluator,vae,unet", help="Comma-separated stages to run."),
-    max_steps: Optional[int] = typer.Option(None, help="Stop each stage after this many steps (smoke tests)."),
-    recipe_file: Optional[Path] = typer.Option(None, "--recipe", help="A recipe JSON overriding the defaults."),
+    max_steps: int | None = typer.Option(None, help="Stop each stage after this many steps (smoke tests)."),
+    recipe_file: Path | None = typer.Option(None, "--recipe", help="A recipe JSON overriding the defaults."),
 ):
     """Train the toy evaluator and backbone from a seed (resumable; shows progress and time left)."""
     from lfsbench.toy import WEIGHTS_DIR
@@ -324,7 +391,7 @@ def toy_check(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON line instead of a table."),
     out: Path = typer.Option(Path("toy-check"), help="Folder for the PNG grids."),
     quick: bool = typer.Option(False, help="Fewer images and training steps (a smoke test, not the gates)."),
-    weights: Optional[Path] = typer.Option(None, help="Weights folder to check (default: the shipped ones)."),
+    weights: Path | None = typer.Option(None, help="Weights folder to check (default: the shipped ones)."),
     protocol: str = typer.Option("toy", help="Protocol whose concepts the concept gates use."),
     record: bool = typer.Option(False, help="Write the result as fitness.json beside the checked weights."),
 ):
@@ -345,7 +412,13 @@ def toy_check(
         for col in ("gate", "value", "bound", "pass", "detail"):
             table.add_column(col)
         for g in result.gates:
-            table.add_row(escape(g.name), f"{g.value:.3f}", f">= {g.bound:.2f}", "[green]yes[/]" if g.passed else "[red]NO[/]", g.detail)
+            table.add_row(
+                escape(g.name),
+                f"{g.value:.3f}",
+                f">= {g.bound:.2f}",
+                "[green]yes[/]" if g.passed else "[red]NO[/]",
+                g.detail,
+            )
         console.print(table)
         console.print(f"grids written to [bold]{out}[/]")
     if not result.passed:

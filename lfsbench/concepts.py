@@ -1,4 +1,5 @@
-"""Concepts and the dataset readers that produce them (toy world, a user's folder)."""
+"""Concepts and what a method may see of a session; `load_concepts` reads a protocol's concepts from its source
+(lfsbench/datasets.py)."""
 
 from __future__ import annotations
 
@@ -6,13 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import yaml
 
-from lfsbench.errors import LfsbenchError
-from lfsbench.images import load_image_file, to_float
 from lfsbench.protocol import Protocol
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 
 
 @dataclass
@@ -28,9 +24,6 @@ class Concept:
     def phrase(self, with_token: bool = True) -> str:
         return f"{self.token} {self.class_noun}" if with_token else self.class_noun
 
-    def evaluation_prompts(self, with_token: bool = True) -> list[str]:
-        return [p.format(self.phrase(with_token)) for p in self.prompts]
-
 
 @dataclass
 class SessionView:
@@ -42,8 +35,8 @@ class SessionView:
     """
 
     index: int
-    concepts: list["ConceptView"]
-    earlier: list["EarlierConcept"] = field(default_factory=list)
+    concepts: list[ConceptView]
+    earlier: list[EarlierConcept] = field(default_factory=list)
 
 
 @dataclass
@@ -63,123 +56,35 @@ class EarlierConcept:
     class_prompt: str
 
 
-def session_view(index: int, concepts: list[Concept], training_template: str, earlier: list[Concept] = ()) -> SessionView:
+def session_view(
+    index: int, concepts: list[Concept], training_template: str, earlier: list[Concept] = ()
+) -> SessionView:
     """The narrow view of a session that a method receives."""
     views = [
-        ConceptView(c.token, c.class_noun, c.images, training_template.format(c.phrase()), training_template.format(c.class_noun))
+        ConceptView(
+            c.token,
+            c.class_noun,
+            c.images,
+            training_template.format(c.phrase()),
+            training_template.format(c.class_noun),
+        )
         for c in concepts
     ]
     names = [
-        EarlierConcept(c.token, c.class_noun, training_template.format(c.phrase()), training_template.format(c.class_noun))
+        EarlierConcept(
+            c.token, c.class_noun, training_template.format(c.phrase()), training_template.format(c.class_noun)
+        )
         for c in earlier
     ]
     return SessionView(index, views, names)
 
 
-# ---------------------------------------------------------------- readers
-
-
-def _toy_concepts(protocol: Protocol) -> list[tuple[str, str, torch.Tensor, list[str]]]:
-    from lfsbench.toy import world
-
-    catalogue = world.concept_catalogue()
-    out = []
-    for name in protocol.concepts:
-        try:
-            concept = world.concept_by_name(name, catalogue)
-        except KeyError as err:
-            raise LfsbenchError(f"Protocol {protocol.name!r}: {err.args[0]}. Fix the name under sessions:.") from None
-        out.append((name, concept.cls, to_float(world.concept_renders(concept, protocol.shots, seed=0)), []))
-    return out
-
-
-def _folder_concepts(protocol: Protocol, root: Path) -> list[tuple[str, str, torch.Tensor, list[str]]]:
-    meta = read_concepts_yaml(root)
-    out = []
-    for name in protocol.concepts:
-        folder = root / name
-        if not folder.is_dir():
-            raise LfsbenchError(
-                f"Concept folder {folder} does not exist. Protocol {protocol.name!r} names concept {name!r}; "
-                f"put its images in {folder}/ or fix the name under sessions:."
-            )
-        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not files:
-            raise LfsbenchError(f"Concept folder {folder} holds no images (.jpg, .png, .webp). Add the concept's few-shot images there.")
-        images = [load_image_file(p) for p in files[: protocol.shots]]
-        info = meta.get(name, {})
-        out.append((name, info.get("class", "object"), images, list(info.get("prompts", []))))
-    return out
-
-
-def read_concepts_yaml(root: Path) -> dict:
-    """The optional `concepts.yaml` of a folder source: {concept: {class: noun, prompts: [...]}}."""
-    path = root / "concepts.yaml"
-    if not path.is_file():
-        return {}
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise LfsbenchError(f"{path} is not valid YAML: {err}. Fix the syntax at the line shown.") from None
-    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
-        raise LfsbenchError(f"{path} must map each concept folder to {{class: <noun>, prompts: [<template with {{}}>, ...]}}.")
-    return data
-
-
-DATA_ENV = {"cc101": "LFSBENCH_CC101", "dreambooth": "LFSBENCH_DREAMBOOTH", "folder": "LFSBENCH_DATA"}
-
-
-def data_root(protocol: Protocol, data: Path | None = None) -> Path:
-    """Where the protocol's dataset lives: --data, else the environment variable, else the protocol's source.path."""
-    import os
-
-    env = DATA_ENV.get(protocol.source.kind)
-    chosen = data or (env and os.environ.get(env)) or protocol.source.path
-    if not chosen:
-        raise LfsbenchError(f"Protocol {protocol.name!r} needs its data: pass --data PATH or set {env}.")
-    return Path(chosen).expanduser()
-
-
-def _dataset_concepts(protocol: Protocol, root: Path) -> list[tuple[str, str, list, list[str]]]:
-    from lfsbench.datasets import READERS
-
-    kind = protocol.source.kind
-    available = READERS[kind](root)
-    out = []
-    for name in protocol.concepts:
-        if name not in available:
-            raise LfsbenchError(f"Protocol {protocol.name!r} names {name!r}, which the {kind} data in {root} does not have. "
-                                f"Its concepts include: {', '.join(list(available)[:8])}, ... (`lfsbench data` lists them).")
-        concept = available[name]
-        if not concept.images:
-            raise LfsbenchError(
-                f"No images of {name!r} in {concept.image_dir}. The {kind} metadata is there but not the images: "
-                f"{IMAGES_HINT[kind]} `lfsbench data` shows what is missing."
-            )
-        images = [load_image_file(p) for p in concept.images[: protocol.shots]]
-        out.append((name, concept.class_noun, images, concept.prompts))
-    return out
-
-
-IMAGES_HINT = {
-    "cc101": "download benchmark_dataset.zip from the hub dataset nupurkmr9/custom-diffusion and unzip it in the "
-             "CustomConcept101 folder (it creates benchmark_dataset/), or run `lfsbench data cc101 --fetch` on a connected machine.",
-    "dreambooth": "copy dataset/<subject>/ from github.com/google/dreambooth, or run `lfsbench data dreambooth --fetch`.",
-}
-
-
 def load_concepts(protocol: Protocol, data: Path | None = None, resolution: int | None = None) -> list[Concept]:
     """Read every concept the protocol names, in session order, with tokens <new1>, <new2>, ..."""
-    kind = protocol.source.kind
-    if kind == "toy":
-        raw = _toy_concepts(protocol)
-    elif kind == "folder":
-        root = data_root(protocol, data)
-        if not root.is_dir():
-            raise LfsbenchError(f"Data folder {root} does not exist. Pass --data PATH to the folder that holds one subfolder per concept.")
-        raw = _folder_concepts(protocol, root)
-    else:
-        raw = _dataset_concepts(protocol, data_root(protocol, data))
+    from lfsbench.datasets import data_root, dataset_spec
+
+    spec = dataset_spec(protocol.source.kind)
+    raw = spec.load(protocol, data_root(protocol, data) if spec.needs_data else None)
     concepts = []
     for i, (name, noun, images, prompts) in enumerate(raw):
         if isinstance(images, list):
@@ -201,4 +106,6 @@ def fit_image(image: torch.Tensor, size: int | None) -> torch.Tensor:
     s = min(h, w)
     top, left = (h - s) // 2, (w - s) // 2
     square = image[:, top : top + s, left : left + s]
-    return F.interpolate(square[None], size=(size, size), mode="bicubic", antialias=True, align_corners=False)[0].clamp(0, 1)
+    return F.interpolate(square[None], size=(size, size), mode="bicubic", antialias=True, align_corners=False)[0].clamp(
+        0, 1
+    )

@@ -1,248 +1,267 @@
-"""Readers of the published real datasets, in their original layouts.
+"""Every source of concepts, one registered `DatasetSpec` each: the toy world, a user's folder, and the published
+real datasets in their original layouts. Adding a dataset is one reader and one `register(DatasetSpec(...))`.
 
-CustomConcept101 (Kumari et al., 2023; github.com/adobe-research/custom-diffusion, folder
-`customconcept101`):
-
-    ROOT/dataset.json          [{instance_prompt, class_prompt, instance_data_dir, class_data_dir, prompt_filename}, ...]
-    ROOT/prompts/<name>.txt    one evaluation prompt per line, '{}' -> "<new1> <class>"
-    ROOT/benchmark_dataset/<concept>/*.jpg   the images (benchmark_dataset.zip on the hub, unzipped here)
-
-DreamBooth (Ruiz et al., 2023; github.com/google/dreambooth):
-
-    ROOT/dataset/<subject>/*.jpg
-    ROOT/dataset/prompts_and_classes.txt   a `subject_name,class` table, then the object and the
-                                           live-subject prompt lists ('a {0} {1} in the jungle'.format(...))
-
-ROOT may also be the `dataset/` folder itself. Live subjects (whose prompt list is the live
-one) are the cats and dogs, as in the DreamBooth paper.
-
-DreamBooth from the Hugging Face hub, offline: `hf:NAME` (e.g. `--data hf:google/dreambooth`) reads
-the dataset NAME from the local Hugging Face cache (or NAME may be a local folder of such a dataset).
-A snapshot in the original layout is read as above; a table dataset (parquet files, or a folder
-written by `Dataset.save_to_disk`) is decoded by the `datasets` library, with the subject of each
-row in a `subject` column (or a `label` class feature), and the classes and prompt lists from the
-prompts_and_classes.txt among its files.
+The published datasets' readers (CustomConcept101, DreamBooth from a folder or the hub cache) are in
+lfsbench/readers.py; their layouts are described there.
 """
 
 from __future__ import annotations
 
 import json
-import re
-from dataclasses import dataclass, field
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lfsbench.errors import LfsbenchError
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
-DREAMBOOTH_LIVE_CLASSES = {"cat", "dog"}
+if TYPE_CHECKING:
+    from lfsbench.protocol import Protocol
+
+from lfsbench.readers import (  # noqa: F401 (re-exported: the readers are part of this module's API)
+    HF_PREFIX,
+    DatasetConcept,
+    _images,
+    parse_dreambooth_prompts,
+    read_cc101,
+    read_dreambooth,
+    read_dreambooth_hub,
+)
+
+# ---------------------------------------------------------------- the toy world and a user's folder
 
 
-@dataclass
-class DatasetConcept:
-    """One concept as a dataset describes it; `images` are files (possibly missing), or decoded PIL images
-    for datasets read through the `datasets` library."""
+def _toy_concepts(protocol: Protocol, root: Path | None) -> list[tuple]:
+    from lfsbench.images import to_float
+    from lfsbench.toy import world
+
+    catalogue = world.concept_catalogue()
+    out = []
+    for name in protocol.concepts:
+        try:
+            concept = world.concept_by_name(name, catalogue)
+        except KeyError as err:
+            raise LfsbenchError(f"Protocol {protocol.name!r}: {err.args[0]}. Fix the name under sessions:.") from None
+        out.append((name, concept.cls, to_float(world.concept_renders(concept, protocol.shots, seed=0)), []))
+    return out
+
+
+def read_concepts_yaml(root: Path) -> dict:
+    """The optional `concepts.yaml` of a folder source: {concept: {class: noun, prompts: [...]}}."""
+    import yaml
+
+    path = root / "concepts.yaml"
+    if not path.is_file():
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise LfsbenchError(f"{path} is not valid YAML: {err}. Fix the syntax at the line shown.") from None
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise LfsbenchError(
+            f"{path} must map each concept folder to {{class: <noun>, prompts: [<template with {{}}>, ...]}}."
+        )
+    return data
+
+
+def _folder_concepts(protocol: Protocol, root: Path) -> list[tuple]:
+    from lfsbench.images import load_image_file
+
+    if not root.is_dir():
+        raise LfsbenchError(
+            f"Data folder {root} does not exist. Pass --data PATH to the folder that holds one subfolder per concept."
+        )
+    meta = read_concepts_yaml(root)
+    out = []
+    for name in protocol.concepts:
+        folder = root / name
+        if not folder.is_dir():
+            raise LfsbenchError(
+                f"Concept folder {folder} does not exist. Protocol {protocol.name!r} names concept {name!r}; "
+                f"put its images in {folder}/ or fix the name under sessions:."
+            )
+        files = _images(folder)
+        if not files:
+            raise LfsbenchError(
+                f"Concept folder {folder} holds no images (.jpg, .png, .webp). Add the concept's few-shot images there."
+            )
+        images = [load_image_file(f) for f in files[: protocol.shots]]
+        info = meta.get(name, {})
+        out.append((name, info.get("class", "object"), images, list(info.get("prompts", []))))
+    return out
+
+
+# ---------------------------------------------------------------- the registry
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """Everything lfsbench knows about one source of concepts (a protocol's `source.kind`)."""
 
     name: str
-    class_noun: str
-    image_dir: Path
-    prompts: list[str]  # templates with '{}' -> "<token> <class>"
-    prompt_file: Path | None = None
-    images: list = field(default_factory=list)
+    load: Callable[[Protocol, Path | None], list[tuple]]  # -> [(name, class noun, images, prompt templates)]
+    env: str | None = None  # the environment variable that names its folder
+    default_root: str | None = None  # where it is looked for without --data or the variable
+    source: str = ""  # where to get it (`lfsbench data`)
+    images_hint: str = ""  # what to do when its images are missing
+    read: Callable[[Path], dict[str, DatasetConcept]] | None = None  # published datasets: every concept by name
+    fetch: Callable[[Path, Callable, Callable], None] | None = None  # fetch(root, hub, url) on a connected machine
+
+    @property
+    def needs_data(self) -> bool:
+        return self.name != "toy"
+
+    @property
+    def published(self) -> bool:
+        """A published dataset with its own metadata (`lfsbench data` and `validate` describe it)."""
+        return self.read is not None
 
 
-def _images(folder: Path) -> list[Path]:
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+DATASETS: dict[str, DatasetSpec] = {}
 
 
-# ---------------------------------------------------------------- CustomConcept101
+def register(spec: DatasetSpec) -> DatasetSpec:
+    if spec.name in DATASETS:
+        raise ValueError(f"dataset {spec.name!r} is registered twice")
+    DATASETS[spec.name] = spec
+    return spec
 
 
-def read_cc101(root: Path) -> dict[str, DatasetConcept]:
-    """Every concept of CustomConcept101 by its folder name (e.g. `pet_cat1`), in dataset.json order."""
-    root = Path(root)
-    index = root / "dataset.json"
-    if not index.is_file():
-        raise LfsbenchError(
-            f"{index} does not exist: {root} is not a CustomConcept101 folder. It needs dataset.json and prompts/ from "
-            "github.com/adobe-research/custom-diffusion (folder customconcept101) and the images of benchmark_dataset.zip "
-            "(hub dataset nupurkmr9/custom-diffusion) unzipped beside them. `lfsbench data` shows what is where."
-        )
-    try:
-        entries = json.loads(index.read_text())
-    except json.JSONDecodeError as err:
-        raise LfsbenchError(f"{index} is not valid JSON ({err}); fetch it again from the custom-diffusion repository.") from None
-    concepts = {}
-    for i, entry in enumerate(entries):
-        try:
-            image_dir = root / entry["instance_data_dir"]
-            prompt_file = root / entry["prompt_filename"]
-            noun = entry["class_prompt"]
-        except (KeyError, TypeError):
-            raise LfsbenchError(f"{index}: entry {i} lacks instance_data_dir, prompt_filename or class_prompt.") from None
-        if not prompt_file.is_file():
-            raise LfsbenchError(f"{prompt_file} (named by entry {i} of {index}) does not exist; the prompts/ folder is incomplete.")
-        prompts = [line.strip() for line in prompt_file.read_text().splitlines() if line.strip()]
-        bad = [p for p in prompts if "{}" not in p]
-        if bad:
-            raise LfsbenchError(f"{prompt_file}: prompt {bad[0]!r} has no '{{}}' placeholder for the concept.")
-        concepts[image_dir.name] = DatasetConcept(image_dir.name, noun, image_dir, prompts, prompt_file, _images(image_dir))
-    return concepts
+def dataset_spec(name: str) -> DatasetSpec:
+    if name not in DATASETS:
+        raise LfsbenchError(f"Unknown concept source {name!r}: the sources are {', '.join(DATASETS)}.")
+    return DATASETS[name]
 
 
-# ---------------------------------------------------------------- DreamBooth
+def published() -> list[str]:
+    """The published datasets (`lfsbench data`)."""
+    return [name for name, spec in DATASETS.items() if spec.published]
 
 
-def _dreambooth_dataset_dir(root: Path) -> Path:
-    root = Path(root)
-    for candidate in (root / "dataset", root):
-        if (candidate / "prompts_and_classes.txt").is_file():
-            return candidate
-    raise LfsbenchError(
-        f"{root} is not a DreamBooth folder: neither {root / 'dataset' / 'prompts_and_classes.txt'} nor "
-        f"{root / 'prompts_and_classes.txt'} exists. Clone github.com/google/dreambooth and pass its folder "
-        "(the one holding dataset/). `lfsbench data` shows what is where."
+def data_root(protocol: Protocol, data: Path | None = None) -> Path:
+    """Where the protocol's dataset lives: --data, else the environment variable, else the protocol's source.path."""
+    spec = dataset_spec(protocol.source.kind)
+    chosen = data or (spec.env and os.environ.get(spec.env)) or protocol.source.path
+    if not chosen:
+        raise LfsbenchError(f"Protocol {protocol.name!r} needs its data: pass --data PATH or set {spec.env}.")
+    return Path(chosen).expanduser()
+
+
+def where(name: str, data: Path | None = None) -> tuple[Path, str]:
+    """The folder of a published dataset and where that choice came from (--data, the variable, the default)."""
+    spec = dataset_spec(name)
+    if data is not None:
+        return Path(data), "--data"
+    if spec.env and os.environ.get(spec.env):
+        return Path(os.environ[spec.env]), f"${spec.env}"
+    return Path(spec.default_root).expanduser(), "default"
+
+
+def _published_concepts(name: str) -> Callable[[Protocol, Path | None], list[tuple]]:
+    """The loader of a published dataset: the protocol's concepts from its reader, the first `shots` images each."""
+
+    def load(protocol: Protocol, root: Path | None) -> list[tuple]:
+        from lfsbench.images import load_image_file
+
+        spec = DATASETS[name]
+        available = spec.read(root)
+        out = []
+        for concept_name in protocol.concepts:
+            if concept_name not in available:
+                raise LfsbenchError(
+                    f"Protocol {protocol.name!r} names {concept_name!r}, which the {name} data in {root} does not "
+                    f"have. Its concepts include: {', '.join(list(available)[:8])}, ... (`lfsbench data` lists them)."
+                )
+            concept = available[concept_name]
+            if not concept.images:
+                raise LfsbenchError(
+                    f"No images of {concept_name!r} in {concept.image_dir}. The {name} metadata is there but not the "
+                    f"images: {spec.images_hint} `lfsbench data` shows what is missing."
+                )
+            images = [load_image_file(f) for f in concept.images[: protocol.shots]]
+            out.append((concept_name, concept.class_noun, images, concept.prompts))
+        return out
+
+    return load
+
+
+CC101_METADATA_URL = "https://raw.githubusercontent.com/adobe-research/custom-diffusion/main/customconcept101/"
+
+
+def _fetch_cc101(root: Path, hub, url):
+    import zipfile
+
+    if not (root / "dataset.json").is_file():
+        url(CC101_METADATA_URL + "dataset.json", root / "dataset.json")
+    entries = json.loads((root / "dataset.json").read_text())
+    for name in sorted({e["prompt_filename"] for e in entries}):
+        if not (root / name).is_file():
+            url(CC101_METADATA_URL + name, root / name)
+    if not any((root / "benchmark_dataset").glob("*/*")):
+        archive = hub("nupurkmr9/custom-diffusion", root, "benchmark_dataset.zip")
+        with zipfile.ZipFile(archive) as z:
+            z.extractall(root)
+
+
+def _fetch_dreambooth(root: Path, hub, url):
+    hub("google/dreambooth", root)
+
+
+register(DatasetSpec("toy", _toy_concepts))
+register(DatasetSpec("folder", _folder_concepts, env="LFSBENCH_DATA"))
+register(
+    DatasetSpec(
+        "cc101",
+        _published_concepts("cc101"),
+        env="LFSBENCH_CC101",
+        default_root="~/.cache/lfsbench/customconcept101",
+        source="metadata: github.com/adobe-research/custom-diffusion (folder customconcept101: "
+        "dataset.json, prompts/); "
+        "images: benchmark_dataset.zip in the hub dataset nupurkmr9/custom-diffusion",
+        images_hint="download benchmark_dataset.zip from the hub dataset nupurkmr9/custom-diffusion and "
+        "unzip it in the "
+        "CustomConcept101 folder (it creates benchmark_dataset/), or run `lfsbench data cc101 --fetch` on a "
+        "connected machine.",
+        read=read_cc101,
+        fetch=_fetch_cc101,
     )
-
-
-def parse_dreambooth_prompts(text: str, source: Path) -> tuple[dict[str, str], list[str], list[str]]:
-    """prompts_and_classes.txt -> ({subject: class}, object templates, live-subject templates)."""
-    classes = {}
-    for line in text.splitlines():
-        m = re.fullmatch(r"\s*([A-Za-z0-9_]+)\s*,\s*([^,]+?)\s*", line)
-        if m and m.group(1) != "subject_name":
-            classes[m.group(1)] = m.group(2)
-    lists = []
-    for block in re.split(r"prompt_list\s*=\s*\[", text)[1:]:
-        body = block.split("]", 1)[0]
-        templates = re.findall(r"'([^']*)'\s*\.format\(\s*unique_token\s*,\s*class_token\s*\)", body)
-        lists.append([t.replace("{0} {1}", "{}") for t in templates])
-    if not classes or len(lists) != 2 or not all(lists) or any("{}" not in t for lst in lists for t in lst):
-        raise LfsbenchError(
-            f"{source} does not read as DreamBooth's prompts_and_classes.txt (a subject_name,class table and two "
-            "prompt_list = [...] blocks of 'a {0} {1} ...'.format(unique_token, class_token)). Fetch it again from google/dreambooth."
-        )
-    return classes, lists[0], lists[1]
-
-
-def read_dreambooth(root: Path) -> dict[str, DatasetConcept]:
-    """Every DreamBooth subject by name, with the object or live-subject prompt list its class calls for."""
-    if str(root).startswith(HF_PREFIX):
-        return read_dreambooth_hub(str(root)[len(HF_PREFIX):])
-    folder = _dreambooth_dataset_dir(root)
-    listing = folder / "prompts_and_classes.txt"
-    return _dreambooth_concepts(listing, folder, lambda subject: _images(folder / subject))
-
-
-def _dreambooth_concepts(listing: Path, folder: Path, images_of) -> dict[str, DatasetConcept]:
-    classes, object_prompts, live_prompts = parse_dreambooth_prompts(listing.read_text(), listing)
-    concepts = {}
-    for subject, noun in classes.items():
-        prompts = live_prompts if noun in DREAMBOOTH_LIVE_CLASSES else object_prompts
-        concepts[subject] = DatasetConcept(subject, noun, folder / subject, list(prompts), listing, images_of(subject))
-    return concepts
-
-
-# ---------------------------------------------------------------- DreamBooth from the hub cache (`hf:NAME`)
-
-HF_PREFIX = "hf:"
-
-
-def hub_dataset_folder(name: str) -> Path:
-    """NAME itself if it is a folder, else the hub dataset's snapshot in the local Hugging Face cache (never downloads)."""
-    local = Path(name).expanduser()
-    if local.is_dir():
-        return local
-    from huggingface_hub import snapshot_download
-
-    try:
-        return Path(snapshot_download(name, repo_type="dataset", local_files_only=True))
-    except Exception as err:  # not cached, bad name, no cache folder: all mean "fetch it first"
-        raise LfsbenchError(
-            f"The hub dataset {name!r} is not in the local Hugging Face cache ({type(err).__name__}) and lfsbench never "
-            f"downloads. On a connected machine run: hf download {name} --repo-type dataset (older huggingface_hub: "
-            "huggingface-cli download ...), then copy the cache (~/.cache/huggingface/hub, or $HF_HOME/hub) here; or pass "
-            "--data with a DreamBooth folder instead of hf:NAME."
-        ) from None
-
-
-def _table_dataset(folder: Path):
-    """The `datasets` table stored in a hub snapshot: its parquet files, or a save_to_disk folder."""
-    import datasets as hf_datasets
-
-    parquet = sorted(str(p) for p in folder.rglob("*.parquet"))
-    if parquet:
-        return hf_datasets.load_dataset("parquet", data_files=parquet, split="train")
-    saved = sorted(p.parent for p in folder.rglob("dataset_info.json") if list(p.parent.glob("*.arrow")))
-    if saved:
-        return hf_datasets.load_from_disk(str(saved[0]))
-    raise LfsbenchError(
-        f"{folder} holds neither the original DreamBooth layout (dataset/<subject>/ and prompts_and_classes.txt) nor a "
-        "table of images (parquet files, or a folder written by Dataset.save_to_disk). Pass hf:google/dreambooth or a "
-        "DreamBooth folder."
+)
+register(
+    DatasetSpec(
+        "dreambooth",
+        _published_concepts("dreambooth"),
+        env="LFSBENCH_DREAMBOOTH",
+        default_root="~/.cache/lfsbench/dreambooth",
+        source="the hub dataset google/dreambooth (or github.com/google/dreambooth); already in the local Hugging Face "
+        "cache: --data hf:google/dreambooth",
+        images_hint="copy dataset/<subject>/ from github.com/google/dreambooth, or run `lfsbench data "
+        "dreambooth --fetch`.",
+        read=read_dreambooth,
+        fetch=_fetch_dreambooth,
     )
-
-
-def read_dreambooth_hub(name: str) -> dict[str, DatasetConcept]:
-    """DreamBooth from a hub dataset in the local cache (or a local copy of one); see the module docstring."""
-    folder = hub_dataset_folder(name)
-    try:
-        concepts = read_dreambooth(folder)
-        if any(c.images for c in concepts.values()):
-            return concepts  # a snapshot in the original layout (google/dreambooth)
-    except LfsbenchError:
-        pass
-    table = _table_dataset(folder)
-    listing = next(iter(sorted(folder.rglob("prompts_and_classes.txt"))), None)
-    if listing is None:
-        raise LfsbenchError(
-            f"The DreamBooth table in {folder} has no prompts_and_classes.txt beside it, so its subjects have no class or "
-            "prompts. Use hf:google/dreambooth (it has one), or copy that file from github.com/google/dreambooth "
-            "(dataset/prompts_and_classes.txt) into a local copy of the dataset and pass hf:<that folder>."
-        )
-    if "image" not in table.column_names:
-        raise LfsbenchError(f"The DreamBooth table in {folder} has no `image` column (columns: {', '.join(table.column_names)}).")
-    if "subject" in table.column_names:
-        subjects = table["subject"]
-    elif "label" in table.column_names and hasattr(table.features["label"], "int2str"):
-        subjects = [table.features["label"].int2str(i) for i in table["label"]]
-    else:
-        raise LfsbenchError(
-            f"The DreamBooth table in {folder} names no subject per image: it needs a `subject` column or a `label` class "
-            f"feature (columns: {', '.join(table.column_names)})."
-        )
-    by_subject: dict[str, list] = {}
-    for subject, image in zip(subjects, table["image"]):
-        by_subject.setdefault(subject, []).append(image)
-    return _dreambooth_concepts(listing, folder, lambda subject: by_subject.get(subject, []))
-
-
-READERS = {"cc101": read_cc101, "dreambooth": read_dreambooth}
+)
 
 
 # ---------------------------------------------------------------- status and fetching
-
-DEFAULT_ROOTS = {"cc101": "~/.cache/lfsbench/customconcept101", "dreambooth": "~/.cache/lfsbench/dreambooth"}
-SOURCES = {
-    "cc101": "metadata: github.com/adobe-research/custom-diffusion (folder customconcept101: dataset.json, prompts/); "
-             "images: benchmark_dataset.zip in the hub dataset nupurkmr9/custom-diffusion",
-    "dreambooth": "the hub dataset google/dreambooth (or github.com/google/dreambooth); already in the local Hugging "
-                  "Face cache: --data hf:google/dreambooth",
-}
-CC101_METADATA_URL = "https://raw.githubusercontent.com/adobe-research/custom-diffusion/main/customconcept101/"
 
 
 def status(kind: str, root: Path) -> dict:
     """What of a dataset is at `root`: metadata, concepts, concepts with images, images."""
     root = Path(root).expanduser()
     try:
-        concepts = READERS[kind](root)
+        concepts = dataset_spec(kind).read(root)
     except LfsbenchError as err:
         return {"root": str(root), "metadata": False, "problem": str(err), "concepts": 0, "with_images": 0, "images": 0}
     with_images = [c for c in concepts.values() if c.images]
-    return {"root": str(root), "metadata": True, "problem": "", "concepts": len(concepts), "with_images": len(with_images),
-            "images": sum(len(c.images) for c in with_images)}
+    return {
+        "root": str(root),
+        "metadata": True,
+        "problem": "",
+        "concepts": len(concepts),
+        "with_images": len(with_images),
+        "images": sum(len(c.images) for c in with_images),
+    }
 
 
 def _hub_download(repo_id: str, target: Path, filename: str | None = None) -> Path:
@@ -264,39 +283,29 @@ def _url_download(url: str, path: Path) -> Path:
 
 
 def fetch(kind: str, root: Path, hub=_hub_download, url=_url_download) -> dict:
-    """Fetch a dataset into `root` on a connected machine (hub images, GitHub metadata); returns its status after.
+    """Fetch a published dataset into `root` on a connected machine (hub images, GitHub metadata); returns its status.
 
     `hub` and `url` are the two downloaders (swapped for local stand-ins in tests). Offline, the
     error says what to fetch by hand.
     """
-    import zipfile
-
     if str(root).startswith(HF_PREFIX):
-        raise LfsbenchError(f"--fetch fills a folder; {root} names a hub dataset. Fetch that with: "
-                            f"hf download {str(root)[len(HF_PREFIX):]} --repo-type dataset")
+        raise LfsbenchError(
+            f"--fetch fills a folder; {root} names a hub dataset. Fetch that with: "
+            f"hf download {str(root)[len(HF_PREFIX) :]} --repo-type dataset"
+        )
+    spec = dataset_spec(kind)
+    if spec.fetch is None:
+        raise LfsbenchError(f"lfsbench fetches {', '.join(published())}, not {kind!r}.")
     root = Path(root).expanduser()
     root.mkdir(parents=True, exist_ok=True)
     try:
-        if kind == "cc101":
-            if not (root / "dataset.json").is_file():
-                url(CC101_METADATA_URL + "dataset.json", root / "dataset.json")
-            entries = json.loads((root / "dataset.json").read_text())
-            for name in sorted({e["prompt_filename"] for e in entries}):
-                if not (root / name).is_file():
-                    url(CC101_METADATA_URL + name, root / name)
-            if not any((root / "benchmark_dataset").glob("*/*")):
-                archive = hub("nupurkmr9/custom-diffusion", root, "benchmark_dataset.zip")
-                with zipfile.ZipFile(archive) as z:
-                    z.extractall(root)
-        elif kind == "dreambooth":
-            hub("google/dreambooth", root)
-        else:
-            raise LfsbenchError(f"lfsbench fetches cc101 and dreambooth, not {kind!r}.")
+        spec.fetch(root, hub, url)
     except LfsbenchError:
         raise
     except Exception as err:  # network, hub and archive errors all end the same way
         raise LfsbenchError(
-            f"Could not fetch {kind} into {root} ({type(err).__name__}: {err}). This needs a connection to the Hugging Face "
-            f"hub and GitHub. Fetch it by hand on a connected machine ({SOURCES[kind]}) and copy it to {root}, or pass --data."
+            f"Could not fetch {kind} into {root} ({type(err).__name__}: {err}). This needs a connection to the Hugging "
+            f"Face hub and GitHub. Fetch it by hand on a connected machine ({spec.source}) and copy it to {root}, or "
+            "pass --data."
         ) from None
     return status(kind, root)

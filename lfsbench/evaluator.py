@@ -9,7 +9,6 @@ import torch.nn.functional as F
 
 from lfsbench.errors import LfsbenchError
 
-
 WEIGHT_SUFFIXES = {".safetensors", ".bin", ".pt", ".pth"}
 
 
@@ -28,9 +27,13 @@ def cached_open_clip_weights(model: str, tag: str) -> tuple[str, dict]:
     cfg = get_pretrained_cfg(model, tag)
     if not cfg:
         tags = open_clip.list_pretrained_tags_by_model(model) if model in open_clip.list_models() else []
-        known = f"its tags are {', '.join(tags)}" if tags else f"open_clip has no model {model!r} with pretrained weights"
-        raise LfsbenchError(f"The evaluator {model}:{tag} is unknown ({known}). Pass MODEL:TAG (e.g. ViT-B-32:openai), "
-                            "MODEL:PATH to a checkpoint file, or local-dir:FOLDER.")
+        known = (
+            f"its tags are {', '.join(tags)}" if tags else f"open_clip has no model {model!r} with pretrained weights"
+        )
+        raise LfsbenchError(
+            f"The evaluator {model}:{tag} is unknown ({known}). Pass MODEL:TAG (e.g. ViT-B-32:openai), "
+            "MODEL:PATH to a checkpoint file, or local-dir:FOLDER."
+        )
     if cfg.get("hf_hub"):
         from huggingface_hub import hf_hub_download
 
@@ -68,7 +71,7 @@ class Evaluator:
         self._text_cache: dict[str, torch.Tensor] = {}
 
     @classmethod
-    def from_open_clip(cls, model_name: str, pretrained: str | None = None, device="cpu") -> "Evaluator":
+    def from_open_clip(cls, model_name: str, pretrained: str | None = None, device="cpu") -> Evaluator:
         """Load any open_clip model: a `local-dir:` folder, or a model name with a pretrained tag or file.
 
         A file is loaded with the model's own config, as open_clip does: OpenAI's weights need the QuickGELU
@@ -76,20 +79,30 @@ class Evaluator:
         """
         import open_clip
 
-        if model_name.startswith("local-dir:") and not Path(model_name[len("local-dir:"):]).is_dir():
+        if model_name.startswith("local-dir:") and not Path(model_name[len("local-dir:") :]).is_dir():
             raise LfsbenchError(
-                f"The evaluator folder {model_name[len('local-dir:'):]} does not exist. It should hold "
+                f"The evaluator folder {model_name[len('local-dir:') :]} does not exist. It should hold "
                 "open_clip_config.json and open_clip_model.safetensors (open_clip's local-dir layout)."
             )
         options = {}
         if pretrained and not Path(pretrained).expanduser().is_file():
             if any(sep in pretrained for sep in "/\\") or Path(pretrained).suffix in WEIGHT_SUFFIXES:
-                raise LfsbenchError(f"The evaluator weights file {pretrained} does not exist. Pass MODEL:PATH to an open_clip "
-                                    "checkpoint (.safetensors, .bin, .pt), MODEL:TAG for cached pretrained weights, or local-dir:FOLDER.")
+                raise LfsbenchError(
+                    f"The evaluator weights file {pretrained} does not exist. Pass MODEL:PATH to an open_clip "
+                    "checkpoint (.safetensors, .bin, .pt), MODEL:TAG for cached pretrained weights, or "
+                    "local-dir:FOLDER."
+                )
             pretrained, tag = cached_open_clip_weights(model_name, pretrained)
-            # what open_clip applies for the tag itself: OpenAI's weights need QuickGELU, some tags their own normalisation
-            options = {"force_quick_gelu": bool(tag.get("quick_gelu")), "image_mean": tag.get("mean"), "image_std": tag.get("std")}
-        model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=pretrained, device=device, **options)
+            # what open_clip applies for the tag itself: OpenAI's weights need QuickGELU, some tags their own
+            # normalisation
+            options = {
+                "force_quick_gelu": bool(tag.get("quick_gelu")),
+                "image_mean": tag.get("mean"),
+                "image_std": tag.get("std"),
+            }
+        model, _, preprocess = open_clip.create_model_and_transforms(
+            model_name, pretrained=pretrained, device=device, **options
+        )
         tokenizer = open_clip.get_tokenizer(model_name)
         cfg = model.visual.preprocess_cfg if hasattr(model.visual, "preprocess_cfg") else {}
         size = model.visual.image_size
@@ -108,7 +121,9 @@ class Evaluator:
         if x.shape[-1] != self.image_size or x.shape[-2] != self.image_size:
             h, w = x.shape[-2:]
             scale = self.image_size / min(h, w)
-            x = F.interpolate(x, size=(round(h * scale), round(w * scale)), mode="bicubic", antialias=True, align_corners=False)
+            x = F.interpolate(
+                x, size=(round(h * scale), round(w * scale)), mode="bicubic", antialias=True, align_corners=False
+            )
             top, left = (x.shape[-2] - self.image_size) // 2, (x.shape[-1] - self.image_size) // 2
             x = x[..., top : top + self.image_size, left : left + self.image_size]
         return ((x.clamp(0, 1) - self.mean) / self.std).to(self.device)
@@ -128,5 +143,5 @@ class Evaluator:
         missing = [t for t in dict.fromkeys(texts) if t not in self._text_cache]
         if missing:
             emb = F.normalize(self.model.encode_text(self.tokenizer(missing).to(self.device)).float(), dim=-1).cpu()
-            self._text_cache.update(zip(missing, emb))
+            self._text_cache.update(zip(missing, emb, strict=True))
         return torch.stack([self._text_cache[t] for t in texts])

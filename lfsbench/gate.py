@@ -24,6 +24,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from lfsbench.errors import LfsbenchError, load_yaml_model
+from lfsbench.evaluation.metrics import METRICS
 from lfsbench.report.runs import Run, find_runs, group_by_setting, same_protocol
 
 
@@ -77,16 +78,22 @@ def _lookup(ref: str, groups: dict[str, list[Run]], check: str) -> float:
     matches = [label for label in groups if ref.startswith(label + ".")]
     if not matches:
         setting = ref.split(".")[0]
-        raise LfsbenchError(f"Check {check!r}: no runs of {setting!r} among the runs given (settings found: "
-                            f"{', '.join(groups)}). Write the value as SETTING.METRIC, e.g. naive.IAD.")
+        raise LfsbenchError(
+            f"Check {check!r}: no runs of {setting!r} among the runs given (settings found: "
+            f"{', '.join(groups)}). Write the value as SETTING.METRIC, e.g. naive.IAD."
+        )
     setting = max(matches, key=len)
-    metric = ref[len(setting) + 1:]
+    metric = ref[len(setting) + 1 :]
     values = []
     for run in groups[setting]:
         flat = gate_metrics(run.summary)
         if metric not in flat:
             known = ", ".join(k for k in flat if not k.endswith((".ci_low", ".ci_high")))
-            raise LfsbenchError(f"Check {check!r}: {setting} has no metric {metric!r}. Known metrics: {known}.")
+            what = f" ({METRICS[metric].definition}: this run does not report it)" if metric in METRICS else ""
+            raise LfsbenchError(
+                f"Check {check!r}: {setting} has no metric {metric!r}{what}. Its metrics: {known} "
+                "(each with .ci_low and .ci_high where it has an interval; docs/metrics.md)."
+            )
         values.append(float(flat[metric]))
     return float(np.mean(values))
 
@@ -96,7 +103,9 @@ def run_checks(paths: list[Path], thresholds: Thresholds) -> list[dict]:
     runs = find_runs(paths)
     protocol = same_protocol(runs)
     if protocol["name"] != thresholds.protocol:
-        raise LfsbenchError(f"The thresholds are for protocol {thresholds.protocol!r}, the runs are of {protocol['name']!r}.")
+        raise LfsbenchError(
+            f"The thresholds are for protocol {thresholds.protocol!r}, the runs are of {protocol['name']!r}."
+        )
     groups = group_by_setting(runs)
     results = []
     for check in thresholds.checks:
@@ -116,5 +125,13 @@ def run_checks(paths: list[Path], thresholds: Thresholds) -> list[dict]:
             other = _lookup(check.greater_than, groups, check.name)
             bounds.append(f">= {check.greater_than} + {check.margin:g} = {other + check.margin:.3f}")
             ok &= value >= other + check.margin
-        results.append({"check": check.name, "value": check.value, "measured": value, "bound": "; ".join(bounds), "passed": bool(ok)})
+        results.append(
+            {
+                "check": check.name,
+                "value": check.value,
+                "measured": value,
+                "bound": "; ".join(bounds),
+                "passed": bool(ok),
+            }
+        )
     return results

@@ -15,7 +15,7 @@ def to_float(images: np.ndarray) -> torch.Tensor:
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
     """float NCHW in [0, 1] -> uint8 NHWC."""
-    return (images.detach().float().clamp(0, 1).mul(255).round().byte().permute(0, 2, 3, 1).cpu().numpy())
+    return images.detach().float().clamp(0, 1).mul(255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
 
 
 def save_grid(images: torch.Tensor, path: Path, columns: int = 8, upscale: int | None = None) -> Path:

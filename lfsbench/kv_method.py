@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from lfsbench.concepts import SessionView
-from lfsbench.method import Method, MethodConfig
+from lfsbench.method import Method, MethodConfig, ReportsSteps
 from lfsbench.training import (
     KVTrainingConfig,
     TrainingData,
@@ -51,7 +51,7 @@ class KVConfig(TokenConfig):
     kv_lr: float = 1e-3
 
 
-class TokenMethod(Method):
+class TokenMethod(Method, ReportsSteps):
     """Holds the learned modifier tokens; subclasses decide what else is trained."""
 
     Config = TokenConfig
@@ -96,8 +96,8 @@ class KVTokenMethod(TokenMethod):
 
     Config = KVConfig
 
-    def setup(self, backbone, seed, evaluator=None):
-        super().setup(backbone, seed, evaluator)
+    def setup(self, backbone, seed):
+        super().setup(backbone, seed)
         install_trainable_kv(backbone)
 
     def train(self, session: SessionView, sources: list[TrainingData], token_ids: list[int], extra_loss=None) -> dict:

@@ -11,6 +11,14 @@ A method is one file in `methods/` that subclasses `Method` and registers itself
 It sees a session only through `SessionView` (the new concepts' shots, tokens,
 class nouns and training prompts) and is asked to `generate` images for prompts.
 
+What only some methods do is an optional capability, a small mixin the runner asks for
+with isinstance (a method inherits only what it uses):
+- `ReportsSteps`: reports training progress step by step (`self.on_step(done, total)`);
+- `UsesEvaluator`: its algorithm uses the benchmark's CLIP-family model (LFS-Diffusion's
+  similarity-based context selection); scoring never goes through the method;
+- `GeneratesControl`: it generates from stored context, so the runner also asks it for the
+  control (the base model from the same contexts, strength and seeds).
+
 A method's `Config` defaults are its settings for the toy backbone (chosen by a
 sweep, recorded in the method file); `presets` holds other backbones' settings
 (`stable-diffusion`: from the literature, with the source). Precedence: defaults <
@@ -49,18 +57,11 @@ class Method:
         self.config = config
         self.backbone: Backbone | None = None
         self.seed = 0
-        self.evaluator = None
-        self.on_step = None  # set by the runner: on_step(done, total) reports training progress
 
-    def setup(self, backbone: Backbone, seed: int, evaluator=None):
-        """Receive the backbone (already on its device) before the first session.
-
-        `evaluator` (the benchmark's CLIP-family model) is there for methods whose algorithm
-        uses CLIP (LFS-Diffusion's context retrieval); scoring never goes through the method.
-        """
+    def setup(self, backbone: Backbone, seed: int):
+        """Receive the backbone (already on its device) before the first session."""
         self.backbone = backbone
         self.seed = seed
-        self.evaluator = evaluator
 
     def learn(self, session: SessionView) -> dict:
         """Learn the session's concepts; return figures worth recording (e.g. final loss)."""
@@ -69,16 +70,6 @@ class Method:
     def generate(self, prompts: list[str], seeds: list[int], steps: int, guidance: float) -> torch.Tensor:
         """One image per (prompt, seed), [0, 1] NCHW."""
         return self.backbone.generate(prompts, seeds, steps=steps, guidance=guidance)
-
-    def generate_control(
-        self, prompts: list[str], seeds: list[int], steps: int, guidance: float, plain_prompts: list[str]
-    ) -> torch.Tensor | None:
-        """For methods that generate from stored context: the base model from the same contexts, strength and seeds.
-
-        `plain_prompts` are `prompts` without the modifier token (the base model does not know it).
-        None for methods that use no context (the default).
-        """
-        return None
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """Everything needed to continue after the last finished session (tensors only)."""
@@ -93,6 +84,41 @@ class Method:
     def stored_bytes(self) -> int:
         """Bytes of data (images, latents) kept between sessions."""
         return 0
+
+
+# ---------------------------------------------------------------- optional capabilities
+
+
+class ReportsSteps:
+    """Capability: reports training progress; the runner sets `on_step(done, total)` before a session."""
+
+    on_step = None
+
+    def report_steps_to(self, callback):
+        self.on_step = callback
+
+
+class UsesEvaluator:
+    """Capability: the method's algorithm uses the benchmark's evaluator, which the runner hands it after setup."""
+
+    evaluator = None
+
+    def use_evaluator(self, evaluator):
+        self.evaluator = evaluator
+
+
+class GeneratesControl:
+    """Capability: the method generates from stored context (in-context generation), so copying the context could
+    raise IA without any learning; the runner also scores the control it generates."""
+
+    def generate_control(
+        self, prompts: list[str], seeds: list[int], steps: int, guidance: float, plain_prompts: list[str]
+    ) -> torch.Tensor | None:
+        """The base model from the same contexts, strength and seeds; None where the method uses no context now.
+
+        `plain_prompts` are `prompts` without the modifier token (the base model does not know it).
+        """
+        raise NotImplementedError
 
 
 METHODS: Registry[type[Method]] = Registry("method")
@@ -127,5 +153,7 @@ def create_method(name: str, overrides: dict | None = None, preset: str = "toy")
         config = cls.Config.model_validate({**cls.presets.get(preset, {}), **(overrides or {})})
     except ValidationError as err:
         known = ", ".join(cls.Config.model_fields)
-        raise LfsbenchError(f"Bad setting for method {name!r}: {validation_problems(err)}. Its settings are: {known}.") from None
+        raise LfsbenchError(
+            f"Bad setting for method {name!r}: {validation_problems(err)}. Its settings are: {known}."
+        ) from None
     return cls(config)

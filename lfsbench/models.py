@@ -46,6 +46,7 @@ def load_evaluator(name: str, device="cpu") -> Evaluator:
         return Evaluator.from_open_clip(model, pretrained or None, device=device)
     except (RuntimeError, FileNotFoundError) as err:  # an unknown model name, a checkpoint that does not fit it
         raise LfsbenchError(
-            f"Could not load the open_clip evaluator {name!r}: {err}. Check the model name (open_clip.list_models()) and "
+            f"Could not load the open_clip evaluator {name!r}: {err}. Check the model name "
+            f"(open_clip.list_models()) and "
             "that the weights are that model's."
         ) from None

@@ -22,13 +22,25 @@ class _Strict(BaseModel):
 
 
 class Source(_Strict):
-    kind: Literal["toy", "folder", "cc101", "dreambooth"] = "toy"
+    kind: str = "toy"  # a registered dataset (lfsbench/datasets.py): toy, folder, cc101, dreambooth
     path: str | None = None  # where the data lives (not used by the toy source)
+
+    @field_validator("kind")
+    @classmethod
+    def _registered(cls, kind: str) -> str:
+        from lfsbench.datasets import DATASETS
+
+        if kind not in DATASETS:
+            raise ValueError(f"unknown source {kind!r}; the sources are {', '.join(DATASETS)}")
+        return kind
 
 
 class EvaluationPlan(_Strict):
-    prompts: list[str] = Field(min_length=1, description="templates; '{}' is replaced by '<token> <class>'; "
-                                                         "datasets with their own prompts (cc101, dreambooth) use those")
+    prompts: list[str] = Field(
+        min_length=1,
+        description="templates; '{}' is replaced by '<token> <class>'; "
+        "datasets with their own prompts (cc101, dreambooth) use those",
+    )
     images_per_prompt: int = Field(16, ge=1)
     max_prompts: int | None = Field(None, ge=1, description="use only the first N of a concept's prompts (quick runs)")
     sampler: Literal["ddim"] = "ddim"
@@ -39,10 +51,11 @@ class EvaluationPlan(_Strict):
     checkpoints: list[int] = Field(
         default_factory=list,
         description="sessions (counted from 1) after which every concept learned so far is evaluated; empty: after "
-                    "every session (the standard). After the other sessions only the concepts just learned are "
-                    "evaluated, which IAD needs (their IA right after learning). The last session is always in full. "
-                    "For long protocols, where evaluating everything after every session grows with the square of "
-                    "the number of sessions.")
+        "every session (the standard). After the other sessions only the concepts just learned are "
+        "evaluated, which IAD needs (their IA right after learning). The last session is always in full. "
+        "For long protocols, where evaluating everything after every session grows with the square of "
+        "the number of sessions.",
+    )
 
     @field_validator("checkpoints")
     @classmethod
@@ -95,6 +108,10 @@ class Protocol(_Strict):
     def concepts(self) -> list[str]:
         return [c for session in self.sessions for c in session]
 
+    def learned_in(self) -> dict[str, int]:
+        """Each concept's session (counted from 0), in protocol order."""
+        return {name: t for t, names in enumerate(self.sessions) for name in names}
+
     def evaluates_all_after(self, t: int) -> bool:
         """Whether every concept learned so far is evaluated after session t (counted from 0)."""
         cps = self.evaluation.checkpoints
@@ -134,13 +151,17 @@ def _merge(base: dict, override: dict) -> dict:
 
 def _read(path: Path, chain: tuple[Path, ...] = ()) -> dict:
     if path in chain:
-        raise LfsbenchError(f"Protocol {path} includes itself (through {' -> '.join(map(str, chain))}); remove the cycle.")
+        raise LfsbenchError(
+            f"Protocol {path} includes itself (through {' -> '.join(map(str, chain))}); remove the cycle."
+        )
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
         raise LfsbenchError(f"Protocol {path} is not valid YAML: {err}. Fix the syntax at the line shown.") from None
     if not isinstance(data, dict):
-        raise LfsbenchError(f"Protocol {path} must be a YAML mapping (name:, sessions:, evaluation:, ...), not a {type(data).__name__}.")
+        raise LfsbenchError(
+            f"Protocol {path} must be a YAML mapping (name:, sessions:, evaluation:, ...), not a {type(data).__name__}."
+        )
     include = data.pop("include", None)
     if include:
         data = _merge(_read(_resolve(include, path), chain + (path,)), data)
@@ -153,10 +174,16 @@ FOLDER_PROMPTS = ["a photo of a {}", "a {} on the beach", "a {} in the snow", "a
 def folder_protocol(root: Path) -> dict:
     """The built-in `folder` protocol: one session per subfolder of `root`, in name order."""
     if not root.is_dir():
-        raise LfsbenchError(f"Data folder {root} does not exist. The folder protocol needs --data PATH, a folder with one subfolder of images per concept.")
+        raise LfsbenchError(
+            f"Data folder {root} does not exist. The folder protocol needs --data PATH, a folder with one "
+            f"subfolder of images per concept."
+        )
     names = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not names:
-        raise LfsbenchError(f"Data folder {root} has no subfolders. Put each concept's images in a subfolder of its own (e.g. {root}/my_cat/).")
+        raise LfsbenchError(
+            f"Data folder {root} has no subfolders. Put each concept's images in a subfolder of its own "
+            f"(e.g. {root}/my_cat/)."
+        )
     return {
         "name": "folder",
         "description": f"a user's concepts in {root}",
@@ -170,7 +197,9 @@ def load_protocol(name_or_path: str, overrides: dict | None = None, data: Path |
     """Load, merge includes and overrides, and validate a protocol (`folder` is built from the data folder)."""
     if name_or_path == "folder":
         if data is None:
-            raise LfsbenchError("The folder protocol reads your own data: pass --data PATH (one subfolder of images per concept).")
+            raise LfsbenchError(
+                "The folder protocol reads your own data: pass --data PATH (one subfolder of images per concept)."
+            )
         path, base = Path(data), folder_protocol(Path(data))
     else:
         path = _resolve(name_or_path)
@@ -182,16 +211,21 @@ def load_protocol(name_or_path: str, overrides: dict | None = None, data: Path |
         problems = "; ".join(
             f"field '{'.'.join(str(p) for p in e['loc']) or '(top level)'}': {e['msg']}" for e in err.errors()
         )
-        raise LfsbenchError(f"Protocol {path} is invalid: {problems}. Fix the field(s) named and load it again.") from None
+        raise LfsbenchError(
+            f"Protocol {path} is invalid: {problems}. Fix the field(s) named and load it again."
+        ) from None
 
 
 def parse_overrides(pairs: list[str]) -> tuple[dict, dict]:
-    """Split KEY=VALUE pairs into protocol overrides (keys that are protocol fields, dotted for nesting) and method settings."""
+    """Split KEY=VALUE pairs into protocol overrides (keys that are protocol fields, dotted for nesting) and method
+    settings."""
     protocol, method = {}, {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         if not sep or not key:
-            raise LfsbenchError(f"Override {pair!r} is not KEY=VALUE (e.g. -o steps=100 or -o evaluation.images_per_prompt=4).")
+            raise LfsbenchError(
+                f"Override {pair!r} is not KEY=VALUE (e.g. -o steps=100 or -o evaluation.images_per_prompt=4)."
+            )
         value = yaml.safe_load(raw)
         parts = key.split(".")
         if parts[0] in Protocol.model_fields:

@@ -33,11 +33,14 @@ def load_cached(name: str, device=None) -> Backbone:
         raise LfsbenchError(
             f"Backbone {name!r} ({repo}) is not in the local Hugging Face cache and lfsbench never downloads. On a "
             f"connected machine run: hf download {repo} {' '.join(repr(p) for p in SD_FILES)} (older huggingface_hub: "
-            "huggingface-cli download ...), then copy the cache (~/.cache/huggingface/hub) here; or pass --backbone PATH "
+            "huggingface-cli download ...), then copy the cache (~/.cache/huggingface/hub) here; or pass "
+            "--backbone PATH "
             "to a folder saved with diffusers' save_pretrained."
         ) from None
     if not (Path(folder) / "unet").is_dir():
-        raise LfsbenchError(f"The cached copy of {repo} in {folder} lacks unet/; fetch it again with hf download {repo}.")
+        raise LfsbenchError(
+            f"The cached copy of {repo} in {folder} lacks unet/; fetch it again with hf download {repo}."
+        )
     return Backbone.from_pretrained(folder, device=device, name=name)
 
 
@@ -59,25 +62,59 @@ def random_sd_backbone(resolution: int = 512, seed: int = 0, device=None) -> Bac
     quiet_libraries()
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(
-        sample_size=resolution // 8, in_channels=4, out_channels=4, layers_per_block=2,
-        block_out_channels=(320, 640, 1280, 1280), cross_attention_dim=768, attention_head_dim=8,
+        sample_size=resolution // 8,
+        in_channels=4,
+        out_channels=4,
+        layers_per_block=2,
+        block_out_channels=(320, 640, 1280, 1280),
+        cross_attention_dim=768,
+        attention_head_dim=8,
         down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
         up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
     )
     vae = AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2, sample_size=resolution,
-        block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4, scaling_factor=0.18215,
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        layers_per_block=2,
+        sample_size=resolution,
+        block_out_channels=(128, 256, 512, 512),
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        scaling_factor=0.18215,
     )
-    text_encoder = CLIPTextModel(CLIPTextConfig(
-        vocab_size=49408, hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
-        max_position_embeddings=77, hidden_act="quick_gelu", projection_dim=768,
-    ))
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=49408,
+            hidden_size=768,
+            intermediate_size=3072,
+            num_hidden_layers=12,
+            num_attention_heads=12,
+            max_position_embeddings=77,
+            hidden_act="quick_gelu",
+            projection_dim=768,
+        )
+    )
     tokenizer = write_clip_tokenizer(Path(tempfile.mkdtemp(prefix="lfsbench-sd-tokenizer-")), 77)
-    scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
-                              clip_sample=False, set_alpha_to_one=False, steps_offset=1)
-    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
-                                   safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    scheduler = DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        num_train_timesteps=1000,
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    )
+    pipe = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
     pipe.to(device or default_device())
     for module in (pipe.unet, pipe.vae, pipe.text_encoder):
         module.requires_grad_(False).eval()

@@ -25,6 +25,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from lfsbench.errors import LfsbenchError, load_yaml_model
+from lfsbench.results import RunFolder, default_run_folder
 
 
 class Cell(BaseModel):
@@ -51,12 +52,10 @@ def load_study(path: Path) -> Study:
     if not path.is_file() and (Path("reports") / f"{path}.yaml").is_file():
         path = Path("reports") / f"{path}.yaml"
     if not path.is_file():
-        raise LfsbenchError(f"No study spec {path}: pass a YAML file (the shipped ones are reports/*.yaml in the repository).")
+        raise LfsbenchError(
+            f"No study spec {path}: pass a YAML file (the shipped ones are reports/*.yaml in the repository)."
+        )
     return load_yaml_model(path, Study, "Study spec", "See reports/ablation.yaml for the format.")
-
-
-def _slug(settings: dict) -> str:
-    return ",".join(f"{k}={v}" for k, v in sorted(settings.items()))
 
 
 def expand(study: Study) -> list[dict]:
@@ -66,24 +65,24 @@ def expand(study: Study) -> list[dict]:
     for cell in study.cells:
         keys = list(cell.grid)
         for values in itertools.product(*(cell.grid[k] for k in keys)) if keys else [()]:
-            settings = {**cell.settings, **dict(zip(keys, values))}
+            settings = {**cell.settings, **dict(zip(keys, values, strict=True))}
             protocol = cell.protocol or study.protocol
             for seed in study.seeds:
-                name = f"{cell.method}{'-' + _slug(settings) if settings else ''}-seed{seed}"
-                runs.append({"method": cell.method, "protocol": protocol, "settings": settings, "seed": seed,
-                             "output": root / Path(protocol).stem / name.replace("/", "_")})
+                runs.append(
+                    {
+                        "method": cell.method,
+                        "protocol": protocol,
+                        "settings": settings,
+                        "seed": seed,
+                        "output": default_run_folder(root, protocol, cell.method, settings, seed),
+                    }
+                )
     return runs
-
-
-def is_finished(output: Path, protocol_sessions: int) -> bool:
-    summary = output / "summary.json"
-    return summary.is_file() and json.loads(summary.read_text()).get("sessions_finished") == protocol_sessions
 
 
 def run_study(study: Study, console=None) -> list[Path]:
     """Run every missing run of the study (resuming partial ones); returns the run folders."""
-    from lfsbench.protocol import parse_overrides
-    from lfsbench.protocol import load_protocol
+    from lfsbench.protocol import load_protocol, parse_overrides
     from lfsbench.runner import Runner, RunSpec
 
     runs = expand(study)
@@ -91,7 +90,7 @@ def run_study(study: Study, console=None) -> list[Path]:
         pairs = [f"{k}={json.dumps(v)}" for k, v in run["settings"].items()]
         protocol_overrides, method_overrides = parse_overrides(pairs)
         protocol = load_protocol(run["protocol"], protocol_overrides)
-        if is_finished(run["output"], len(protocol.sessions)):
+        if RunFolder(run["output"]).is_finished(len(protocol.sessions)):
             if console:
                 console.print(f"[{i + 1}/{len(runs)}] {run['output']}: finished, skipped")
             continue

@@ -18,7 +18,6 @@ import torch.nn.functional as F
 
 from lfsbench.backbone import Backbone
 
-
 # ---------------------------------------------------------------- modifier tokens
 
 
@@ -77,7 +76,10 @@ def install_trainable_kv(backbone: Backbone) -> list[torch.nn.Parameter]:
             continue
         attn = unet.get_submodule(name[: -len(".processor")])
         new = CustomDiffusionAttnProcessor2_0(
-            train_kv=True, train_q_out=False, hidden_size=attn.to_k.out_features, cross_attention_dim=attn.to_k.in_features
+            train_kv=True,
+            train_q_out=False,
+            hidden_size=attn.to_k.out_features,
+            cross_attention_dim=attn.to_k.in_features,
         ).to(unet.device, torch.float32)  # trainable copies stay float32 under half-precision weights
         with torch.no_grad():
             new.to_k_custom_diffusion.weight.copy_(attn.to_k.weight)
@@ -89,7 +91,8 @@ def install_trainable_kv(backbone: Backbone) -> list[torch.nn.Parameter]:
 
 @contextmanager
 def attn_processors(backbone: Backbone, processors):
-    """Within this block the UNet uses `processors` (a dict by name, or one for all); the installed ones come back after."""
+    """Within this block the UNet uses `processors` (a dict by name, or one for all); the installed ones come back
+    after."""
     installed = backbone.unet.attn_processors
     # diffusers pops entries from a dict it is given: pass a copy so `processors` can be reused
     backbone.unet.set_attn_processor(dict(processors) if isinstance(processors, dict) else processors)
@@ -166,7 +169,9 @@ def generate_class_images(backbone: Backbone, class_prompt: str, n: int, steps: 
 # ---------------------------------------------------------------- loss and loop
 
 
-def noise_prediction_loss(backbone: Backbone, latents: torch.Tensor, context: torch.Tensor, generator=None) -> torch.Tensor:
+def noise_prediction_loss(
+    backbone: Backbone, latents: torch.Tensor, context: torch.Tensor, generator=None
+) -> torch.Tensor:
     """The standard epsilon-prediction MSE at uniformly sampled timesteps."""
     noise = torch.randn(latents.shape, generator=generator, device=latents.device)
     t = torch.randint(0, backbone.num_train_timesteps, (len(latents),), generator=generator, device=latents.device)
@@ -205,8 +210,18 @@ def train_kv_session(
     """Train cross-attention K/V and the modifier-token embeddings on `sources`; returns the loss curve."""
     kv = install_trainable_kv(backbone)
     try:
-        return train_session(backbone, sources, [{"params": kv, "lr": config.kv_lr}], token_ids, config.token_lr,
-                             config.steps, config.batch_size, config.seed, extra_loss, progress)
+        return train_session(
+            backbone,
+            sources,
+            [{"params": kv, "lr": config.kv_lr}],
+            token_ids,
+            config.token_lr,
+            config.steps,
+            config.batch_size,
+            config.seed,
+            extra_loss,
+            progress,
+        )
     finally:
         for p in kv:
             p.requires_grad_(False)
@@ -243,7 +258,7 @@ def train_session(
     for step in range(steps):
         loss = torch.zeros((), device=backbone.device)
         with backbone.autocast():
-            for source, (mean, std) in zip(sources, encoded):
+            for source, (mean, std) in zip(sources, encoded, strict=True):
                 idx = torch.randint(0, len(source.prompts), (batch_size,), generator=generator, device=backbone.device)
                 eps = torch.randn(mean[idx].shape, generator=generator, device=backbone.device)
                 latents = (mean[idx] + std[idx] * eps) * backbone.vae.config.scaling_factor

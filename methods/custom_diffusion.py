@@ -23,10 +23,12 @@ class CustomDiffusionConfig(KVConfig, PriorConfig):
 class CustomDiffusion(KVTokenMethod):
     description = "K/V + modifier token with prior preservation on generated class images (Custom Diffusion)"
     Config = CustomDiffusionConfig
-    presets = {"stable-diffusion": {**SD_KV_PRESET, "class_images": 200, "class_image_steps": 50, "class_image_guidance": 6.0}}
+    presets = {
+        "stable-diffusion": {**SD_KV_PRESET, "class_images": 200, "class_image_steps": 50, "class_image_guidance": 6.0}
+    }
 
-    def setup(self, backbone, seed, evaluator=None):
-        super().setup(backbone, seed, evaluator)
+    def setup(self, backbone, seed):
+        super().setup(backbone, seed)
         self._base_class_images: dict[str, torch.Tensor] = {}
 
     def class_images(self, class_prompt: str) -> torch.Tensor:

@@ -34,12 +34,23 @@ class DreamBooth(TokenMethod):
     Config = DreamBoothConfig
     # diffusers examples/dreambooth/README.md (prior preservation): lr 5e-6, batch 1, 400 steps,
     # 200 class images, prior_loss_weight 1.0; Ruiz et al. train the UNet for about 1000 steps.
-    presets = {"stable-diffusion": {"lr": 5e-6, "batch_size": 1, "steps": 400, "token_lr": 5e-6, "class_images": 200,
-                                    "class_image_steps": 50, "class_image_guidance": 6.0}}
+    presets = {
+        "stable-diffusion": {
+            "lr": 5e-6,
+            "batch_size": 1,
+            "steps": 400,
+            "token_lr": 5e-6,
+            "class_images": 200,
+            "class_image_steps": 50,
+            "class_image_guidance": 6.0,
+        }
+    }
 
-    def setup(self, backbone, seed, evaluator=None):
-        super().setup(backbone, seed, evaluator)
-        backbone.unet.to(torch.float32)  # the whole UNet is trained: float32 weights even on a GPU (autocast does the rest)
+    def setup(self, backbone, seed):
+        super().setup(backbone, seed)
+        backbone.unet.to(
+            torch.float32
+        )  # the whole UNet is trained: float32 weights even on a GPU (autocast does the rest)
         self.base_unet = {k: v.detach().to("cpu", copy=True) for k, v in backbone.unet.state_dict().items()}
         self.class_image_bank: dict[str, torch.Tensor] = {}  # class prompt -> uint8 NCHW base-model images
 
@@ -48,7 +59,9 @@ class DreamBooth(TokenMethod):
             c, unet = self.config, self.backbone.unet
             current = {k: v.detach().to("cpu", copy=True) for k, v in unet.state_dict().items()}
             unet.load_state_dict(self.base_unet)
-            images = generate_class_images(self.backbone, class_prompt, c.class_images, c.class_image_steps, c.class_image_guidance)
+            images = generate_class_images(
+                self.backbone, class_prompt, c.class_images, c.class_image_steps, c.class_image_guidance
+            )
             unet.load_state_dict(current)
             self.class_image_bank[class_prompt] = (images.clamp(0, 1) * 255).round().to(torch.uint8)
         return self.class_image_bank[class_prompt].float() / 255
@@ -73,8 +86,17 @@ class DreamBooth(TokenMethod):
             p.requires_grad_(True)
         bb.unet.train()
         try:
-            losses = train_session(bb, sources, groups, token_ids, c.token_lr, c.steps, c.batch_size,
-                                   self.train_seed(session), progress=self.on_step)
+            losses = train_session(
+                bb,
+                sources,
+                groups,
+                token_ids,
+                c.token_lr,
+                c.steps,
+                c.batch_size,
+                self.train_seed(session),
+                progress=self.on_step,
+            )
         finally:
             bb.unet.eval()
             for p in trained:
@@ -86,8 +108,13 @@ class DreamBooth(TokenMethod):
     def state_dict(self):
         state = {f"unet.{k}": v for k, v in self.backbone.unet.state_dict().items()}
         if self.config.train_text_encoder:
-            state.update({f"text_encoder.{k}": v for k, v in self.backbone.text_encoder.state_dict().items()
-                          if "token_embedding" not in k})
+            state.update(
+                {
+                    f"text_encoder.{k}": v
+                    for k, v in self.backbone.text_encoder.state_dict().items()
+                    if "token_embedding" not in k
+                }
+            )
         for i, (prompt, images) in enumerate(self.class_image_bank.items()):
             state[f"class_images.{i:04d}"] = images
             state[f"class_prompt.{i:04d}"] = torch.tensor(list(prompt.encode()), dtype=torch.uint8)
@@ -96,9 +123,9 @@ class DreamBooth(TokenMethod):
     def load_state_dict(self, state):
         super().load_state_dict(state)
         self.backbone.unet.load_state_dict({k[5:]: v for k, v in state.items() if k.startswith("unet.")})
-        text = {k[len("text_encoder."):]: v for k, v in state.items() if k.startswith("text_encoder.")}
+        text = {k[len("text_encoder.") :]: v for k, v in state.items() if k.startswith("text_encoder.")}
         if text:
-            self.backbone.text_encoder.load_state_dict(text, strict=False)
+            self.backbone.text_encoder.load_state_dict(text, strict=True)
         for key in sorted(k for k in state if k.startswith("class_images.")):
             prompt = bytes(state[f"class_prompt.{key.split('.')[1]}"].tolist()).decode()
             self.class_image_bank[prompt] = state[key]

@@ -13,7 +13,8 @@ Per session, on top of naive K/V + modifier-token training:
    latents and kept as its vision context. A prompt that names a learned concept is generated
    image-to-image from a selected context at strength `context_strength` (1 = no context).
    The runner also asks for the control: the base model from the same contexts, strength and
-   seeds (`generate_control`), since copying the context raises IA without any learning.
+   seeds (`generate_control`, the GeneratesControl capability), since copying the context raises IA without
+   any learning.
 
 With `dfkd=false` and `icgen=false` it trains and generates exactly like `naive` (tested).
 """
@@ -28,7 +29,7 @@ import torch.nn.functional as F
 from pydantic import model_validator
 
 from lfsbench.kv_method import SD_KV_PRESET, KVConfig, KVTokenMethod
-from lfsbench.method import METHODS
+from lfsbench.method import METHODS, GeneratesControl, UsesEvaluator
 from lfsbench.training import attn_processors, base_kv, frozen_kv_copy
 
 DFKD_SEED_OFFSET = 7919  # distillation draws from its own generator, so the training stream matches naive's
@@ -37,7 +38,9 @@ DFKD_SEED_OFFSET = 7919  # distillation draws from its own generator, so the tra
 class LFSConfig(KVConfig):
     # data-free knowledge distillation
     dfkd: bool = True
-    dfkd_steps: int | None = None  # T_tau: steps of the session that add the distillation term (spread evenly); None: all
+    dfkd_steps: int | None = (
+        None  # T_tau: steps of the session that add the distillation term (spread evenly); None: all
+    )
     dfkd_weight: float = 1.0
     dfkd_batch_size: int = 8
     dfkd_t_min: int = 0  # timestep range of the distillation inputs (of the scheduler's 1000)
@@ -65,7 +68,7 @@ class LFSConfig(KVConfig):
 
 
 @METHODS.register("lfs")
-class LFSDiffusion(KVTokenMethod):
+class LFSDiffusion(KVTokenMethod, GeneratesControl, UsesEvaluator):
     description = "LFS-Diffusion: K/V + token, data-free distillation from the previous model, in-context generation"
     Config = LFSConfig
     # Custom Diffusion's K/V budget for SD; distillation on every step with the training batch size
@@ -112,13 +115,16 @@ class LFSDiffusion(KVTokenMethod):
                 return torch.zeros((), device=bb.device)
             idx = torch.randint(0, len(prompts), (c.dfkd_batch_size,), generator=generator, device=bb.device)
             if bank is None:
-                t = torch.randint(c.dfkd_t_min, c.dfkd_t_max + 1, (c.dfkd_batch_size,), generator=generator, device=bb.device)
+                t = torch.randint(
+                    c.dfkd_t_min, c.dfkd_t_max + 1, (c.dfkd_batch_size,), generator=generator, device=bb.device
+                )
                 latent_shape = (c.dfkd_batch_size, bb.unet.config.in_channels, *(bb.unet.config.sample_size,) * 2)
                 noisy = torch.randn(latent_shape, generator=generator, device=bb.device)
             else:
                 timesteps, latents, prompt_of = bank
-                pick = torch.randint(0, len(timesteps) * latents.shape[1], (c.dfkd_batch_size,), generator=generator,
-                                     device=bb.device).cpu()  # the bank lives on the CPU
+                pick = torch.randint(
+                    0, len(timesteps) * latents.shape[1], (c.dfkd_batch_size,), generator=generator, device=bb.device
+                ).cpu()  # the bank lives on the CPU
                 step_i, traj = pick // latents.shape[1], pick % latents.shape[1]
                 t, noisy = timesteps[step_i].to(bb.device), latents[step_i, traj].to(bb.device)
                 idx = prompt_of[traj].to(bb.device)  # condition on the prompt that produced the trajectory
@@ -135,7 +141,8 @@ class LFSDiffusion(KVTokenMethod):
         prompt_of = torch.tensor([rng.randrange(len(prompts)) for _ in range(c.dfkd_trajectories)])
         seeds = [20_000 + session_index * 1000 + i for i in range(c.dfkd_trajectories)]
         timesteps, latents = self.backbone.sample_trajectories(
-            [prompts[i] for i in prompt_of], seeds, c.dfkd_sampler_steps, c.dfkd_guidance)
+            [prompts[i] for i in prompt_of], seeds, c.dfkd_sampler_steps, c.dfkd_guidance
+        )
         keep = (timesteps >= c.dfkd_t_min) & (timesteps <= c.dfkd_t_max)
         if not keep.any():
             raise ValueError(f"no sampler timestep lies in [{c.dfkd_t_min}, {c.dfkd_t_max}]; widen the range")
@@ -144,7 +151,7 @@ class LFSDiffusion(KVTokenMethod):
     def keep_contexts(self, session):
         k = self.config.contexts_per_concept
         if self.config.context_selection == "similarity" and self.evaluator is None:
-            raise ValueError("context_selection=similarity needs the evaluator: pass it to setup(backbone, seed, evaluator)")
+            raise ValueError("context_selection=similarity needs the evaluator: pass it with use_evaluator(evaluator)")
         for concept in session.concepts:
             self.contexts[concept.token] = self.backbone.encode_images(concept.images[:k], sample=False).cpu()
             if self.config.context_selection == "similarity":
@@ -159,7 +166,7 @@ class LFSDiffusion(KVTokenMethod):
             return [None] * len(prompts)
         tokens = sorted(self.contexts)
         out = []
-        for prompt, seed in zip(prompts, seeds):
+        for prompt, seed in zip(prompts, seeds, strict=True):
             named = [tok for tok in tokens if tok in prompt]
             if not named:
                 out.append(None)
@@ -173,7 +180,9 @@ class LFSDiffusion(KVTokenMethod):
             else:  # similarity: the stored context the evaluator finds closest to the prompt (tokens removed)
                 text = " ".join(w for w in prompt.split() if w not in self.contexts)
                 query = self.evaluator.encode_texts([text])[0].cpu()
-                sims = [(float(emb @ query), tok, i) for tok in tokens for i, emb in enumerate(self.context_embeddings[tok])]
+                sims = [
+                    (float(emb @ query), tok, i) for tok in tokens for i, emb in enumerate(self.context_embeddings[tok])
+                ]
                 _, tok, i = max(sims)
                 out.append(self.contexts[tok][i])
         return out
@@ -184,13 +193,19 @@ class LFSDiffusion(KVTokenMethod):
         images = [None] * len(prompts)
         if without:
             plain = self.backbone.generate([prompts[i] for i in without], [seeds[i] for i in without], steps, guidance)
-            for i, img in zip(without, plain):
+            for i, img in zip(without, plain, strict=True):
                 images[i] = img
         if with_context:
             latents = torch.stack([contexts[i] for i in with_context])
-            made = self.backbone.generate_from_latents([prompts[i] for i in with_context], [seeds[i] for i in with_context],
-                                                       latents, self.config.context_strength, steps, guidance)
-            for i, img in zip(with_context, made):
+            made = self.backbone.generate_from_latents(
+                [prompts[i] for i in with_context],
+                [seeds[i] for i in with_context],
+                latents,
+                self.config.context_strength,
+                steps,
+                guidance,
+            )
+            for i, img in zip(with_context, made, strict=True):
                 images[i] = img
         return torch.stack(images)
 

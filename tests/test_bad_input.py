@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-from PIL import Image
 from conftest import invoke
+from PIL import Image
 
 
 @pytest.fixture
@@ -27,9 +27,13 @@ def test_folder_concepts_yaml_is_applied(concept_folder):
     from lfsbench.concepts import load_concepts
     from lfsbench.protocol import load_protocol
 
-    concepts = load_concepts(load_protocol("folder", data=concept_folder), concept_folder, resolution=32)
+    from lfsbench.evaluation.plan import concept_job
+
+    protocol = load_protocol("folder", data=concept_folder)
+    concepts = load_concepts(protocol, concept_folder, resolution=32)
     assert [c.class_noun for c in concepts] == ["cat", "mug"]
-    assert concepts[1].evaluation_prompts() == ["a <new2> mug on a table"]
+    job = concept_job(protocol, concepts[1])  # the evaluation plan asks for the concept's own prompts
+    assert set(job.prompts) == {"a <new2> mug on a table"} and set(job.text_prompts) == {"a mug on a table"}
     assert concepts[0].images.shape == (3, 3, 32, 32)
 
 
@@ -53,7 +57,9 @@ def test_corrupt_image_is_named(concept_folder):
 
 def test_protocol_naming_a_missing_concept_folder(concept_folder, tmp_path):
     proto = tmp_path / "p.yaml"
-    proto.write_text(f"include: toy\nname: p\nsource: {{kind: folder, path: {concept_folder}}}\nsessions: [[my_cat], [my_dog]]\n")
+    proto.write_text(
+        f"include: toy\nname: p\nsource: {{kind: folder, path: {concept_folder}}}\nsessions: [[my_cat], [my_dog]]\n"
+    )
     code, out = invoke("validate", str(proto))
     assert code == 2 and "my_dog does not exist" in out
 

@@ -10,15 +10,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import invoke
+from PIL import Image
 
 from lfsbench import datasets
 from lfsbench.errors import LfsbenchError
 
 UPSTREAM = Path(__file__).resolve().parents[2] / "shared" / "upstream"
-needs_upstream = pytest.mark.skipif(not UPSTREAM.is_dir(), reason="../shared/upstream (the published layouts) is not beside the checkout")
+needs_upstream = pytest.mark.skipif(
+    not UPSTREAM.is_dir(), reason="../shared/upstream (the published layouts) is not beside the checkout"
+)
 
 
 @needs_upstream
@@ -40,8 +41,12 @@ def test_dreambooth_layout_reads():
     assert len({c.class_noun for c in concepts.values()}) == 15
     assert concepts["bear_plushie"].class_noun == "stuffed animal"
     live, obj = concepts["dog"].prompts, concepts["can"].prompts
-    assert len(live) == len(obj) == 25 and live != obj and "a {} wearing a red hat" in live and "a {} in the jungle" in obj
-    assert datasets.read_dreambooth(UPSTREAM / "dreambooth" / "dataset").keys() == concepts.keys()  # the dataset/ folder itself
+    assert (
+        len(live) == len(obj) == 25 and live != obj and "a {} wearing a red hat" in live and "a {} in the jungle" in obj
+    )
+    assert (
+        datasets.read_dreambooth(UPSTREAM / "dreambooth" / "dataset").keys() == concepts.keys()
+    )  # the dataset/ folder itself
     code, output = invoke("validate", "dreambooth", "--data", UPSTREAM / "dreambooth")
     assert code == 0, output
     assert "30 concepts, 15 classes" in output and "158 images" in output and "2 distinct prompt lists" in output
@@ -66,15 +71,24 @@ def test_dreambooth_through_the_hub_cache_and_the_datasets_library(tmp_path, mon
     for name in ("dog", "backpack"):
         rows["image"] += [str(p) for p in original[name].images]
         rows["subject"] += [name] * len(original[name].images)
-    hf_datasets.Dataset.from_dict(rows).cast_column("image", hf_datasets.Image()).to_parquet(table / "data" / "train.parquet")
+    hf_datasets.Dataset.from_dict(rows).cast_column("image", hf_datasets.Image()).to_parquet(
+        table / "data" / "train.parquet"
+    )
     with pytest.raises(LfsbenchError, match="no prompts_and_classes.txt"):
         datasets.read_dreambooth(Path(f"hf:{table}"))
     shutil.copy(UPSTREAM / "dreambooth" / "dataset" / "prompts_and_classes.txt", table)
     concepts = datasets.read_dreambooth(Path(f"hf:{table}"))
     assert len(concepts) == 30 and concepts["cat"].images == []
-    assert len(concepts["dog"].images) == len(original["dog"].images) and concepts["dog"].prompts == original["dog"].prompts
-    assert concepts["backpack"].class_noun == "backpack" and concepts["backpack"].prompts == original["backpack"].prompts
-    assert np.array_equal(load_image_file(concepts["dog"].images[0]).numpy(), load_image_file(original["dog"].images[0]).numpy())
+    assert (
+        len(concepts["dog"].images) == len(original["dog"].images)
+        and concepts["dog"].prompts == original["dog"].prompts
+    )
+    assert (
+        concepts["backpack"].class_noun == "backpack" and concepts["backpack"].prompts == original["backpack"].prompts
+    )
+    assert np.array_equal(
+        load_image_file(concepts["dog"].images[0]).numpy(), load_image_file(original["dog"].images[0]).numpy()
+    )
     shown = datasets.status("dreambooth", Path(f"hf:{table}"))
     assert (shown["concepts"], shown["with_images"], shown["images"]) == (30, 2, len(rows["image"]))
     code, output = invoke("data", "dreambooth", "--data", f"hf:{table}")
@@ -100,14 +114,22 @@ def mini_cc101(root: Path, names=("pet_cat1", "pet_dog1"), nouns=("cat", "dog"))
     (root / "prompts").mkdir(parents=True)
     entries = []
     shapes = ["circle-1", "square-1"]
-    for name, noun, shape in zip(names, nouns, shapes):
+    for name, noun, shape in zip(names, nouns, shapes, strict=True):
         (root / "prompts" / f"{noun}.txt").write_text("Photo of a {}.\n{} in the snow.\n{} on the beach.\n")
-        entries.append({"instance_prompt": f"photo of a <new1> {noun}", "class_prompt": noun,
-                        "instance_data_dir": f"./benchmark_dataset/{name}", "class_data_dir": f"./regularization/{noun}",
-                        "prompt_filename": f"prompts/{noun}.txt"})
+        entries.append(
+            {
+                "instance_prompt": f"photo of a <new1> {noun}",
+                "class_prompt": noun,
+                "instance_data_dir": f"./benchmark_dataset/{name}",
+                "class_data_dir": f"./regularization/{noun}",
+                "prompt_filename": f"prompts/{noun}.txt",
+            }
+        )
         folder = root / "benchmark_dataset" / name
         folder.mkdir(parents=True)
-        for i, img in enumerate(world.concept_renders(world.concept_by_name(shape, world.concept_catalogue()), 4, seed=0)):
+        for i, img in enumerate(
+            world.concept_renders(world.concept_by_name(shape, world.concept_catalogue()), 4, seed=0)
+        ):
             Image.fromarray(np.asarray(img)).resize((64, 48)).save(folder / f"{i:02d}.jpg")
     (root / "dataset.json").write_text(json.dumps(entries, indent=4))
     return root
@@ -119,10 +141,19 @@ def test_two_sessions_on_a_miniature_cc101(tiny_weights, tmp_path):
     from lfsbench.toy import load_toy_backbone, load_toy_evaluator
 
     root = mini_cc101(tmp_path / "cc101")
-    protocol = load_protocol("cc101", {"sessions": [["pet_cat1"], ["pet_dog1"]], "backbone": "toy", "evaluator": "toy",
-                                       "evaluation": {"images_per_prompt": 1, "max_prompts": 2, "steps": 2, "bootstrap": 100}})
+    protocol = load_protocol(
+        "cc101",
+        {
+            "sessions": [["pet_cat1"], ["pet_dog1"]],
+            "backbone": "toy",
+            "evaluator": "toy",
+            "evaluation": {"images_per_prompt": 1, "max_prompts": 2, "steps": 2, "bootstrap": 100},
+        },
+    )
     spec = RunSpec(protocol, "naive", {"steps": 2, "batch_size": 2}, 0, str(root))
-    runner = Runner(spec, tmp_path / "run", load_toy_backbone(weights=tiny_weights), load_toy_evaluator(weights=tiny_weights))
+    runner = Runner(
+        spec, tmp_path / "run", load_toy_backbone(weights=tiny_weights), load_toy_evaluator(weights=tiny_weights)
+    )
     assert [c.prompts for c in runner.concepts] == [["Photo of a {}.", "{} in the snow."]] * 2
     assert runner.concepts[0].images.shape == (4, 3, 32, 32)  # centre-cropped and resized to the backbone
     summary = runner.run()
@@ -134,7 +165,7 @@ def test_two_sessions_on_a_miniature_cc101(tiny_weights, tmp_path):
 
 
 def test_data_location_precedence(tmp_path, monkeypatch):
-    from lfsbench.concepts import data_root
+    from lfsbench.datasets import data_root
     from lfsbench.protocol import load_protocol
 
     protocol = load_protocol("cc101")
@@ -155,7 +186,7 @@ def test_fetch_with_local_stand_ins_and_offline(tmp_path, monkeypatch):
     def url(address, path):
         fetched_urls.append(address)
         path.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(source / address[len(datasets.CC101_METADATA_URL):], path)
+        shutil.copy(source / address[len(datasets.CC101_METADATA_URL) :], path)
 
     def hub(repo_id, target, filename=None):
         assert (repo_id, filename) == ("nupurkmr9/custom-diffusion", "benchmark_dataset.zip")
@@ -188,7 +219,9 @@ def test_open_clip_evaluator_never_downloads_and_says_what_to_fetch(tmp_path, mo
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
     monkeypatch.setenv("HOME", str(tmp_path))  # ~/.cache/clip, open_clip's own folder for URL-only weights
-    with pytest.raises(LfsbenchError, match="hf download timm/vit_base_patch32_clip_224.openai open_clip_model.safetensors"):
+    with pytest.raises(
+        LfsbenchError, match="hf download timm/vit_base_patch32_clip_224.openai open_clip_model.safetensors"
+    ):
         load_evaluator("ViT-B-32:openai")
     with pytest.raises(LfsbenchError, match="its tags are"):
         load_evaluator("ViT-B-32:no-such-tag")
@@ -212,8 +245,10 @@ def test_open_clip_evaluator_loads_openai_weights_from_the_hub_cache(tmp_path, m
     (repo / "refs").mkdir(parents=True)
     (repo / "refs" / "main").write_text("0" * 40)
     (repo / "snapshots" / ("0" * 40)).mkdir(parents=True)
-    save_file({k: v.contiguous() for k, v in reference.state_dict().items()},
-              repo / "snapshots" / ("0" * 40) / "open_clip_model.safetensors")
+    save_file(
+        {k: v.contiguous() for k, v in reference.state_dict().items()},
+        repo / "snapshots" / ("0" * 40) / "open_clip_model.safetensors",
+    )
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     evaluator = load_evaluator("ViT-B-32:openai")
     assert type(evaluator.model.visual.transformer.resblocks[0].mlp.gelu).__name__ == "QuickGELU"
@@ -233,7 +268,9 @@ def test_a_diffusers_folder_loads_as_a_backbone(tiny_weights, tmp_path):
     toy = load_toy_backbone(weights=tiny_weights)
     toy.pipeline.save_pretrained(tmp_path / "saved")
     loaded = load_backbone(str(tmp_path / "saved"))
-    assert torch.allclose(loaded.generate(["a circle"], [0], steps=2), toy.generate(["a circle"], [0], steps=2), atol=1e-5)
+    assert torch.allclose(
+        loaded.generate(["a circle"], [0], steps=2), toy.generate(["a circle"], [0], steps=2), atol=1e-5
+    )
 
 
 @pytest.mark.slow

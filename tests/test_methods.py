@@ -18,13 +18,17 @@ SEEDS = [0, 1, 2, 3]
 
 def concepts():
     g = torch.Generator().manual_seed(0)
-    return [Concept("a", "square", "<new1>", torch.rand(3, 3, 32, 32, generator=g)),
-            Concept("b", "ring", "<new2>", torch.rand(3, 3, 32, 32, generator=g))]
+    return [
+        Concept("a", "square", "<new1>", torch.rand(3, 3, 32, 32, generator=g)),
+        Concept("b", "ring", "<new2>", torch.rand(3, 3, 32, 32, generator=g)),
+    ]
 
 
 def learned(name, weights, settings=None, sessions=2, evaluator=False):
     method = create_method(name, {**TINY, **(settings or {})})
-    method.setup(load_toy_backbone(weights=weights), seed=0, evaluator=load_toy_evaluator(weights=weights) if evaluator else None)
+    method.setup(load_toy_backbone(weights=weights), seed=0)
+    if evaluator:
+        method.use_evaluator(load_toy_evaluator(weights=weights))
     cs = concepts()
     for t in range(sessions):
         method.learn(session_view(t, [cs[t]], "a {}", cs[:t]))
@@ -49,8 +53,9 @@ def test_lfs_without_dfkd_and_icgen_is_naive(tiny_weights):
 
 
 def test_dfkd_teacher_is_the_model_before_the_session(tiny_weights):
-    """At the session's first step student == teacher (loss exactly 0); after training they differ; the teacher copies K/V only."""
-    from lfsbench.training import frozen_kv_copy, kv_parameters, train_kv_session, KVTrainingConfig
+    """At the session's first step student == teacher (loss exactly 0); after training they differ; the teacher
+    copies K/V only."""
+    from lfsbench.training import KVTrainingConfig, frozen_kv_copy, kv_parameters, train_kv_session
 
     method = learned("lfs", tiny_weights, {"dfkd_steps": 3, "icgen": False}, sessions=1)
     cs = concepts()
@@ -62,13 +67,27 @@ def test_dfkd_teacher_is_the_model_before_the_session(tiny_weights):
     assert float(loss(1)) > 0
     teacher = frozen_kv_copy(method.backbone)
     copied = sum(p.numel() for proc in teacher.values() for p in getattr(proc, "parameters", lambda: [])())
-    assert copied == sum(p.numel() for p in kv_parameters(method.backbone)) < sum(p.numel() for p in method.backbone.unet.parameters())
+    assert (
+        copied
+        == sum(p.numel() for p in kv_parameters(method.backbone))
+        < sum(p.numel() for p in method.backbone.unet.parameters())
+    )
     assert method.keep_prompts(view) == ["a <new1> square", "a square"]
 
 
 def test_dfkd_from_teacher_trajectories(tiny_weights):
-    method = learned("lfs", tiny_weights, {"dfkd_steps": 3, "dfkd_input": "teacher", "dfkd_trajectories": 4,
-                                           "dfkd_sampler_steps": 5, "dfkd_t_max": 500, "icgen": False})
+    method = learned(
+        "lfs",
+        tiny_weights,
+        {
+            "dfkd_steps": 3,
+            "dfkd_input": "teacher",
+            "dfkd_trajectories": 4,
+            "dfkd_sampler_steps": 5,
+            "dfkd_t_max": 500,
+            "icgen": False,
+        },
+    )
     timesteps, latents, prompt_of = method.teacher_trajectories(["a square"], 1)
     assert len(timesteps) == latents.shape[0] and latents.shape[1] == 4 and (timesteps <= 500).all()
 
@@ -83,7 +102,9 @@ def test_icgen_contexts_selection_and_control(tiny_weights):
     naive = learned("naive", tiny_weights)
     with_context = lfs.generate(PROMPTS, SEEDS, 4, 5.0)
     plain = naive.generate(PROMPTS, SEEDS, 4, 5.0)
-    assert torch.allclose(with_context[2], plain[2], atol=1e-5) and not torch.allclose(with_context[0], plain[0], atol=1e-3)
+    assert torch.allclose(with_context[2], plain[2], atol=1e-5) and not torch.allclose(
+        with_context[0], plain[0], atol=1e-3
+    )
     lfs.config.context_strength = 1.0
     assert torch.allclose(lfs.generate(PROMPTS, SEEDS, 4, 5.0), plain, atol=1e-5)
     # the control is the base model from the same contexts: the base backbone's own image-to-image
@@ -117,7 +138,10 @@ def test_dreambooth_class_images_come_from_the_base_model(tiny_weights):
 
     db = learned("dreambooth", tiny_weights, {"class_images": 2, "class_image_steps": 2}, sessions=1)
     base = load_toy_backbone(weights=tiny_weights)
-    assert not all(torch.equal(a, b) for a, b in zip(db.backbone.unet.state_dict().values(), base.unet.state_dict().values()))
+    assert not all(
+        torch.equal(a, b)
+        for a, b in zip(db.backbone.unet.state_dict().values(), base.unet.state_dict().values(), strict=True)
+    )
     made = db.base_class_images("a ring")  # after a session of training: still the base model's images
     expected = generate_class_images(base, "a ring", 2, 2, 5.0)
     assert torch.allclose(made, (expected * 255).round() / 255, atol=1e-6)

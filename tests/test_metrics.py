@@ -1,10 +1,14 @@
-"""Metrics on hand-made inputs whose answers are known."""
+"""Metrics on hand-made inputs whose answers are known: the functions here are the ones that produce every reported
+number (evaluation/functional.py and evaluation/tables.py)."""
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
-from lfsbench import metrics
+from lfsbench.evaluation import functional as metrics
+from lfsbench.evaluation import tables
+from lfsbench.evaluation.metrics import METRICS, in_view
 
 NAN = np.nan
 
@@ -29,7 +33,9 @@ def test_image_alignment_averages_all_pairs():
 
 
 def test_paired_drift():
-    np.testing.assert_allclose(metrics.paired_drift_scores(unit([1, 0], [0, 1]), unit([1, 0], [1, 0])), [0, 1], atol=1e-6)
+    np.testing.assert_allclose(
+        metrics.paired_drift_scores(unit([1, 0], [0, 1]), unit([1, 0], [1, 0])), [0, 1], atol=1e-6
+    )
 
 
 def test_bootstrap_interval_contains_mean_and_shrinks_with_n():
@@ -51,12 +57,137 @@ def test_roc_auc():
 
 def test_forgetting_from_a_known_matrix():
     # rows: after session t; columns: concepts learned in sessions 0, 1, 2
-    m = np.array([[0.8, NAN, NAN],
-                  [0.6, 0.9, NAN],
-                  [0.7, 0.5, 0.7]])
+    m = np.array([[0.8, NAN, NAN], [0.6, 0.9, NAN], [0.7, 0.5, 0.7]])
     learned = [0, 1, 2]
-    np.testing.assert_allclose(metrics.final_drop(m, learned), [0.1, 0.4, 0.0])
-    np.testing.assert_allclose(metrics.drop_at(m, learned, 1), [0.2, NAN, NAN])
     # max-based: concept 0 peaked at 0.8 (session 0) -> 0.8 - 0.7; concept 1 -> 0.9 - 0.5
     np.testing.assert_allclose(metrics.max_forgetting_at(m, learned, 2), [0.1, 0.4, NAN])
-    np.testing.assert_allclose(metrics.session_means(m), [0.8, 0.75, 0.6333333])
+    np.testing.assert_allclose(metrics.max_forgetting_at(m, learned, 1), [0.2, NAN, NAN])
+
+
+def test_max_forgetting_under_checkpoints_skips_unevaluated_sessions():
+    # concept 0 evaluated after sessions 0 and 3 only (checkpoints): its peak is over those, NaN cells skipped
+    m = np.array([[0.8], [NAN], [NAN], [0.5]])
+    np.testing.assert_allclose(metrics.max_forgetting_at(m, [0], 3), [0.3])
+    m[0, 0] = 0.4  # it improved between the checkpoints: no forgetting
+    np.testing.assert_allclose(metrics.max_forgetting_at(m, [0], 3), [-0.1])
+
+
+def test_bootstrap_drop_point_and_interval():
+    first = [np.array([0.8, 0.8, 0.8]), np.array([0.6, 0.6])]
+    last = [np.array([0.5, 0.5]), np.array([0.6, 0.6, 0.6])]
+    assert metrics.bootstrap_drop(first, last, 200) == pytest.approx((0.15, 0.15, 0.15))  # no spread: a point
+    rng = np.random.default_rng(1)
+    noisy = [rng.normal(0.8, 0.05, 64)], [rng.normal(0.6, 0.05, 64)]
+    point, lo, hi = metrics.bootstrap_drop(*noisy, 1000)
+    assert point == pytest.approx(noisy[0][0].mean() - noisy[1][0].mean())
+    assert lo < point < hi and 0.01 < hi - lo < 0.06  # about 2 * 1.96 * 0.05 * sqrt(2 / 64) = 0.035
+    assert np.isnan(metrics.bootstrap_drop([], [], 100)[0])
+
+
+# ---------------------------------------------------------------- score frames -> session rows and the summary
+
+LEARNED = {"a": 0, "b": 1}  # concept a (class "cat") learned in session 0, b (class "dog") in session 1
+CLASS_FIRST = {"cat": 0, "dog": 1}
+
+
+def _records(t, kind, name, ia=None, ta=None, drift=None, n=4):
+    ta = [0.3] * n if ta is None else ta
+    ia = [NAN] * n if ia is None else ia
+    drift = [NAN] * n if drift is None else drift
+    return [
+        {
+            "session": t,
+            "kind": kind,
+            "name": name,
+            "prompt": f"p{i % 2}",
+            "seed": i,
+            "ta": ta[i],
+            "ia": ia[i],
+            "drift": drift[i],
+        }
+        for i in range(n)
+    ]
+
+
+def _session(t, ia_a, ia_b=None, control_a=None):
+    """Session t's records: classes, concepts, their class-prompt alignments (and a control for a)."""
+    recs = _records(t, "class", "cat", drift=[0.1, 0.2, 0.1, 0.2]) + _records(t, "concept", "a", ia=ia_a)
+    if control_a is not None:
+        recs += _records(t, "control", "a", ia=control_a)
+    recs += _records(t, "base_class_for_concept", "a", ia=[0.2] * 4) + _records(
+        t, "class_for_concept", "a", ia=[0.3] * 4
+    )
+    if ia_b is not None:
+        recs += _records(t, "class", "dog", drift=[0.0] * 4) + _records(t, "concept", "b", ia=ia_b)
+        recs += _records(t, "base_class_for_concept", "b", ia=[0.1] * 4) + _records(
+            t, "class_for_concept", "b", ia=[0.1] * 4
+        )
+    return pd.DataFrame(recs)
+
+
+def _run(sessions):
+    """Session rows and all scores of a hand-made run: sessions = [(ia_a, ia_b or None, control_a or None), ...]."""
+    history, rows = pd.DataFrame(), []
+    for t, (ia_a, ia_b, control) in enumerate(sessions):
+        scores = _session(t, ia_a, ia_b, control)
+        history = pd.concat([history, scores], ignore_index=True)
+        rows.append(tables.session_rows(scores, history, t, LEARNED, CLASS_FIRST, 200))
+    return pd.concat(rows, ignore_index=True), history
+
+
+def _value(rows, t, name, metric):
+    return rows[(rows.session == t) & (rows.name == name) & (rows.metric == metric)].value.item()
+
+
+def test_session_rows_matrices_and_forgetting_on_a_known_run():
+    # a: IA 0.8 when learned, 0.9 after session 1, 0.6 after session 2; b: 0.7, then 0.5
+    rows, scores = _run([([0.8] * 4, None, None), ([0.9] * 4, [0.7] * 4, None), ([0.6] * 4, [0.5] * 4, None)])
+    assert _value(rows, 2, "a", "IA") == pytest.approx(0.6)
+    assert _value(rows, 2, "a", "IAD") == pytest.approx(0.2)  # IA[0][a] - IA[2][a]
+    assert _value(rows, 2, "a", "forgetting_max") == pytest.approx(0.3)  # peak 0.9 (session 1) - 0.6
+    assert _value(rows, 2, "b", "IAD") == pytest.approx(0.2)
+    assert _value(rows, 1, "a", "IAD") == pytest.approx(-0.1)  # it improved
+    assert _value(rows, 0, "a", "CLIPScore") == pytest.approx(0.75)
+    assert _value(rows, 2, "cat", "drift") == pytest.approx(0.15) and _value(rows, 2, "dog", "class_TA") == 0.3
+    assert ((rows.session == 0) & (rows.metric == "IAD")).sum() == 0  # nothing learned before session 0
+    ia = tables.matrix(rows, "IA", ["a", "b"])
+    np.testing.assert_allclose(ia.to_numpy(), [[0.8, NAN], [0.9, 0.7], [0.6, 0.5]])
+    summary = tables.summarize(rows, scores, pd.DataFrame(), LEARNED, 0.5, 200)
+    assert summary["sessions_finished"] == 3 and summary["concepts"] == 2
+    assert summary["IA"]["value"] == pytest.approx(0.55)
+    assert summary["IAD"]["value"] == pytest.approx(0.2)  # mean of a's 0.2 and b's 0.2
+    assert summary["forgetting_max"]["value"] == pytest.approx((0.3 + 0.2) / 2)
+    assert summary["IA_right_after_learning"] == pytest.approx(0.75)  # (0.8 + 0.7) / 2
+    assert summary["IA_base_class_prompt"] == pytest.approx(0.15)
+    assert summary["concepts_above_base_class_prompt_right_after_learning"] == 2
+    assert summary["drift"]["value"] == pytest.approx((0.15 * 4 + 0.0 * 4) / 8)
+    assert "IA_control" not in summary
+    # every interval holds its point, and every metric produced is defined in the table
+    for key, value in summary.items():
+        if isinstance(value, dict) and "ci_low" in value:
+            assert value["ci_low"] <= value["value"] + 1e-12 and value["value"] <= value["ci_high"] + 1e-12, key
+    assert set(rows.metric) <= set(METRICS)
+    assert {k for k in summary if k not in ("sessions_finished", "cost")} <= set(METRICS)
+
+
+def test_forgetting_max_with_an_unevaluated_session():
+    """Under evaluation checkpoints a concept can miss a session: IAD and the max-based peak use what was evaluated."""
+    rows, scores = _run([([0.8] * 4, None, None), ([0.9] * 4, [0.7] * 4, None), ([0.6] * 4, [0.5] * 4, None)])
+    skipped = scores[~((scores.session == 1) & (scores.name == "a"))]  # a not evaluated after session 1
+    t = 2
+    now = skipped[skipped.session == t]
+    rows2 = tables.session_rows(now, skipped, t, LEARNED, CLASS_FIRST, 200)
+    assert _value(rows2, 2, "a", "forgetting_max") == pytest.approx(0.2)  # peak over sessions 0 and 2 only
+    assert _value(rows2, 2, "a", "IAD") == pytest.approx(0.2)
+    assert tables.full_sessions(skipped, LEARNED) == [0, 2]
+
+
+def test_session_figures_and_the_control_gain_are_paired():
+    rows, scores = _run([([0.8] * 4, None, [0.5] * 4), ([0.6, 0.7, 0.6, 0.7], [0.7] * 4, [0.4, 0.4, 0.5, 0.5])])
+    figures = tables.session_figures(scores, 1, LEARNED, 200)
+    assert figures["IA_gain_over_control"]["value"] == pytest.approx(np.mean([0.2, 0.3, 0.1, 0.2]))
+    assert figures["IA_control"]["value"] == pytest.approx(0.45)
+    assert figures["IAD"]["value"] == pytest.approx(0.8 - 0.65)  # over a only (b was learned in session 1)
+    curves = tables.run_curves(scores, pd.DataFrame(columns=["session"]), LEARNED, 200)
+    assert set(curves.metric) == {m for m in in_view("curve")}
+    assert curves[(curves.session == 1) & (curves.metric == "IAD")].value.item() == pytest.approx(0.15)

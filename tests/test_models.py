@@ -4,11 +4,10 @@ import json
 
 import numpy as np
 import torch
+from conftest import tiny_recipe
 
 from lfsbench.toy import load_toy_backbone, load_toy_evaluator, models
 from lfsbench.toy.build import build
-
-from conftest import tiny_recipe
 
 
 def test_clip_tokenizer_matches_open_clip(tmp_path):
@@ -45,14 +44,20 @@ def test_kv_training_changes_only_kv_and_token(tiny_weights):
     token_id = add_modifier_token(backbone, "<new1>", "circle")
     emb_before = backbone.text_encoder.get_input_embeddings().weight.detach().clone()
     images = torch.rand(4, 3, 32, 32)
-    train_kv_session(backbone, [TrainingData(images, ["a <new1> circle"] * 4)], [token_id], KVTrainingConfig(steps=3, batch_size=2))
+    train_kv_session(
+        backbone, [TrainingData(images, ["a <new1> circle"] * 4)], [token_id], KVTrainingConfig(steps=3, batch_size=2)
+    )
     emb_after = backbone.text_encoder.get_input_embeddings().weight.detach()
     changed = (emb_after != emb_before).any(dim=1).nonzero().flatten().tolist()
     assert changed == [token_id]
     kv = kv_state(backbone)
     assert kv and all(k.endswith((".to_k", ".to_v")) for k in kv)
-    assert any(not torch.equal(v, base_unet[k.replace(".processor", "").replace(".to_k", ".to_k.weight").replace(".to_v", ".to_v.weight")])
-               for k, v in kv.items())
+    assert any(
+        not torch.equal(
+            v, base_unet[k.replace(".processor", "").replace(".to_k", ".to_k.weight").replace(".to_v", ".to_v.weight")]
+        )
+        for k, v in kv.items()
+    )
     for k, v in backbone.unet.state_dict().items():  # the base weights themselves are untouched
         if k in base_unet:
             assert torch.equal(v, base_unet[k]), k
@@ -65,7 +70,10 @@ def test_method_state_round_trips_through_safetensors(tiny_weights, tmp_path):
     from lfsbench.concepts import Concept, session_view
     from lfsbench.method import create_method
 
-    concepts = [Concept("a", "square", "<new1>", torch.rand(2, 3, 32, 32)), Concept("b", "ring", "<new2>", torch.rand(2, 3, 32, 32))]
+    concepts = [
+        Concept("a", "square", "<new1>", torch.rand(2, 3, 32, 32)),
+        Concept("b", "ring", "<new2>", torch.rand(2, 3, 32, 32)),
+    ]
     method = create_method("naive", {"steps": 2, "batch_size": 2})
     method.setup(load_toy_backbone(weights=tiny_weights), seed=0)
     for t, concept in enumerate(concepts):
@@ -93,7 +101,9 @@ def test_posterior_in_batches_matches_one_batch(tiny_weights):
     from lfsbench.backbone import ENCODE_BATCH
 
     backbone = load_toy_backbone(weights=tiny_weights)
-    images = torch.rand(ENCODE_BATCH * 2 + 5, 3, backbone.resolution, backbone.resolution, generator=torch.Generator().manual_seed(0))
+    images = torch.rand(
+        ENCODE_BATCH * 2 + 5, 3, backbone.resolution, backbone.resolution, generator=torch.Generator().manual_seed(0)
+    )
     seen = []
     encode = backbone.vae.encode
     backbone.vae.encode = lambda x: seen.append(len(x)) or encode(x)
@@ -107,7 +117,10 @@ def test_posterior_in_batches_matches_one_batch(tiny_weights):
 def test_shipped_layouts_load_through_the_standard_loaders(tiny_weights):
     from diffusers import StableDiffusionPipeline
 
-    assert json.loads((tiny_weights / "backbone" / "model_index.json").read_text())["_class_name"] == "StableDiffusionPipeline"
+    assert (
+        json.loads((tiny_weights / "backbone" / "model_index.json").read_text())["_class_name"]
+        == "StableDiffusionPipeline"
+    )
     from safetensors.torch import load_file
 
     pipe = StableDiffusionPipeline.from_pretrained(tiny_weights / "backbone", safety_checker=None)
@@ -128,8 +141,12 @@ def test_build_resumes_to_the_same_weights(tmp_path):
     partial = build(recipe, tmp_path / "b", tmp_path / "work_b", max_steps=2)
     assert not (tmp_path / "b" / "backbone").exists() and "vae_psnr_db" not in partial
     build(recipe, tmp_path / "b", tmp_path / "work_b")
-    for sub in ("backbone/unet/diffusion_pytorch_model.safetensors", "backbone/vae/diffusion_pytorch_model.safetensors",
-                "backbone/text_encoder/model.safetensors", "evaluator/open_clip_model.safetensors"):
+    for sub in (
+        "backbone/unet/diffusion_pytorch_model.safetensors",
+        "backbone/vae/diffusion_pytorch_model.safetensors",
+        "backbone/text_encoder/model.safetensors",
+        "evaluator/open_clip_model.safetensors",
+    ):
         a, b = load_file(tmp_path / "a" / sub), load_file(tmp_path / "b" / sub)
         assert a.keys() == b.keys()
         for k in a:
@@ -143,10 +160,14 @@ def test_toy_build_cli_smoke(tmp_path):
 
     recipe = tmp_path / "recipe.json"
     recipe.write_text(tiny_recipe(steps=3).model_dump_json())
-    result = CliRunner().invoke(app, ["toy", "build", "--recipe", str(recipe), "--output", str(tmp_path / "out"),
-                                      "--work", str(tmp_path / "work")])
+    result = CliRunner().invoke(
+        app,
+        ["toy", "build", "--recipe", str(recipe), "--output", str(tmp_path / "out"), "--work", str(tmp_path / "work")],
+    )
     assert result.exit_code == 0, result.output
-    assert (tmp_path / "out" / "backbone" / "unet").is_dir() and (tmp_path / "out" / "evaluator" / "open_clip_config.json").is_file()
+    assert (tmp_path / "out" / "backbone" / "unet").is_dir() and (
+        tmp_path / "out" / "evaluator" / "open_clip_config.json"
+    ).is_file()
     figures = json.loads((tmp_path / "out" / "build.json").read_text())
     assert np.isfinite(figures["vae_psnr_db"])
     bad = CliRunner().invoke(app, ["toy", "build", "--stages", "vae,nope", "--output", str(tmp_path / "x")])

@@ -26,9 +26,15 @@ def test_include_and_override(tmp_path):
 @pytest.mark.parametrize(
     "text, words",
     [
-        ("name: x\nsessions: [[a]]\nevaluation: {prompts: ['a {}'], steps: -1}\n", ["evaluation.steps", "greater than"]),
+        (
+            "name: x\nsessions: [[a]]\nevaluation: {prompts: ['a {}'], steps: -1}\n",
+            ["evaluation.steps", "greater than"],
+        ),
         ("name: x\nsessions: [[a], [a]]\nevaluation: {prompts: ['a {}']}\n", ["sessions", "twice"]),
-        ("name: x\nsessions: [[a]]\nevaluation: {prompts: ['no placeholder']}\n", ["evaluation.prompts", "placeholder"]),
+        (
+            "name: x\nsessions: [[a]]\nevaluation: {prompts: ['no placeholder']}\n",
+            ["evaluation.prompts", "placeholder"],
+        ),
         ("name: x\nsessions: [[a]]\nsesions: 3\nevaluation: {prompts: ['a {}']}\n", ["sesions", "not permitted"]),
         ("name: [unclosed\n", ["not valid YAML"]),
         ("- just a list\n", ["mapping"]),

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
-
 from conftest import invoke
 
 from lfsbench.errors import LfsbenchError
@@ -17,8 +17,10 @@ from lfsbench.report import make_report
 from lfsbench.runner import Runner, RunSpec
 from lfsbench.toy import load_toy_backbone, load_toy_evaluator
 
-FAST = {"sessions": [["circle-1"], ["square-1"], ["circle-2"]],
-        "evaluation": {"images_per_prompt": 2, "steps": 3, "bootstrap": 100}}
+FAST = {
+    "sessions": [["circle-1"], ["square-1"], ["circle-2"]],
+    "evaluation": {"images_per_prompt": 2, "steps": 3, "bootstrap": 100},
+}
 TINY = {"steps": 2, "batch_size": 2}
 NAIVE = "naive (batch_size=2, steps=2)"  # a setting is labelled by its method and the settings it was given
 
@@ -94,18 +96,25 @@ def test_knob_sweep_table_and_figure(runs, tiny_weights, tmp_path):
     for row in sweeps.itertuples():
         for metric in ("IA", "IAD", "drift", "TA"):
             assert getattr(row, metric) == pytest.approx(table.loc[row.setting, metric]), (row.setting, metric)
-    assert (tmp_path / "report" / "sweeps.png").is_file() and "| lfs: context_strength" in (tmp_path / "report" / "sweeps.md").read_text()
+    assert (tmp_path / "report" / "sweeps.png").is_file() and "| lfs: context_strength" in (
+        tmp_path / "report" / "sweeps.md"
+    ).read_text()
     assert "Knob sweeps" in page.read_text()
 
 
 def test_checkpoint_evaluation_and_prefix_runs(tiny_weights, tmp_path):
     """Between checkpoints only the concept just learned is evaluated; curves and the scalability table use only
     full evaluations; and a protocol's prefix run gives exactly the long run's figures at that session."""
-    four = {**FAST, "sessions": [["circle-1"], ["square-1"], ["circle-2"], ["square-2"]],
-            "evaluation": {**FAST["evaluation"], "checkpoints": [2]}}
+    four = {
+        **FAST,
+        "sessions": [["circle-1"], ["square-1"], ["circle-2"], ["square-2"]],
+        "evaluation": {**FAST["evaluation"], "checkpoints": [2]},
+    }
     long = tiny_run(tiny_weights, tmp_path / "runs" / "long", "naive", 0, protocol=four)
     partial = pd.read_csv(long / "scores" / "session_02.csv")
-    assert set(partial[partial.kind == "concept"].name) == {"circle-2"} and set(partial[partial.kind == "class"].name) == {"circle"}
+    assert set(partial[partial.kind == "concept"].name) == {"circle-2"} and set(
+        partial[partial.kind == "class"].name
+    ) == {"circle"}
     full = pd.read_csv(long / "scores" / "session_03.csv")
     assert set(full[full.kind == "concept"].name) == {"circle-1", "square-1", "circle-2", "square-2"}
     summary = json.loads((long / "summary.json").read_text())
@@ -132,7 +141,9 @@ def test_checkpoint_evaluation_and_prefix_runs(tiny_weights, tmp_path):
 
 
 def test_report_refuses_runs_of_different_protocols(runs, tiny_weights, tmp_path):
-    other = tiny_run(tiny_weights, tmp_path / "other", "naive", 0, protocol={**FAST, "sessions": [["ring-1"], ["cross-1"]]})
+    other = tiny_run(
+        tiny_weights, tmp_path / "other", "naive", 0, protocol={**FAST, "sessions": [["ring-1"], ["cross-1"]]}
+    )
     with pytest.raises(LfsbenchError, match="different protocols"):
         make_report([runs, other], tmp_path / "report")
 
@@ -143,8 +154,15 @@ def thresholds(checks):
 
 def test_gate_passes_fails_and_names_the_metric(runs):
     naive_iad = json.loads((runs / "naive-0" / "summary.json").read_text())["IAD"]["value"]
-    ok = run_checks([runs], thresholds([{"name": "sane TA", "value": NAIVE + ".TA", "min": -1, "max": 1},
-                                        {"name": "relation", "value": NAIVE + ".TA", "less_than": NAIVE + ".TA", "margin": 0}]))
+    ok = run_checks(
+        [runs],
+        thresholds(
+            [
+                {"name": "sane TA", "value": NAIVE + ".TA", "min": -1, "max": 1},
+                {"name": "relation", "value": NAIVE + ".TA", "less_than": NAIVE + ".TA", "margin": 0},
+            ]
+        ),
+    )
     assert all(r["passed"] for r in ok)
     bad = run_checks([runs], thresholds([{"name": "impossible", "value": NAIVE + ".IAD", "min": naive_iad + 10}]))
     assert not bad[0]["passed"] and bad[0]["value"] == NAIVE + ".IAD"
@@ -156,7 +174,9 @@ def test_gate_passes_fails_and_names_the_metric(runs):
 
 def test_gate_cli_exit_code_and_bad_file(runs, tmp_path):
     path = tmp_path / "t.yaml"
-    path.write_text(yaml.safe_dump({"protocol": "toy", "checks": [{"name": "naive forgets", "value": NAIVE + ".TA", "min": 5}]}))
+    path.write_text(
+        yaml.safe_dump({"protocol": "toy", "checks": [{"name": "naive forgets", "value": NAIVE + ".TA", "min": 5}]})
+    )
     code, output = invoke("check", runs, "--thresholds", path)
     assert code == 1 and "naive forgets" in output and "FAIL" in output
     path.write_text("protocol: toy\nchecks:\n  - name: no bound\n    value: naive.TA\n")
@@ -167,11 +187,27 @@ def test_gate_cli_exit_code_and_bad_file(runs, tmp_path):
 def test_study_runs_cells_once(tiny_weights, tmp_path, monkeypatch):
     from lfsbench import study as study_module
 
-    spec = study_module.Study.model_validate({
-        "name": "t", "protocol": "toy", "seeds": [0], "output": str(tmp_path / "study"),
-        "cells": [{"method": "naive", "settings": {**TINY, "sessions": [["circle-1"]], "evaluation.images_per_prompt": 1,
-                                                     "evaluation.steps": 2, "evaluation.bootstrap": 100},
-                   "grid": {"kv_lr": [0.001, 0.01]}}]})
+    spec = study_module.Study.model_validate(
+        {
+            "name": "t",
+            "protocol": "toy",
+            "seeds": [0],
+            "output": str(tmp_path / "study"),
+            "cells": [
+                {
+                    "method": "naive",
+                    "settings": {
+                        **TINY,
+                        "sessions": [["circle-1"]],
+                        "evaluation.images_per_prompt": 1,
+                        "evaluation.steps": 2,
+                        "evaluation.bootstrap": 100,
+                    },
+                    "grid": {"kv_lr": [0.001, 0.01]},
+                }
+            ],
+        }
+    )
     runs = study_module.expand(spec)
     assert len(runs) == 2 and runs[0]["output"] != runs[1]["output"]
     started = []
@@ -195,3 +231,59 @@ def _tiny_runner_init(weights):
         original(self, spec, output, load_toy_backbone(weights=weights), load_toy_evaluator(weights=weights))
 
     return init
+
+
+def test_cli_run_names_its_folder_prints_the_metric_table_and_resumes(tiny_weights, tmp_path, monkeypatch):
+    """`lfsbench run` without --output: the folder is named by the one naming function (settings readable), the
+    closing table lists the metric table's `cli` metrics with their definitions, and --resume rebuilds the spec from
+    config.json (RunSpec.from_config)."""
+    from lfsbench.evaluation.metrics import METRICS
+    from lfsbench.results import default_run_folder, run_label
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(Runner, "__init__", _tiny_runner_init(tiny_weights))
+    pairs = [
+        "steps=2",
+        "batch_size=2",
+        "sessions=[[circle-1], [square-1]]",
+        "evaluation.images_per_prompt=1",
+        "evaluation.steps=2",
+        "evaluation.bootstrap=100",
+    ]
+    code, output = invoke("run", "-m", "naive", *[arg for p in pairs for arg in ("-o", p)])
+    assert code == 0, output
+    settings = dict(p.split("=", 1) for p in pairs)
+    folder = default_run_folder(Path("runs"), "toy", "naive", settings, 0)
+    assert folder.parent == Path("runs/toy") and folder.name.endswith("-seed0")  # many settings: a hash of them
+    assert (tmp_path / folder / "summary.json").is_file()
+    for key in ("IAD", "forgetting_max", "drift_seed_scale"):
+        assert key in output
+    assert METRICS["IAD"].definition[:20] in output
+    assert "IA_control" not in output  # naive has no in-context control
+    config = json.loads((tmp_path / folder / "config.json").read_text())
+    spec = RunSpec.from_config(config)
+    assert spec.protocol.sessions == [["circle-1"], ["square-1"]] and spec.method_overrides == {
+        "steps": 2,
+        "batch_size": 2,
+    }
+    assert run_label(spec.method, spec.method_overrides) == "naive (batch_size=2, steps=2)"
+    code, output = invoke("run", "-m", "naive", "--resume", str(folder))
+    assert code == 0 and "already finished" in output, output
+
+
+def test_runs_are_named_by_one_function():
+    from lfsbench.results import run_dirname, run_label
+    from lfsbench.study import Study, expand
+
+    assert run_dirname("naive", {}, 0) == "naive-seed0"
+    assert (
+        run_dirname("lfs", {"icgen": False, "context_strength": 0.6}, 2) == "lfs-context_strength=0.6,icgen=False-seed2"
+    )
+    assert run_dirname("naive", {"backbone": "../x y"}, 0) == "naive-backbone=.._x_y-seed0"  # no separators
+    long = run_dirname("naive", {f"knob{i}": "v" * 10 for i in range(12)}, 1)
+    assert len(long) < 40 and long.startswith("naive-") and long.endswith("-seed1")
+    assert run_label("lfs", {"icgen": False}) == "lfs (icgen=False)" and run_label("naive", {}) == "naive"
+    study = Study.model_validate(
+        {"name": "s", "output": "out", "cells": [{"method": "lfs", "grid": {"icgen": [False]}}]}
+    )
+    assert expand(study)[0]["output"] == Path("out/toy/lfs-icgen=False-seed0")

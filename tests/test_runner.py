@@ -11,8 +11,10 @@ from lfsbench.protocol import load_protocol
 from lfsbench.runner import Runner, RunSpec
 from lfsbench.toy import load_toy_backbone, load_toy_evaluator
 
-FAST = {"sessions": [["circle-1"], ["square-1"], ["circle-2"]],
-        "evaluation": {"images_per_prompt": 2, "steps": 3, "bootstrap": 100}}
+FAST = {
+    "sessions": [["circle-1"], ["square-1"], ["circle-2"]],
+    "evaluation": {"images_per_prompt": 2, "steps": 3, "bootstrap": 100},
+}
 
 
 def make_runner(weights, output, method="naive", overrides=None, protocol_overrides=FAST):
@@ -22,9 +24,21 @@ def make_runner(weights, output, method="naive", overrides=None, protocol_overri
 
 def test_run_writes_the_documented_folder(tiny_weights, tmp_path):
     out = tmp_path / "run"
-    summary = make_runner(tiny_weights, out, "custom-diffusion", {"steps": 2, "batch_size": 2, "class_images": 2, "class_image_steps": 2}).run()
-    for name in ("config.json", "meta.json", "summary.json", "summary.csv", "ia_matrix.csv", "ta_matrix.csv", "cost.csv",
-                 "base/drift_scale.json", "images/session_02/circle-1.png", "images/session_02/class_circle.png"):
+    summary = make_runner(
+        tiny_weights, out, "custom-diffusion", {"steps": 2, "batch_size": 2, "class_images": 2, "class_image_steps": 2}
+    ).run()
+    for name in (
+        "config.json",
+        "meta.json",
+        "summary.json",
+        "summary.csv",
+        "ia_matrix.csv",
+        "ta_matrix.csv",
+        "cost.csv",
+        "base/drift_scale.json",
+        "images/session_02/circle-1.png",
+        "images/session_02/class_circle.png",
+    ):
         assert (out / name).is_file(), name
     rows = pd.read_csv(out / "sessions" / "session_02.csv")
     assert set(rows.columns) >= {"session", "name", "kind", "learned_in", "metric", "value", "ci_low", "ci_high"}
@@ -66,7 +80,8 @@ def _run_and_die(weights, out, sessions_before_kill):
 def test_killed_and_resumed_run_matches_uninterrupted(tiny_weights, tmp_path):
     straight = make_runner(tiny_weights, tmp_path / "straight").run()
     proc = mp.get_context("spawn").Process(  # fork after torch started its threads can hang
-       target=_run_and_die, args=(tiny_weights, tmp_path / "killed", 2))
+        target=_run_and_die, args=(tiny_weights, tmp_path / "killed", 2)
+    )
     proc.start()
     proc.join()
     assert proc.exitcode == 9
@@ -84,8 +99,12 @@ def test_output_folder_with_a_different_run_is_refused(tiny_weights, tmp_path):
     make_runner(tiny_weights, out, protocol_overrides={**FAST, "sessions": [["circle-1"]]}).run()
     before = (out / "summary.json").read_text()
     with pytest.raises(LfsbenchError, match="holds a different run"):
-        make_runner(tiny_weights, out, overrides={"steps": 3, "batch_size": 2},
-                    protocol_overrides={**FAST, "sessions": [["circle-1"]]}).run()
+        make_runner(
+            tiny_weights,
+            out,
+            overrides={"steps": 3, "batch_size": 2},
+            protocol_overrides={**FAST, "sessions": [["circle-1"]]},
+        ).run()
     assert (out / "summary.json").read_text() == before
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("mine")

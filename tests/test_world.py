@@ -42,7 +42,7 @@ def test_captions_are_true_of_their_images():
     texts, caption_codes, image_codes = pool_captions(small_pool(0), 0)
     match = world.caption_matches(caption_codes, image_codes)
     assert match.diagonal().all()
-    for text, app_codes in zip(texts, image_codes):
+    for text, app_codes in zip(texts, image_codes, strict=True):
         cls = world.CLASSES[app_codes[0]]
         assert text.split(" on a ")[0].endswith(cls)
         if app_codes[1] >= 0 and "two-tone" not in text:
@@ -55,7 +55,9 @@ def test_captions_are_true_of_their_images():
     blue_circle = np.array([0, list(world.COLOURS).index("blue"), -1, -1, 0])
     a_circle = np.array([0, -1, -1, -1, -1])
     two_tone_circle = np.array([0, -1, -1, -1, 1])
-    assert world.caption_matches(np.stack([blue_circle, a_circle, two_tone_circle]), red[None]).tolist() == [[False, True, False]]
+    assert world.caption_matches(np.stack([blue_circle, a_circle, two_tone_circle]), red[None]).tolist() == [
+        [False, True, False]
+    ]
 
 
 def test_no_caption_names_a_hidden_colour():

@@ -1,17 +1,17 @@
 """`lfsbench report`: tables, forgetting curves, IA heatmaps, image grids and one HTML page, from stored runs only.
 
-    report/
-      summary.csv, summary.md     one row per setting (method + settings), mean over seeds with 95% intervals
-      curves.csv                  per setting, session and metric (TA, IA, IAD, class TA, drift, control; cost)
-      curves.png                  forgetting curves
-      cost.png                    training and generation seconds, stored bytes and peak memory against session
-      scalability.csv, .md        per setting, after 5, 10, 20, 50... sessions (or the protocol's checkpoints):
-                                  TA, IA, IAD, drift and what reaching them cost
-      sweeps.csv, .md, .png       where settings of a method differ in one knob only (3 values or more): final
-                                  metrics against the knob's value
-      ia_matrix_<setting>.png     IA[t][c] heatmaps (mean over seeds)
-      images_<setting>.png        shots and generated images after each session, for chosen concepts
-      index.html                  all of the above on one offline page (images embedded)
+report/
+  summary.csv, summary.md     one row per setting (method + settings), mean over seeds with 95% intervals
+  curves.csv                  per setting, session and metric (TA, IA, IAD, class TA, drift, control; cost)
+  curves.png                  forgetting curves
+  cost.png                    training and generation seconds, stored bytes and peak memory against session
+  scalability.csv, .md        per setting, after 5, 10, 20, 50... sessions (or the protocol's checkpoints):
+                              TA, IA, IAD, drift and what reaching them cost
+  sweeps.csv, .md, .png       where settings of a method differ in one knob only (3 values or more): final
+                              metrics against the knob's value
+  ia_matrix_<setting>.png     IA[t][c] heatmaps (mean over seeds)
+  images_<setting>.png        shots and generated images after each session, for chosen concepts
+  index.html                  all of the above on one offline page (images embedded)
 """
 
 from __future__ import annotations
@@ -41,8 +41,10 @@ def make_report(paths: list[Path], out: Path, concepts: list[str] | None = None)
     curves = aggregate.curves_table(groups)
     atomic_write_csv(out / "curves.csv", curves)
     drift_scale = float(table.drift_seed_scale.mean())
-    figures = {"curves": plots.forgetting_curves(curves, out / "curves.png", drift_scale),
-               "cost": plots.cost_curves(curves, out / "cost.png")}
+    figures = {
+        "curves": plots.forgetting_curves(curves, out / "curves.png", drift_scale),
+        "cost": plots.cost_curves(curves, out / "cost.png"),
+    }
     n = len(protocol["sessions"])
     checkpoints = protocol["evaluation"].get("checkpoints")
     scale = aggregate.scalability_table(curves, n, sorted({*checkpoints, n}) if checkpoints else None)
@@ -62,13 +64,18 @@ def make_report(paths: list[Path], out: Path, concepts: list[str] | None = None)
     if unknown:
         from lfsbench.errors import LfsbenchError
 
-        raise LfsbenchError(f"--concept {', '.join(unknown)}: not in protocol {protocol['name']!r}; its concepts are {', '.join(order)}.")
+        raise LfsbenchError(
+            f"--concept {', '.join(unknown)}: not in protocol {protocol['name']!r}; its concepts are "
+            f"{', '.join(order)}."
+        )
     for label, members in groups.items():
-        figures[f"ia_matrix_{label}"] = plots.ia_heatmap(aggregate.ia_matrix(members), f"IA matrix: {label}",
-                                                         out / f"ia_matrix_{slug(label)}.png")
+        figures[f"ia_matrix_{label}"] = plots.ia_heatmap(
+            aggregate.ia_matrix(members), f"IA matrix: {label}", out / f"ia_matrix_{slug(label)}.png"
+        )
         first = min(members, key=lambda r: r.seed)
-        figures[f"images_{label}"] = plots.image_grid(first.path, chosen, learned_in, sessions,
-                                                      f"{label}, seed {first.seed}", out / f"images_{slug(label)}.png")
+        figures[f"images_{label}"] = plots.image_grid(
+            first.folder, chosen, learned_in, sessions, f"{label}, seed {first.seed}", out / f"images_{slug(label)}.png"
+        )
     page = out / "index.html"
     atomic_write_text(page, html.page(protocol, runs, table, figures, scale, sweeps))
     return page

@@ -13,54 +13,16 @@ import json
 import numpy as np
 import pandas as pd
 
-from lfsbench import metrics, scoring
+from lfsbench.evaluation import tables
+from lfsbench.evaluation.metrics import COST_FIGURES, METRICS, in_view
 from lfsbench.report.runs import Run
 
 N_BOOT = 1000
 
 
-COST_CURVES = ["train_s", "generate_s", "stored_bytes", "peak_memory_mb"]
-
-
-def full_sessions(scores: pd.DataFrame, learned_in: dict[str, int]) -> list[int]:
-    """Sessions after which every concept learned so far was evaluated (all of them, unless the protocol has checkpoints)."""
-    concepts = scores[scores.kind == "concept"]
-    return [int(t) for t, now in concepts.groupby("session")
-            if set(now.name) == {c for c, s in learned_in.items() if s <= t}]
-
-
 def run_curves(run: Run, n_boot: int = N_BOOT) -> pd.DataFrame:
-    """TA_t, IA_t, IAD_t (over concepts learned so far / before t), class TA_t, drift_t per session, with intervals;
-    and the session's cost (train_s, generate_s, stored_bytes, peak_memory_mb; interval = the value).
-
-    Only sessions after which every learned concept was evaluated give quality points (and generation time,
-    which is otherwise that of the new concept alone); training time, stored bytes and memory exist for all.
-    """
-    scores, learned_in = run.scores(), run.learned_in()
-    full = set(full_sessions(scores, learned_in))
-    rows = []
-    for _, cost in run.folder.cost().iterrows():
-        t = int(cost.session)
-        for metric in COST_CURVES:
-            if metric != "generate_s" or t in full:
-                rows.append({"session": t, "metric": metric, "value": float(cost[metric]),
-                             "ci_low": float(cost[metric]), "ci_high": float(cost[metric])})
-    for t, now in scores.groupby("session"):
-        if t not in full:
-            continue
-        concepts, classes, control = (now[now.kind == k] for k in ("concept", "class", "control"))
-        for metric, values in (("TA", concepts.ta), ("IA", concepts.ia), ("class_TA", classes.ta), ("drift", classes.drift),
-                               ("IA_control", control.ia)):
-            if len(values):
-                mean, lo, hi = metrics.bootstrap_ci(values.values, n_boot)
-                rows.append({"session": t, "metric": metric, "value": mean, "ci_low": lo, "ci_high": hi})
-        earlier = [c for c in concepts.name.unique() if learned_in[c] < t]
-        if earlier:
-            first = [scores[(scores.kind == "concept") & (scores.name == c) & (scores.session == learned_in[c])].ia.values for c in earlier]
-            last = [concepts[concepts.name == c].ia.values for c in earlier]
-            mean, lo, hi = scoring.bootstrap_drop(first, last, n_boot)
-            rows.append({"session": t, "metric": "IAD", "value": mean, "ci_low": lo, "ci_high": hi})
-    out = pd.DataFrame(rows)
+    """The run's per-session curves (evaluation/tables.run_curves), labelled with its seed."""
+    out = tables.run_curves(run.scores(), run.folder.cost(), run.learned_in(), n_boot)
     out["seed"] = run.seed
     return out
 
@@ -81,31 +43,34 @@ def combine_seeds(values, lows, highs, n_boot: int = N_BOOT, seed: int = 0) -> t
     return float(values.mean()), float(np.quantile(draws, 0.025)), float(np.quantile(draws, 0.975))
 
 
-SUMMARY_METRICS = ["TA", "CLIPScore", "IA", "IAD", "class_TA", "drift", "IA_control", "TA_control", "IA_gain_over_control"]
-PLAIN_FIGURES = {  # summary keys without intervals, averaged over seeds
-    "forgetting_max": lambda s: s["forgetting_max"]["value"],
-    "IA_right_after_learning": lambda s: s["IA_right_after_learning"],
-    "IA_base_class_prompt": lambda s: s["IA_base_class_prompt"],
-    "IA_class_prompt_right_after_learning": lambda s: s["IA_class_prompt_right_after_learning"],
-    "drift_seed_scale": lambda s: s["drift_seed_scale"],
-}
-COST_FIGURES = ["train_seconds_per_session", "generate_seconds_total", "peak_memory_mb", "trainable_parameters",
-                "delta_bytes", "stored_bytes"]
+SUMMARY_METRICS = [m for m in in_view("summary") if METRICS[m].interval]  # means over seeds with intervals
+PLAIN_FIGURES = [m for m in in_view("summary") if not METRICS[m].interval]  # means over seeds
+
+
+def _plain(summary: dict, key: str) -> float:
+    value = summary.get(key, np.nan)
+    return value["value"] if isinstance(value, dict) else value
 
 
 def summary_table(groups: dict[str, list[Run]]) -> pd.DataFrame:
     """One row per setting: final metrics (mean over seeds, interval), plain figures and cost means."""
     rows = []
     for label, runs in groups.items():
-        row = {"setting": label, "method": runs[0].method, "seeds": " ".join(str(r.seed) for r in sorted(runs, key=lambda r: r.seed)),
-               "sessions": runs[0].summary["sessions_finished"]}
+        row = {
+            "setting": label,
+            "method": runs[0].method,
+            "seeds": " ".join(str(r.seed) for r in sorted(runs, key=lambda r: r.seed)),
+            "sessions": runs[0].summary["sessions_finished"],
+        }
         for metric in SUMMARY_METRICS:
             present = [r.summary[metric] for r in runs if metric in r.summary]
             if present:
-                v, lo, hi = combine_seeds([p["value"] for p in present], [p["ci_low"] for p in present], [p["ci_high"] for p in present])
+                v, lo, hi = combine_seeds(
+                    [p["value"] for p in present], [p["ci_low"] for p in present], [p["ci_high"] for p in present]
+                )
                 row.update({metric: v, f"{metric}_low": lo, f"{metric}_high": hi})
-        for key, get in PLAIN_FIGURES.items():
-            row[key] = float(np.mean([get(r.summary) for r in runs]))
+        for key in PLAIN_FIGURES:
+            row[key] = float(np.mean([_plain(r.summary, key) for r in runs]))
         for key in COST_FIGURES:
             row[key] = float(np.mean([r.summary.get("cost", {}).get(key, np.nan) for r in runs]))
         rows.append(row)
@@ -119,7 +84,17 @@ def curves_table(groups: dict[str, list[Run]]) -> pd.DataFrame:
         per_run = pd.concat([run_curves(r) for r in runs], ignore_index=True)
         for (t, metric), g in per_run.groupby(["session", "metric"]):
             v, lo, hi = combine_seeds(g.value, g.ci_low, g.ci_high)
-            rows.append({"setting": label, "session": t, "metric": metric, "value": v, "ci_low": lo, "ci_high": hi, "seeds": len(g)})
+            rows.append(
+                {
+                    "setting": label,
+                    "session": t,
+                    "metric": metric,
+                    "value": v,
+                    "ci_low": lo,
+                    "ci_high": hi,
+                    "seeds": len(g),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -143,24 +118,28 @@ def scalability_table(curves: pd.DataFrame, sessions: int, at: list[int] | None 
                 continue
             train = g[(g.metric == "train_s") & (g.session <= t)].value
             row = {"setting": setting, "sessions": n}
-            for metric in ("TA", "IA", "IAD", "drift"):
+            for metric in in_view("scale"):
                 if (t, metric) in value:
                     r = value[(t, metric)]
                     row.update({metric: r.value, f"{metric}_low": r.ci_low, f"{metric}_high": r.ci_high})
-            row.update({
-                "train_s_total": float(train.sum()),
-                "train_s_at_session": value[(t, "train_s")].value if (t, "train_s") in value else np.nan,
-                "generate_s_full_evaluation": value[(t, "generate_s")].value if (t, "generate_s") in value else np.nan,
-                "stored_bytes": value[(t, "stored_bytes")].value if (t, "stored_bytes") in value else np.nan,
-                "peak_memory_mb": float(g[(g.metric == "peak_memory_mb") & (g.session <= t)].value.max()),
-                "seeds": int(value[(t, "TA")].seeds),
-            })
+            row.update(
+                {
+                    "train_s_total": float(train.sum()),
+                    "train_s_at_session": value[(t, "train_s")].value if (t, "train_s") in value else np.nan,
+                    "generate_s_full_evaluation": value[(t, "generate_s")].value
+                    if (t, "generate_s") in value
+                    else np.nan,
+                    "stored_bytes": value[(t, "stored_bytes")].value if (t, "stored_bytes") in value else np.nan,
+                    "peak_memory_mb": float(g[(g.metric == "peak_memory_mb") & (g.session <= t)].value.max()),
+                    "seeds": int(value[(t, "TA")].seeds),
+                }
+            )
             rows.append(row)
     return pd.DataFrame(rows)
 
 
 SWEEP_MIN_VALUES = 3  # a knob is swept when at least this many settings differ in it alone
-SWEEP_METRICS = ["IA", "IAD", "drift", "TA", "IA_gain_over_control"]
+SWEEP_METRICS = in_view("sweep")
 
 
 def _is_number(value) -> bool:
@@ -179,8 +158,11 @@ def sweeps_table(groups: dict[str, list[Run]], table: pd.DataFrame) -> pd.DataFr
     by_label = table.set_index("setting")
     methods = dict.fromkeys(runs[0].method for runs in groups.values())
     for method in methods:
-        configs = {label: runs[0].config.get("method_config") or {} for label, runs in groups.items()
-                   if runs[0].method == method}
+        configs = {
+            label: runs[0].config.get("method_config") or {}
+            for label, runs in groups.items()
+            if runs[0].method == method
+        }
         overrides = {label: groups[label][0].config.get("method_overrides") or {} for label in configs}
         for knob in sorted({k for c in configs.values() for k in c}):
             families: dict[str, dict[str, str]] = {}
@@ -190,14 +172,28 @@ def sweeps_table(groups: dict[str, list[Run]], table: pd.DataFrame) -> pd.DataFr
             for members in families.values():
                 if len(members) < SWEEP_MIN_VALUES:
                     continue
-                fixed = set.intersection(*({(k, json.dumps(v, default=str)) for k, v in overrides[label].items() if k != knob}
-                                           for label in members.values()))
-                name = f"{method}: {knob}" + (f" ({', '.join(f'{k}={json.loads(v)}' for k, v in sorted(fixed))})" if fixed else "")
+                fixed = set.intersection(
+                    *(
+                        {(k, json.dumps(v, default=str)) for k, v in overrides[label].items() if k != knob}
+                        for label in members.values()
+                    )
+                )
+                name = f"{method}: {knob}" + (
+                    f" ({', '.join(f'{k}={json.loads(v)}' for k, v in sorted(fixed))})" if fixed else ""
+                )
                 values = [configs[label].get(knob) for label in members.values()]
                 numeric = all(_is_number(v) for v in values)
-                for value, label in sorted(zip(values, members.values()), key=lambda p: p[0] if numeric else 0):
-                    row = {"sweep": name, "method": method, "knob": knob, "value": str(value),
-                           "x": float(value) if numeric else np.nan, "setting": label}
+                for value, label in sorted(
+                    zip(values, members.values(), strict=True), key=lambda p: p[0] if numeric else 0
+                ):
+                    row = {
+                        "sweep": name,
+                        "method": method,
+                        "knob": knob,
+                        "value": str(value),
+                        "x": float(value) if numeric else np.nan,
+                        "setting": label,
+                    }
                     for metric in SWEEP_METRICS:
                         if metric in by_label.columns and pd.notna(by_label.at[label, metric]):
                             row.update({m: by_label.at[label, m] for m in (metric, f"{metric}_low", f"{metric}_high")})
@@ -207,5 +203,5 @@ def sweeps_table(groups: dict[str, list[Run]], table: pd.DataFrame) -> pd.DataFr
 
 def ia_matrix(runs: list[Run]) -> pd.DataFrame:
     """IA[t][c] averaged over the setting's seeds (rows: session, columns: concepts in protocol order)."""
-    frames = [pd.read_csv(r.path / "ia_matrix.csv").set_index("session") for r in runs]
+    frames = [r.folder.matrix("IA") for r in runs]
     return sum(frames) / len(frames)

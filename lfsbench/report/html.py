@@ -8,14 +8,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from lfsbench.evaluation.metrics import METRICS, in_view
 from lfsbench.report.aggregate import SWEEP_METRICS
 
-
-HEADLINE = ["TA", "IA", "IAD", "class_TA", "drift", "IA_control", "IA_gain_over_control"]
-PLAIN = [("forgetting_max", "forgetting (max)", "{:.3f}"), ("IA_right_after_learning", "IA right after", "{:.3f}"),
-         ("IA_base_class_prompt", "IA base class prompt", "{:.3f}"), ("drift_seed_scale", "drift scale", "{:.3f}"),
-         ("train_seconds_per_session", "train s/session", "{:.1f}"), ("generate_seconds_total", "generate s", "{:.0f}"),
-         ("peak_memory_mb", "peak MB", "{:.0f}"), ("stored_bytes", "stored bytes", "{:,.0f}")]
+HEADLINE = in_view("headline")  # value [interval] columns of the summary table
+PLAIN = in_view("plain")  # the "other figures and cost" columns
 
 
 def _cell(row: pd.Series, metric: str) -> str:
@@ -30,15 +27,15 @@ def display_table(table: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame({"setting": table.setting, "seeds": table.seeds})
     for metric in shown:
         out[metric] = [_cell(row, metric) for _, row in table.iterrows()]
-    for key, name, fmt in PLAIN:
-        out[name] = [fmt.format(v) if pd.notna(v) else "-" for v in table[key]]
+    for key in PLAIN:
+        out[METRICS[key].short] = [METRICS[key].format(v) if pd.notna(v) else "-" for v in table[key]]
     return out
 
 
 def display_scalability(scale: pd.DataFrame) -> pd.DataFrame:
     """The scalability table as people read it: quality with intervals, then cost after T sessions."""
     out = pd.DataFrame({"setting": scale.setting, "sessions": scale.sessions})
-    for metric in ("TA", "IAD", "drift"):
+    for metric in in_view("scale"):
         if metric in scale.columns:
             out[metric] = [_cell(row, metric) for _, row in scale.iterrows()]
     out["train s (all sessions)"] = [f"{v:,.0f}" for v in scale.train_s_total]
@@ -65,7 +62,9 @@ def _markdown(shown: pd.DataFrame) -> str:
 
 
 def markdown_scalability(scale: pd.DataFrame) -> str:
-    return _markdown(display_scalability(scale)) if len(scale) else "(no session count reached with a full evaluation)\n"
+    return (
+        _markdown(display_scalability(scale)) if len(scale) else "(no session count reached with a full evaluation)\n"
+    )
 
 
 def markdown_sweeps(sweeps: pd.DataFrame) -> str:
@@ -82,11 +81,15 @@ def _table(shown: pd.DataFrame) -> str:
 
 def _img(path: Path, alt: str) -> str:
     data = base64.b64encode(Path(path).read_bytes()).decode()
-    return f'<figure><img src="data:image/png;base64,{data}" alt="{htmllib.escape(alt)}"><figcaption>{htmllib.escape(alt)}</figcaption></figure>'
+    return (
+        f'<figure><img src="data:image/png;base64,{data}" alt="{htmllib.escape(alt)}">'
+        f"<figcaption>{htmllib.escape(alt)}</figcaption></figure>"
+    )
 
 
 STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1400px; padding: 0 1rem; color: #222; line-height: 1.4; }
+body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1400px; padding: 0 1rem; color: #222;
+       line-height: 1.4; }
 .wide { overflow-x: auto; }
 table { border-collapse: collapse; font-size: 0.85rem; margin: 1rem 0; }
 th, td { border: 1px solid #ccc; padding: 0.3rem 0.5rem; text-align: right; white-space: nowrap; }
@@ -100,12 +103,19 @@ figure { margin: 1rem 0; } figcaption { font-size: 0.85rem; color: #555; }
 """
 
 
-def page(protocol: dict, runs, table: pd.DataFrame, figures: dict[str, Path], scale: pd.DataFrame | None = None,
-         sweeps: pd.DataFrame | None = None) -> str:
+def page(
+    protocol: dict,
+    runs,
+    table: pd.DataFrame,
+    figures: dict[str, Path],
+    scale: pd.DataFrame | None = None,
+    sweeps: pd.DataFrame | None = None,
+) -> str:
     plan = protocol["evaluation"]
     shown = display_table(table)
     parts = [
-        f"<!doctype html><html><head><meta charset='utf-8'><title>lfsbench report: {htmllib.escape(protocol['name'])}</title>",
+        f"<!doctype html><html><head><meta charset='utf-8'><title>lfsbench report: "
+        f"{htmllib.escape(protocol['name'])}</title>",
         f"<style>{STYLE}</style></head><body>",
         f"<h1>lfsbench report: protocol <code>{htmllib.escape(protocol['name'])}</code></h1>",
         f"<p class='note'>{htmllib.escape(protocol.get('description', ''))} {len(protocol['sessions'])} sessions; "
@@ -118,34 +128,51 @@ def page(protocol: dict, runs, table: pd.DataFrame, figures: dict[str, Path], sc
         "<h2>Summary</h2>",
         _table(shown[["setting", "seeds"] + [m for m in HEADLINE if m in table.columns]]),
         "<h3>Other figures and cost</h3>",
-        _table(shown[["setting"] + [name for _, name, _ in PLAIN]]),
+        _table(shown[["setting"] + [METRICS[key].short for key in PLAIN]]),
         "<h2>Forgetting curves</h2>",
         _img(figures["curves"], "TA, IA, IAD, class TA, class drift against session; bands are 95% intervals"),
         "<h2>Cost</h2>",
-        _img(figures["cost"], "seconds of training and of a full evaluation's generation, stored bytes and peak memory "
-                              "against session"),
+        _img(
+            figures["cost"],
+            "seconds of training and of a full evaluation's generation, stored bytes and peak memory against session",
+        ),
     ]
     if scale is not None and len(scale) > 1:
-        parts += ["<h2>Scalability</h2>",
-                  "<p class='note'>After T sessions: a T-session protocol that is the start of this one trains and "
-                  "evaluates exactly like its first T sessions, so these are its final numbers, and what reaching "
-                  "them cost.</p>",
-                  _table(display_scalability(scale))]
+        parts += [
+            "<h2>Scalability</h2>",
+            "<p class='note'>After T sessions: a T-session protocol that is the start of this one trains and "
+            "evaluates exactly like its first T sessions, so these are its final numbers, and what reaching "
+            "them cost.</p>",
+            _table(display_scalability(scale)),
+        ]
     if sweeps is not None and len(sweeps):
-        parts += ["<h2>Knob sweeps</h2>",
-                  "<p class='note'>Settings of one method that differ in one knob only (compared by the configuration "
-                  "each ran with): final metrics against the knob's value, 95% intervals.</p>",
-                  _img(figures["sweeps"], "final IA, IAD, class drift, TA (and IA gain over the control) against each "
-                                          "swept knob"),
-                  _table(display_sweeps(sweeps))]
+        parts += [
+            "<h2>Knob sweeps</h2>",
+            "<p class='note'>Settings of one method that differ in one knob only (compared by the configuration "
+            "each ran with): final metrics against the knob's value, 95% intervals.</p>",
+            _img(
+                figures["sweeps"],
+                "final IA, IAD, class drift, TA (and IA gain over the control) against each swept knob",
+            ),
+            _table(display_sweeps(sweeps)),
+        ]
     parts.append("<h2>IA matrices</h2>")
     concepts = sum(len(names) for names in protocol["sessions"])
     parts.append("<div class='row'>" if concepts <= 12 else "<div>")  # three small heatmaps a row; large ones alone
-    parts += [_img(p, f"IA matrix of {k[len('ia_matrix_'):]}") for k, p in figures.items() if k.startswith("ia_matrix_")]
+    parts += [
+        _img(p, f"IA matrix of {k[len('ia_matrix_') :]}") for k, p in figures.items() if k.startswith("ia_matrix_")
+    ]
     parts.append("</div>")
     parts.append("<h2>Images</h2>")
-    parts += [_img(p, f"shots and generated images after each session: {k[len('images_'):]}")
-              for k, p in figures.items() if k.startswith("images_")]
-    parts.append("<h2>Runs</h2><ul>" + "".join(f"<li><code>{htmllib.escape(str(r.path))}</code> (seed {r.seed})</li>" for r in runs) + "</ul>")
+    parts += [
+        _img(p, f"shots and generated images after each session: {k[len('images_') :]}")
+        for k, p in figures.items()
+        if k.startswith("images_")
+    ]
+    parts.append(
+        "<h2>Runs</h2><ul>"
+        + "".join(f"<li><code>{htmllib.escape(str(r.path))}</code> (seed {r.seed})</li>" for r in runs)
+        + "</ul>"
+    )
     parts.append("</body></html>")
     return "\n".join(parts)

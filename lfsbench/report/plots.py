@@ -12,33 +12,22 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from PIL import Image  # noqa: E402
 
-AXIS = {
-    "TA": "TA (cosine, image vs prompt)",
-    "IA": "IA (cosine, image vs shots)",
-    "IAD": "IAD (drop of IA since learned)",
-    "class_TA": "class TA (cosine)",
-    "drift": "class drift (1 - cosine to base)",
-    "IA_control": "IA of the in-context control",
-}
-TITLES = {
-    "TA": "Text alignment of learned concepts",
-    "IA": "Image alignment of learned concepts",
-    "IAD": "Forgetting (IAD) of earlier concepts",
-    "class_TA": "Class prompts: text alignment",
-    "drift": "Class prompts: drift from the base model",
-    "IA_control": "Base model from the same contexts",
-}
+from lfsbench.evaluation.metrics import METRICS, in_view  # noqa: E402
+from lfsbench.results import RunFolder  # noqa: E402
+
+CURVES = in_view("curve")  # quality panels, in table order (evaluation/metrics.py)
+COSTS = in_view("cost")
 
 
 def forgetting_curves(curves: pd.DataFrame, path: Path, drift_scale: float | None = None) -> Path:
     """One panel per metric against session; one line per setting with its 95% band."""
-    metrics = [m for m in AXIS if m in set(curves.metric)]
+    metrics = [m for m in CURVES if m in set(curves.metric)]
     cols = 3
     rows = -(-len(metrics) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.9 * rows), squeeze=False)
     settings = list(dict.fromkeys(curves.setting))
     colours = plt.get_cmap("tab10")
-    for ax, metric in zip(axes.flat, metrics):
+    for ax, metric in zip(axes.flat, metrics, strict=False):
         for i, setting in enumerate(settings):
             g = curves[(curves.setting == setting) & (curves.metric == metric)].sort_values("session")
             if not len(g):
@@ -47,16 +36,16 @@ def forgetting_curves(curves: pd.DataFrame, path: Path, drift_scale: float | Non
             ax.fill_between(g.session, g.ci_low, g.ci_high, color=colours(i % 10), alpha=0.18, lw=0)
         if metric == "drift" and drift_scale is not None:
             ax.axhline(drift_scale, color="grey", ls="--", lw=1, label="two seeds of the base model")
-        ax.set_title(TITLES[metric], fontsize=10)
+        ax.set_title(METRICS[metric].title, fontsize=10)
         ax.set_xlabel("after session t")
-        ax.set_ylabel(AXIS[metric])
+        ax.set_ylabel(METRICS[metric].axis)
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(metrics):]:
+    for ax in list(axes.flat)[len(metrics) :]:
         ax.axis("off")
     handles, labels = [], []
     for ax in axes.flat:
-        for h, lab in zip(*ax.get_legend_handles_labels()):
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
             if lab not in labels:
                 handles.append(h)
                 labels.append(lab)
@@ -67,20 +56,13 @@ def forgetting_curves(curves: pd.DataFrame, path: Path, drift_scale: float | Non
     return path
 
 
-COST_AXIS = {
-    "train_s": ("Training time of session t", "seconds", 1.0),
-    "generate_s": ("Generation for a full evaluation after session t", "seconds", 1.0),
-    "stored_bytes": ("Data kept between sessions (shots, latents)", "MB", 1e-6),
-    "peak_memory_mb": ("Peak memory during session t", "MB (RSS on CPU, allocated on GPU)", 1.0),
-}
-
-
 def cost_curves(curves: pd.DataFrame, path: Path) -> Path:
     """Cost against session, one line per setting (mean over seeds; band = range of seed means by bootstrap)."""
-    fig, axes = plt.subplots(1, len(COST_AXIS), figsize=(4.6 * len(COST_AXIS), 3.9), squeeze=False)
+    fig, axes = plt.subplots(1, len(COSTS), figsize=(4.6 * len(COSTS), 3.9), squeeze=False)
     settings = list(dict.fromkeys(curves.setting))
     colours = plt.get_cmap("tab10")
-    for ax, (metric, (title, unit, scale)) in zip(axes.flat, COST_AXIS.items()):
+    for ax, metric in zip(axes.flat, COSTS, strict=False):
+        title, unit, scale = METRICS[metric].title, METRICS[metric].axis, METRICS[metric].scale
         for i, setting in enumerate(settings):
             g = curves[(curves.setting == setting) & (curves.metric == metric)].sort_values("session")
             if len(g):
@@ -99,27 +81,33 @@ def cost_curves(curves: pd.DataFrame, path: Path) -> Path:
     return path
 
 
-SWEEP_AXIS = {**AXIS, "IA_gain_over_control": "IA gain over the in-context control"}
-
-
 def sweep_plots(sweeps: pd.DataFrame, path: Path, drift_scale: float | None = None) -> Path:
     """One row per knob sweep: final metrics against the knob's value, with 95% intervals."""
     names = list(dict.fromkeys(sweeps.sweep))
-    metrics = [m for m in SWEEP_AXIS if m in sweeps.columns and sweeps[m].notna().any()]
+    metrics = [m for m in in_view("sweep") if m in sweeps.columns and sweeps[m].notna().any()]
     fig, axes = plt.subplots(len(names), len(metrics), figsize=(3.7 * len(metrics), 3.1 * len(names)), squeeze=False)
-    for row, name in zip(axes, names):
+    for row, name in zip(axes, names, strict=True):
         g = sweeps[sweeps.sweep == name]
         numeric = g.x.notna().all()
         x = g.x.to_numpy() if numeric else np.arange(len(g))
-        for ax, metric in zip(row, metrics):
+        for ax, metric in zip(row, metrics, strict=True):
             ok = g[metric].notna().to_numpy() if metric in g else np.zeros(len(g), bool)
             if ok.any():
                 v, lo, hi = (g[c].to_numpy(dtype=float)[ok] for c in (metric, f"{metric}_low", f"{metric}_high"))
-                ax.errorbar(x[ok], v, yerr=[v - lo, hi - v], marker="o", ms=4, capsize=3, lw=1.2,
-                            ls="-" if numeric else "none")  # categories (strategies) are not joined by lines
+                ax.errorbar(
+                    x[ok], v, yerr=[v - lo, hi - v], marker="o", ms=4, capsize=3, lw=1.2, ls="-" if numeric else "none"
+                )  # categories (strategies) are not joined by lines
             else:
-                ax.text(0.5, 0.5, "not measured\n(no in-context generation)", ha="center", va="center",
-                        transform=ax.transAxes, fontsize=8, color="grey")
+                ax.text(
+                    0.5,
+                    0.5,
+                    "not measured\n(no in-context generation)",
+                    ha="center",
+                    va="center",
+                    transform=ax.transAxes,
+                    fontsize=8,
+                    color="grey",
+                )
                 ax.set_xticks([])
                 ax.set_yticks([])
                 ax.set_title(name, fontsize=9)
@@ -131,7 +119,7 @@ def sweep_plots(sweeps: pd.DataFrame, path: Path, drift_scale: float | None = No
             elif (x > 0).all() and x.max() >= 10 * x.min():  # learning rates and the like: a log axis
                 ax.set_xscale("log")
             ax.set_xlabel(g.knob.iloc[0])
-            ax.set_ylabel(SWEEP_AXIS[metric], fontsize=8)
+            ax.set_ylabel(METRICS[metric].axis, fontsize=8)
             ax.set_title(name, fontsize=9)
             ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -156,8 +144,13 @@ def ia_heatmap(matrix: pd.DataFrame, title: str, path: Path) -> Path:
         for (r, c), v in np.ndenumerate(data):
             if not np.isnan(v):
                 ax.text(c, r, f"{v:.2f}", ha="center", va="center", fontsize=8, color="white" if v < 0.6 else "black")
-    ax.set_xticks(range(cols), matrix.columns, rotation=30 if not large else 90, ha="right" if not large else "center",
-                  fontsize=None if not large else 6)
+    ax.set_xticks(
+        range(cols),
+        matrix.columns,
+        rotation=30 if not large else 90,
+        ha="right" if not large else "center",
+        fontsize=None if not large else 6,
+    )
     ax.set_yticks(range(rows), [str(i) for i in matrix.index], fontsize=None if not large else 6)
     ax.set_xlabel("concept")
     ax.set_ylabel("model after session")
@@ -181,24 +174,26 @@ def _first_images(grid: Image.Image, k: int) -> Image.Image:
 GRID_COLUMNS = 8  # sessions shown at most; longer protocols show evenly spaced ones, always the last
 
 
-def grid_sessions(run_path: Path, concepts: list[str], sessions: int) -> list[int]:
+def grid_sessions(run: RunFolder, concepts: list[str], sessions: int) -> list[int]:
     """Sessions with images of the chosen concepts (every one, or evenly spaced ones up to GRID_COLUMNS)."""
-    have = [t for t in range(sessions)
-            if any((run_path / "images" / f"session_{t:02d}" / f"{name}.png").is_file() for name in concepts)]
+    have = run.sessions_with_images(concepts, sessions)
     if len(have) <= GRID_COLUMNS:
         return have
     picks = {have[round(i * (len(have) - 1) / (GRID_COLUMNS - 1))] for i in range(GRID_COLUMNS)}
     return sorted(picks)
 
 
-def image_grid(run_path: Path, concepts: list[str], learned_in: dict[str, int], sessions: int, title: str, path: Path) -> Path:
+def image_grid(
+    run: RunFolder, concepts: list[str], learned_in: dict[str, int], sessions: int, title: str, path: Path
+) -> Path:
     """For each concept: its shots, then the images generated after each session from the one it was learned in."""
-    shown = grid_sessions(run_path, concepts, sessions)
-    fig, axes = plt.subplots(len(concepts), len(shown) + 1, figsize=(2.3 * (len(shown) + 1), 1.0 + 0.75 * len(concepts)),
-                             squeeze=False)
+    shown = grid_sessions(run, concepts, sessions)
+    fig, axes = plt.subplots(
+        len(concepts), len(shown) + 1, figsize=(2.3 * (len(shown) + 1), 1.0 + 0.75 * len(concepts)), squeeze=False
+    )
     for r, name in enumerate(concepts):
-        cells = [("shots", run_path / "base" / "shots" / f"{name}.png")]
-        cells += [(f"after session {t}", run_path / "images" / f"session_{t:02d}" / f"{name}.png") for t in shown]
+        cells = [("shots", run.shots_grid(name))]
+        cells += [(f"after session {t}", run.concept_grid(t, name)) for t in shown]
         for c, (label, file) in enumerate(cells):
             ax = axes[r][c]
             ax.set_xticks([])

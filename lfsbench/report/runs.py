@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from lfsbench.errors import LfsbenchError
-from lfsbench.results import RunFolder
+from lfsbench.results import RunFolder, run_label
 
 
 @dataclass
@@ -36,10 +36,7 @@ class Run:
     @property
     def label(self) -> str:
         """The method and the settings it was given (what distinguishes a study's cells), without the seed."""
-        overrides = self.config.get("method_overrides") or {}
-        if not overrides:
-            return self.method
-        return f"{self.method} ({', '.join(f'{k}={v}' for k, v in sorted(overrides.items()))})"
+        return run_label(self.method, self.config.get("method_overrides"))
 
     @property
     def folder(self) -> RunFolder:
@@ -52,7 +49,9 @@ class Run:
         return self.folder.session_rows()
 
     def learned_in(self) -> dict[str, int]:
-        return {name: t for t, names in enumerate(self.protocol["sessions"]) for name in names}
+        from lfsbench.protocol import Protocol
+
+        return Protocol.model_validate(self.config["protocol"]).learned_in()
 
 
 def find_runs(paths: list[Path]) -> list[Run]:
@@ -61,15 +60,19 @@ def find_runs(paths: list[Path]) -> list[Run]:
     for root in paths:
         root = Path(root)
         if not root.exists():
-            raise LfsbenchError(f"{root} does not exist. Pass run folders or folders that contain them (e.g. runs/toy).")
-        candidates = [root] if (root / "config.json").is_file() else sorted(p.parent for p in root.rglob("config.json"))
-        for folder in candidates:
-            if (folder / "summary.json").is_file():
-                found.append(Run(folder, json.loads((folder / "config.json").read_text()),
-                                 json.loads((folder / "summary.json").read_text())))
+            raise LfsbenchError(
+                f"{root} does not exist. Pass run folders or folders that contain them (e.g. runs/toy)."
+            )
+        config_name = RunFolder(root).config_file.name
+        candidates = [root] if RunFolder(root).is_run() else sorted(p.parent for p in root.rglob(config_name))
+        for folder in map(RunFolder, candidates):
+            if folder.has_summary():
+                found.append(Run(folder.path, folder.config(), folder.summary()))
     if not found:
-        raise LfsbenchError(f"No finished lfsbench runs under {', '.join(map(str, paths))} (a run folder holds config.json and "
-                            "summary.json). Run `lfsbench run ...` first, or point at the folder it printed.")
+        raise LfsbenchError(
+            f"No finished lfsbench runs under {', '.join(map(str, paths))} (a run folder holds config.json and "
+            "summary.json). Run `lfsbench run ...` first, or point at the folder it printed."
+        )
     return found
 
 
@@ -79,7 +82,9 @@ def same_protocol(runs: list[Run]) -> dict:
     for run in runs:
         by_name.setdefault(json.dumps(run.protocol, sort_keys=True), []).append(run)
     if len(by_name) > 1:
-        described = "; ".join(f"{json.loads(k)['name']!r} ({len(v)} runs, e.g. {v[0].path})" for k, v in by_name.items())
+        described = "; ".join(
+            f"{json.loads(k)['name']!r} ({len(v)} runs, e.g. {v[0].path})" for k, v in by_name.items()
+        )
         raise LfsbenchError(
             f"These runs use {len(by_name)} different protocols (or differently overridden ones): {described}. "
             "Their numbers are not comparable. Report each protocol separately (pass only its runs' folders)."
@@ -96,5 +101,7 @@ def group_by_setting(runs: list[Run]) -> dict[str, list[Run]]:
         seeds = [r.seed for r in members]
         if len(set(seeds)) != len(seeds):
             paths = ", ".join(str(r.path) for r in members)
-            raise LfsbenchError(f"Two runs of {label!r} have the same seed ({paths}); keep one of them in the report's input.")
+            raise LfsbenchError(
+                f"Two runs of {label!r} have the same seed ({paths}); keep one of them in the report's input."
+            )
     return groups

@@ -40,7 +40,7 @@ class Pool:
     def captions(self, rng: np.random.Generator, idx: np.ndarray, view: np.ndarray):
         """Fresh random captions (texts and attribute codes) for the chosen objects and views."""
         texts, codes = [], []
-        for i, v in zip(idx, view):
+        for i, v in zip(idx, view, strict=True):
             text, said = world.sample_caption(rng, self.appearances[i], self.backgrounds[i][v])
             texts.append(text)
             codes.append(said)
@@ -60,7 +60,7 @@ def render_pool(recipe: Recipe) -> Pool:
         sl = slice(start, start + chunk)
         for v in range(2):
             images[sl, v] = world.render(apps[sl], [p[v] for p in places[sl]])
-    codes = np.stack([[world.attribute_codes(a, p.background) for p in pl] for a, pl in zip(apps, places)])
+    codes = np.stack([[world.attribute_codes(a, p.background) for p in pl] for a, pl in zip(apps, places, strict=True)])
     keys = {a: i for i, a in enumerate(dict.fromkeys(apps))}
     return Pool(apps, [[p.background for p in pl] for pl in places], images, codes, np.array([keys[a] for a in apps]))
 
@@ -151,7 +151,14 @@ def train_vae(recipe: Recipe, pool: Pool, work: Path, max_steps=None):
         return loss.item()
 
     done, loss = _train_loop(
-        "vae", b.vae_steps, Checkpoint(work / "vae.pt"), recipe.checkpoint_every, {"vae": vae, "opt": opt}, step, rng, max_steps
+        "vae",
+        b.vae_steps,
+        Checkpoint(work / "vae.pt"),
+        recipe.checkpoint_every,
+        {"vae": vae, "opt": opt},
+        step,
+        rng,
+        max_steps,
     )
     if done:
         vae.eval()
@@ -190,7 +197,9 @@ def train_unet(recipe: Recipe, pool: Pool, vae, tokenizer, work: Path, max_steps
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(b.warmup, b.unet_steps))
     ema_unet = EMAModel(unet.parameters(), decay=b.ema_decay)
     ema_text = EMAModel(text_encoder.parameters(), decay=b.ema_decay)
-    noise_scheduler = DDPMScheduler(**{k: v for k, v in models.make_scheduler_config().items() if k != "set_alpha_to_one"})
+    noise_scheduler = DDPMScheduler(
+        **{k: v for k, v in models.make_scheduler_config().items() if k != "set_alpha_to_one"}
+    )
     rng = np.random.default_rng([recipe.seed, 3])
     means, stds = encode_pool(vae, pool)
     scale = vae.config.scaling_factor
@@ -204,7 +213,9 @@ def train_unet(recipe: Recipe, pool: Pool, vae, tokenizer, work: Path, max_steps
         latents = (means[flat].float() + stds[flat].float() * torch.randn(len(flat), *means.shape[1:])) * scale
         noise = torch.randn_like(latents)
         t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (len(flat),))
-        ids = tokenizer(texts, padding="max_length", max_length=tokenizer.model_max_length, return_tensors="pt").input_ids
+        ids = tokenizer(
+            texts, padding="max_length", max_length=tokenizer.model_max_length, return_tensors="pt"
+        ).input_ids
         pred = unet(noise_scheduler.add_noise(latents, noise, t), t, text_encoder(ids)[0]).sample
         loss = F.mse_loss(pred, noise)
         opt.zero_grad(set_to_none=True)
@@ -216,7 +227,14 @@ def train_unet(recipe: Recipe, pool: Pool, vae, tokenizer, work: Path, max_steps
         ema_text.step(text_encoder.parameters())
         return loss.item()
 
-    modules = {"unet": unet, "text": text_encoder, "opt": opt, "sched": sched, "ema_unet": ema_unet, "ema_text": ema_text}
+    modules = {
+        "unet": unet,
+        "text": text_encoder,
+        "opt": opt,
+        "sched": sched,
+        "ema_unet": ema_unet,
+        "ema_text": ema_text,
+    }
     done, loss = _train_loop(
         "unet", b.unet_steps, Checkpoint(work / "unet.pt"), recipe.checkpoint_every, modules, step, rng, max_steps
     )
@@ -275,8 +293,14 @@ def train_evaluator(recipe: Recipe, pool: Pool, work: Path, max_steps=None):
         return loss.item()
 
     done, loss = _train_loop(
-        "evaluator", e.steps, Checkpoint(work / "evaluator.pt"), recipe.checkpoint_every,
-        {"model": model, "opt": opt, "sched": sched}, step, rng, max_steps,
+        "evaluator",
+        e.steps,
+        Checkpoint(work / "evaluator.pt"),
+        recipe.checkpoint_every,
+        {"model": model, "opt": opt, "sched": sched},
+        step,
+        rng,
+        max_steps,
     )
     return (model if done else None), ({"evaluator_final_loss": loss} if done else {})
 
@@ -295,9 +319,14 @@ def export_backbone(out: Path, vae, unet, text_encoder, tokenizer, tokenizer_fil
     from diffusers import DDIMScheduler, StableDiffusionPipeline
 
     pipe = StableDiffusionPipeline(
-        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
         scheduler=DDIMScheduler(**models.make_scheduler_config()),
-        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
     )
     pipe.to(torch.float16).save_pretrained(out, safe_serialization=True)
     for name in ("vocab.json", "merges.txt"):
@@ -309,7 +338,10 @@ def export_evaluator(out: Path, model, recipe: Recipe):
     from safetensors.torch import save_file
 
     out.mkdir(parents=True, exist_ok=True)
-    config = {"model_cfg": models.evaluator_model_config(recipe), "preprocess_cfg": models.evaluator_preprocess_config()}
+    config = {
+        "model_cfg": models.evaluator_model_config(recipe),
+        "preprocess_cfg": models.evaluator_preprocess_config(),
+    }
     (out / "open_clip_config.json").write_text(json.dumps(config, indent=2))
     state = {k: v.detach().half().contiguous() for k, v in model.state_dict().items()}
     save_file(state, out / "open_clip_model.safetensors")

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lfsbench import metrics
+from lfsbench.evaluation import functional as metrics
 from lfsbench.images import save_grid, to_float
 from lfsbench.toy import WEIGHTS_DIR, load_toy_backbone, load_toy_evaluator, world
 
@@ -41,7 +41,11 @@ class CheckResult:
         return all(g.passed for g in self.gates)
 
     def as_dict(self) -> dict:
-        return {"passed": self.passed, "gates": [{**asdict(g), "passed": g.passed} for g in self.gates], "figures": self.figures}
+        return {
+            "passed": self.passed,
+            "gates": [{**asdict(g), "passed": g.passed} for g in self.gates],
+            "figures": self.figures,
+        }
 
 
 def _colour_text_embeddings(evaluator) -> torch.Tensor:
@@ -130,8 +134,17 @@ def autoencoder_round_trip(backbone, evaluator, concepts, shots: int) -> dict:
     return ratios
 
 
-def learnability(evaluator, concepts, shots: int, config, n_images: int, steps: int, guidance: float, out: Path | None,
-                 weights: Path = WEIGHTS_DIR):
+def learnability(
+    evaluator,
+    concepts,
+    shots: int,
+    config,
+    n_images: int,
+    steps: int,
+    guidance: float,
+    out: Path | None,
+    weights: Path = WEIGHTS_DIR,
+):
     """Per concept: IA after one Custom-Diffusion-style session minus IA of the bare class prompt."""
     from lfsbench.training import TrainingData, add_modifier_token, train_kv_session
 
@@ -150,15 +163,25 @@ def learnability(evaluator, concepts, shots: int, config, n_images: int, steps: 
         learned = backbone.generate([prompt] * n_images, seeds, steps=steps, guidance=guidance)
         ia_bare = float(metrics.image_alignment_scores(evaluator.encode_images(bare), refs).mean())
         ia_learned = float(metrics.image_alignment_scores(evaluator.encode_images(learned), refs).mean())
-        results[concept.name] = {"ia_class_prompt": ia_bare, "ia_learned": ia_learned, "gain": ia_learned - ia_bare, "train_s": train_s}
+        results[concept.name] = {
+            "ia_class_prompt": ia_bare,
+            "ia_learned": ia_learned,
+            "gain": ia_learned - ia_bare,
+            "train_s": train_s,
+        }
         grids += [shots_img, bare[:shots], learned[:shots]]  # one row each: shots, class prompt, learned
     if out is not None:
         save_grid(torch.cat(grids), out / "concepts_learned.png", columns=shots)
     return results
 
 
-def run_check(concepts: list[world.ToyConcept], shots: int = 6, out: Path | None = None, quick: bool = False,
-              weights: Path = WEIGHTS_DIR) -> CheckResult:
+def run_check(
+    concepts: list[world.ToyConcept],
+    shots: int = 6,
+    out: Path | None = None,
+    quick: bool = False,
+    weights: Path = WEIGHTS_DIR,
+) -> CheckResult:
     """Measure every fitness gate on the shipped (or given) weights."""
     from lfsbench.training import KVTrainingConfig
 
@@ -167,31 +190,64 @@ def run_check(concepts: list[world.ToyConcept], shots: int = 6, out: Path | None
     backbone = load_toy_backbone(weights=weights)
     result = CheckResult()
     if out is not None:
-        save_grid(to_float(np.concatenate([world.concept_renders(c, 8, SHOT_SEED) for c in concepts])),
-                  out / "concept_shots.png", columns=8)
+        save_grid(
+            to_float(np.concatenate([world.concept_renders(c, 8, SHOT_SEED) for c in concepts])),
+            out / "concept_shots.png",
+            columns=8,
+        )
 
     zs = evaluator_zero_shot(evaluator, n=300 if quick else 1000)
-    result.gates += [Gate("evaluator class accuracy (zero-shot)", zs["class_acc"], 0.90, "held-out renders"),
-                     Gate("evaluator colour accuracy (zero-shot)", zs["colour_acc"], 0.95, "held-out renders")]
+    result.gates += [
+        Gate("evaluator class accuracy (zero-shot)", zs["class_acc"], 0.90, "held-out renders"),
+        Gate("evaluator colour accuracy (zero-shot)", zs["colour_acc"], 0.95, "held-out renders"),
+    ]
     aucs = concept_auc(evaluator, concepts, shots)
     worst = min(aucs, key=aucs.get)
-    result.gates.append(Gate("concept vs same-class distractors ROC AUC (worst concept)", aucs[worst], 0.95,
-                             f"{worst}; margin {aucs[worst] - 0.95:+.3f}; mean {np.mean(list(aucs.values())):.3f}"))
+    result.gates.append(
+        Gate(
+            "concept vs same-class distractors ROC AUC (worst concept)",
+            aucs[worst],
+            0.95,
+            f"{worst}; margin {aucs[worst] - 0.95:+.3f}; mean {np.mean(list(aucs.values())):.3f}",
+        )
+    )
     steps, guidance = 25, 5.0
     bb = backbone_class_prompts(backbone, evaluator, 2 if quick else 4, steps, guidance, out)
     result.gates += [
-        Gate("backbone: generated class prompts read as that class", bb["generated_class_acc"], 0.60,
-             f"real renders of the same prompts: {bb['real_class_acc']:.3f}"),
-        Gate("backbone: generated class prompts read as that colour", bb["generated_colour_acc"], 0.80,
-             f"real renders of the same prompts: {bb['real_colour_acc']:.3f}"),
+        Gate(
+            "backbone: generated class prompts read as that class",
+            bb["generated_class_acc"],
+            0.60,
+            f"real renders of the same prompts: {bb['real_class_acc']:.3f}",
+        ),
+        Gate(
+            "backbone: generated class prompts read as that colour",
+            bb["generated_colour_acc"],
+            0.80,
+            f"real renders of the same prompts: {bb['real_colour_acc']:.3f}",
+        ),
     ]
     ratios = autoencoder_round_trip(backbone, evaluator, concepts, shots)
     worst = min(ratios, key=ratios.get)
-    result.gates.append(Gate("autoencoder keeps concepts: IA(recon) / IA(original) (worst)", ratios[worst], 0.90, worst))
+    result.gates.append(
+        Gate("autoencoder keeps concepts: IA(recon) / IA(original) (worst)", ratios[worst], 0.90, worst)
+    )
     config = KVTrainingConfig(steps=60 if quick else 200)
     learn = learnability(evaluator, concepts, shots, config, 16 if quick else 32, steps, guidance, out, weights)
     for name, fig in learn.items():
-        result.gates.append(Gate(f"learnability: IA gain of one session over the class prompt ({name})", fig["gain"], 0.15,
-                                 f"class prompt {fig['ia_class_prompt']:.3f} -> learned {fig['ia_learned']:.3f}"))
-    result.figures = {"evaluator": zs, "concept_auc": aucs, "backbone": bb, "autoencoder_ratio": ratios, "learnability": learn}
+        result.gates.append(
+            Gate(
+                f"learnability: IA gain of one session over the class prompt ({name})",
+                fig["gain"],
+                0.15,
+                f"class prompt {fig['ia_class_prompt']:.3f} -> learned {fig['ia_learned']:.3f}",
+            )
+        )
+    result.figures = {
+        "evaluator": zs,
+        "concept_auc": aucs,
+        "backbone": bb,
+        "autoencoder_ratio": ratios,
+        "learnability": learn,
+    }
     return result

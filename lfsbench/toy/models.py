@@ -120,7 +120,13 @@ def evaluator_model_config(recipe: Recipe) -> dict:
     return {
         "embed_dim": e.embed_dim,
         "vision_cfg": {"image_size": recipe.world.image_size, "layers": list(e.vision_layers), "width": e.vision_width},
-        "text_cfg": {"context_length": e.context_length, "vocab_size": 49408, "width": e.text_width, "heads": 4, "layers": 2},
+        "text_cfg": {
+            "context_length": e.context_length,
+            "vocab_size": 49408,
+            "width": e.text_width,
+            "heads": 4,
+            "layers": 2,
+        },
     }
 
 

@@ -11,7 +11,9 @@ def protocol_concepts(protocol: str) -> list[world.ToyConcept]:
     """Resolve every concept of a toy-source protocol against the toy catalogue."""
     proto = load_protocol(protocol)
     if proto.source.kind != "toy":
-        raise LfsbenchError(f"Protocol {proto.name!r} reads {proto.source.kind} data; the toy check needs a toy-world protocol.")
+        raise LfsbenchError(
+            f"Protocol {proto.name!r} reads {proto.source.kind} data; the toy check needs a toy-world protocol."
+        )
     catalogue = world.concept_catalogue()
     try:
         return [world.concept_by_name(name, catalogue) for name in proto.concepts]

@@ -252,7 +252,7 @@ def render(appearances: list[Appearance], placements: list[Placement]) -> np.nda
     masks = _shape_masks(x, y)
     out = np.empty((n, size, size, 3), dtype=np.float32)
     stripes = ((gx + gy) // 3).astype(int) % 2 == 0
-    for i, (app, place) in enumerate(zip(appearances, placements)):
+    for i, (app, place) in enumerate(zip(appearances, placements, strict=True)):
         img = out[i]
         img[:] = BACKGROUNDS[place.background]
         mask = masks[app.cls][i]

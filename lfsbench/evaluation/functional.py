@@ -1,7 +1,7 @@
-"""The benchmark's metrics as pure functions over embeddings and matrices (BENCHMARK.md section 3).
+"""The benchmark's metrics as pure functions over embeddings, per-image values and matrices (BENCHMARK.md section 3).
 
-Embeddings are L2-normalised rows; matrices are indexed [session t, concept c]
-with NaN where concept c was not yet learned after session t.
+Embeddings are L2-normalised rows; matrices are indexed [session t, concept c] with NaN where concept c was not
+(yet) evaluated after session t: before it was learned, or after a session that was not an evaluation checkpoint.
 """
 
 from __future__ import annotations
@@ -51,28 +51,32 @@ def roc_auc(positive_scores, negative_scores) -> float:
     return float(np.mean((pos > neg) + 0.5 * (pos == neg)))
 
 
+def bootstrap_drop(
+    first: list[np.ndarray], last: list[np.ndarray], n_boot: int, seed: int = 0
+) -> tuple[float, float, float]:
+    """Mean over concepts of mean(first_c) - mean(last_c), with a bootstrap over each concept's images (IAD and its
+    interval)."""
+    if not first:
+        return float("nan"), float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    point = float(np.mean([f.mean() - n.mean() for f, n in zip(first, last, strict=True)]))
+    draws = np.zeros(n_boot)
+    for f, n in zip(first, last, strict=True):
+        draws += f[rng.integers(0, len(f), (n_boot, len(f)))].mean(1) - n[
+            rng.integers(0, len(n), (n_boot, len(n)))
+        ].mean(1)
+    draws /= len(first)
+    return point, float(np.quantile(draws, 0.025)), float(np.quantile(draws, 0.975))
+
+
 # ---------------------------------------------------------------- matrices
 
 
-def final_drop(matrix, learned_at) -> np.ndarray:
-    """IAD (Avalanche's forgetting): M[s(c), c] - M[T, c] for every concept c, at the last row T."""
-    m = _np(matrix).astype(float)
-    return np.array([m[s, c] - m[-1, c] for c, s in enumerate(learned_at)])
-
-
-def drop_at(matrix, learned_at, t: int) -> np.ndarray:
-    """IAD[t][c] = M[s(c), c] - M[t, c] for concepts learned before t (NaN for the others)."""
-    m = _np(matrix).astype(float)
-    return np.array([m[s, c] - m[t, c] if s < t else np.nan for c, s in enumerate(learned_at)])
-
-
 def max_forgetting_at(matrix, learned_at, t: int) -> np.ndarray:
-    """Mammoth's forgetting: max over s(c) <= u < t of M[u, c], minus M[t, c] (NaN if learned at or after t)."""
+    """Mammoth's forgetting: max over evaluated s(c) <= u < t of M[u, c], minus M[t, c] (NaN if learned at or after t).
+
+    Under evaluation checkpoints a concept is not evaluated after every session: the peak is over the sessions
+    after which it was (NaN cells are skipped), so it can miss a higher value between two checkpoints.
+    """
     m = _np(matrix).astype(float)
     return np.array([np.nanmax(m[s:t, c]) - m[t, c] if s < t else np.nan for c, s in enumerate(learned_at)])
-
-
-def session_means(matrix) -> np.ndarray:
-    """Row means over the concepts learned so far (NaN cells are skipped)."""
-    m = _np(matrix).astype(float)
-    return np.array([np.nanmean(row) if np.any(~np.isnan(row)) else np.nan for row in m])

@@ -1,0 +1,65 @@
+"""The evaluation plan: which images are generated after a session, for which prompts and seeds.
+
+After session t the model generates, for every class of the concepts evaluated, the protocol's prompts with the
+class noun; then for every concept evaluated its own prompts with its modifier token (and, for methods that
+generate from stored context, the same prompts from the base model: the control). Every concept learned so far is
+evaluated, except after sessions that are not checkpoints of a protocol with checkpoints: then only the concepts
+just learned. Each prompt is drawn with the same seeds after every session.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lfsbench.concepts import Concept
+from lfsbench.evaluation.records import Kind
+from lfsbench.protocol import Protocol
+
+
+@dataclass
+class Job:
+    """One batch of images to generate and score: prompts x seeds of one concept or class."""
+
+    kind: Kind
+    name: str  # the concept's name, or the class noun
+    prompts: list[str]  # what the model is asked for (with the modifier token for concepts)
+    seeds: list[int]
+    text_prompts: list[str]  # what TA compares the images with (the prompts without the modifier token)
+    class_noun: str
+
+
+def image_seeds(protocol: Protocol) -> list[int]:
+    """The seeds of each prompt's images (the same after every session)."""
+    plan = protocol.evaluation
+    return [plan.seed + j for j in range(plan.images_per_prompt)]
+
+
+def _expand(templates: list[str], phrase: str, seeds: list[int]) -> tuple[list[str], list[int]]:
+    return [p.format(phrase) for p in templates for _ in seeds], seeds * len(templates)
+
+
+def class_job(protocol: Protocol, noun: str) -> Job:
+    """The protocol's evaluation prompts with the bare class noun."""
+    prompts, seeds = _expand(list(protocol.evaluation.prompts), noun, image_seeds(protocol))
+    return Job(Kind.CLASS, noun, prompts, seeds, prompts, noun)
+
+
+def concept_job(protocol: Protocol, concept: Concept, kind: Kind = Kind.CONCEPT) -> Job:
+    """The concept's evaluation prompts with its modifier token (TA against the same without it)."""
+    seeds = image_seeds(protocol)
+    prompts, seeds = _expand(concept.prompts, concept.phrase(), seeds)
+    plain, _ = _expand(concept.prompts, concept.phrase(with_token=False), image_seeds(protocol))
+    return Job(kind, concept.name, prompts, seeds, plain, concept.class_noun)
+
+
+def evaluated_concepts(protocol: Protocol, concepts: list[Concept], t: int) -> list[Concept]:
+    """The concepts evaluated after session t, in protocol order."""
+    learned_in = protocol.learned_in()
+    if protocol.evaluates_all_after(t):
+        return [c for c in concepts if learned_in[c.name] <= t]
+    return [c for c in concepts if learned_in[c.name] == t]
+
+
+def classes_of(concepts: list[Concept]) -> list[str]:
+    """The class nouns of the concepts, each once, in order of first appearance."""
+    return list(dict.fromkeys(c.class_noun for c in concepts))

@@ -1,0 +1,256 @@
+"""From per-image score records to session rows, matrices, session figures and the run summary.
+
+Pure functions over pandas frames (scores: records.COLUMNS; rows: sessions/session_XX.csv); every number a run or
+a report shows is computed here, from the functions of functional.py, and named by metrics.py.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from lfsbench.evaluation import functional as F
+from lfsbench.evaluation.metrics import METRICS, in_view
+from lfsbench.evaluation.records import Kind
+
+CONCEPT, CLASS = Kind.CONCEPT.value, Kind.CLASS.value  # the `kind` of a session row: a concept or a class
+
+
+def _interval(values, n_boot: int) -> dict:
+    mean, lo, hi = F.bootstrap_ci(values, n_boot)
+    return {"value": mean, "ci_low": lo, "ci_high": hi}
+
+
+def _row(session, name, kind, learned_in, metric, values, n_boot):
+    return {
+        "session": session,
+        "name": name,
+        "kind": kind,
+        "learned_in": learned_in,
+        "metric": metric,
+        **_interval(values, n_boot),
+        "n": int(len(values)),
+    }
+
+
+def _of(scores: pd.DataFrame, kind: Kind, name: str | None = None) -> pd.DataFrame:
+    sel = scores.kind == kind
+    return scores[sel if name is None else sel & (scores.name == name)]
+
+
+def concept_means(scores: pd.DataFrame, column: str = "ia") -> pd.DataFrame:
+    """Per session (rows) and concept (columns): the mean of a concept's per-image values; NaN where not evaluated."""
+    return _of(scores, Kind.CONCEPT).groupby(["session", "name"])[column].mean().unstack()
+
+
+def _first_and_now(history: pd.DataFrame, now: pd.DataFrame, names: list[str], learned_in: dict[str, int]):
+    """Per concept, its per-image IA in the session that taught it and in `now` (IAD's two samples)."""
+    concepts = _of(history, Kind.CONCEPT)
+    first = [concepts[(concepts.name == c) & (concepts.session == learned_in[c])].ia.values for c in names]
+    return first, [now[now.name == c].ia.values for c in names]
+
+
+def session_rows(
+    scores: pd.DataFrame,
+    history: pd.DataFrame,
+    t: int,
+    learned_in: dict[str, int],
+    class_first: dict[str, int],
+    n_boot: int,
+) -> pd.DataFrame:
+    """Rows of session t: per concept TA, CLIPScore, IA, the class prompts' IA, the control's TA and IA, IAD and
+    max-based forgetting (concepts learned before t); per class TA and drift.
+
+    `scores` are session t's records, `history` those of every session so far (t included).
+    """
+    rows = []
+    means = concept_means(history)
+    for name, group in _of(scores, Kind.CONCEPT).groupby("name", sort=False):
+        s = learned_in[name]
+        rows.append(_row(t, name, CONCEPT, s, "TA", group.ta.values, n_boot))
+        rows.append(_row(t, name, CONCEPT, s, "CLIPScore", F.clip_score(group.ta.values), n_boot))
+        rows.append(_row(t, name, CONCEPT, s, "IA", group.ia.values, n_boot))
+        for kind, metric in (
+            (Kind.BASE_CLASS_FOR_CONCEPT, "IA_base_class_prompt"),
+            (Kind.CLASS_FOR_CONCEPT, "IA_class_prompt"),
+        ):
+            rows.append(_row(t, name, CONCEPT, s, metric, _of(scores, kind, name).ia.values, n_boot))
+        control = _of(scores, Kind.CONTROL, name)
+        if len(control):
+            rows.append(_row(t, name, CONCEPT, s, "TA_control", control.ta.values, n_boot))
+            rows.append(_row(t, name, CONCEPT, s, "IA_control", control.ia.values, n_boot))
+        if s < t:
+            first, now = _first_and_now(history, group, [name], learned_in)
+            mean, lo, hi = F.bootstrap_drop(first, now, n_boot)
+            rows.append(
+                {
+                    "session": t,
+                    "name": name,
+                    "kind": CONCEPT,
+                    "learned_in": s,
+                    "metric": "IAD",
+                    "value": mean,
+                    "ci_low": lo,
+                    "ci_high": hi,
+                    "n": int(len(group)),
+                }
+            )
+            column = means[[name]].reindex(range(t + 1))
+            peak = F.max_forgetting_at(column.to_numpy(), [s], t)[0]
+            rows.append(
+                {
+                    "session": t,
+                    "name": name,
+                    "kind": CONCEPT,
+                    "learned_in": s,
+                    "metric": "forgetting_max",
+                    "value": float(peak),
+                    "ci_low": np.nan,
+                    "ci_high": np.nan,
+                    "n": int(len(group)),
+                }
+            )
+    for name, group in _of(scores, Kind.CLASS).groupby("name", sort=False):
+        rows.append(_row(t, name, CLASS, class_first[name], "class_TA", group.ta.values, n_boot))
+        rows.append(_row(t, name, CLASS, class_first[name], "drift", group.drift.values, n_boot))
+    return pd.DataFrame(rows)
+
+
+def matrix(rows: pd.DataFrame, metric: str, concept_order: list[str]) -> pd.DataFrame:
+    """metric[t][c] over sessions (rows) and concepts (columns), NaN where concept c was not evaluated after t."""
+    sub = rows[(rows.kind == CONCEPT) & (rows.metric == metric)]
+    table = sub.pivot(index="session", columns="name", values="value")
+    return table.reindex(columns=[c for c in concept_order if c in table.columns])
+
+
+def session_figures(history: pd.DataFrame, t: int, learned_in: dict[str, int], n_boot: int) -> dict[str, dict]:
+    """The session-level figures after session t, each {value, ci_low, ci_high}: TA, CLIPScore, IA, IAD (over the
+    concepts evaluated after t that were learned before it), class TA, drift, and for methods with an in-context
+    control TA_control, IA_control and IA_gain_over_control. Figures with nothing to average are left out."""
+    now = history[history.session == t]
+    concepts, classes, control = _of(now, Kind.CONCEPT), _of(now, Kind.CLASS), _of(now, Kind.CONTROL)
+    out = {}
+    for metric, values in (
+        ("TA", concepts.ta.values),
+        ("CLIPScore", F.clip_score(concepts.ta.values)),
+        ("IA", concepts.ia.values),
+        ("class_TA", classes.ta.values),
+        ("drift", classes.drift.values),
+    ):
+        if len(values):
+            out[metric] = _interval(values, n_boot)
+    earlier = [c for c in concepts.name.unique() if learned_in[c] < t]
+    if earlier:
+        first, last = _first_and_now(history, concepts, earlier, learned_in)
+        mean, lo, hi = F.bootstrap_drop(first, last, n_boot)
+        out["IAD"] = {"value": mean, "ci_low": lo, "ci_high": hi}
+    if len(control):
+        # paired by prompt and seed: the method's image and the control's start from the same context and noise
+        paired = concepts.merge(control, on=["name", "prompt", "seed"], suffixes=("", "_control"))
+        out["TA_control"] = _interval(control.ta.values, n_boot)
+        out["IA_control"] = _interval(control.ia.values, n_boot)
+        out["IA_gain_over_control"] = _interval((paired.ia - paired.ia_control).values, n_boot)
+    return out
+
+
+def full_sessions(scores: pd.DataFrame, learned_in: dict[str, int]) -> list[int]:
+    """Sessions after which every concept learned so far was evaluated (all, unless the protocol has checkpoints)."""
+    concepts = _of(scores, Kind.CONCEPT)
+    return [
+        int(t)
+        for t, now in concepts.groupby("session")
+        if set(now.name) == {c for c, s in learned_in.items() if s <= t}
+    ]
+
+
+def summarize(
+    rows: pd.DataFrame,
+    scores: pd.DataFrame,
+    cost: pd.DataFrame,
+    learned_in: dict[str, int],
+    drift_scale: float,
+    n_boot: int,
+) -> dict:
+    """Headline numbers at the last finished session, with 95% intervals, and the cost totals."""
+    last = int(rows.session.max())
+    figures = session_figures(scores, last, learned_in, n_boot)
+    missing = {"value": float("nan"), "ci_low": float("nan"), "ci_high": float("nan")}
+    fmax = rows[(rows.session == last) & (rows.metric == "forgetting_max")].value
+    right_after = rows[(rows.metric == "IA") & (rows.session == rows.learned_in)]
+    class_after = rows[(rows.metric == "IA_class_prompt") & (rows.session == rows.learned_in)]
+    base_class = rows[(rows.metric == "IA_base_class_prompt") & (rows.session == rows.learned_in)]
+    summary = {"sessions_finished": last + 1}
+    summary.update({m: figures.get(m, missing) for m in ("TA", "CLIPScore", "IA")})
+    summary["IAD"] = {**figures.get("IAD", missing), "definition": METRICS["IAD"].definition}
+    summary["forgetting_max"] = {
+        "value": float(fmax.mean()) if len(fmax) else float("nan"),
+        "definition": METRICS["forgetting_max"].definition,
+    }
+    summary.update(
+        {
+            "IA_right_after_learning": float(right_after.value.mean()),
+            "IA_base_class_prompt": float(base_class.value.mean()),
+            "IA_class_prompt_right_after_learning": float(class_after.value.mean()),
+            "concepts_above_base_class_prompt_right_after_learning": int(
+                (right_after.set_index("name").value > base_class.set_index("name").value).sum()
+            ),
+            "concepts": int(len(right_after)),
+        }
+    )
+    summary.update({m: figures.get(m, missing) for m in ("class_TA", "drift")})
+    summary["drift_seed_scale"] = drift_scale
+    if "IA_control" in figures:
+        summary.update({m: figures[m] for m in ("TA_control", "IA_control")})
+        summary["IA_gain_over_control"] = {
+            **figures["IA_gain_over_control"],
+            "definition": METRICS["IA_gain_over_control"].definition,
+        }
+    if len(cost):
+        summary["cost"] = cost_totals(cost)
+    return summary
+
+
+def cost_totals(cost: pd.DataFrame) -> dict:
+    """summary.json's cost block from cost.csv (one row per session)."""
+    return {
+        "train_seconds_total": float(cost.train_s.sum()),
+        "train_seconds_per_session": float(cost.train_s.mean()),
+        "generate_seconds_total": float(cost.generate_s.sum()),
+        "evaluate_seconds_total": float(cost.evaluate_s.sum()),
+        "peak_memory_mb": float(cost.peak_memory_mb.max()),
+        "trainable_parameters": int(cost.trainable_parameters.iloc[-1]),
+        "delta_bytes": int(cost.delta_bytes.iloc[-1]),
+        "stored_bytes": int(cost.stored_bytes.iloc[-1]),
+    }
+
+
+def flat_summary(summary: dict) -> dict:
+    """One CSV row of the summary: nested keys joined with dots."""
+    out = {}
+    for key, value in summary.items():
+        if isinstance(value, dict):
+            out.update({f"{key}.{k}": v for k, v in value.items() if k != "definition"})
+        else:
+            out[key] = value
+    return out
+
+
+def run_curves(scores: pd.DataFrame, cost: pd.DataFrame, learned_in: dict[str, int], n_boot: int) -> pd.DataFrame:
+    """Per session: the curve metrics of metrics.py with intervals, and the session's cost (interval = the value).
+
+    Only sessions after which every learned concept was evaluated give quality points (and generation time,
+    which is otherwise that of the new concept alone); training time, stored bytes and memory exist for all.
+    """
+    full = set(full_sessions(scores, learned_in))
+    curve = in_view("curve")
+    rows = []
+    for _, row in cost.iterrows():
+        t = int(row.session)
+        for metric in in_view("cost"):
+            if metric != "generate_s" or t in full:
+                v = float(row[metric])
+                rows.append({"session": t, "metric": metric, "value": v, "ci_low": v, "ci_high": v})
+    for t in sorted(full):
+        figures = session_figures(scores, t, learned_in, n_boot)
+        rows += [{"session": t, "metric": m, **figures[m]} for m in curve if m in figures]
+    return pd.DataFrame(rows)
