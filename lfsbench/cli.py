@@ -34,7 +34,8 @@ def friendly_errors(fn):
         try:
             return fn(*args, **kwargs)
         except LfsbenchError as err:
-            console.print(f"[bold red]error:[/] {err}", highlight=False)
+            # the message is plain text: paths may hold [brackets] and :names: that rich would read as markup
+            console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, emoji=False)
             raise typer.Exit(2) from None
 
     return wrapper
@@ -43,9 +44,9 @@ def friendly_errors(fn):
 @app.command("run")
 @friendly_errors
 def run(
-    method: str = typer.Option(..., "--method", "-m", help="Method name (`lfsbench ls methods`)."),
-    protocol: str = typer.Option(
-        "toy", "--protocol", "-p", help="Protocol name or YAML file (`lfsbench ls protocols`)."
+    method: str | None = typer.Option(None, "--method", "-m", help="Method name (`lfsbench ls methods`)."),
+    protocol: str | None = typer.Option(
+        None, "--protocol", "-p", help="Protocol name or YAML file (`lfsbench ls protocols`; default: toy)."
     ),
     seed: int = typer.Option(0, help="Seed of training and generation."),
     output: Path | None = typer.Option(None, "--output", help="Run folder (default: runs/PROTOCOL/METHOD-seedN)."),
@@ -71,6 +72,7 @@ def run(
     ),
 ):
     """Run one method through a lifelong protocol; rerunning the same command resumes it."""
+    from lfsbench.datasets import dataset_spec
     from lfsbench.protocol import load_protocol, parse_overrides
     from lfsbench.results import RunFolder, default_run_folder
     from lfsbench.runner import Runner, RunSpec
@@ -80,17 +82,36 @@ def run(
         if config is None:
             raise LfsbenchError(f"{resume} holds no lfsbench run (no config.json); --resume needs a run folder.")
         spec = RunSpec.from_config(config)
+        given = [
+            flag
+            for flag, value, kept in (
+                ("-m/--method", method, spec.method),
+                ("-p/--protocol", protocol, spec.protocol.name),
+                ("-o/--set", override, None),
+                ("--data", data, None),
+                ("--backbone", backbone, None),
+                ("--evaluator", evaluator, None),
+                ("--output", output, None),
+            )
+            if value and value != kept
+        ]
+        if given:
+            raise LfsbenchError(
+                f"--resume continues the run in {resume} exactly as it was started ({spec.method} on "
+                f"{spec.protocol.name}, seed {spec.seed}); {', '.join(given)} would change it, so nothing was run. "
+                "Drop them, or start a new run (without --resume) in another folder."
+            )
         output = resume
     else:
+        if method is None:
+            raise LfsbenchError("Name the method: lfsbench run -m METHOD (`lfsbench ls methods` lists them).")
+        protocol = protocol or "toy"
         override = override + [f"{k}={v}" for k, v in (("backbone", backbone), ("evaluator", evaluator)) if v]
         protocol_overrides, method_overrides = parse_overrides(override)
-        spec = RunSpec(
-            load_protocol(protocol, protocol_overrides, data),
-            method,
-            method_overrides,
-            seed,
-            str(data) if data else None,
-        )
+        loaded = load_protocol(protocol, protocol_overrides, data)
+        # --data is part of the run's identity only where the protocol reads data (else a rerun without it differs)
+        kept_data = str(data) if data is not None and dataset_spec(loaded.source.kind).needs_data else None
+        spec = RunSpec(loaded, method, method_overrides, seed, kept_data)
         settings = dict(pair.partition("=")[::2] for pair in override)
         output = output or default_run_folder(Path("runs"), protocol, method, settings, seed)
     from lfsbench.method import create_method, preset_for

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from lfsbench.errors import LfsbenchError, path_part_problem
 from lfsbench.protocol import Protocol
 
 
@@ -85,6 +86,13 @@ def load_concepts(protocol: Protocol, data: Path | None = None, resolution: int 
 
     spec = dataset_spec(protocol.source.kind)
     raw = spec.load(protocol, data_root(protocol, data) if spec.needs_data else None)
+    for name, noun, _, _ in raw:
+        problem = path_part_problem(noun)
+        if problem:
+            raise LfsbenchError(
+                f"The class noun {noun!r} of concept {name!r} (from the {protocol.source.kind} data) cannot name a "
+                f"file ({problem}): class images are saved as class_NOUN.png. Give the concept a plain class noun."
+            )
     concepts = []
     for i, (name, noun, images, prompts) in enumerate(raw):
         if isinstance(images, list):

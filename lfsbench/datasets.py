@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lfsbench.errors import LfsbenchError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+
+from lfsbench.errors import LfsbenchError, path_part_problem, validation_problems
 
 if TYPE_CHECKING:
     from lfsbench.protocol import Protocol
@@ -47,8 +49,32 @@ def _toy_concepts(protocol: Protocol, root: Path | None) -> list[tuple]:
     return out
 
 
-def read_concepts_yaml(root: Path) -> dict:
-    """The optional `concepts.yaml` of a folder source: {concept: {class: noun, prompts: [...]}}."""
+class FolderConcept(BaseModel):
+    """One entry of a folder source's concepts.yaml."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    class_noun: str = Field("object", alias="class", min_length=1)
+    prompts: list[str] = Field(default_factory=list)
+
+    @field_validator("class_noun")
+    @classmethod
+    def _file_name(cls, noun: str) -> str:
+        problem = path_part_problem(noun)
+        if problem:
+            raise ValueError(f"class {noun!r} cannot name a file ({problem})")
+        return noun
+
+    @field_validator("prompts")
+    @classmethod
+    def _placeholder(cls, prompts: list[str]) -> list[str]:
+        for prompt in prompts:
+            if "{}" not in prompt:
+                raise ValueError(f"prompt {prompt!r} has no '{{}}' where the concept goes")
+        return prompts
+
+
+def read_concepts_yaml(root: Path) -> dict[str, FolderConcept]:
+    """The optional `concepts.yaml` of a folder source: {concept: {class: noun, prompts: [...]}}, validated."""
     import yaml
 
     path = root / "concepts.yaml"
@@ -58,11 +84,13 @@ def read_concepts_yaml(root: Path) -> dict:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
         raise LfsbenchError(f"{path} is not valid YAML: {err}. Fix the syntax at the line shown.") from None
-    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+    try:
+        return TypeAdapter(dict[str, FolderConcept]).validate_python(data)
+    except ValidationError as err:
         raise LfsbenchError(
-            f"{path} must map each concept folder to {{class: <noun>, prompts: [<template with {{}}>, ...]}}."
-        )
-    return data
+            f"{path} is not valid: {validation_problems(err)}. It maps each concept folder to "
+            "{class: <noun>, prompts: [<template with {}>, ...]} (both optional)."
+        ) from None
 
 
 def _folder_concepts(protocol: Protocol, root: Path) -> list[tuple]:
@@ -87,8 +115,8 @@ def _folder_concepts(protocol: Protocol, root: Path) -> list[tuple]:
                 f"Concept folder {folder} holds no images (.jpg, .png, .webp). Add the concept's few-shot images there."
             )
         images = [load_image_file(f) for f in files[: protocol.shots]]
-        info = meta.get(name, {})
-        out.append((name, info.get("class", "object"), images, list(info.get("prompts", []))))
+        info = meta.get(name, FolderConcept())
+        out.append((name, info.class_noun, images, list(info.prompts)))
     return out
 
 
@@ -265,12 +293,20 @@ def status(kind: str, root: Path) -> dict:
 
 
 def _hub_download(repo_id: str, target: Path, filename: str | None = None) -> Path:
-    """One file (or, without filename, a whole snapshot) of a hub dataset into `target`."""
-    from huggingface_hub import hf_hub_download, snapshot_download
+    """One file (or, without filename, a whole snapshot) of a hub dataset into `target`.
 
-    if filename:
-        return Path(hf_hub_download(repo_id, filename, repo_type="dataset", local_dir=target))
-    return Path(snapshot_download(repo_id, repo_type="dataset", local_dir=target))
+    The one place lfsbench goes online (`lfsbench data --fetch`): lfsbench/__init__.py keeps the hub offline
+    everywhere else, so it is switched on for this call only.
+    """
+    from huggingface_hub import constants, hf_hub_download, snapshot_download
+
+    offline, constants.HF_HUB_OFFLINE = constants.HF_HUB_OFFLINE, False
+    try:
+        if filename:
+            return Path(hf_hub_download(repo_id, filename, repo_type="dataset", local_dir=target))
+        return Path(snapshot_download(repo_id, repo_type="dataset", local_dir=target))
+    finally:
+        constants.HF_HUB_OFFLINE = offline
 
 
 def _url_download(url: str, path: Path) -> Path:

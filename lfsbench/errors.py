@@ -25,3 +25,20 @@ def load_yaml_model(path: Path, model, what: str, fix: str):
         raise LfsbenchError(f"{what} {path} is not valid: {validation_problems(err)}. {fix}") from None
     except yaml.YAMLError as err:
         raise LfsbenchError(f"{what} {path} is not valid YAML ({err}). {fix}") from None
+
+
+def path_part_problem(name: str) -> str | None:
+    """Why `name` cannot be one part of a file path inside lfsbench's folders (None if it can).
+
+    Concept names and class nouns become file names (shots/NAME.png, class_NOUN.png) and data folders
+    (ROOT/NAME): a separator, `..`, a leading dot or `~`, or an absolute path would reach outside them.
+    """
+    if not isinstance(name, str) or not name.strip():
+        return "it is empty"
+    if any(c in name for c in "/\\\0"):
+        return "it holds a path separator"
+    if name.startswith((".", "~")):
+        return "it starts with '.' or '~'"
+    if any(ord(c) < 32 for c in name):
+        return "it holds a control character"
+    return None

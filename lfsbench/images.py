@@ -35,6 +35,25 @@ def save_grid(images: torch.Tensor, path: Path, columns: int = 8, upscale: int |
     return path
 
 
+HIGH_DEPTH_MODES = {"I;16": 65535.0, "I;16B": 65535.0, "I;16L": 65535.0, "I;16N": 65535.0}
+
+
+def _rgb(img) -> torch.Tensor:
+    """A PIL image as float CHW RGB in [0, 1], keeping the range of 16-bit and float images (PIL's own convert("RGB")
+    clips a 16-bit grey image to white)."""
+    if img.mode in HIGH_DEPTH_MODES or img.mode in ("I", "F"):
+        grey = np.asarray(img, dtype=np.float64)
+        if img.mode in HIGH_DEPTH_MODES:
+            top = HIGH_DEPTH_MODES[img.mode]
+        elif img.mode == "F":
+            top = 1.0 if grey.max(initial=0) <= 1.0 else 255.0
+        else:  # 32-bit integers: 16-bit data (a 16-bit PNG in some Pillow versions) or 8-bit data
+            top = 65535.0 if grey.max(initial=0) > 255 else 255.0
+        grey = torch.from_numpy(np.clip(grey / top, 0, 1)).float()
+        return grey[None].expand(3, -1, -1).contiguous()
+    return torch.from_numpy(np.asarray(img.convert("RGB")).copy()).permute(2, 0, 1).float().div(255.0)
+
+
 def load_image_file(path) -> torch.Tensor:
     """Read an image file (or take an already decoded PIL image) as float CHW in [0, 1]; an unreadable file is a
     clear error naming it."""
@@ -43,12 +62,11 @@ def load_image_file(path) -> torch.Tensor:
     from lfsbench.errors import LfsbenchError
 
     if isinstance(path, Image.Image):
-        return torch.from_numpy(np.asarray(path.convert("RGB")).copy()).permute(2, 0, 1).float().div(255.0)
+        return _rgb(path)
     try:
         with Image.open(path) as img:
-            arr = np.asarray(img.convert("RGB"))
+            return _rgb(img)
     except (UnidentifiedImageError, OSError) as err:
         raise LfsbenchError(
             f"Cannot read image {path}: {err}. Replace or delete the file (it may be truncated or not an image)."
         ) from None
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div(255.0)

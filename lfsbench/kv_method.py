@@ -7,6 +7,7 @@ trains the whole UNet.
 from __future__ import annotations
 
 import torch
+from pydantic import Field
 
 from lfsbench.concepts import SessionView
 from lfsbench.method import Method, MethodConfig, ReportsSteps
@@ -24,10 +25,10 @@ from lfsbench.training import (
 class TokenConfig(MethodConfig):
     """Knobs of every method that learns modifier tokens (defaults tuned for the toy backbone)."""
 
-    steps: int = 200
-    batch_size: int = 8
-    token_lr: float = 5e-3
-    token_init: str = "class"  # initialise a modifier token from its class noun, or from this word
+    steps: int = Field(200, ge=1)
+    batch_size: int = Field(8, ge=1)
+    token_lr: float = Field(5e-3, ge=0)
+    token_init: str = Field("class", min_length=1)  # initialise a modifier token from its class noun, or this word
 
 
 # Stable Diffusion settings of every K/V + token method: diffusers' Custom Diffusion example
@@ -39,16 +40,16 @@ SD_KV_PRESET = {"steps": 250, "batch_size": 2, "kv_lr": 1e-5, "token_lr": 1e-5}
 class PriorConfig(MethodConfig):
     """Prior preservation's knobs (custom-diffusion, dreambooth): class images and the weight of their loss."""
 
-    prior_weight: float = 1.0
-    class_images: int = 32
-    class_image_steps: int = 25
-    class_image_guidance: float = 5.0
+    prior_weight: float = Field(1.0, ge=0)
+    class_images: int = Field(32, ge=1)
+    class_image_steps: int = Field(25, ge=1)
+    class_image_guidance: float = Field(5.0, ge=0)
 
 
 class KVConfig(TokenConfig):
     """Knobs shared by every K/V + token method."""
 
-    kv_lr: float = 1e-3
+    kv_lr: float = Field(1e-3, ge=0)
 
 
 class TokenMethod(Method, ReportsSteps):

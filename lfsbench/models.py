@@ -42,6 +42,12 @@ def load_evaluator(name: str, device="cpu") -> Evaluator:
     if name.startswith("local-dir:"):
         return Evaluator.from_open_clip(name, device=device)
     model, _, pretrained = name.partition(":")
+    if not pretrained:
+        raise LfsbenchError(
+            f"Evaluator {name!r} names an open_clip model without its weights: it would score every image with "
+            f"randomly initialised weights, and every TA and IA would be meaningless. Name the weights too: "
+            f"{model}:TAG (e.g. ViT-B-32:openai, from the local Hugging Face cache) or {model}:PATH to a checkpoint."
+        )
     try:
         return Evaluator.from_open_clip(model, pretrained or None, device=device)
     except (RuntimeError, FileNotFoundError) as err:  # an unknown model name, a checkpoint that does not fit it

@@ -14,7 +14,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from lfsbench.errors import LfsbenchError
+from lfsbench.errors import LfsbenchError, path_part_problem
 
 
 class _Strict(BaseModel):
@@ -92,6 +92,9 @@ class Protocol(_Strict):
             if not session:
                 raise ValueError(f"session {i} introduces no concept")
             for name in session:
+                problem = path_part_problem(name)
+                if problem:
+                    raise ValueError(f"concept name {name!r} cannot name a folder or file ({problem})")
                 if name in seen:
                     raise ValueError(f"concept {name!r} is introduced twice (again in session {i})")
                 seen.add(name)
@@ -226,13 +229,31 @@ def parse_overrides(pairs: list[str]) -> tuple[dict, dict]:
             raise LfsbenchError(
                 f"Override {pair!r} is not KEY=VALUE (e.g. -o steps=100 or -o evaluation.images_per_prompt=4)."
             )
-        value = yaml.safe_load(raw)
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as err:
+            problem = str(err).splitlines()[0]
+            raise LfsbenchError(
+                f"Override {pair!r}: the value {raw!r} is not valid YAML ({problem}). Quote text with special "
+                "characters (-o 'token_init=\"a word\"'), write lists as [a, b]."
+            ) from None
         parts = key.split(".")
         if parts[0] in Protocol.model_fields:
             target = protocol
-            for part in parts[:-1]:
+            for depth, part in enumerate(parts[:-1]):
                 target = target.setdefault(part, {})
+                if not isinstance(target, dict):
+                    raise LfsbenchError(
+                        f"Override {pair!r} sets a field inside {'.'.join(parts[: depth + 1])!r}, which another "
+                        "override sets to a plain value. Give each field once."
+                    )
+            if isinstance(target.get(parts[-1]), dict) and not isinstance(value, dict):
+                raise LfsbenchError(
+                    f"Override {pair!r} replaces {key!r}, whose fields other overrides set. Give each field once."
+                )
             target[parts[-1]] = value
         else:
+            if key in method:
+                raise LfsbenchError(f"Override {pair!r}: {key!r} is set twice. Give each setting once.")
             method[key] = value
     return protocol, method

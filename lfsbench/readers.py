@@ -51,6 +51,11 @@ class DatasetConcept:
     images: list = field(default_factory=list)
 
 
+def _inside(path: Path, root: Path) -> bool:
+    """Whether `path` (symbolic links resolved) lies within `root`."""
+    return Path(path).resolve().is_relative_to(Path(root).resolve())
+
+
 def _images(folder: Path) -> list[Path]:
     if not folder.is_dir():
         return []
@@ -87,6 +92,12 @@ def read_cc101(root: Path) -> dict[str, DatasetConcept]:
             raise LfsbenchError(
                 f"{index}: entry {i} lacks instance_data_dir, prompt_filename or class_prompt."
             ) from None
+        for path in (image_dir, prompt_file):
+            if not _inside(path, root):
+                raise LfsbenchError(
+                    f"{index}: entry {i} names {path}, which lies outside the dataset folder {root}; lfsbench reads "
+                    "a dataset only under its folder. Fix the entry (paths are relative, within the folder)."
+                )
         if not prompt_file.is_file():
             raise LfsbenchError(
                 f"{prompt_file} (named by entry {i} of {index}) does not exist; the prompts/ folder is incomplete."

@@ -17,6 +17,8 @@ code that names runs (a report's settings, the default folders of `lfsbench run`
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 import os
 import platform
@@ -27,15 +29,44 @@ from pathlib import Path
 
 import pandas as pd
 
-from lfsbench.errors import LfsbenchError
+from lfsbench.errors import LfsbenchError, path_part_problem
+
+
+def _temporary(path: Path) -> Path:
+    """A temporary name beside `path`, unique to this process and call (two writers never share one)."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{next(_COUNTER)}.tmp")
+
+
+_COUNTER = itertools.count()
 
 
 def atomic_write_text(path: Path, text: str):
     """Write via a temporary file and rename, so a kill never leaves a half-written file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = _temporary(path)
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def atomic_save_tensors(tensors: dict, path: Path):
+    """safetensors' save_file via a temporary file and rename (a kill while saving leaves the old file or none)."""
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temporary(path)
+    save_file(tensors, tmp)
+    os.replace(tmp, path)
+
+
+def load_tensors(path: Path) -> dict:
+    """safetensors' load_file; a damaged file is an LfsbenchError that names it."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(path)
+    except (SafetensorError, OSError, ValueError) as err:
+        raise LfsbenchError(f"{path} cannot be read ({err}); it is damaged (a disk full, a copy cut short).") from None
 
 
 def atomic_write_csv(path: Path, frame: pd.DataFrame):
@@ -97,6 +128,14 @@ def default_run_folder(root: Path, protocol: str, method: str, settings: dict | 
     return Path(root) / Path(protocol).stem / run_dirname(method, settings, seed)
 
 
+def _part(name: str) -> str:
+    """A concept name or class noun as a file name; one that would leave the run folder is refused."""
+    problem = path_part_problem(name)
+    if problem:
+        raise LfsbenchError(f"{name!r} cannot name a file in a run folder ({problem}); rename the concept or class.")
+    return name
+
+
 class RunFolder:
     """Reads and writes one run's folder; every write is atomic."""
 
@@ -124,10 +163,10 @@ class RunFolder:
         return self.path / "base" / "drift_scale.json"
 
     def base_class_grid(self, noun: str) -> Path:
-        return self.path / "base" / f"{noun}.png"
+        return self.path / "base" / f"{_part(noun)}.png"
 
     def shots_grid(self, concept: str) -> Path:
-        return self.path / "base" / "shots" / f"{concept}.png"
+        return self.path / "base" / "shots" / f"{_part(concept)}.png"
 
     def session_csv(self, t: int) -> Path:
         return self.path / "sessions" / f"session_{t:02d}.csv"
@@ -142,13 +181,13 @@ class RunFolder:
         return self.path / "images" / f"session_{t:02d}"
 
     def concept_grid(self, t: int, concept: str) -> Path:
-        return self.images_dir(t) / f"{concept}.png"
+        return self.images_dir(t) / f"{_part(concept)}.png"
 
     def class_grid(self, t: int, noun: str) -> Path:
-        return self.images_dir(t) / f"class_{noun}.png"
+        return self.images_dir(t) / f"class_{_part(noun)}.png"
 
     def control_grid(self, t: int, concept: str) -> Path:
-        return self.images_dir(t) / f"control_{concept}.png"
+        return self.images_dir(t) / f"control_{_part(concept)}.png"
 
     # ------------------------------------------------------------ identity
 
@@ -158,9 +197,24 @@ class RunFolder:
     def has_summary(self) -> bool:
         return self.summary_file.is_file()
 
+    def _read_json(self, f: Path, what: str) -> dict:
+        try:
+            data = json.loads(f.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise LfsbenchError(f"{f} is not valid JSON ({err}): {what}") from None
+        if not isinstance(data, dict):
+            raise LfsbenchError(f"{f} does not hold a JSON object: {what}")
+        return data
+
     def config(self) -> dict | None:
         f = self.config_file
-        return json.loads(f.read_text()) if f.is_file() else None
+        if not f.is_file():
+            return None
+        return self._read_json(
+            f,
+            f"the run's identity is damaged, so it can be neither resumed nor reported. Delete "
+            f"{self.path} and run again, or choose another folder with --output.",
+        )
 
     def claim(self, config: dict, device: str):
         """Start a new run here, or confirm that the folder holds this same run (then it resumes)."""
@@ -179,7 +233,13 @@ class RunFolder:
                     f"The output folder {self.path} is not empty and holds no lfsbench run (no config.json). "
                     "Nothing was changed. Choose another folder with --output."
                 )
-            atomic_write_text(self.config_file, json.dumps(config, indent=2, sort_keys=True))
+            try:
+                atomic_write_text(self.config_file, json.dumps(config, indent=2, sort_keys=True))
+            except OSError as err:
+                raise LfsbenchError(
+                    f"Cannot write the run folder {self.path} ({err.strerror}). Nothing was trained. Choose a folder "
+                    "you can write with --output, or fix its permissions."
+                ) from None
             meta = {
                 "versions": library_versions(),
                 "git_revision": git_revision(),
@@ -191,13 +251,44 @@ class RunFolder:
 
     # ------------------------------------------------------------ sessions
 
+    def state_readable(self, t: int) -> bool:
+        """Whether session t's state file is there and its safetensors header reads (a truncated file does not)."""
+        from safetensors import safe_open
+
+        try:
+            with safe_open(self.state_file(t), framework="pt") as f:
+                f.keys()
+            return True
+        except Exception:  # missing, truncated, not safetensors: all mean "redo the session"
+            return False
+
     def finished_sessions(self) -> list[int]:
-        """Sessions whose results are complete (their session CSV is the last thing written)."""
-        folder = self.path / "sessions"
-        if not folder.is_dir():
-            return []
-        done = sorted(int(p.stem.split("_")[1]) for p in folder.glob("session_*.csv"))
-        return [t for t in done if self.state_file(t).is_file() and self.scores_csv(t).is_file()]
+        """The sessions 0..k whose results are complete: its session CSV (the last thing a session writes), its
+        scores and a readable state, for each of them. Resume continues after k; anything after the first gap was
+        left by another history (a deleted or damaged file) and is redone, never mixed in."""
+        done = []
+        t = 0
+        while self.session_csv(t).is_file() and self.scores_csv(t).is_file() and self.state_readable(t):
+            done.append(t)
+            t += 1
+        return done
+
+    def discard_after(self, t: int) -> list[int]:
+        """Remove every result of the sessions after t (files and cost rows); returns the sessions that had some."""
+        import shutil
+
+        stale = set()
+        for folder in ("sessions", "scores", "state", "images"):
+            for f in (self.path / folder).glob("session_*"):
+                k = int(f.name.split("_")[1].split(".")[0])
+                if k > t:
+                    stale.add(k)
+                    shutil.rmtree(f) if f.is_dir() else f.unlink()
+        cost = self.cost()
+        if len(cost) and (cost.session > t).any():
+            stale |= set(int(k) for k in cost.session[cost.session > t])
+            atomic_write_csv(self.path / "cost.csv", cost[cost.session <= t])
+        return sorted(stale)
 
     def session_rows(self) -> pd.DataFrame:
         frames = [pd.read_csv(self.session_csv(t)) for t in self.finished_sessions()]
@@ -224,19 +315,15 @@ class RunFolder:
     # ------------------------------------------------------------ base model and matrices
 
     def base_state(self) -> tuple[dict, float] | None:
-        """The base model's class-image embeddings and the drift scale, if this run computed them already."""
-        from safetensors.torch import load_file
-
-        if self.base_embeddings_file().is_file() and self.drift_scale_file().is_file():
+        """The base model's class-image embeddings and the drift scale, if this run computed them (and they read)."""
+        try:
             scale = json.loads(self.drift_scale_file().read_text())["drift_seed_scale"]
-            return load_file(self.base_embeddings_file()), scale
-        return None
+            return load_tensors(self.base_embeddings_file()), float(scale)
+        except (OSError, LfsbenchError, ValueError, KeyError, TypeError):  # missing or damaged: computed again
+            return None
 
     def write_base_state(self, embeddings: dict, scale: float):
-        from safetensors.torch import save_file
-
-        self.base_embeddings_file().parent.mkdir(parents=True, exist_ok=True)
-        save_file(embeddings, self.base_embeddings_file())
+        atomic_save_tensors(embeddings, self.base_embeddings_file())
         atomic_write_text(self.drift_scale_file(), json.dumps({"drift_seed_scale": scale}))
 
     def write_matrix(self, metric: str, matrix: pd.DataFrame):
@@ -245,6 +332,42 @@ class RunFolder:
     def matrix(self, metric: str) -> pd.DataFrame:
         """metric[t][c] as written after the last finished session (index: session)."""
         return pd.read_csv(self.matrix_csv(metric)).set_index("session")
+
+    # ------------------------------------------------------------ lock
+
+    @contextlib.contextmanager
+    def locked(self):
+        """Hold the folder's lock while a run writes it; a second run into the same folder is refused."""
+        import fcntl
+
+        lock = self.path / ".lock"
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            handle = open(lock, "a+")  # closed by the `with` below, after the run
+        except OSError as err:
+            raise LfsbenchError(
+                f"Cannot write the run folder {self.path} ({err.strerror}). Nothing was run. Make it writable, or "
+                "copy the run to a folder you can write and resume it there."
+            ) from None
+        with handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "another process"
+                raise LfsbenchError(
+                    f"The run folder {self.path} is being written by {holder}. Two runs into one folder would mix "
+                    "their results, so this one stops without changing anything. Wait for that run to finish (it "
+                    "resumes from where it is if stopped), or choose another folder with --output."
+                ) from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"process {os.getpid()} on {platform.node()}")
+            handle.flush()
+            try:
+                yield self
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     # ------------------------------------------------------------ summary
 
@@ -258,8 +381,10 @@ class RunFolder:
             raise LfsbenchError(
                 f"{self.path} has no summary.json: the run has not finished a session yet. Run it again to resume."
             )
-        return json.loads(f.read_text())
+        return self._read_json(f, f"rebuild it from the session files with `lfsbench run --resume {self.path}`.")
 
     def is_finished(self, sessions: int) -> bool:
-        """Whether the run finished all `sessions` sessions of its protocol (its summary says so)."""
-        return self.has_summary() and json.loads(self.summary_file.read_text()).get("sessions_finished") == sessions
+        """Whether the run finished all `sessions` sessions of its protocol (and its summary is there)."""
+        if not self.has_summary() or self.finished_sessions() != list(range(sessions)):
+            return False
+        return self.summary().get("sessions_finished") == sessions

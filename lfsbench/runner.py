@@ -15,6 +15,7 @@ from rich.console import Console
 
 from lfsbench.backbone import Backbone
 from lfsbench.concepts import Concept, load_concepts, session_view
+from lfsbench.errors import LfsbenchError
 from lfsbench.evaluation import functional, plan, tables
 from lfsbench.evaluation.records import Kind
 from lfsbench.evaluation.scorer import Scorer
@@ -24,7 +25,7 @@ from lfsbench.method import GeneratesControl, Method, ReportsSteps, UsesEvaluato
 from lfsbench.models import load_backbone, load_evaluator
 from lfsbench.progress import progress_bar
 from lfsbench.protocol import Protocol
-from lfsbench.results import RunFolder, atomic_write_csv
+from lfsbench.results import RunFolder, atomic_save_tensors, atomic_write_csv, load_tensors
 
 console = Console()
 DRIFT_SCALE_SEED_OFFSET = 500_000  # the second seed of a prompt, for the seed-to-seed drift scale
@@ -210,12 +211,21 @@ class Runner:
         return self.scorer.score(t, job, self.scorer.embed(images), references=refs), seconds
 
     def run(self) -> dict:
-        """Run (or resume) every session; returns the summary."""
-        from safetensors.torch import load_file, save_file
+        """Run (or resume) every session, holding the run folder's lock; returns the summary."""
+        self.folder.claim(self.spec.config(self.method), str(self.backbone.device))
+        with self.folder.locked():
+            return self._run()
 
+    def _run(self) -> dict:
         device = self.backbone.device
-        self.folder.claim(self.spec.config(self.method), str(device))
         done = self.folder.finished_sessions()
+        stale = self.folder.discard_after(done[-1] if done else -1)
+        if stale:
+            console.print(
+                f"{self.folder.path}: sessions {', '.join(map(str, stale))} are not part of an unbroken run of "
+                f"finished sessions (a file of session {len(done)} is missing or damaged); they are redone from "
+                f"session {len(done)}"
+            )
         base_emb, drift_scale = self._base()
         for concept in self.concepts:  # the shots, for reports' image grids
             if not self.folder.shots_grid(concept.name).is_file():
@@ -224,7 +234,7 @@ class Runner:
         if isinstance(self.method, UsesEvaluator):
             self.method.use_evaluator(self.evaluator)
         if done:
-            self.method.load_state_dict(load_file(self.folder.state_file(done[-1])))
+            self.method.load_state_dict(load_tensors(self.folder.state_file(done[-1])))
             console.print(f"resuming {self.folder.path}: sessions 0-{done[-1]} already finished")
         sessions = self.protocol.sessions
         with progress_bar() as progress:
@@ -247,10 +257,16 @@ class Runner:
                 learn_figures = self.method.learn(view)
                 train_s = time.time() - t0
                 state_path = self.folder.state_file(t)
-                state_path.parent.mkdir(parents=True, exist_ok=True)
-                save_file({k: v.contiguous().cpu() for k, v in self.method.state_dict().items()}, state_path)
+                atomic_save_tensors({k: v.contiguous().cpu() for k, v in self.method.state_dict().items()}, state_path)
                 progress.update(task, description=f"{self.spec.method}: session {t} generates and scores")
                 scores, seconds = self._evaluate(t, base_emb)
+                problem = tables.non_finite(scores)
+                if problem:
+                    raise LfsbenchError(
+                        f"Session {t} of {self.spec.method}: {problem}. The method's images are not numbers, so no "
+                        "metric of this session would mean anything and nothing of it is kept. Usually training "
+                        "diverged: lower the learning rates (-o kv_lr=..., -o token_lr=..., -o lr=...) and run again."
+                    )
                 atomic_write_csv(self.folder.scores_csv(t), scores)
                 history = pd.concat([self.folder.scores(), scores], ignore_index=True)
                 rows = tables.session_rows(scores, history, t, self.learned_in, self.class_first, self.plan.bootstrap)
@@ -269,6 +285,8 @@ class Runner:
                 atomic_write_csv(self.folder.session_csv(t), rows)  # written last: marks the session finished
                 self._write_summary(drift_scale)
                 progress.update(task, advance=1)
+        if done and len(done) == len(sessions):  # nothing left to run: the summary is rebuilt from the session files
+            self._write_summary(drift_scale)
         return self.folder.summary()
 
     def _write_summary(self, drift_scale: float):

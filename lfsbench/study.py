@@ -82,19 +82,27 @@ def expand(study: Study) -> list[dict]:
 
 def run_study(study: Study, console=None) -> list[Path]:
     """Run every missing run of the study (resuming partial ones); returns the run folders."""
+    from lfsbench.method import create_method, preset_for
     from lfsbench.protocol import load_protocol, parse_overrides
     from lfsbench.runner import Runner, RunSpec
 
     runs = expand(study)
-    for i, run in enumerate(runs):
+    specs = []
+    for i, run in enumerate(runs):  # every cell is checked before the first one runs
         pairs = [f"{k}={json.dumps(v)}" for k, v in run["settings"].items()]
-        protocol_overrides, method_overrides = parse_overrides(pairs)
-        protocol = load_protocol(run["protocol"], protocol_overrides)
-        if RunFolder(run["output"]).is_finished(len(protocol.sessions)):
+        try:
+            protocol_overrides, method_overrides = parse_overrides(pairs)
+            protocol = load_protocol(run["protocol"], protocol_overrides)
+            create_method(run["method"], method_overrides, preset_for(protocol.backbone))
+        except LfsbenchError as err:
+            raise LfsbenchError(f"Study {study.name!r}, run {i + 1} of {len(runs)} ({run['output']}): {err}") from None
+        specs.append(RunSpec(protocol, run["method"], method_overrides, run["seed"]))
+    for i, (run, spec) in enumerate(zip(runs, specs, strict=True)):
+        if RunFolder(run["output"]).is_finished(len(spec.protocol.sessions)):
             if console:
                 console.print(f"[{i + 1}/{len(runs)}] {run['output']}: finished, skipped")
             continue
         if console:
             console.print(f"[{i + 1}/{len(runs)}] {run['output']}")
-        Runner(RunSpec(protocol, run["method"], method_overrides, run["seed"]), run["output"]).run()
+        Runner(spec, run["output"]).run()
     return [run["output"] for run in runs]

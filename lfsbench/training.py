@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from lfsbench.backbone import Backbone
+from lfsbench.errors import LfsbenchError
 
 # ---------------------------------------------------------------- modifier tokens
 
@@ -29,9 +30,15 @@ def add_modifier_token(backbone: Backbone, token: str, initializer: str) -> int:
     tokenizer, text_encoder = backbone.tokenizer, backbone.text_encoder
     if token in tokenizer.get_vocab():
         return tokenizer.convert_tokens_to_ids(token)
+    init_ids = tokenizer.encode(initializer, add_special_tokens=False)
+    if not init_ids:
+        raise LfsbenchError(
+            f"The modifier token {token} would be initialised from {initializer!r}, which the tokenizer turns into no "
+            "token at all (its embedding would be NaN, and every metric with it). Set token_init to a word, e.g. "
+            "-o token_init=object, or to `class` (the concept's class noun)."
+        )
     tokenizer.add_tokens([token])
     token_id = tokenizer.convert_tokens_to_ids(token)
-    init_ids = tokenizer.encode(initializer, add_special_tokens=False)
     text_encoder.resize_token_embeddings(len(tokenizer))
     with torch.no_grad():
         weights = text_encoder.get_input_embeddings().weight

@@ -15,6 +15,7 @@ embedding would make "a <new1> dog" mean "a dog dog".
 from __future__ import annotations
 
 import torch
+from pydantic import Field
 
 from lfsbench.kv_method import PriorConfig, TokenConfig, TokenMethod
 from lfsbench.method import METHODS
@@ -22,9 +23,9 @@ from lfsbench.training import TrainingData, generate_class_images, train_session
 
 
 class DreamBoothConfig(TokenConfig, PriorConfig):  # class images: per class, from the base model, once
-    lr: float = 5e-5  # UNet learning rate (toy sweep: docs/methods.md)
+    lr: float = Field(5e-5, ge=0)  # UNet learning rate (toy sweep: docs/methods.md)
     train_text_encoder: bool = False
-    text_encoder_lr: float = 5e-6
+    text_encoder_lr: float = Field(5e-6, ge=0)
     train_token: bool = True
 
 

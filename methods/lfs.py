@@ -26,7 +26,7 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
 from lfsbench.kv_method import SD_KV_PRESET, KVConfig, KVTokenMethod
 from lfsbench.method import METHODS, GeneratesControl, UsesEvaluator
@@ -41,20 +41,20 @@ class LFSConfig(KVConfig):
     dfkd_steps: int | None = (
         None  # T_tau: steps of the session that add the distillation term (spread evenly); None: all
     )
-    dfkd_weight: float = 1.0
-    dfkd_batch_size: int = 8
-    dfkd_t_min: int = 0  # timestep range of the distillation inputs (of the scheduler's 1000)
-    dfkd_t_max: int = 999
+    dfkd_weight: float = Field(1.0, ge=0)
+    dfkd_batch_size: int = Field(8, ge=1)
+    dfkd_t_min: int = Field(0, ge=0)  # timestep range of the distillation inputs (of the scheduler's 1000)
+    dfkd_t_max: int = Field(999, le=999)
     dfkd_prompts: Literal["concepts", "classes", "both"] = "both"  # earlier concepts' prompts, their class prompts
     dfkd_input: Literal["noise", "teacher"] = "noise"  # toy sweep (docs/methods.md): noise forgot less, cost less
-    dfkd_trajectories: int = 32  # dfkd_input=teacher: teacher samples drawn per session
-    dfkd_sampler_steps: int = 25
-    dfkd_guidance: float = 5.0
+    dfkd_trajectories: int = Field(32, ge=1)  # dfkd_input=teacher: teacher samples drawn per session
+    dfkd_sampler_steps: int = Field(25, ge=1)
+    dfkd_guidance: float = Field(5.0, ge=0)
     # in-context generation
     icgen: bool = True
     context_strength: float = 0.85  # toy sweep (docs/methods.md): largest IA gain over the control, least TA lost
     context_selection: Literal["token", "similarity", "random", "none"] = "token"
-    contexts_per_concept: int = 6
+    contexts_per_concept: int = Field(6, ge=1)
 
     @model_validator(mode="after")
     def _check(self):

@@ -9,6 +9,7 @@ a reservoir). What it keeps is reported as stored bytes.
 from __future__ import annotations
 
 import torch
+from pydantic import Field
 
 from lfsbench.kv_method import SD_KV_PRESET, KVConfig, KVTokenMethod
 from lfsbench.method import METHODS
@@ -16,8 +17,8 @@ from lfsbench.training import TrainingData
 
 
 class ReplayConfig(KVConfig):
-    replay_shots: int = 6  # images kept per concept (the budget)
-    replay_weight: float = 1.0  # weight of the replayed batch's loss
+    replay_shots: int = Field(6, ge=1)  # images kept per concept (the budget)
+    replay_weight: float = Field(1.0, ge=0)  # weight of the replayed batch's loss
 
 
 @METHODS.register("replay")

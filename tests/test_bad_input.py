@@ -1,5 +1,7 @@
 """Bad input gets one clear paragraph naming the file or field and the fix, exit code 2, no traceback."""
 
+import os
+
 import numpy as np
 import pytest
 from conftest import invoke
@@ -25,9 +27,8 @@ def test_folder_protocol_reads_a_users_folder(concept_folder):
 
 def test_folder_concepts_yaml_is_applied(concept_folder):
     from lfsbench.concepts import load_concepts
-    from lfsbench.protocol import load_protocol
-
     from lfsbench.evaluation.plan import concept_job
+    from lfsbench.protocol import load_protocol
 
     protocol = load_protocol("folder", data=concept_folder)
     concepts = load_concepts(protocol, concept_folder, resolution=32)
@@ -100,3 +101,237 @@ def test_unknown_method_setting_fails_before_loading_models(tmp_path):
     code, out = invoke("run", "--method", "naive", "-o", "stepz=3", "--output", str(tmp_path / "r"))
     assert code == 2 and "stepz" in out and "steps" in out
     assert not (tmp_path / "r").exists()
+
+
+# ---------------------------------------------------------------- names and paths (docs/guarantees.md)
+
+
+@pytest.mark.parametrize("name", ["../escape", "/etc/passwd", "a/b", ".hidden", "~user"])
+def test_concept_names_that_would_leave_their_folders_are_refused(tmp_path, name):
+    proto = tmp_path / "p.yaml"
+    proto.write_text(f"include: toy\nname: p\nsessions: [[circle-1], ['{name}']]\n")
+    code, out = invoke("validate", str(proto))
+    assert code == 2 and "cannot name a folder or file" in out and "Traceback" not in out
+
+
+def test_class_noun_from_concepts_yaml_that_is_a_path_is_refused(concept_folder):
+    (concept_folder / "concepts.yaml").write_text("my_cat: {class: ../../outside}\n")
+    code, out = invoke("validate", "folder", "--data", str(concept_folder))
+    assert code == 2 and "cannot name a file" in out and "concepts.yaml" in out
+
+
+def test_concepts_yaml_is_validated(concept_folder):
+    (concept_folder / "concepts.yaml").write_text("my_mug: {class: mug, prompts: 'a {} on a table'}\n")
+    code, out = invoke("validate", "folder", "--data", str(concept_folder))
+    assert code == 2 and "prompts" in out and "valid list" in out  # a string is not one prompt per character
+    (concept_folder / "concepts.yaml").write_text("my_mug: {class: mug, prompts: ['a mug on a table']}\n")
+    code, out = invoke("validate", "folder", "--data", str(concept_folder))
+    assert code == 2 and "has no '{}'" in out
+    (concept_folder / "concepts.yaml").write_text("my_mug: {clas: mug}\n")
+    code, out = invoke("validate", "folder", "--data", str(concept_folder))
+    assert code == 2 and "clas" in out
+
+
+def test_cc101_entries_outside_the_dataset_folder_are_refused(tmp_path):
+    import json
+
+    root = tmp_path / "cc101"
+    (root / "prompts").mkdir(parents=True)
+    (root / "prompts" / "cat.txt").write_text("a {} on the beach\n")
+    entry = {
+        "instance_data_dir": "../../elsewhere/pet_cat1",
+        "prompt_filename": "prompts/cat.txt",
+        "class_prompt": "cat",
+    }
+    (root / "dataset.json").write_text(json.dumps([entry]))
+    from lfsbench.datasets import read_cc101
+    from lfsbench.errors import LfsbenchError
+
+    with pytest.raises(LfsbenchError, match="outside the dataset folder"):
+        read_cc101(root)
+
+
+# ---------------------------------------------------------------- inputs that produced a number instead of an error
+
+
+def test_open_clip_evaluator_without_weights_is_refused(tmp_path):
+    code, out = invoke("run", "-m", "naive", "--evaluator", "ViT-B-32", "--output", str(tmp_path / "r"))
+    assert code == 2 and "randomly initialised" in out and "ViT-B-32:TAG" in out
+
+
+@pytest.mark.parametrize("setting", ["steps=-1", "kv_lr=-0.001", "batch_size=0", "token_init=''"])
+def test_method_knobs_have_bounds(tmp_path, setting):
+    code, out = invoke("run", "-m", "naive", "-o", setting, "--output", str(tmp_path / "r"))
+    assert code == 2 and setting.split("=")[0] in out and "Traceback" not in out
+    assert not (tmp_path / "r").exists()
+
+
+def test_an_initialiser_that_tokenizes_to_nothing_is_an_error(tiny_weights):
+    from lfsbench.errors import LfsbenchError
+    from lfsbench.toy import load_toy_backbone
+    from lfsbench.training import add_modifier_token
+
+    with pytest.raises(LfsbenchError, match="no token at all"):
+        add_modifier_token(load_toy_backbone(weights=tiny_weights), "<new1>", " ")
+
+
+def test_nan_scores_are_an_error_naming_their_cause():
+    import pandas as pd
+
+    from lfsbench.evaluation.tables import non_finite
+
+    rows = [
+        {
+            "session": 0,
+            "kind": "concept",
+            "name": "a",
+            "prompt": "p",
+            "seed": 0,
+            "ta": 0.3,
+            "ia": 0.5,
+            "drift": float("nan"),
+        },
+        {
+            "session": 0,
+            "kind": "class",
+            "name": "cat",
+            "prompt": "p",
+            "seed": 0,
+            "ta": 0.3,
+            "ia": float("nan"),
+            "drift": 0.1,
+        },
+    ]
+    assert non_finite(pd.DataFrame(rows)) is None  # NaN where a kind has no such score is fine
+    rows[0]["ia"] = float("nan")
+    assert "concept images (a) have a ia" in non_finite(pd.DataFrame(rows))
+
+
+def test_sixteen_bit_images_keep_their_range(tmp_path):
+    from lfsbench.images import load_image_file
+
+    ramp = np.linspace(0, 65535, 32 * 32).reshape(32, 32).astype(np.uint16)
+    Image.fromarray(ramp).save(tmp_path / "grey16.png")
+    image = load_image_file(tmp_path / "grey16.png")
+    assert image.shape == (3, 32, 32) and image.min() == 0 and image.max() == 1
+    assert abs(float(image.mean()) - 0.5) < 0.01  # PIL's convert("RGB") made nearly all of it white
+
+
+def test_overrides_that_are_not_yaml_or_conflict(tmp_path):
+    code, out = invoke("run", "-m", "naive", "-o", "steps=[1", "--output", str(tmp_path / "r"))
+    assert code == 2 and "not valid YAML" in out and "Traceback" not in out
+    code, out = invoke("run", "-m", "naive", "-o", "evaluation=3", "-o", "evaluation.steps=2")
+    assert code == 2 and "Give each field once" in out and "Traceback" not in out
+    code, out = invoke("run", "-m", "naive", "-o", "steps=3", "-o", "steps=4")
+    assert code == 2 and "set twice" in out
+
+
+def test_a_study_with_a_bad_cell_fails_before_running_any(tmp_path, monkeypatch):
+    import yaml
+
+    from lfsbench.runner import Runner
+
+    started = []
+    monkeypatch.setattr(Runner, "run", lambda self: started.append(self))
+    spec = tmp_path / "s.yaml"
+    spec.write_text(
+        yaml.safe_dump(
+            {
+                "name": "s",
+                "output": str(tmp_path / "o"),
+                "protocol": "toy-quick",
+                "cells": [{"method": "naive"}, {"method": "naive", "settings": {"stepz": 3}}],
+            }
+        )
+    )
+    code, out = invoke("study", spec)
+    assert code == 2 and "run 2 of 2" in out and "stepz" in out and not started
+
+
+def test_error_messages_are_not_read_as_markup(tmp_path):
+    odd = tmp_path / "[bold]x:100:"
+    code, out = invoke("validate", "folder", "--data", str(odd))
+    assert code == 2 and "[bold]x:100:" in out
+
+
+def _captured_runs(monkeypatch):
+    """Make `lfsbench run` record its spec and folder instead of running (no model is loaded)."""
+    from lfsbench.runner import Runner
+
+    seen = []
+
+    def init(self, spec, output, backbone=None, evaluator=None):
+        seen.append((spec, output))
+
+    monkeypatch.setattr(Runner, "__init__", init)
+    monkeypatch.setattr(Runner, "run", lambda self: {"sessions_finished": 1})
+    return seen
+
+
+def test_resume_refuses_settings_it_would_ignore(tmp_path, monkeypatch):
+    import json
+
+    from lfsbench.method import create_method
+    from lfsbench.protocol import load_protocol
+    from lfsbench.runner import RunSpec
+
+    run = tmp_path / "run"
+    run.mkdir()
+    spec = RunSpec(load_protocol("toy-quick"), "naive", {"steps": 3})
+    (run / "config.json").write_text(json.dumps(spec.config(create_method("naive", {"steps": 3}))))
+    code, out = invoke("run", "--resume", str(run), "-o", "steps=4")
+    assert code == 2 and "-o/--set would change it" in out
+    code, out = invoke("run", "--resume", str(run), "-m", "lfs")
+    assert code == 2 and "-m/--method" in out
+    seen = _captured_runs(monkeypatch)
+    code, out = invoke("run", "--resume", str(run), "-m", "naive")  # the run's own method may be named
+    assert code == 0, out
+    assert seen[0][0].method_overrides == {"steps": 3} and seen[0][0].protocol.name == "toy-quick"
+
+
+def test_data_is_kept_only_for_protocols_that_read_data(tmp_path, concept_folder, monkeypatch):
+    seen = _captured_runs(monkeypatch)
+    code, out = invoke("run", "-m", "naive", "--data", str(concept_folder), "--output", str(tmp_path / "a"))
+    assert code == 0, out
+    assert seen[-1][0].data is None  # the toy protocol reads no data: a rerun without --data is the same run
+    code, out = invoke(
+        "run", "-m", "naive", "-p", "folder", "--data", str(concept_folder), "--output", str(tmp_path / "b")
+    )
+    assert code == 0, out
+    assert seen[-1][0].data == str(concept_folder)
+
+
+def test_lfsbench_keeps_the_hub_offline(tmp_path):
+    """With the offline variables unset, importing lfsbench turns them on before any hub library reads them."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_OFFLINE")}
+    code = (
+        "import lfsbench, huggingface_hub.constants as c, os;"
+        "print(c.HF_HUB_OFFLINE, os.environ['HF_DATASETS_OFFLINE'], os.environ['TRANSFORMERS_OFFLINE'])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["True", "1", "1"]
+    env["HF_HUB_OFFLINE"] = "0"  # a user's own choice is kept
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.split()[0] == "False"
+
+
+class _Payload:  # what a malicious checkpoint could unpickle
+    pass
+
+
+def test_toy_build_checkpoints_load_weights_only(tmp_path):
+    import pickle
+
+    import torch
+
+    from lfsbench.toy.build import Checkpoint, _rng_state
+
+    ckpt = Checkpoint(tmp_path / "stage.pt")
+    ckpt.save({"step": 3, "rng": _rng_state(np.random.default_rng(0)), "model": {"w": torch.ones(2)}})
+    assert ckpt.load()["step"] == 3  # what the build saves loads under weights_only
+    torch.save({"step": 3, "payload": _Payload()}, tmp_path / "stage.pt")
+    with pytest.raises(pickle.UnpicklingError):
+        ckpt.load()

@@ -50,6 +50,27 @@ def _first_and_now(history: pd.DataFrame, now: pd.DataFrame, names: list[str], l
     return first, [now[now.name == c].ia.values for c in names]
 
 
+MEASURED = {  # the columns each record kind must have as numbers
+    Kind.CONCEPT: ("ta", "ia"),
+    Kind.CONTROL: ("ta", "ia"),
+    Kind.CLASS: ("ta", "drift"),
+    Kind.BASE_CLASS_FOR_CONCEPT: ("ia",),
+    Kind.CLASS_FOR_CONCEPT: ("ia",),
+}
+
+
+def non_finite(scores: pd.DataFrame) -> str | None:
+    """Where a session's scores hold NaN or infinity (images that are NaN: training diverged), or None."""
+    for kind, columns in MEASURED.items():
+        rows = _of(scores, kind)
+        for column in columns:
+            bad = rows[~np.isfinite(rows[column].astype(float))]
+            if len(bad):
+                names = ", ".join(dict.fromkeys(bad.name))
+                return f"{len(bad)} {kind.value} images ({names}) have a {column} that is not a number"
+    return None
+
+
 def session_rows(
     scores: pd.DataFrame,
     history: pd.DataFrame,

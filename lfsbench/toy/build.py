@@ -88,7 +88,7 @@ class Checkpoint:
         self.path = path
 
     def load(self) -> dict | None:
-        return torch.load(self.path, weights_only=False) if self.path.exists() else None
+        return torch.load(self.path, weights_only=True) if self.path.exists() else None  # tensors and plain data only
 
     def save(self, state: dict):
         tmp = self.path.with_suffix(".tmp")

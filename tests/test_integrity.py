@@ -1,0 +1,160 @@
+"""Runs that cannot lie or escape (docs/guarantees.md): resume takes only an unbroken run of finished sessions,
+damaged files are named or redone, a run folder is locked while a run writes it, and a kill inside state saving or
+summary writing resumes to the uninterrupted summary."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+
+import pandas as pd
+import pytest
+from conftest import invoke
+
+from lfsbench.errors import LfsbenchError
+from lfsbench.protocol import load_protocol
+from lfsbench.results import RunFolder
+from lfsbench.runner import Runner, RunSpec
+from lfsbench.toy import load_toy_backbone, load_toy_evaluator
+
+FAST = {
+    "sessions": [["circle-1"], ["square-1"], ["circle-2"]],
+    "evaluation": {"images_per_prompt": 2, "steps": 3, "bootstrap": 100},
+}
+QUALITY = ("TA", "IA", "IAD", "class_TA", "drift", "forgetting_max", "IA_right_after_learning")
+
+
+def make_runner(weights, output):
+    spec = RunSpec(load_protocol("toy", FAST), "naive", {"steps": 2, "batch_size": 2})
+    return Runner(spec, output, load_toy_backbone(weights=weights), load_toy_evaluator(weights=weights))
+
+
+def quality(summary: dict) -> dict:
+    return {k: summary[k]["value"] if isinstance(summary[k], dict) else summary[k] for k in QUALITY}
+
+
+@pytest.fixture(scope="module")
+def straight(tiny_weights, tmp_path_factory):
+    """An uninterrupted run: what every interrupted or damaged one must come back to."""
+    out = tmp_path_factory.mktemp("straight") / "run"
+    return out, make_runner(tiny_weights, out).run()
+
+
+def _copy(src, dst):
+    import shutil
+
+    shutil.copytree(src, dst)
+    (dst / ".lock").unlink(missing_ok=True)
+    return dst
+
+
+def test_resume_redoes_from_the_first_gap_and_never_mixes(tiny_weights, straight, tmp_path):
+    """Found: with session_01.csv deleted, a rerun loaded state 2 and retrained session 1 on top of it (IAD moved)."""
+    src, summary = straight
+    run = _copy(src, tmp_path / "run")
+    (run / "sessions" / "session_01.csv").unlink()
+    assert RunFolder(run).finished_sessions() == [0]  # session 2's files are not part of an unbroken run
+    resumed = make_runner(tiny_weights, run).run()
+    assert quality(resumed) == pytest.approx(quality(summary), abs=1e-6)
+    pd.testing.assert_frame_equal(pd.read_csv(run / "ia_matrix.csv"), pd.read_csv(src / "ia_matrix.csv"))
+    assert len(pd.read_csv(run / "cost.csv")) == 3
+
+
+def test_unreadable_state_is_redone(tiny_weights, straight, tmp_path):
+    src, summary = straight
+    run = _copy(src, tmp_path / "run")
+    state = run / "state" / "session_01.safetensors"
+    state.write_bytes(state.read_bytes()[:50])  # truncated
+    assert RunFolder(run).finished_sessions() == [0]
+    assert quality(make_runner(tiny_weights, run).run()) == pytest.approx(quality(summary), abs=1e-6)
+
+
+def test_lost_or_stale_summary_is_rebuilt(tiny_weights, straight, tmp_path):
+    src, summary = straight
+    run = _copy(src, tmp_path / "run")
+    (run / "summary.json").unlink()
+    assert quality(make_runner(tiny_weights, run).run()) == pytest.approx(quality(summary), abs=1e-6)
+    stale = json.loads((run / "summary.json").read_text())
+    stale["IA"]["value"] = 0.0
+    (run / "summary.json").write_text(json.dumps(stale))
+    assert quality(make_runner(tiny_weights, run).run()) == pytest.approx(quality(summary), abs=1e-6)
+
+
+def test_damaged_config_and_summary_are_named(tiny_weights, straight, tmp_path):
+    src, _ = straight
+    run = _copy(src, tmp_path / "run")
+    (run / "summary.json").write_text("{not json")
+    code, out = invoke("report", str(run), "-O", str(tmp_path / "rep"))
+    assert code == 2 and "summary.json is not valid JSON" in out and "--resume" in out and "Traceback" not in out
+    (run / "config.json").write_text("garbage")
+    code, out = invoke("run", "-m", "naive", "--output", str(run))
+    assert code == 2 and "config.json is not valid JSON" in out and "Traceback" not in out
+    code, out = invoke("run", "--resume", str(run))
+    assert code == 2 and "config.json is not valid JSON" in out
+
+
+def test_a_locked_run_folder_is_refused(tiny_weights, tmp_path):
+    out = tmp_path / "run"
+    runner = make_runner(tiny_weights, out)
+    runner.folder.claim(runner.spec.config(runner.method), "cpu")
+    with RunFolder(out).locked():  # another run holds the folder
+        with pytest.raises(LfsbenchError, match=f"being written by process {os.getpid()}"):
+            runner.run()
+    assert not (out / "sessions").exists()  # it did nothing
+
+
+def test_temporary_files_are_unique(tmp_path):
+    from lfsbench.results import _temporary
+
+    target = tmp_path / "summary.json"
+    assert _temporary(target) != _temporary(target) and str(os.getpid()) in _temporary(target).name
+
+
+def _die_inside(weights, out, where: str, session: int):
+    """Child process: run, and die (as a kill would) in the middle of writing `where` after `session`."""
+    import lfsbench.results as results
+
+    if where == "state":
+        from safetensors.torch import save_file
+
+        def dying_save(tensors, path):
+            save_file(tensors, path)  # the temporary file is written; the kill comes before the rename
+            if f"session_{session:02d}" in path.name:
+                os._exit(9)
+
+        import safetensors.torch
+
+        safetensors.torch.save_file = dying_save
+    else:
+        original = results.atomic_write_text
+
+        def dying_write(path, text):
+            if path.name == "summary.json" and json.loads(text)["sessions_finished"] == session + 1:
+                path.with_name(".summary.json.partial.tmp").write_text(text[: len(text) // 2])  # half written
+                os._exit(9)
+            original(path, text)
+
+        results.atomic_write_text = dying_write
+    make_runner(weights, out).run()
+
+
+@pytest.mark.parametrize("where", ["state", "summary"])
+def test_kill_inside_state_saving_or_summary_writing_resumes_to_the_same_summary(
+    tiny_weights, straight, tmp_path, where
+):
+    _, summary = straight
+    out = tmp_path / "run"
+    proc = mp.get_context("spawn").Process(target=_die_inside, args=(tiny_weights, out, where, 1))
+    proc.start()
+    proc.join()
+    assert proc.exitcode == 9
+    assert RunFolder(out).finished_sessions() == ([0] if where == "state" else [0, 1])
+    assert quality(make_runner(tiny_weights, out).run()) == pytest.approx(quality(summary), abs=1e-6)
+
+
+def test_output_folder_that_cannot_be_written_fails_before_training(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    code, out = invoke("run", "-m", "naive", "--output", str(blocker / "run"))
+    assert code == 2 and "Cannot write the run folder" in out and "Nothing was trained" in out
