@@ -31,13 +31,12 @@ import pandas as pd
 
 from lfsbench.errors import LfsbenchError, path_part_problem
 
+_COUNTER = itertools.count()
+
 
 def _temporary(path: Path) -> Path:
     """A temporary name beside `path`, unique to this process and call (two writers never share one)."""
     return path.with_name(f".{path.name}.{os.getpid()}.{next(_COUNTER)}.tmp")
-
-
-_COUNTER = itertools.count()
 
 
 def atomic_write_text(path: Path, text: str):
