@@ -12,15 +12,11 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from lfsbench.errors import LfsbenchError, path_part_problem, validation_problems
-
-if TYPE_CHECKING:
-    from lfsbench.protocol import Protocol
-
+from lfsbench.protocol import PromptTemplates, Protocol
 from lfsbench.readers import (  # noqa: F401 (re-exported: the readers are part of this module's API)
     HF_PREFIX,
     DatasetConcept,
@@ -54,7 +50,7 @@ class FolderConcept(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
     class_noun: str = Field("object", alias="class", min_length=1)
-    prompts: list[str] = Field(default_factory=list)
+    prompts: PromptTemplates = Field(default_factory=list)
 
     @field_validator("class_noun")
     @classmethod
@@ -63,14 +59,6 @@ class FolderConcept(BaseModel):
         if problem:
             raise ValueError(f"class {noun!r} cannot name a file ({problem})")
         return noun
-
-    @field_validator("prompts")
-    @classmethod
-    def _placeholder(cls, prompts: list[str]) -> list[str]:
-        for prompt in prompts:
-            if "{}" not in prompt:
-                raise ValueError(f"prompt {prompt!r} has no '{{}}' where the concept goes")
-        return prompts
 
 
 def read_concepts_yaml(root: Path) -> dict[str, FolderConcept]:

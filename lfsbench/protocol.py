@@ -9,12 +9,22 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lfsbench.errors import LfsbenchError, path_part_problem
+
+
+def _with_placeholder(prompts: list[str]) -> list[str]:
+    for p in prompts:
+        if "{}" not in p:
+            raise ValueError(f"prompt {p!r} has no '{{}}' placeholder for the concept")
+    return prompts
+
+
+PromptTemplates = Annotated[list[str], AfterValidator(_with_placeholder)]  # '{}' is where "<token> <class>" goes
 
 
 class _Strict(BaseModel):
@@ -36,7 +46,7 @@ class Source(_Strict):
 
 
 class EvaluationPlan(_Strict):
-    prompts: list[str] = Field(
+    prompts: PromptTemplates = Field(
         min_length=1,
         description="templates; '{}' is replaced by '<token> <class>'; "
         "datasets with their own prompts (cc101, dreambooth) use those",
@@ -63,14 +73,6 @@ class EvaluationPlan(_Strict):
         if any(c < 1 for c in checkpoints):
             raise ValueError("checkpoints count sessions from 1")
         return sorted(set(checkpoints))
-
-    @field_validator("prompts")
-    @classmethod
-    def _placeholder(cls, prompts: list[str]) -> list[str]:
-        for p in prompts:
-            if "{}" not in p:
-                raise ValueError(f"prompt {p!r} has no '{{}}' placeholder for the concept")
-        return prompts
 
 
 class Protocol(_Strict):
