@@ -47,9 +47,9 @@ def class_job(protocol: Protocol, noun: str) -> Job:
 def concept_job(protocol: Protocol, concept: Concept, kind: Kind = Kind.CONCEPT) -> Job:
     """The concept's evaluation prompts with its modifier token (TA against the same without it)."""
     seeds = image_seeds(protocol)
-    prompts, seeds = _expand(concept.prompts, concept.phrase(), seeds)
-    plain, _ = _expand(concept.prompts, concept.phrase(with_token=False), image_seeds(protocol))
-    return Job(kind, concept.name, prompts, seeds, plain, concept.class_noun)
+    prompts, per_image = _expand(concept.prompts, concept.phrase(), seeds)
+    plain, _ = _expand(concept.prompts, concept.phrase(with_token=False), seeds)
+    return Job(kind, concept.name, prompts, per_image, plain, concept.class_noun)
 
 
 def evaluated_concepts(protocol: Protocol, concepts: list[Concept], t: int) -> list[Concept]:
