@@ -315,22 +315,40 @@ def ls(what: str = typer.Argument(..., help="methods or protocols")):
 def validate(
     protocol: str = typer.Argument(..., help="Protocol name or YAML file."),
     data: Path | None = typer.Option(None, help="Where the protocol's dataset lives."),
+    override: list[str] = typer.Option(
+        [], "--set", "-o", help="KEY=VALUE: a protocol field, as `lfsbench run` takes it (-o shots=2)."
+    ),
 ):
-    """Check a protocol and read all of its data, without loading any model or training."""
+    """Check a protocol and read all of its data (each concept's shots and held-out references), without loading
+    any model or training."""
     from lfsbench.concepts import load_concepts
     from lfsbench.datasets import data_root, dataset_spec
-    from lfsbench.protocol import load_protocol
+    from lfsbench.protocol import load_protocol, parse_overrides
 
-    proto = load_protocol(protocol, data=data)
+    protocol_overrides, method_settings = parse_overrides(override)
+    if method_settings:
+        raise LfsbenchError(
+            f"validate checks a protocol; {', '.join(method_settings)} is not a protocol field (fields: "
+            "shots, references, sessions, evaluation.*, ...). Pass method settings to `lfsbench run`."
+        )
+    proto = load_protocol(protocol, protocol_overrides, data=data)
     learned = proto.learned_in()
     if dataset_spec(proto.source.kind).published:
         _describe_dataset(proto, data_root(proto, data))
     concepts = load_concepts(proto, data, resolution=64)  # reads (and so checks) every image
     table = Table(title=f"protocol {proto.name}: {len(proto.sessions)} sessions, {len(concepts)} concepts")
-    for col in ("session", "concept", "class", "token", "shots", "eval prompts"):
+    for col in ("session", "concept", "class", "token", "shots (train)", "references (held out)", "eval prompts"):
         table.add_column(col)
     for c in concepts:
-        table.add_row(str(learned[c.name]), c.name, c.class_noun, c.token, str(len(c.images)), str(len(c.prompts)))
+        table.add_row(
+            str(learned[c.name]),
+            c.name,
+            c.class_noun,
+            c.token,
+            str(len(c.images)),
+            str(len(c.references)),
+            str(len(c.prompts)),
+        )
     console.print(table)
     per_concept = sum(len(c.prompts) for c in concepts) / len(concepts) * proto.evaluation.images_per_prompt
     when = (

@@ -19,7 +19,8 @@ class Concept:
     name: str
     class_noun: str
     token: str  # the modifier token, e.g. "<new1>"
-    images: torch.Tensor  # the few-shot images (also the IA references), [0, 1] NCHW
+    images: torch.Tensor  # the few-shot images a method trains on (its shots), [0, 1] NCHW
+    references: torch.Tensor  # held-out images of the concept that no method sees: IA's references, [0, 1] NCHW
     prompts: list[str] = field(default_factory=list)  # evaluation templates, '{}' -> "<token> <class>"
 
     def phrase(self, with_token: bool = True) -> str:
@@ -86,22 +87,34 @@ def load_concepts(protocol: Protocol, data: Path | None = None, resolution: int 
 
     spec = dataset_spec(protocol.source.kind)
     raw = spec.load(protocol, data_root(protocol, data) if spec.needs_data else None)
-    for name, noun, _, _ in raw:
-        problem = path_part_problem(noun)
+    for loaded in raw:
+        problem = path_part_problem(loaded.class_noun)
         if problem:
             raise LfsbenchError(
-                f"The class noun {noun!r} of concept {name!r} (from the {protocol.source.kind} data) cannot name a "
-                f"file ({problem}): class images are saved as class_NOUN.png. Give the concept a plain class noun."
+                f"The class noun {loaded.class_noun!r} of concept {loaded.name!r} (from the {protocol.source.kind} "
+                f"data) cannot name a file ({problem}): class images are saved as class_NOUN.png. Give the concept a "
+                "plain class noun."
             )
     concepts = []
-    for i, (name, noun, images, prompts) in enumerate(raw):
-        if isinstance(images, list):
-            images = torch.stack([fit_image(img, resolution) for img in images])
-        elif resolution is not None and images.shape[-1] != resolution:
-            images = torch.stack([fit_image(img, resolution) for img in images])
-        prompts = (prompts or list(protocol.evaluation.prompts))[: protocol.evaluation.max_prompts]
-        concepts.append(Concept(name, noun, f"<new{i + 1}>", images, prompts))
+    for i, loaded in enumerate(raw):
+        prompts = (loaded.prompts or list(protocol.evaluation.prompts))[: protocol.evaluation.max_prompts]
+        concepts.append(
+            Concept(
+                loaded.name,
+                loaded.class_noun,
+                f"<new{i + 1}>",
+                _fitted(loaded.shots, resolution),
+                _fitted(loaded.references, resolution),
+                prompts,
+            )
+        )
     return concepts
+
+
+def _fitted(images: torch.Tensor | list[torch.Tensor], resolution: int | None) -> torch.Tensor:
+    if isinstance(images, list) or (resolution is not None and images.shape[-1] != resolution):
+        return torch.stack([fit_image(img, resolution) for img in images])
+    return images
 
 
 def fit_image(image: torch.Tensor, size: int | None) -> torch.Tensor:

@@ -12,7 +12,9 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
+import torch
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from lfsbench.errors import LfsbenchError, path_part_problem, validation_problems
@@ -30,7 +32,34 @@ from lfsbench.readers import (  # noqa: F401 (re-exported: the readers are part 
 # ---------------------------------------------------------------- the toy world and a user's folder
 
 
-def _toy_concepts(protocol: Protocol, root: Path | None) -> list[tuple]:
+class LoadedConcept(NamedTuple):
+    """One concept as a source delivers it: its training shots and its held-out references (images no method sees).
+
+    Images are a uint8/float tensor or a list of CHW tensors (real photos, fitted to the backbone's size later).
+    """
+
+    name: str
+    class_noun: str
+    shots: torch.Tensor | list[torch.Tensor]
+    references: torch.Tensor | list[torch.Tensor]
+    prompts: list[str]
+
+
+def split_shots(protocol: Protocol, name: str, files: list, where: str) -> tuple[list, list]:
+    """A real concept's images (in file-name order): the first `shots` train, the next up to `references` are held
+    out for IA. A concept left without a reference is an error naming it and the fix."""
+    shots, references = files[: protocol.shots], files[protocol.shots : protocol.shots + protocol.references]
+    if not references:
+        raise LfsbenchError(
+            f"Concept {name!r} ({where}) has {len(files)} images and protocol {protocol.name!r} trains on "
+            f"shots: {protocol.shots}, which leaves it no held-out reference image for IA. Train on fewer shots "
+            f"(-o shots={max(len(files) - 1, 1)} or lower, or shots: in the protocol), or leave the concept out of "
+            "the protocol. `lfsbench validate` shows the split of every concept."
+        )
+    return shots, references
+
+
+def _toy_concepts(protocol: Protocol, root: Path | None) -> list[LoadedConcept]:
     from lfsbench.images import to_float
     from lfsbench.toy import world
 
@@ -41,7 +70,9 @@ def _toy_concepts(protocol: Protocol, root: Path | None) -> list[tuple]:
             concept = world.concept_by_name(name, catalogue)
         except KeyError as err:
             raise LfsbenchError(f"Protocol {protocol.name!r}: {err.args[0]}. Fix the name under sessions:.") from None
-        out.append((name, concept.cls, to_float(world.concept_renders(concept, protocol.shots, seed=0)), []))
+        shots = to_float(world.concept_renders(concept, protocol.shots, seed=world.SHOT_SEED))
+        references = to_float(world.concept_renders(concept, protocol.references, seed=world.REFERENCE_SEED))
+        out.append(LoadedConcept(name, concept.cls, shots, references, []))
     return out
 
 
@@ -81,7 +112,7 @@ def read_concepts_yaml(root: Path) -> dict[str, FolderConcept]:
         ) from None
 
 
-def _folder_concepts(protocol: Protocol, root: Path) -> list[tuple]:
+def _folder_concepts(protocol: Protocol, root: Path) -> list[LoadedConcept]:
     from lfsbench.images import load_image_file
 
     if not root.is_dir():
@@ -102,9 +133,17 @@ def _folder_concepts(protocol: Protocol, root: Path) -> list[tuple]:
             raise LfsbenchError(
                 f"Concept folder {folder} holds no images (.jpg, .png, .webp). Add the concept's few-shot images there."
             )
-        images = [load_image_file(f) for f in files[: protocol.shots]]
+        shots, references = split_shots(protocol, name, files, str(folder))
         info = meta.get(name, FolderConcept())
-        out.append((name, info.class_noun, images, list(info.prompts)))
+        out.append(
+            LoadedConcept(
+                name,
+                info.class_noun,
+                [load_image_file(f) for f in shots],
+                [load_image_file(f) for f in references],
+                list(info.prompts),
+            )
+        )
     return out
 
 
@@ -116,7 +155,7 @@ class DatasetSpec:
     """Everything lfsbench knows about one source of concepts (a protocol's `source.kind`)."""
 
     name: str
-    load: Callable[[Protocol, Path | None], list[tuple]]  # -> [(name, class noun, images, prompt templates)]
+    load: Callable[[Protocol, Path | None], list[LoadedConcept]]
     env: str | None = None  # the environment variable that names its folder
     default_root: str | None = None  # where it is looked for without --data or the variable
     source: str = ""  # where to get it (`lfsbench data`)
@@ -174,10 +213,11 @@ def where(name: str, data: Path | None = None) -> tuple[Path, str]:
     return Path(spec.default_root).expanduser(), "default"
 
 
-def _published_concepts(name: str) -> Callable[[Protocol, Path | None], list[tuple]]:
-    """The loader of a published dataset: the protocol's concepts from its reader, the first `shots` images each."""
+def _published_concepts(name: str) -> Callable[[Protocol, Path | None], list[LoadedConcept]]:
+    """The loader of a published dataset: the protocol's concepts from its reader, the first `shots` images each
+    to train and the rest (up to `references`) held out."""
 
-    def load(protocol: Protocol, root: Path | None) -> list[tuple]:
+    def load(protocol: Protocol, root: Path | None) -> list[LoadedConcept]:
         from lfsbench.images import load_image_file
 
         spec = DATASETS[name]
@@ -195,8 +235,16 @@ def _published_concepts(name: str) -> Callable[[Protocol, Path | None], list[tup
                     f"No images of {concept_name!r} in {concept.image_dir}. The {name} metadata is there but not the "
                     f"images: {spec.images_hint} `lfsbench data` shows what is missing."
                 )
-            images = [load_image_file(f) for f in concept.images[: protocol.shots]]
-            out.append((concept_name, concept.class_noun, images, concept.prompts))
+            shots, references = split_shots(protocol, concept_name, concept.images, str(concept.image_dir))
+            out.append(
+                LoadedConcept(
+                    concept_name,
+                    concept.class_noun,
+                    [load_image_file(f) for f in shots],
+                    [load_image_file(f) for f in references],
+                    concept.prompts,
+                )
+            )
         return out
 
     return load

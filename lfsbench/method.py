@@ -85,6 +85,12 @@ class Method:
         """Bytes of data (images, latents) kept between sessions."""
         return 0
 
+    def keeps(self) -> str:
+        """What the method keeps between sessions besides its weights, in words ("nothing", "shots as images", "shots
+        as VAE latents", "generated class images"): reported beside stored bytes, so no method is called data-free
+        while it keeps its shots."""
+        return "nothing"
+
 
 # ---------------------------------------------------------------- optional capabilities
 

@@ -79,7 +79,14 @@ class Protocol(_Strict):
     name: str
     description: str = ""
     source: Source = Source()
-    shots: int = Field(6, ge=1)
+    shots: int = Field(6, ge=1, description="images of each concept a method trains on (real data: its first N)")
+    references: int = Field(
+        16,
+        ge=1,
+        description="held-out images of each concept that IA is measured against and no method sees. Toy: renders "
+        "from a seed no training or method code draws. Real data: the images after the shots, at most this many "
+        "(a concept with none left is an error).",
+    )
     training_prompt: str = "a {}"  # '{}' -> "<token> <class>"
     sessions: list[list[str]] = Field(min_length=1, description="concept names introduced by each session")
     backbone: str = "toy"
@@ -193,6 +200,8 @@ def folder_protocol(root: Path) -> dict:
         "name": "folder",
         "description": f"a user's concepts in {root}",
         "source": {"kind": "folder", "path": str(root)},
+        "shots": 3,  # each folder's first 3 images (file-name order) train; the rest are held out for IA
+        "references": 50,
         "sessions": [[n] for n in names],
         "evaluation": {"prompts": FOLDER_PROMPTS, "images_per_prompt": 16},
     }

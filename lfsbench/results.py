@@ -167,6 +167,9 @@ class RunFolder:
     def shots_grid(self, concept: str) -> Path:
         return self.path / "base" / "shots" / f"{_part(concept)}.png"
 
+    def references_grid(self, concept: str) -> Path:
+        return self.path / "base" / "references" / f"{_part(concept)}.png"
+
     def session_csv(self, t: int) -> Path:
         return self.path / "sessions" / f"session_{t:02d}.csv"
 
@@ -187,6 +190,10 @@ class RunFolder:
 
     def control_grid(self, t: int, concept: str) -> Path:
         return self.images_dir(t) / f"control_{_part(concept)}.png"
+
+    def copies_grid(self, t: int, concept: str) -> Path:
+        """Generated images (top row), each one's nearest training shot (middle) and nearest held-out reference."""
+        return self.images_dir(t) / f"copies_{_part(concept)}.png"
 
     # ------------------------------------------------------------ identity
 
@@ -218,6 +225,8 @@ class RunFolder:
     def claim(self, config: dict, device: str):
         """Start a new run here, or confirm that the folder holds this same run (then it resumes)."""
         existing = self.config()
+        if existing is not None and "references" not in existing.get("protocol", {}):
+            raise self._older_run()
         if existing is not None and existing != config:
             differ = sorted(k for k in set(existing) | set(config) if existing.get(k) != config.get(k))
             raise LfsbenchError(
@@ -294,8 +303,20 @@ class RunFolder:
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
     def scores(self) -> pd.DataFrame:
+        from lfsbench.evaluation.records import COLUMNS
+
         frames = [pd.read_csv(self.scores_csv(t)) for t in self.finished_sessions()]
+        if any(set(COLUMNS) - set(frame.columns) for frame in frames):
+            raise self._older_run()
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+    def _older_run(self) -> LfsbenchError:
+        return LfsbenchError(
+            f"The run in {self.path} was made by an older lfsbench, which measured IA against the training shots and "
+            "had no held-out references, copy rate or class accuracy; its numbers cannot be resumed, reported or "
+            "checked beside this version's. Run it again into a new folder (or delete this one): the same `lfsbench "
+            "run` or `lfsbench study` command does it."
+        )
 
     def cost(self) -> pd.DataFrame:
         f = self.path / "cost.csv"

@@ -18,7 +18,7 @@ from lfsbench.concepts import Concept, load_concepts, session_view
 from lfsbench.errors import LfsbenchError
 from lfsbench.evaluation import functional, plan, tables
 from lfsbench.evaluation.records import Kind
-from lfsbench.evaluation.scorer import Scorer
+from lfsbench.evaluation.scorer import ConceptReferences, Scorer
 from lfsbench.evaluator import Evaluator
 from lfsbench.images import save_grid
 from lfsbench.method import GeneratesControl, Method, ReportsSteps, UsesEvaluator, create_method, preset_for
@@ -109,9 +109,9 @@ class Runner:
         self.folder = RunFolder(output)
         self.backbone = backbone or load_backbone(spec.protocol.backbone)
         self.evaluator = evaluator or load_evaluator(spec.protocol.evaluator)
-        self.scorer = Scorer(self.evaluator)
         data = spec.data and Path(spec.data)
         self.concepts: list[Concept] = load_concepts(spec.protocol, data, self.backbone.resolution)
+        self.scorer = Scorer(self.evaluator, plan.class_vocabulary(spec.protocol, self.concepts))
         self.method = create_method(spec.method, spec.method_overrides, preset_for(spec.protocol.backbone))
         self.learned_in = spec.protocol.learned_in()
         self._on_generated = lambda done, total: None
@@ -138,7 +138,7 @@ class Runner:
             return cached
         emb, scales = {}, []
         for noun in self.class_first:
-            job = plan.class_job(self.protocol, noun)
+            job = plan.class_job(self.protocol, noun, self.concepts)
             images = self.backbone.generate(job.prompts, job.seeds, self.plan.steps, self.plan.guidance)
             other_seeds = [s + DRIFT_SCALE_SEED_OFFSET for s in job.seeds]
             other = self.backbone.generate(job.prompts, other_seeds, self.plan.steps, self.plan.guidance)
@@ -162,12 +162,15 @@ class Runner:
         total = len(nouns) + len(learned)
         self._on_generated(0, total)
         for noun in nouns:
-            job = plan.class_job(self.protocol, noun)
+            job = plan.class_job(self.protocol, noun, self.concepts)
             images, seconds = self._generate(job)
             gen_s += seconds
             t0 = time.time()
             class_emb[noun] = self.scorer.embed(images)
             records += self.scorer.score(t, job, class_emb[noun], base=base_emb[noun])
+            # the base model's images of the same prompts and seeds (embedded once per run): class TA and accuracy
+            base_job = plan.class_job(self.protocol, noun, self.concepts, Kind.BASE_CLASS)
+            records += self.scorer.score(t, base_job, base_emb[noun])
             eval_s += time.time() - t0
             save_grid(images[:IMAGES_KEPT], self.folder.class_grid(t, noun))
             self._on_generated(len(class_emb), total)
@@ -176,15 +179,15 @@ class Runner:
             images, seconds = self._generate(job)
             gen_s += seconds
             t0 = time.time()
-            refs = self.scorer.references(concept.name, concept.images)
-            records += self.scorer.score(t, job, self.scorer.embed(images), references=refs)
+            refs = self.scorer.concept(concept)
+            records += self.scorer.score(t, job, self.scorer.embed(images), concept=refs, images=images)
             eval_s += time.time() - t0
             if isinstance(self.method, GeneratesControl):
                 control, seconds = self._control(t, concept, refs)
                 records += control
                 gen_s += seconds
             t0 = time.time()
-            # the bare class prompt's images against this concept's shots: from the base model (the bar that
+            # the bare class prompt's images against this concept's references: from the base model (the bar that
             # learning must clear) and from the current model (high when the concept leaks into its class)
             for kind, class_images in (
                 (Kind.BASE_CLASS_FOR_CONCEPT, base_emb[concept.class_noun]),
@@ -193,10 +196,19 @@ class Runner:
                 records += self.scorer.alignment(t, kind, concept.name, class_images, refs)
             eval_s += time.time() - t0
             save_grid(images[:IMAGES_KEPT], self.folder.concept_grid(t, concept.name))
+            self._save_copies(images[:IMAGES_KEPT], concept, refs, self.folder.copies_grid(t, concept.name))
             self._on_generated(len(class_emb) + i + 1, total)
         return pd.DataFrame(records), {"generate_s": gen_s, "evaluate_s": eval_s}
 
-    def _control(self, t: int, concept: Concept, refs: torch.Tensor) -> tuple[list[dict], float]:
+    @staticmethod
+    def _save_copies(images: torch.Tensor, concept: Concept, refs: ConceptReferences, path: Path) -> None:
+        """Each generated image above its nearest training shot and its nearest held-out reference (copy space)."""
+        found = refs.copy.measure(images)
+        shots = concept.images[torch.as_tensor(found["nearest_shot"])]
+        references = concept.references[torch.as_tensor(found["nearest_reference"])]
+        save_grid(torch.cat([images, shots, references]), path, columns=len(images))
+
+    def _control(self, t: int, concept: Concept, refs: ConceptReferences) -> tuple[list[dict], float]:
         """The base model from the method's stored contexts (same strength and seeds): what copying alone reaches.
         Returns its score records and the seconds its generation took."""
         job = plan.concept_job(self.protocol, concept, Kind.CONTROL)
@@ -208,7 +220,7 @@ class Runner:
         if images is None:  # the method uses no context now (e.g. lfs with icgen=false)
             return [], seconds
         save_grid(images[:IMAGES_KEPT], self.folder.control_grid(t, concept.name))
-        return self.scorer.score(t, job, self.scorer.embed(images), references=refs), seconds
+        return self.scorer.score(t, job, self.scorer.embed(images), concept=refs, images=images), seconds
 
     def run(self) -> dict:
         """Run (or resume) every session, holding the run folder's lock; returns the summary."""
@@ -227,9 +239,11 @@ class Runner:
                 f"session {len(done)}"
             )
         base_emb, drift_scale = self._base()
-        for concept in self.concepts:  # the shots, for reports' image grids
+        for concept in self.concepts:  # the shots and the held-out references, for reports' image grids
             if not self.folder.shots_grid(concept.name).is_file():
                 save_grid(concept.images[:IMAGES_KEPT], self.folder.shots_grid(concept.name))
+            if not self.folder.references_grid(concept.name).is_file():
+                save_grid(concept.references[:IMAGES_KEPT], self.folder.references_grid(concept.name))
         self.method.setup(self.backbone, self.spec.seed)
         if isinstance(self.method, UsesEvaluator):
             self.method.use_evaluator(self.evaluator)
@@ -295,5 +309,11 @@ class Runner:
         for metric in ("TA", "IA"):
             self.folder.write_matrix(metric, tables.matrix(rows, metric, order))
         summary = tables.summarize(rows, scores, cost, self.learned_in, drift_scale, self.plan.bootstrap)
-        summary = {"method": self.spec.method, "protocol": self.protocol.name, "seed": self.spec.seed, **summary}
+        summary = {
+            "method": self.spec.method,
+            "protocol": self.protocol.name,
+            "seed": self.spec.seed,
+            "keeps": self.method.keeps(),
+            **summary,
+        }
         self.folder.write_summary(summary, tables.flat_summary(summary))

@@ -139,3 +139,6 @@ class DreamBooth(TokenMethod):
 
     def stored_bytes(self) -> int:
         return sum(images.numel() for images in self.class_image_bank.values())
+
+    def keeps(self) -> str:
+        return "generated class images (base model)"

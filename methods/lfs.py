@@ -241,3 +241,7 @@ class LFSDiffusion(KVTokenMethod, GeneratesControl, UsesEvaluator):
     def stored_bytes(self) -> int:
         tensors = list(self.contexts.values()) + list(self.context_embeddings.values())
         return sum(t.numel() * t.element_size() for t in tensors)
+
+    def keeps(self) -> str:
+        # in-context generation keeps every shot's VAE latents: only distillation (DFKD) is data-free
+        return "shots as VAE latents" if self.config.icgen else "nothing"

@@ -60,3 +60,6 @@ class Replay(KVTokenMethod):
 
     def stored_bytes(self) -> int:
         return sum(shots.numel() * shots.element_size() for shots, _ in self.memory.values())
+
+    def keeps(self) -> str:
+        return "shots as images (uint8)"

@@ -13,7 +13,7 @@ def concept_folder(tmp_path):
     root = tmp_path / "mydata"
     for name, colour in (("my_cat", (200, 100, 50)), ("my_mug", (20, 30, 200))):
         (root / name).mkdir(parents=True)
-        for i in range(3):
+        for i in range(5):  # 3 shots, 2 held-out references (the folder protocol's split)
             Image.fromarray(np.full((40, 48, 3), colour, np.uint8)).save(root / name / f"{i}.png")
     (root / "concepts.yaml").write_text("my_cat: {class: cat}\nmy_mug: {class: mug, prompts: ['a {} on a table']}\n")
     return root
@@ -23,6 +23,17 @@ def test_folder_protocol_reads_a_users_folder(concept_folder):
     code, out = invoke("validate", "folder", "--data", str(concept_folder))
     assert code == 0, out
     assert "my_cat" in out and "cat" in out and "<new2>" in out and "valid" in out
+    assert "references (held out)" in out
+
+
+def test_a_concept_left_without_held_out_references_is_named(concept_folder):
+    for i in (3, 4):
+        (concept_folder / "my_mug" / f"{i}.png").unlink()
+    code, out = invoke("validate", "folder", "--data", str(concept_folder))
+    assert code == 2 and "Traceback" not in out
+    assert "'my_mug'" in out and "has 3 images" in out and "no held-out reference" in out and "-o shots=2" in out
+    code, out = invoke("validate", "folder", "--data", str(concept_folder), "-o", "shots=2")
+    assert code == 0, out
 
 
 def test_folder_concepts_yaml_is_applied(concept_folder):
@@ -35,7 +46,8 @@ def test_folder_concepts_yaml_is_applied(concept_folder):
     assert [c.class_noun for c in concepts] == ["cat", "mug"]
     job = concept_job(protocol, concepts[1])  # the evaluation plan asks for the concept's own prompts
     assert set(job.prompts) == {"a <new2> mug on a table"} and set(job.text_prompts) == {"a mug on a table"}
-    assert concepts[0].images.shape == (3, 3, 32, 32)
+    assert concepts[0].images.shape == (3, 3, 32, 32)  # the first 3 files train
+    assert concepts[0].references.shape == (2, 3, 32, 32)  # the other 2 are held out
 
 
 def test_missing_data_folder(tmp_path):
@@ -59,7 +71,8 @@ def test_corrupt_image_is_named(concept_folder):
 def test_protocol_naming_a_missing_concept_folder(concept_folder, tmp_path):
     proto = tmp_path / "p.yaml"
     proto.write_text(
-        f"include: toy\nname: p\nsource: {{kind: folder, path: {concept_folder}}}\nsessions: [[my_cat], [my_dog]]\n"
+        f"include: toy\nname: p\nshots: 3\nsource: {{kind: folder, path: {concept_folder}}}\n"
+        "sessions: [[my_cat], [my_dog]]\n"
     )
     code, out = invoke("validate", str(proto))
     assert code == 2 and "my_dog does not exist" in out
@@ -189,6 +202,8 @@ def test_nan_scores_are_an_error_naming_their_cause():
             "seed": 0,
             "ta": 0.3,
             "ia": 0.5,
+            "ia_shots": 0.5,
+            "shot_distance": 0.2,
             "drift": float("nan"),
         },
         {
@@ -199,6 +214,8 @@ def test_nan_scores_are_an_error_naming_their_cause():
             "seed": 0,
             "ta": 0.3,
             "ia": float("nan"),
+            "ia_shots": float("nan"),
+            "shot_distance": float("nan"),
             "drift": 0.1,
         },
     ]

@@ -155,13 +155,17 @@ def test_two_sessions_on_a_miniature_cc101(tiny_weights, tmp_path):
         spec, tmp_path / "run", load_toy_backbone(weights=tiny_weights), load_toy_evaluator(weights=tiny_weights)
     )
     assert [c.prompts for c in runner.concepts] == [["Photo of a {}.", "{} in the snow."]] * 2
-    assert runner.concepts[0].images.shape == (4, 3, 32, 32)  # centre-cropped and resized to the backbone
+    # the first 3 of a concept's 4 images train, the 4th is held out; centre-cropped and resized to the backbone
+    assert runner.concepts[0].images.shape == (3, 3, 32, 32)
+    assert runner.concepts[0].references.shape == (1, 3, 32, 32)
     summary = runner.run()
     assert summary["sessions_finished"] == 2
     scores = json.loads((tmp_path / "run" / "config.json").read_text())
     assert scores["data"] == str(root)
     prompts = set(__import__("pandas").read_csv(tmp_path / "run" / "scores" / "session_01.csv").prompt)
     assert "Photo of a <new1> cat." in prompts and "<new2> dog in the snow." in prompts
+    # the class is asked for in its concepts' own prompts (token removed), not in the protocol's fallback prompt
+    assert "Photo of a cat." in prompts and "dog in the snow." in prompts and "photo of a cat" not in prompts
 
 
 def test_data_location_precedence(tmp_path, monkeypatch):

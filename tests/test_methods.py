@@ -19,8 +19,8 @@ SEEDS = [0, 1, 2, 3]
 def concepts():
     g = torch.Generator().manual_seed(0)
     return [
-        Concept("a", "square", "<new1>", torch.rand(3, 3, 32, 32, generator=g)),
-        Concept("b", "ring", "<new2>", torch.rand(3, 3, 32, 32, generator=g)),
+        Concept("a", "square", "<new1>", torch.rand(3, 3, 32, 32, generator=g), torch.rand(2, 3, 32, 32)),
+        Concept("b", "ring", "<new2>", torch.rand(3, 3, 32, 32, generator=g), torch.rand(2, 3, 32, 32)),
     ]
 
 

@@ -90,10 +90,15 @@ LEARNED = {"a": 0, "b": 1}  # concept a (class "cat") learned in session 0, b (c
 CLASS_FIRST = {"cat": 0, "dog": 1}
 
 
-def _records(t, kind, name, ia=None, ta=None, drift=None, n=4):
+def _records(t, kind, name, ia=None, ta=None, drift=None, n=4, ia_shots=None, copied=None, class_correct=None):
     ta = [0.3] * n if ta is None else ta
     ia = [NAN] * n if ia is None else ia
+    ia_shots = ia if ia_shots is None else ia_shots
     drift = [NAN] * n if drift is None else drift
+    measured = kind in ("concept", "control")
+    copied = ([0.0] * n if measured else [NAN] * n) if copied is None else copied
+    if class_correct is None:
+        class_correct = [1.0] * n if kind in ("class", "base_class") else [NAN] * n
     return [
         {
             "session": t,
@@ -103,15 +108,22 @@ def _records(t, kind, name, ia=None, ta=None, drift=None, n=4):
             "seed": i,
             "ta": ta[i],
             "ia": ia[i],
+            "ia_shots": ia_shots[i],
             "drift": drift[i],
+            "shot_distance": 0.2 if measured else NAN,
+            "reference_distance": 0.2 if measured else NAN,
+            "copied": copied[i],
+            "class_correct": class_correct[i],
         }
         for i in range(n)
     ]
 
 
 def _session(t, ia_a, ia_b=None, control_a=None):
-    """Session t's records: classes, concepts, their class-prompt alignments (and a control for a)."""
+    """Session t's records: classes (and the base model's), concepts, their class-prompt alignments (and a control
+    for a)."""
     recs = _records(t, "class", "cat", drift=[0.1, 0.2, 0.1, 0.2]) + _records(t, "concept", "a", ia=ia_a)
+    recs += _records(t, "base_class", "cat", ta=[0.35] * 4)
     if control_a is not None:
         recs += _records(t, "control", "a", ia=control_a)
     recs += _records(t, "base_class_for_concept", "a", ia=[0.2] * 4) + _records(
@@ -119,6 +131,7 @@ def _session(t, ia_a, ia_b=None, control_a=None):
     )
     if ia_b is not None:
         recs += _records(t, "class", "dog", drift=[0.0] * 4) + _records(t, "concept", "b", ia=ia_b)
+        recs += _records(t, "base_class", "dog", ta=[0.3] * 4)
         recs += _records(t, "base_class_for_concept", "b", ia=[0.1] * 4) + _records(
             t, "class_for_concept", "b", ia=[0.1] * 4
         )
@@ -191,3 +204,41 @@ def test_session_figures_and_the_control_gain_are_paired():
     curves = tables.run_curves(scores, pd.DataFrame(columns=["session"]), LEARNED, 200)
     assert set(curves.metric) == {m for m in in_view("curve")}
     assert curves[(curves.session == 1) & (curves.metric == "IAD")].value.item() == pytest.approx(0.15)
+
+
+def test_memorization_and_class_retention_figures_on_known_scores():
+    """IA_shots, the memorization gap, the copy rate, IAD_shots, the class TA drop and class accuracy, by hand."""
+    s0 = pd.DataFrame(
+        _records(0, "concept", "a", ia=[0.6] * 4, ia_shots=[0.9] * 4, copied=[1, 1, 1, 0])
+        + _records(0, "class", "cat", drift=[0.1] * 4, ta=[0.2] * 4, class_correct=[1, 0, 0, 1])
+        + _records(0, "base_class", "cat", ta=[0.35, 0.3, 0.35, 0.3], class_correct=[1, 1, 1, 1])
+        + _records(0, "base_class_for_concept", "a", ia=[0.2] * 4)
+        + _records(0, "class_for_concept", "a", ia=[0.3] * 4)
+    )
+    s1 = s0.assign(session=1)
+    s1.loc[s1.kind == "concept", "ia"] = 0.5
+    s1.loc[s1.kind == "concept", "ia_shots"] = 0.7
+    history = pd.concat([s0, s1], ignore_index=True)
+    rows = tables.session_rows(s1, history, 1, {"a": 0}, {"cat": 0}, 200)
+    assert _value(rows, 1, "a", "IA_shots") == pytest.approx(0.7)
+    assert _value(rows, 1, "a", "memorization_gap") == pytest.approx(0.2)  # 0.7 - 0.5
+    assert _value(rows, 1, "a", "copy_rate") == pytest.approx(0.75)
+    assert _value(rows, 1, "a", "IAD") == pytest.approx(0.1)  # 0.6 - 0.5
+    assert _value(rows, 1, "a", "IAD_shots") == pytest.approx(0.2)  # 0.9 - 0.7
+    assert _value(rows, 1, "cat", "class_TA_base") == pytest.approx(0.325)
+    assert _value(rows, 1, "cat", "class_TA_drop") == pytest.approx(0.125)  # paired: 0.15, 0.1, 0.15, 0.1
+    assert _value(rows, 1, "cat", "class_accuracy") == pytest.approx(0.5)
+    assert _value(rows, 1, "cat", "class_accuracy_base") == pytest.approx(1.0)
+    summary = tables.summarize(rows, history, pd.DataFrame(), {"a": 0}, 0.5, 200)
+    for metric, expected in (
+        ("IA", 0.5),
+        ("IA_shots", 0.7),
+        ("memorization_gap", 0.2),
+        ("copy_rate", 0.75),
+        ("IAD", 0.1),
+        ("IAD_shots", 0.2),
+        ("class_TA_drop", 0.125),
+        ("class_accuracy", 0.5),
+    ):
+        assert summary[metric]["value"] == pytest.approx(expected), metric
+    assert set(rows.metric) <= set(METRICS)

@@ -71,8 +71,8 @@ def test_method_state_round_trips_through_safetensors(tiny_weights, tmp_path):
     from lfsbench.method import create_method
 
     concepts = [
-        Concept("a", "square", "<new1>", torch.rand(2, 3, 32, 32)),
-        Concept("b", "ring", "<new2>", torch.rand(2, 3, 32, 32)),
+        Concept("a", "square", "<new1>", torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)),
+        Concept("b", "ring", "<new2>", torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)),
     ]
     method = create_method("naive", {"steps": 2, "batch_size": 2})
     method.setup(load_toy_backbone(weights=tiny_weights), seed=0)

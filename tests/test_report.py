@@ -76,7 +76,9 @@ def test_report_files_and_tables_match_the_runs(runs, tmp_path):
     iad = curves[(curves.setting == label) & (curves.session == 2) & (curves.metric == "IAD")]
     assert iad.value.item() == pytest.approx(lfs["IAD"]["value"])
     html = page.read_text()
-    assert html.count("data:image/png;base64,") == 6 and "IA_control" in html  # curves, cost, 2 heatmaps, 2 grids
+    # curves, cost, 2 heatmaps, 2 image grids, 2 copy pictures
+    assert html.count("data:image/png;base64,") == 8 and "IA_control" in html
+    assert "copy rate" in html and "memorization gap" in html and "shots as VAE latents" in html
     assert {"train_s", "generate_s", "stored_bytes", "peak_memory_mb"} <= set(curves.metric)
     cost = pd.read_csv(runs / "lfs-0" / "cost.csv")
     train = curves[(curves.setting == label) & (curves.metric == "train_s")].sort_values("session")

@@ -65,11 +65,42 @@ METRICS: dict[str, Metric] = {
         Metric(
             name="IA",
             short="IA",
-            axis="IA (cosine, image vs shots)",
-            title="Image alignment of learned concepts",
+            axis="IA (cosine, image vs held-out views)",
+            title="Image alignment of learned concepts (held-out references)",
             higher_is_better=True,
-            definition="mean cos(E_i(x), E_i(r)) over a concept's images x and its reference images r (all pairs)",
+            definition="mean cos(E_i(x), E_i(r)) over a concept's images x and its held-out reference images r "
+            "(all pairs); no method sees the references",
             views="session summary curve headline cli sweep scale",
+        ),
+        Metric(
+            name="IA_shots",
+            short="IA_shots",
+            axis="IA against the training shots",
+            title="Image alignment against the training shots",
+            higher_is_better=None,
+            definition="IA against the concept's training shots instead of held-out views: the figure "
+            "CustomConcept101's evaluation reports; rewards copying the shots",
+            views="session summary curve headline cli",
+        ),
+        Metric(
+            name="memorization_gap",
+            short="memorization gap",
+            axis="IA_shots - IA (held-out)",
+            title="Memorization gap",
+            higher_is_better=False,
+            definition="IA_shots - IA per image, averaged: about 0 for a model that learned the concept, large for "
+            "one that reproduces its shots",
+            views="session summary curve headline cli sweep",
+        ),
+        Metric(
+            name="copy_rate",
+            short="copy rate",
+            axis="share of images that copy a shot",
+            title="Copy rate (pixel space)",
+            higher_is_better=False,
+            definition="share of a concept's images whose RMS pixel distance to the nearest training shot is below "
+            "the 5th percentile of its held-out references' own distance (unseen views: 0.05)",
+            views="session summary curve headline cli sweep",
         ),
         Metric(
             name="IAD",
@@ -77,8 +108,17 @@ METRICS: dict[str, Metric] = {
             axis="IAD (drop of IA since learned)",
             title="Forgetting (IAD) of earlier concepts",
             higher_is_better=False,
-            definition="mean over earlier concepts of IA[s(c)][c] - IA[T][c] (Avalanche)",
+            definition="mean over earlier concepts of IA[s(c)][c] - IA[T][c] (Avalanche), IA against held-out views",
             views="session summary curve headline cli sweep scale",
+        ),
+        Metric(
+            name="IAD_shots",
+            short="IAD_shots",
+            axis="IAD against the training shots",
+            title="Forgetting measured against the shots",
+            higher_is_better=False,
+            definition="IAD computed from IA_shots (the CustomConcept101-compatible figure)",
+            views="session summary plain cli",
         ),
         Metric(
             name="forgetting_max",
@@ -106,8 +146,8 @@ METRICS: dict[str, Metric] = {
             axis="IA of the base model's class prompt",
             title="Base model's class prompt vs the concept",
             higher_is_better=None,
-            definition="IA of the base model's bare class-prompt images against a concept's references: the bar "
-            "learning must clear",
+            definition="IA of the base model's bare class-prompt images against a concept's held-out references: "
+            "the bar learning must clear",
             views="session summary plain cli",
             interval=False,
         ),
@@ -117,8 +157,8 @@ METRICS: dict[str, Metric] = {
             axis="IA of the current class prompt",
             title="Class prompt vs the concept",
             higher_is_better=None,
-            definition="IA of the current model's class-prompt images against a concept's references (high when it "
-            "leaks into its class)",
+            definition="IA of the current model's class-prompt images against a concept's held-out references (high "
+            "when it leaks into its class)",
             views="session",
         ),
         Metric(
@@ -164,12 +204,51 @@ METRICS: dict[str, Metric] = {
             views="session summary curve headline cli",
         ),
         Metric(
+            name="class_TA_base",
+            short="class_TA base",
+            axis="class TA of the base model",
+            title="Class prompts: text alignment of the base model",
+            higher_is_better=None,
+            definition="class TA of the base model (same class prompts and seeds): class_TA_drop's reference",
+            views="session summary plain cli",
+        ),
+        Metric(
+            name="class_TA_drop",
+            short="class_TA drop",
+            axis="class TA drop (base - now)",
+            title="Class prompts: TA lost since the base model",
+            higher_is_better=False,
+            definition="base model's class TA minus the current model's, paired by class, prompt and seed",
+            views="session summary curve headline cli sweep",
+        ),
+        Metric(
+            name="class_accuracy",
+            short="class acc.",
+            axis="class-prompt images classified as the class",
+            title="Class prompts: zero-shot class accuracy",
+            higher_is_better=True,
+            definition="share of class-prompt images the evaluator classifies (zero-shot, nearest class text) as the "
+            "asked class; toy: among its five shape classes, elsewhere among the protocol's classes",
+            views="session summary curve headline cli",
+        ),
+        Metric(
+            name="class_accuracy_base",
+            short="class acc. base",
+            axis="class accuracy of the base model",
+            title="Class prompts: zero-shot class accuracy of the base model",
+            higher_is_better=None,
+            definition="class accuracy of the base model's images of the same class prompts and seeds",
+            views="session summary plain cli",
+        ),
+        Metric(
             name="drift",
             short="drift",
             axis="class drift (1 - cosine to base)",
-            title="Class prompts: drift from the base model",
+            title="Class prompts: how far same-seed samples moved from the base model's",
             higher_is_better=False,
-            definition="1 - mean paired cos(E_i(x_t), E_i(x_base)) over class-prompt images (same prompt and seed)",
+            definition="1 - mean paired cos(E_i(x_t), E_i(x_base)) over class-prompt images (same prompt and seed): "
+            "how far same-seed samples moved from the base model's, read against the seed scale; not whether the "
+            "class survived (class_accuracy, class_TA_drop)",
             views="session summary curve headline cli sweep scale",
         ),
         Metric(
@@ -199,6 +278,15 @@ METRICS: dict[str, Metric] = {
             title="Base model from the same contexts: TA",
             higher_is_better=None,
             definition="TA of the base model generating from the method's stored contexts, strength and seeds",
+            views="session summary cli",
+        ),
+        Metric(
+            name="copy_rate_control",
+            short="copy rate control",
+            axis="copy rate of the in-context control",
+            title="Base model from the same contexts: copy rate",
+            higher_is_better=None,
+            definition="copy rate of the base model generating from the method's stored contexts",
             views="session summary cli",
         ),
         Metric(
@@ -261,7 +349,7 @@ METRICS: dict[str, Metric] = {
             axis="MB",
             title="Data kept between sessions (shots, latents)",
             higher_is_better=False,
-            definition="bytes of data (images, latents) the method keeps between sessions",
+            definition="bytes of data (images, latents) the method keeps between sessions; what it is: `keeps`",
             views="cost plain",
             interval=False,
             fmt="{:,.0f}",

@@ -1,7 +1,7 @@
 """The evaluation plan: which images are generated after a session, for which prompts and seeds.
 
-After session t the model generates, for every class of the concepts evaluated, the protocol's prompts with the
-class noun; then for every concept evaluated its own prompts with its modifier token (and, for methods that
+After session t the model generates, for every class of the concepts evaluated, its class prompts (class_job);
+then for every concept evaluated its own prompts with its modifier token (and, for methods that
 generate from stored context, the same prompts from the base model: the control). Every concept learned so far is
 evaluated, except after sessions that are not checkpoints of a protocol with checkpoints: then only the concepts
 just learned. Each prompt is drawn with the same seeds after every session.
@@ -38,10 +38,23 @@ def _expand(templates: list[str], phrase: str, seeds: list[int]) -> tuple[list[s
     return [p.format(phrase) for p in templates for _ in seeds], seeds * len(templates)
 
 
-def class_job(protocol: Protocol, noun: str) -> Job:
-    """The protocol's evaluation prompts with the bare class noun."""
-    prompts, seeds = _expand(list(protocol.evaluation.prompts), noun, image_seeds(protocol))
-    return Job(Kind.CLASS, noun, prompts, seeds, prompts, noun)
+def class_templates(noun: str, concepts: list[Concept]) -> list[str]:
+    """The class's prompt templates: the evaluation prompts of every concept of the class (the same prompts with the
+    class noun where the token was), each once, as many as one concept's evaluation has (the largest).
+
+    On the toy world every concept has the protocol's prompts, so these are they; on CustomConcept101 and
+    DreamBooth each concept has its own, and the class is asked for in the same contexts its concepts are.
+    """
+    of_class = [c for c in concepts if c.class_noun == noun]
+    templates = list(dict.fromkeys(p for c in of_class for p in c.prompts))
+    return templates[: max(len(c.prompts) for c in of_class)]
+
+
+def class_job(protocol: Protocol, noun: str, concepts: list[Concept], kind: Kind = Kind.CLASS) -> Job:
+    """The class prompts (class_templates) with the bare class noun: the current model's (CLASS) or the base
+    model's (BASE_CLASS) images."""
+    prompts, seeds = _expand(class_templates(noun, concepts), noun, image_seeds(protocol))
+    return Job(kind, noun, prompts, seeds, prompts, noun)
 
 
 def concept_job(protocol: Protocol, concept: Concept, kind: Kind = Kind.CONCEPT) -> Job:
@@ -63,3 +76,16 @@ def evaluated_concepts(protocol: Protocol, concepts: list[Concept], t: int) -> l
 def classes_of(concepts: list[Concept]) -> list[str]:
     """The class nouns of the concepts, each once, in order of first appearance."""
     return list(dict.fromkeys(c.class_noun for c in concepts))
+
+
+def class_vocabulary(protocol: Protocol, concepts: list[Concept]) -> dict[str, str] | None:
+    """The classes a class-prompt image is classified among (zero-shot, class accuracy), each with the text that
+    names it (the training prompt with the noun): on the toy world its five shape classes, elsewhere the protocol's
+    classes; None where there are fewer than two."""
+    if protocol.evaluator == "toy":
+        from lfsbench.toy.world import CLASSES
+
+        nouns = list(CLASSES)
+    else:
+        nouns = classes_of(concepts)
+    return {n: protocol.training_prompt.format(n) for n in nouns} if len(nouns) > 1 else None

@@ -1,23 +1,31 @@
 """The per-image score records of a run (scores/session_XX.csv): one row per generated image, or per pair of
 class-prompt images and a concept's references.
 
-    session  kind  name  prompt  seed  ta  ia  drift
+    session  kind  name  prompt  seed  ta  ia  ia_shots  drift  shot_distance  reference_distance  copied
+    class_correct
 
-`ta` is the cosine to the prompt without the modifier token, `ia` the mean cosine to the concept's references,
-`drift` 1 - the cosine to the base model's image for the same prompt and seed; NaN where a kind has none.
+`ta` is the cosine to the prompt without the modifier token; `ia` the mean cosine to the concept's held-out
+references, `ia_shots` to its training shots; `drift` 1 - the cosine to the base model's image for the same prompt
+and seed; `shot_distance` / `reference_distance` the RMS pixel difference to the nearest training shot / held-out
+reference, `copied` 1 where the first is below the concept's copy threshold (evaluation/copying.py);
+`class_correct` 1 where the evaluator classifies a class-prompt image (zero-shot) as the asked class. NaN where a
+kind has none.
 """
 
 from __future__ import annotations
 
 from enum import Enum
 
+COLUMNS = ("ta", "ia", "ia_shots", "drift", "shot_distance", "reference_distance", "copied", "class_correct")
+
 
 class Kind(str, Enum):
     """What a score record is of (the `kind` column); compares equal to its string value."""
 
-    CONCEPT = "concept"  # the method's images of a learned concept's prompts: TA, IA
-    CLASS = "class"  # the method's images of a class prompt: TA, drift
-    CONTROL = "control"  # the base model from the method's stored contexts (in-context generation): TA, IA
+    CONCEPT = "concept"  # the method's images of a learned concept's prompts: TA, IA, IA_shots, copying
+    CLASS = "class"  # the method's images of a class prompt: TA, drift, class accuracy
+    BASE_CLASS = "base_class"  # the base model's images of the same class prompts and seeds: TA, class accuracy
+    CONTROL = "control"  # the base model from the method's stored contexts (in-context generation): TA, IA, copying
     BASE_CLASS_FOR_CONCEPT = "base_class_for_concept"  # the base model's class images vs a concept's references: IA
     CLASS_FOR_CONCEPT = "class_for_concept"  # the current model's class images vs a concept's references: IA
 

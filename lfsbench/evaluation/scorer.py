@@ -2,43 +2,88 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import numpy as np
 import torch
 
+from lfsbench.concepts import Concept
 from lfsbench.evaluation import functional as F
+from lfsbench.evaluation.copying import CopySpace
 from lfsbench.evaluation.plan import Job
-from lfsbench.evaluation.records import Kind
+from lfsbench.evaluation.records import COLUMNS, Kind
 
 NAN = float("nan")
 
 
-class Scorer:
-    """Scores generated images with the benchmark's evaluator (embeddings of references computed once per run)."""
+@dataclass
+class ConceptReferences:
+    """What a concept's images are scored against: its held-out references and its training shots (embeddings),
+    and both in the copy space."""
 
-    def __init__(self, evaluator):
+    references: torch.Tensor  # E_i of the held-out references: IA
+    shots: torch.Tensor  # E_i of the training shots: IA_shots
+    copy: CopySpace
+
+
+class Scorer:
+    """Scores generated images with the benchmark's evaluator (a concept's references are embedded once per run).
+
+    `vocabulary` maps class nouns to the text that names them for zero-shot classification (class accuracy); None
+    where the evaluator has no vocabulary of classes.
+    """
+
+    def __init__(self, evaluator, vocabulary: dict[str, str] | None = None):
         self.evaluator = evaluator
-        self._references: dict[str, torch.Tensor] = {}
+        self._concepts: dict[str, ConceptReferences] = {}
+        self.classes = list(vocabulary) if vocabulary else []
+        self._class_texts = self.evaluator.encode_texts(list(vocabulary.values())) if vocabulary else None
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         return self.evaluator.encode_images(images)
 
-    def references(self, name: str, images: torch.Tensor) -> torch.Tensor:
-        """E_i of a concept's reference images, computed once per run."""
-        if name not in self._references:
-            self._references[name] = self.embed(images)
-        return self._references[name]
+    def concept(self, concept: Concept) -> ConceptReferences:
+        """A concept's references, computed once per run."""
+        if concept.name not in self._concepts:
+            self._concepts[concept.name] = ConceptReferences(
+                self.embed(concept.references),
+                self.embed(concept.images),
+                CopySpace.of(concept.images, concept.references),
+            )
+        return self._concepts[concept.name]
+
+    def class_correct(self, emb: torch.Tensor, noun: str) -> np.ndarray:
+        """Per image: 1 if the evaluator's nearest class text (zero-shot) is `noun`, else 0; NaN without a vocabulary
+        that holds the noun."""
+        if self._class_texts is None or noun not in self.classes:
+            return np.full(len(emb), NAN)
+        predicted = (emb @ self._class_texts.T).argmax(dim=1).numpy()
+        return (predicted == self.classes.index(noun)).astype(float)
 
     def score(
         self,
         t: int,
         job: Job,
         emb: torch.Tensor,
-        references: torch.Tensor | None = None,
+        concept: ConceptReferences | None = None,
+        images: torch.Tensor | None = None,
         base: torch.Tensor | None = None,
     ) -> list[dict]:
-        """Per image: TA against the job's text prompts; IA against `references`; drift from `base` (same seeds)."""
-        ta = F.text_alignment_scores(emb, self.evaluator.encode_texts(job.text_prompts))
-        ia = F.image_alignment_scores(emb, references) if references is not None else [NAN] * len(ta)
-        drift = F.paired_drift_scores(emb, base) if base is not None else [NAN] * len(ta)
+        """Per image: TA against the job's text prompts. With `concept` (and the `images`): IA against its held-out
+        references and its shots, and copy detection. With `base` (the base model's embeddings, same prompts and
+        seeds): drift. Class jobs: zero-shot class accuracy."""
+        n = len(job.prompts)
+        values = {column: np.full(n, NAN) for column in COLUMNS}
+        values["ta"] = F.text_alignment_scores(emb, self.evaluator.encode_texts(job.text_prompts))
+        if concept is not None:
+            values["ia"] = F.image_alignment_scores(emb, concept.references)
+            values["ia_shots"] = F.image_alignment_scores(emb, concept.shots)
+            copies = concept.copy.measure(images)
+            values.update({c: copies[c] for c in ("shot_distance", "reference_distance", "copied")})
+        if base is not None:
+            values["drift"] = F.paired_drift_scores(emb, base)
+        if job.kind in (Kind.CLASS, Kind.BASE_CLASS):
+            values["class_correct"] = self.class_correct(emb, job.class_noun)
         return [
             {
                 "session": t,
@@ -46,17 +91,27 @@ class Scorer:
                 "name": job.name,
                 "prompt": p,
                 "seed": s,
-                "ta": a,
-                "ia": i,
-                "drift": d,
+                **{column: float(values[column][i]) for column in COLUMNS},
             }
-            for p, s, a, i, d in zip(job.prompts, job.seeds, ta, ia, drift, strict=True)
+            for i, (p, s) in enumerate(zip(job.prompts, job.seeds, strict=True))
         ]
 
     @staticmethod
-    def alignment(t: int, kind: Kind, name: str, emb: torch.Tensor, references: torch.Tensor) -> list[dict]:
-        """IA of images that belong to no prompt of the concept (class-prompt images) against its references."""
+    def alignment(t: int, kind: Kind, name: str, emb: torch.Tensor, concept: ConceptReferences) -> list[dict]:
+        """IA of images that belong to no prompt of the concept (class-prompt images) against its held-out
+        references (`ia`) and its shots (`ia_shots`)."""
+        ia = F.image_alignment_scores(emb, concept.references)
+        ia_shots = F.image_alignment_scores(emb, concept.shots)
         return [
-            {"session": t, "kind": kind.value, "name": name, "prompt": "", "seed": -1, "ta": NAN, "ia": i, "drift": NAN}
-            for i in F.image_alignment_scores(emb, references)
+            {
+                "session": t,
+                "kind": kind.value,
+                "name": name,
+                "prompt": "",
+                "seed": -1,
+                **{column: NAN for column in COLUMNS},
+                "ia": float(i),
+                "ia_shots": float(j),
+            }
+            for i, j in zip(ia, ia_shots, strict=True)
         ]

@@ -43,17 +43,28 @@ def concept_means(scores: pd.DataFrame, column: str = "ia") -> pd.DataFrame:
     return _of(scores, Kind.CONCEPT).groupby(["session", "name"])[column].mean().unstack()
 
 
-def _first_and_now(history: pd.DataFrame, now: pd.DataFrame, names: list[str], learned_in: dict[str, int]):
-    """Per concept, its per-image IA in the session that taught it and in `now` (IAD's two samples)."""
+def _first_and_now(
+    history: pd.DataFrame, now: pd.DataFrame, names: list[str], learned_in: dict[str, int], column: str = "ia"
+):
+    """Per concept, its per-image IA (or `column`) in the session that taught it and in `now` (IAD's two samples)."""
     concepts = _of(history, Kind.CONCEPT)
-    first = [concepts[(concepts.name == c) & (concepts.session == learned_in[c])].ia.values for c in names]
-    return first, [now[now.name == c].ia.values for c in names]
+    first = [concepts[(concepts.name == c) & (concepts.session == learned_in[c])][column].values for c in names]
+    return first, [now[now.name == c][column].values for c in names]
+
+
+def _paired_class_drop(now: pd.DataFrame, column: str = "ta") -> np.ndarray:
+    """Per class-prompt image: the base model's value minus the current model's (same class, prompt and seed)."""
+    paired = _of(now, Kind.CLASS).merge(
+        _of(now, Kind.BASE_CLASS), on=["name", "prompt", "seed"], suffixes=("", "_base")
+    )
+    return (paired[f"{column}_base"] - paired[column]).values
 
 
 MEASURED = {  # the columns each record kind must have as numbers
-    Kind.CONCEPT: ("ta", "ia"),
-    Kind.CONTROL: ("ta", "ia"),
+    Kind.CONCEPT: ("ta", "ia", "ia_shots", "shot_distance"),
+    Kind.CONTROL: ("ta", "ia", "ia_shots"),
     Kind.CLASS: ("ta", "drift"),
+    Kind.BASE_CLASS: ("ta",),
     Kind.BASE_CLASS_FOR_CONCEPT: ("ia",),
     Kind.CLASS_FOR_CONCEPT: ("ia",),
 }
@@ -91,6 +102,9 @@ def session_rows(
         rows.append(_row(t, name, CONCEPT, s, "TA", group.ta.values, n_boot))
         rows.append(_row(t, name, CONCEPT, s, "CLIPScore", F.clip_score(group.ta.values), n_boot))
         rows.append(_row(t, name, CONCEPT, s, "IA", group.ia.values, n_boot))
+        rows.append(_row(t, name, CONCEPT, s, "IA_shots", group.ia_shots.values, n_boot))
+        rows.append(_row(t, name, CONCEPT, s, "memorization_gap", (group.ia_shots - group.ia).values, n_boot))
+        rows.append(_row(t, name, CONCEPT, s, "copy_rate", group.copied.values, n_boot))
         for kind, metric in (
             (Kind.BASE_CLASS_FOR_CONCEPT, "IA_base_class_prompt"),
             (Kind.CLASS_FOR_CONCEPT, "IA_class_prompt"),
@@ -100,22 +114,24 @@ def session_rows(
         if len(control):
             rows.append(_row(t, name, CONCEPT, s, "TA_control", control.ta.values, n_boot))
             rows.append(_row(t, name, CONCEPT, s, "IA_control", control.ia.values, n_boot))
+            rows.append(_row(t, name, CONCEPT, s, "copy_rate_control", control.copied.values, n_boot))
         if s < t:
-            first, now = _first_and_now(history, group, [name], learned_in)
-            mean, lo, hi = F.bootstrap_drop(first, now, n_boot)
-            rows.append(
-                {
-                    "session": t,
-                    "name": name,
-                    "kind": CONCEPT,
-                    "learned_in": s,
-                    "metric": "IAD",
-                    "value": mean,
-                    "ci_low": lo,
-                    "ci_high": hi,
-                    "n": int(len(group)),
-                }
-            )
+            for metric, column in (("IAD", "ia"), ("IAD_shots", "ia_shots")):
+                first, now = _first_and_now(history, group, [name], learned_in, column)
+                mean, lo, hi = F.bootstrap_drop(first, now, n_boot)
+                rows.append(
+                    {
+                        "session": t,
+                        "name": name,
+                        "kind": CONCEPT,
+                        "learned_in": s,
+                        "metric": metric,
+                        "value": mean,
+                        "ci_low": lo,
+                        "ci_high": hi,
+                        "n": int(len(group)),
+                    }
+                )
             column = means[[name]].reindex(range(t + 1))
             peak = F.max_forgetting_at(column.to_numpy(), [s], t)[0]
             rows.append(
@@ -132,8 +148,15 @@ def session_rows(
                 }
             )
     for name, group in _of(scores, Kind.CLASS).groupby("name", sort=False):
-        rows.append(_row(t, name, CLASS, class_first[name], "class_TA", group.ta.values, n_boot))
-        rows.append(_row(t, name, CLASS, class_first[name], "drift", group.drift.values, n_boot))
+        base = _of(scores, Kind.BASE_CLASS, name)
+        s = class_first[name]
+        rows.append(_row(t, name, CLASS, s, "class_TA", group.ta.values, n_boot))
+        rows.append(_row(t, name, CLASS, s, "class_TA_base", base.ta.values, n_boot))
+        rows.append(_row(t, name, CLASS, s, "class_TA_drop", _paired_class_drop(scores[scores.name == name]), n_boot))
+        rows.append(_row(t, name, CLASS, s, "drift", group.drift.values, n_boot))
+        if group.class_correct.notna().all() and len(group):
+            rows.append(_row(t, name, CLASS, s, "class_accuracy", group.class_correct.values, n_boot))
+            rows.append(_row(t, name, CLASS, s, "class_accuracy_base", base.class_correct.values, n_boot))
     return pd.DataFrame(rows)
 
 
@@ -145,31 +168,43 @@ def matrix(rows: pd.DataFrame, metric: str, concept_order: list[str]) -> pd.Data
 
 
 def session_figures(history: pd.DataFrame, t: int, learned_in: dict[str, int], n_boot: int) -> dict[str, dict]:
-    """The session-level figures after session t, each {value, ci_low, ci_high}: TA, CLIPScore, IA, IAD (over the
-    concepts evaluated after t that were learned before it), class TA, drift, and for methods with an in-context
-    control TA_control, IA_control and IA_gain_over_control. Figures with nothing to average are left out."""
+    """The session-level figures after session t, each {value, ci_low, ci_high}: TA, CLIPScore, IA (held-out
+    references), IA_shots, the memorization gap and copy rate, IAD and IAD_shots (over the concepts evaluated after t
+    that were learned before it), class TA, its base value and drop, class accuracy (base and now), drift, and for
+    methods with an in-context control TA_control, IA_control, its copy rate and IA_gain_over_control. Figures with
+    nothing to average are left out."""
     now = history[history.session == t]
     concepts, classes, control = _of(now, Kind.CONCEPT), _of(now, Kind.CLASS), _of(now, Kind.CONTROL)
+    base = _of(now, Kind.BASE_CLASS)
     out = {}
     for metric, values in (
         ("TA", concepts.ta.values),
         ("CLIPScore", F.clip_score(concepts.ta.values)),
         ("IA", concepts.ia.values),
+        ("IA_shots", concepts.ia_shots.values),
+        ("memorization_gap", (concepts.ia_shots - concepts.ia).values),
+        ("copy_rate", concepts.copied.values),
         ("class_TA", classes.ta.values),
+        ("class_TA_base", base.ta.values),
+        ("class_TA_drop", _paired_class_drop(now)),
+        ("class_accuracy", classes.class_correct.dropna().values),
+        ("class_accuracy_base", base.class_correct.dropna().values),
         ("drift", classes.drift.values),
     ):
         if len(values):
             out[metric] = _interval(values, n_boot)
     earlier = [c for c in concepts.name.unique() if learned_in[c] < t]
     if earlier:
-        first, last = _first_and_now(history, concepts, earlier, learned_in)
-        mean, lo, hi = F.bootstrap_drop(first, last, n_boot)
-        out["IAD"] = {"value": mean, "ci_low": lo, "ci_high": hi}
+        for metric, column in (("IAD", "ia"), ("IAD_shots", "ia_shots")):
+            first, last = _first_and_now(history, concepts, earlier, learned_in, column)
+            mean, lo, hi = F.bootstrap_drop(first, last, n_boot)
+            out[metric] = {"value": mean, "ci_low": lo, "ci_high": hi}
     if len(control):
         # paired by prompt and seed: the method's image and the control's start from the same context and noise
         paired = concepts.merge(control, on=["name", "prompt", "seed"], suffixes=("", "_control"))
         out["TA_control"] = _interval(control.ta.values, n_boot)
         out["IA_control"] = _interval(control.ia.values, n_boot)
+        out["copy_rate_control"] = _interval(control.copied.values, n_boot)
         out["IA_gain_over_control"] = _interval((paired.ia - paired.ia_control).values, n_boot)
     return out
 
@@ -201,8 +236,8 @@ def summarize(
     class_after = rows[(rows.metric == "IA_class_prompt") & (rows.session == rows.learned_in)]
     base_class = rows[(rows.metric == "IA_base_class_prompt") & (rows.session == rows.learned_in)]
     summary = {"sessions_finished": last + 1}
-    summary.update({m: figures.get(m, missing) for m in ("TA", "CLIPScore", "IA")})
-    summary["IAD"] = {**figures.get("IAD", missing), "definition": METRICS["IAD"].definition}
+    for m in ("TA", "CLIPScore", "IA", "IA_shots", "memorization_gap", "copy_rate", "IAD", "IAD_shots"):
+        summary[m] = {**figures.get(m, missing), "definition": METRICS[m].definition}
     summary["forgetting_max"] = {
         "value": float(fmax.mean()) if len(fmax) else float("nan"),
         "definition": METRICS["forgetting_max"].definition,
@@ -218,10 +253,12 @@ def summarize(
             "concepts": int(len(right_after)),
         }
     )
-    summary.update({m: figures.get(m, missing) for m in ("class_TA", "drift")})
+    for m in ("class_TA", "class_TA_base", "class_TA_drop", "class_accuracy", "class_accuracy_base", "drift"):
+        if m in figures or not m.startswith("class_accuracy"):  # class accuracy needs a vocabulary of classes
+            summary[m] = {**figures.get(m, missing), "definition": METRICS[m].definition}
     summary["drift_seed_scale"] = drift_scale
     if "IA_control" in figures:
-        summary.update({m: figures[m] for m in ("TA_control", "IA_control")})
+        summary.update({m: figures[m] for m in ("TA_control", "IA_control", "copy_rate_control")})
         summary["IA_gain_over_control"] = {
             **figures["IA_gain_over_control"],
             "definition": METRICS["IA_gain_over_control"].definition,

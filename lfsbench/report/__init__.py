@@ -11,6 +11,7 @@ report/
                               metrics against the knob's value
   ia_matrix_<setting>.png     IA[t][c] heatmaps (mean over seeds)
   images_<setting>.png        shots and generated images after each session, for chosen concepts
+  copies_<setting>.png        generated images over their nearest training shot and nearest held-out reference
   index.html                  all of the above on one offline page (images embedded)
 """
 
@@ -75,6 +76,14 @@ def make_report(paths: list[Path], out: Path, concepts: list[str] | None = None)
         first = min(members, key=lambda r: r.seed)
         figures[f"images_{label}"] = plots.image_grid(
             first.folder, chosen, learned_in, sessions, f"{label}, seed {first.seed}", out / f"images_{slug(label)}.png"
+        )
+        last = int(first.summary["sessions_finished"]) - 1
+        figures[f"copies_{label}"] = plots.copies_figure(
+            first.folder,
+            chosen,
+            last,
+            f"{label}, seed {first.seed}, after session {last}",
+            out / f"copies_{slug(label)}.png",
         )
     page = out / "index.html"
     atomic_write_text(page, html.page(protocol, runs, table, figures, scale, sweeps))

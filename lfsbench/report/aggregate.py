@@ -73,6 +73,7 @@ def summary_table(groups: dict[str, list[Run]]) -> pd.DataFrame:
             row[key] = float(np.mean([_plain(r.summary, key) for r in runs]))
         for key in COST_FIGURES:
             row[key] = float(np.mean([r.summary.get("cost", {}).get(key, np.nan) for r in runs]))
+        row["keeps"] = runs[0].summary.get("keeps", "")
         rows.append(row)
     return pd.DataFrame(rows)
 

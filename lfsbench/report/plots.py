@@ -211,3 +211,23 @@ def image_grid(
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def copies_figure(run: RunFolder, concepts: list[str], session: int, title: str, path: Path) -> Path:
+    """For each concept, after `session`: generated images (top row), each one's nearest training shot (middle) and
+    nearest held-out reference (bottom), nearest in pixels: copying shows as a middle row equal to the top one."""
+    fig, axes = plt.subplots(len(concepts), 1, figsize=(9.0, 0.6 + 1.6 * len(concepts)), squeeze=False)
+    for ax, name in zip(axes[:, 0], concepts, strict=True):
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for side in ax.spines.values():
+            side.set_visible(False)
+        file = run.copies_grid(session, name)
+        if file.is_file():
+            ax.imshow(Image.open(file))
+        ax.set_ylabel(f"{name}\ngenerated\nnearest shot\nnearest held-out", fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -14,7 +14,7 @@ from lfsbench.images import save_grid, to_float
 from lfsbench.toy import WEIGHTS_DIR, load_toy_backbone, load_toy_evaluator, world
 
 HELD_OUT_SEED = 777  # renders for the evaluator checks: a seed stream the build never uses
-SHOT_SEED, HELD_OUT_CONCEPT_SEED = 0, 1
+SHOT_SEED, HELD_OUT_CONCEPT_SEED = world.SHOT_SEED, world.CHECK_SEED
 
 
 @dataclass

@@ -270,8 +270,14 @@ def render(appearances: list[Appearance], placements: list[Placement]) -> np.nda
     return np.clip(np.rint(pooled), 0, 255).astype(np.uint8)
 
 
+SHOT_SEED = 0  # the renders a method trains on (a protocol's shots)
+CHECK_SEED = 1  # held-out renders for the evaluator's build checks (lfsbench/toy/check.py)
+REFERENCE_SEED = 2  # a run's held-out IA references: no training, method or check code draws this stream
+
+
 def concept_renders(concept: ToyConcept, count: int, seed: int) -> np.ndarray:
-    """`count` renders of a concept at varied placements (shots: seed 0; held-out: another seed)."""
+    """`count` renders of a concept at varied placements and backgrounds (seeds: SHOT_SEED, CHECK_SEED,
+    REFERENCE_SEED); the first k renders of a seed do not depend on `count`."""
     rng = np.random.default_rng([seed, zlib.crc32(concept.name.encode())])
     placements = [sample_placement(rng) for _ in range(count)]
     return render([concept.appearance] * count, placements)
