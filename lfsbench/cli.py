@@ -147,6 +147,8 @@ def summary_table(summary: dict, title: str) -> Table:
         interval = f"[{m.format(value['ci_low'])}, {m.format(value['ci_high'])}]" if m.interval else ""
         better = {True: "higher", False: "lower", None: ""}[m.higher_is_better]
         table.add_row(key, m.format(point), interval, better, m.definition)
+    if "keeps" in summary:
+        table.add_row("keeps", summary["keeps"], "", "", "what the method keeps between sessions besides its weights")
     return table
 
 

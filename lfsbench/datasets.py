@@ -59,6 +59,18 @@ def split_shots(protocol: Protocol, name: str, files: list, where: str) -> tuple
     return shots, references
 
 
+def _from_files(
+    protocol: Protocol, name: str, class_noun: str, files: list[Path], where: str, prompts: list[str]
+) -> LoadedConcept:
+    """A real concept from its image files: read, and split into shots and held-out references."""
+    from lfsbench.images import load_image_file
+
+    shots, references = split_shots(protocol, name, files, where)
+    return LoadedConcept(
+        name, class_noun, [load_image_file(f) for f in shots], [load_image_file(f) for f in references], prompts
+    )
+
+
 def _toy_concepts(protocol: Protocol, root: Path | None) -> list[LoadedConcept]:
     from lfsbench.images import to_float
     from lfsbench.toy import world
@@ -113,7 +125,6 @@ def read_concepts_yaml(root: Path) -> dict[str, FolderConcept]:
 
 
 def _folder_concepts(protocol: Protocol, root: Path) -> list[LoadedConcept]:
-    from lfsbench.images import load_image_file
 
     if not root.is_dir():
         raise LfsbenchError(
@@ -133,17 +144,8 @@ def _folder_concepts(protocol: Protocol, root: Path) -> list[LoadedConcept]:
             raise LfsbenchError(
                 f"Concept folder {folder} holds no images (.jpg, .png, .webp). Add the concept's few-shot images there."
             )
-        shots, references = split_shots(protocol, name, files, str(folder))
         info = meta.get(name, FolderConcept())
-        out.append(
-            LoadedConcept(
-                name,
-                info.class_noun,
-                [load_image_file(f) for f in shots],
-                [load_image_file(f) for f in references],
-                list(info.prompts),
-            )
-        )
+        out.append(_from_files(protocol, name, info.class_noun, files, str(folder), list(info.prompts)))
     return out
 
 
@@ -218,7 +220,6 @@ def _published_concepts(name: str) -> Callable[[Protocol, Path | None], list[Loa
     to train and the rest (up to `references`) held out."""
 
     def load(protocol: Protocol, root: Path | None) -> list[LoadedConcept]:
-        from lfsbench.images import load_image_file
 
         spec = DATASETS[name]
         available = spec.read(root)
@@ -235,14 +236,9 @@ def _published_concepts(name: str) -> Callable[[Protocol, Path | None], list[Loa
                     f"No images of {concept_name!r} in {concept.image_dir}. The {name} metadata is there but not the "
                     f"images: {spec.images_hint} `lfsbench data` shows what is missing."
                 )
-            shots, references = split_shots(protocol, concept_name, concept.images, str(concept.image_dir))
             out.append(
-                LoadedConcept(
-                    concept_name,
-                    concept.class_noun,
-                    [load_image_file(f) for f in shots],
-                    [load_image_file(f) for f in references],
-                    concept.prompts,
+                _from_files(
+                    protocol, concept_name, concept.class_noun, concept.images, str(concept.image_dir), concept.prompts
                 )
             )
         return out

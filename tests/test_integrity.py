@@ -158,3 +158,20 @@ def test_output_folder_that_cannot_be_written_fails_before_training(tmp_path):
     blocker.write_text("not a folder")
     code, out = invoke("run", "-m", "naive", "--output", str(blocker / "run"))
     assert code == 2 and "Cannot write the run folder" in out and "Nothing was trained" in out
+
+
+def test_runs_of_an_older_scoring_are_refused_not_mixed(tmp_path, monkeypatch):
+    """A run made before held-out references (IA against the shots) is neither resumed nor reported beside new ones."""
+    folder = RunFolder(tmp_path / "old")
+    folder.path.mkdir()
+    protocol = load_protocol("toy", FAST).model_dump(mode="json")
+    del protocol["references"]
+    folder.config_file.write_text(json.dumps({"protocol": protocol, "method": "naive"}))
+    with pytest.raises(LfsbenchError, match="older lfsbench.*against the training shots"):
+        folder.claim({"protocol": load_protocol("toy", FAST).model_dump(mode="json")}, "cpu")
+    old_scores = pd.DataFrame([{"session": 0, "kind": "concept", "name": "a", "ta": 0.3, "ia": 0.5, "drift": 0.0}])
+    folder.scores_csv(0).parent.mkdir(parents=True)
+    old_scores.to_csv(folder.scores_csv(0), index=False)
+    monkeypatch.setattr(RunFolder, "finished_sessions", lambda self: [0])
+    with pytest.raises(LfsbenchError, match="Run it again into a new folder"):
+        folder.scores()

@@ -183,6 +183,14 @@ def grid_sessions(run: RunFolder, concepts: list[str], sessions: int) -> list[in
     return sorted(picks)
 
 
+def _bare(ax) -> None:
+    """An axis that only shows a picture: no ticks, no frame."""
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for side in ax.spines.values():
+        side.set_visible(False)
+
+
 def image_grid(
     run: RunFolder, concepts: list[str], learned_in: dict[str, int], sessions: int, title: str, path: Path
 ) -> Path:
@@ -196,10 +204,7 @@ def image_grid(
         cells += [(f"after session {t}", run.concept_grid(t, name)) for t in shown]
         for c, (label, file) in enumerate(cells):
             ax = axes[r][c]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            for side in ax.spines.values():
-                side.set_visible(False)
+            _bare(ax)
             if file.is_file():
                 ax.imshow(_first_images(Image.open(file), GRID_IMAGES))
             if r == 0:
@@ -218,10 +223,7 @@ def copies_figure(run: RunFolder, concepts: list[str], session: int, title: str,
     nearest held-out reference (bottom), nearest in pixels: copying shows as a middle row equal to the top one."""
     fig, axes = plt.subplots(len(concepts), 1, figsize=(9.0, 0.6 + 1.6 * len(concepts)), squeeze=False)
     for ax, name in zip(axes[:, 0], concepts, strict=True):
-        ax.set_xticks([])
-        ax.set_yticks([])
-        for side in ax.spines.values():
-            side.set_visible(False)
+        _bare(ax)
         file = run.copies_grid(session, name)
         if file.is_file():
             ax.imshow(Image.open(file))
