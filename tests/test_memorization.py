@@ -139,3 +139,20 @@ def test_the_copies_picture_puts_each_image_over_its_nearest_shot(shots_run):
     third = pixels.shape[0] // 3
     assert torch.equal(pixels[:third], pixels[third : 2 * third])
     assert not torch.equal(pixels[:third], pixels[2 * third :])
+
+
+def test_class_accuracy_tells_the_asked_class_from_another():
+    """Zero-shot class accuracy on the toy evaluator: renders of circles are classified as circles, not squares."""
+    from lfsbench.evaluation.plan import class_vocabulary
+    from lfsbench.evaluation.scorer import Scorer
+    from lfsbench.toy import load_toy_evaluator
+
+    protocol = load_protocol("toy", PROTOCOL)
+    vocabulary = class_vocabulary(protocol, [])
+    assert vocabulary == {c: f"a {c}" for c in world.CLASSES}
+    scorer = Scorer(load_toy_evaluator(), vocabulary)
+    circles = to_float(world.concept_renders(world.concept_by_name("circle-1"), 32, seed=FRESH_SEED))
+    emb = scorer.embed(circles)
+    assert scorer.class_correct(emb, "circle").mean() >= 0.9
+    assert scorer.class_correct(emb, "square").mean() <= 0.1
+    assert all(v != v for v in scorer.class_correct(emb, "cat"))  # a class the evaluator cannot name: NaN
