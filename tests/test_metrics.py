@@ -242,3 +242,21 @@ def test_memorization_and_class_retention_figures_on_known_scores():
     ):
         assert summary[metric]["value"] == pytest.approx(expected), metric
     assert set(rows.metric) <= set(METRICS)
+
+
+def test_class_prompts_come_from_the_class_concepts_in_turn():
+    """Real protocols: a class is asked for in its concepts' own prompts, taken in turn, each once, as many as one
+    concept's evaluation has."""
+    import torch
+
+    from lfsbench.concepts import Concept
+    from lfsbench.evaluation.plan import class_templates
+
+    x = torch.zeros(1, 3, 4, 4)
+    cats = [
+        Concept("a", "cat", "<new1>", x, x, ["a {} on a sofa", "a {} in the snow", "a {} on the beach"]),
+        Concept("b", "cat", "<new2>", x, x, ["a {} in a box", "a {} in the snow"]),
+        Concept("c", "dog", "<new3>", x, x, ["a {} in a park"]),
+    ]
+    assert class_templates("cat", cats) == ["a {} on a sofa", "a {} in a box", "a {} in the snow"]
+    assert class_templates("dog", cats) == ["a {} in a park"]

@@ -10,6 +10,7 @@ just learned. Each prompt is drawn with the same seeds after every session.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import zip_longest
 
 from lfsbench.concepts import Concept
 from lfsbench.evaluation.records import Kind
@@ -40,13 +41,15 @@ def _expand(templates: list[str], phrase: str, seeds: list[int]) -> tuple[list[s
 
 def class_templates(noun: str, concepts: list[Concept]) -> list[str]:
     """The class's prompt templates: the evaluation prompts of every concept of the class (the same prompts with the
-    class noun where the token was), each once, as many as one concept's evaluation has (the largest).
+    class noun where the token was), taken in turn from each concept, each once, as many as one concept's
+    evaluation has (the largest).
 
     On the toy world every concept has the protocol's prompts, so these are they; on CustomConcept101 and
     DreamBooth each concept has its own, and the class is asked for in the same contexts its concepts are.
     """
     of_class = [c for c in concepts if c.class_noun == noun]
-    templates = list(dict.fromkeys(p for c in of_class for p in c.prompts))
+    in_turn = (p for group in zip_longest(*(c.prompts for c in of_class)) for p in group if p is not None)
+    templates = list(dict.fromkeys(in_turn))
     return templates[: max(len(c.prompts) for c in of_class)]
 
 
