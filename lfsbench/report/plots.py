@@ -183,6 +183,15 @@ def grid_sessions(run: RunFolder, concepts: list[str], sessions: int) -> list[in
     return sorted(picks)
 
 
+def _titled(fig, title: str, path: Path) -> Path:
+    """Title a figure of pictures, lay it out, save it and close it."""
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def _bare(ax) -> None:
     """An axis that only shows a picture: no ticks, no frame."""
     ax.set_xticks([])
@@ -211,11 +220,7 @@ def image_grid(
                 ax.set_title(label, fontsize=9)
             if c == 0:
                 ax.set_ylabel(f"{name}\n(session {learned_in[name]})", fontsize=9)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _titled(fig, title, path)
 
 
 def copies_figure(run: RunFolder, concepts: list[str], session: int, title: str, path: Path) -> Path:
@@ -228,8 +233,4 @@ def copies_figure(run: RunFolder, concepts: list[str], session: int, title: str,
         if file.is_file():
             ax.imshow(Image.open(file))
         ax.set_ylabel(f"{name}\ngenerated\nnearest shot\nnearest held-out", fontsize=8)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _titled(fig, title, path)
