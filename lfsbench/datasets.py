@@ -52,9 +52,15 @@ def split_shots(protocol: Protocol, name: str, files: list, where: str) -> tuple
     if not references:
         raise LfsbenchError(
             f"Concept {name!r} ({where}) has {len(files)} images and protocol {protocol.name!r} trains on "
-            f"shots: {protocol.shots}, which leaves it no held-out reference image for IA. Train on fewer shots "
-            f"(-o shots={max(len(files) - 1, 1)} or lower, or shots: in the protocol), or leave the concept out of "
-            "the protocol. `lfsbench validate` shows the split of every concept."
+            f"shots: {protocol.shots}, which leaves it no held-out reference image for IA. "
+            + (
+                f"Train on fewer shots (-o shots={len(files) - 1} or lower, or shots: in the protocol), or leave the "
+                "concept out of the protocol."
+                if len(files) > 1
+                else "A concept needs at least two images (one to train on, one held out): add images or leave it "
+                "out of the protocol."
+            )
+            + " `lfsbench validate` shows the split of every concept."
         )
     return shots, references
 

@@ -352,3 +352,10 @@ def test_toy_build_checkpoints_load_weights_only(tmp_path):
     torch.save({"step": 3, "payload": _Payload()}, tmp_path / "stage.pt")
     with pytest.raises(pickle.UnpicklingError):
         ckpt.load()
+
+
+def test_a_concept_with_a_single_image_is_told_it_needs_two(concept_folder):
+    for i in (1, 2, 3, 4):
+        (concept_folder / "my_mug" / f"{i}.png").unlink()
+    code, out = invoke("validate", "folder", "--data", str(concept_folder), "-o", "shots=1")
+    assert code == 2 and "'my_mug'" in out and "at least two images" in out and "-o shots=0" not in out
