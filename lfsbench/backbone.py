@@ -44,7 +44,8 @@ class Backbone:
         """Load a diffusers Stable Diffusion folder (model_index.json, unet/, vae/, text_encoder/, ...).
 
         On a GPU the frozen weights are half precision (trainable copies stay float32, and every
-        forward pass runs under `autocast`); on the CPU everything is float32.
+        forward pass runs under `autocast`); on the CPU everything is float32 unless `dtype` says otherwise
+        (the tests run every method with float16 and bfloat16 weights on the CPU).
         """
         device = torch.device(device) if device is not None else default_device()
         dtype = dtype or (torch.float16 if device.type == "cuda" else torch.float32)
@@ -104,12 +105,19 @@ class Backbone:
 
     # ------------------------------------------------------------ the interface
 
+    @property
+    def weight_dtype(self) -> torch.dtype:
+        """The dtype of the frozen weights (the VAE's: a method may train the UNet in float32, never the VAE)."""
+        return self.vae.dtype
+
     def autocast(self):
-        """Mixed precision for half-precision weights on a GPU (diffusers' SDPA attention); a no-op on the CPU."""
+        """Mixed precision when the frozen weights are half precision (float16 or bfloat16), on any device: a method
+        that trains float32 copies (K/V, a whole float32 UNet) meets half-precision weights inside one forward pass.
+        A no-op with float32 weights."""
         from contextlib import nullcontext
 
-        if self.device.type == "cuda" and self.unet.dtype == torch.float16:
-            return torch.autocast("cuda", dtype=torch.float16)
+        if self.weight_dtype in (torch.float16, torch.bfloat16):
+            return torch.autocast(self.device.type, dtype=self.weight_dtype)
         return nullcontext()
 
     def tokenize(self, prompts: list[str]) -> torch.Tensor:

@@ -32,9 +32,11 @@ class TokenConfig(MethodConfig):
 
 
 # Stable Diffusion settings of every K/V + token method: diffusers' Custom Diffusion example
-# (examples/custom_diffusion/README.md, single concept: lr 1e-5, batch 2, 250 steps, 200 class
-# images; Kumari et al., CVPR 2023, train 250 steps on cross-attention K/V).
-SD_KV_PRESET = {"steps": 250, "batch_size": 2, "kv_lr": 1e-5, "token_lr": 1e-5}
+# (examples/custom_diffusion/README.md, single concept: --learning_rate=1e-5 --train_batch_size=2
+# --max_train_steps=250 --scale_lr, 200 class images). --scale_lr multiplies the rate by batch size x
+# gradient accumulation x processes: 1e-5 x 2 on one GPU, the rate the script trains with, for the K/V and the
+# token embedding alike (Kumari et al., CVPR 2023: 8e-5 at batch 8, the same 1e-5 per image).
+SD_KV_PRESET = {"steps": 250, "batch_size": 2, "kv_lr": 2e-5, "token_lr": 2e-5}
 
 
 class PriorConfig(MethodConfig):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -171,6 +172,25 @@ CLASS_IMAGE_SEED = 10_000  # class images use seeds apart from the evaluation se
 def generate_class_images(backbone: Backbone, class_prompt: str, n: int, steps: int, guidance: float) -> torch.Tensor:
     """n images of the bare class prompt from the model as it is now (prior preservation's targets)."""
     return backbone.generate([class_prompt] * n, [CLASS_IMAGE_SEED + i for i in range(n)], steps, guidance)
+
+
+def real_class_images(folder: Path, n: int, resolution: int) -> torch.Tensor:
+    """Up to n real images of a class from `folder` (file-name order), centre-cropped and resized to the backbone's
+    resolution: prior preservation on real images, as Custom Diffusion's --real_prior trains."""
+    from lfsbench.concepts import fit_image
+    from lfsbench.images import load_image_file
+    from lfsbench.readers import IMAGE_SUFFIXES
+
+    folder = Path(folder)
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
+    if not files:
+        raise LfsbenchError(
+            f"No class images in {folder}: class_images_from=folder reads real images of each class from "
+            f"<class_images_dir>/<class noun>/ ({', '.join(sorted(IMAGE_SUFFIXES))}). Put images of the class there "
+            "(Custom Diffusion's reference retrieves 200 from LAION with clip-retrieval), or use "
+            "class_images_from=base."
+        )
+    return torch.stack([fit_image(load_image_file(f), resolution) for f in files[:n]])
 
 
 # ---------------------------------------------------------------- loss and loop

@@ -5,24 +5,40 @@ the model generates for the bare class prompt. For real Stable Diffusion the
 paper's settings are lr 1e-5 x batch 2 for 250-500 steps (see docs/methods.md).
 """
 
+from pathlib import Path
 from typing import Literal
 
 import torch
+from pydantic import model_validator
 
 from lfsbench.kv_method import SD_KV_PRESET, KVConfig, KVTokenMethod, PriorConfig
 from lfsbench.method import METHODS
-from lfsbench.training import TrainingData, base_kv, generate_class_images
+from lfsbench.training import TrainingData, base_kv, generate_class_images, real_class_images
 
 
 class CustomDiffusionConfig(KVConfig, PriorConfig):
-    # class images are generated per class noun and session, by the model before the session, or once by the base model
-    class_images_from: Literal["current", "base"] = "current"
+    # class images: generated per class and session by the model before the session (current), once by the base
+    # model (base: the reference code's generated prior), or real images read from class_images_dir (folder: the
+    # reference's --real_prior, with images retrieved beforehand)
+    class_images_from: Literal["current", "base", "folder"] = "current"
+    class_images_dir: str | None = None  # folder: <class_images_dir>/<class noun>/ holds each class's real images
+
+    @model_validator(mode="after")
+    def _folder_named(self):
+        if self.class_images_from == "folder" and not self.class_images_dir:
+            raise ValueError(
+                "class_images_from=folder needs class_images_dir: a folder with one sub-folder of real images per "
+                "class noun (e.g. -o class_images_dir=real_reg, holding real_reg/cat/*.jpg)"
+            )
+        return self
 
 
 @METHODS.register("custom-diffusion")
 class CustomDiffusion(KVTokenMethod):
     description = "K/V + modifier token with prior preservation on generated class images (Custom Diffusion)"
     Config = CustomDiffusionConfig
+    # 200 class images (the README's --num_class_images=200), sampled with 50 DDIM steps at scale 6, the settings of
+    # the authors' sampling script (adobe-research/custom-diffusion, sample.py --ddim_steps 50 --scale 6)
     presets = {
         "stable-diffusion": {**SD_KV_PRESET, "class_images": 200, "class_image_steps": 50, "class_image_guidance": 6.0}
     }
@@ -31,9 +47,16 @@ class CustomDiffusion(KVTokenMethod):
         super().setup(backbone, seed)
         self._base_class_images: dict[str, torch.Tensor] = {}
 
-    def class_images(self, class_prompt: str) -> torch.Tensor:
-        """Images of the bare class prompt, from the current model (or, once, from the base model)."""
+    def class_images(self, class_prompt: str, class_noun: str) -> torch.Tensor:
+        """Images of the class: generated for the bare class prompt by the current model (or, once, by the base
+        model), or real ones from the class's folder."""
         c = self.config
+        if c.class_images_from == "folder":
+            if class_noun not in self._base_class_images:
+                self._base_class_images[class_noun] = real_class_images(
+                    Path(c.class_images_dir) / class_noun, c.class_images, self.backbone.resolution
+                )
+            return self._base_class_images[class_noun]
         settings = (class_prompt, c.class_images, c.class_image_steps, c.class_image_guidance)
         if c.class_images_from == "current":
             return generate_class_images(self.backbone, *settings)
@@ -46,7 +69,18 @@ class CustomDiffusion(KVTokenMethod):
         # class images come from the model as it is before this session's concepts are added
         sources = [self.instance_data(session)]
         for concept in session.concepts:
-            images = self.class_images(concept.class_prompt)
+            images = self.class_images(concept.class_prompt, concept.class_noun)
             sources.append(TrainingData(images, [concept.class_prompt] * len(images), self.config.prior_weight))
         token_ids = self.add_tokens(session)
         return self.train(session, sources, token_ids)
+
+    def stored_bytes(self) -> int:
+        """Class images kept from one session to the next (base or folder; counted as uint8, as DreamBooth's)."""
+        return sum(images.numel() for images in self._base_class_images.values())
+
+    def keeps(self) -> str:
+        return {
+            "current": "nothing",
+            "base": "generated class images (base model)",
+            "folder": "real class images",
+        }[self.config.class_images_from]

@@ -33,17 +33,19 @@ class DreamBoothConfig(TokenConfig, PriorConfig):  # class images: per class, fr
 class DreamBooth(TokenMethod):
     description = "whole-UNet fine-tuning (text encoder optional) with prior preservation on base-model class images"
     Config = DreamBoothConfig
-    # diffusers examples/dreambooth/README.md (prior preservation): lr 5e-6, batch 1, 400 steps,
-    # 200 class images, prior_loss_weight 1.0; Ruiz et al. train the UNet for about 1000 steps.
+    # diffusers examples/dreambooth/README.md, "Training with prior-preservation loss": --learning_rate=5e-6
+    # --train_batch_size=1 --max_train_steps=800 --num_class_images=200 --prior_loss_weight=1.0, no --scale_lr
+    # (400 steps is the README's run without prior preservation). Class images: the script samples them with the
+    # pipeline's defaults, 50 steps at guidance 7.5.
     presets = {
         "stable-diffusion": {
             "lr": 5e-6,
             "batch_size": 1,
-            "steps": 400,
+            "steps": 800,
             "token_lr": 5e-6,
             "class_images": 200,
             "class_image_steps": 50,
-            "class_image_guidance": 6.0,
+            "class_image_guidance": 7.5,
         }
     }
 

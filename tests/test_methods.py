@@ -159,3 +159,52 @@ def test_state_round_trips_through_safetensors(name, tiny_weights, tmp_path):
     restored.load_state_dict(load_file(tmp_path / "state.safetensors"))
     assert restored.tokens == method.tokens and restored.stored_bytes() == method.stored_bytes()
     assert torch.allclose(restored.generate(PROMPTS, SEEDS, 3, 5.0), method.generate(PROMPTS, SEEDS, 3, 5.0), atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("name", ["naive", "custom-diffusion", "dreambooth", "replay", "lfs"])
+def test_every_method_runs_with_half_precision_weights(name, dtype, tiny_weights):
+    """The GPU default is half-precision frozen weights; the CPU reproduces its dtype bugs (DreamBooth trained a float32
+    UNet whose float32 latents met the half VAE). Two sessions (DFKD and the control run from the second), then
+    images, all finite."""
+    small = {
+        "lfs": {"dfkd_steps": 2, "dfkd_batch_size": 1},
+        "custom-diffusion": {"class_images": 1, "class_image_steps": 1},
+        "dreambooth": {"class_images": 1, "class_image_steps": 1},
+    }  # float16 is about 10x slower than float32 on the CPU: the fewest images and steps that run every code path
+    method = create_method(name, {"steps": 2, "batch_size": 1, **small.get(name, {})})
+    method.setup(load_toy_backbone(weights=tiny_weights, dtype=dtype), seed=0)
+    if name == "lfs":
+        method.use_evaluator(load_toy_evaluator(weights=tiny_weights))
+    cs = concepts()
+    for t in range(2):
+        method.learn(session_view(t, [cs[t]], "a {}", cs[:t]))
+    prompts, seeds = [PROMPTS[0], PROMPTS[2]], SEEDS[:2]  # a learned concept (lfs: from its context) and a class
+    images = method.generate(prompts, seeds, 2, 5.0)  # 2: image-to-image at strength 0.85 needs a step
+    assert images.dtype == torch.float32 and images.shape[0] == len(prompts) and torch.isfinite(images).all()
+    if name == "lfs":
+        control = method.generate_control(prompts, seeds, 2, 5.0, prompts)
+        assert control is not None and torch.isfinite(control).all()
+
+
+def test_custom_diffusion_prior_from_a_folder_of_real_images(tiny_weights, tmp_path):
+    """class_images_from=folder trains on real class images read from <dir>/<class noun>/ (the reference's
+    --real_prior); a missing folder and a missing class_images_dir are clear errors."""
+    from PIL import Image
+
+    from lfsbench.errors import LfsbenchError
+
+    for noun in ("square", "ring"):
+        (tmp_path / noun).mkdir()
+        for i in range(3):
+            Image.new("RGB", (48, 40), (40 * i, 200, 90)).save(tmp_path / noun / f"{i}.png")
+    settings = {"class_images_from": "folder", "class_images_dir": str(tmp_path), "class_images": 2}
+    method = learned("custom-diffusion", tiny_weights, settings)
+    kept = method.class_images("a square", "square")
+    assert kept.shape == (2, 3, 32, 32)
+    assert torch.allclose(kept[0, :, 0, 0], torch.tensor([0, 200, 90]) / 255, atol=0.01)
+    assert method.keeps() == "real class images" and method.stored_bytes() == 2 * kept.numel()  # square and ring
+    with pytest.raises(LfsbenchError, match="No class images in .*circle"):
+        method.class_images("a circle", "circle")
+    with pytest.raises(ValueError, match="needs class_images_dir"):
+        create_method("custom-diffusion", {"class_images_from": "folder"})

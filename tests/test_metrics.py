@@ -55,21 +55,26 @@ def test_roc_auc():
     assert metrics.roc_auc([1, 3], [2, 2]) == 0.5
 
 
-def test_forgetting_from_a_known_matrix():
-    # rows: after session t; columns: concepts learned in sessions 0, 1, 2
-    m = np.array([[0.8, NAN, NAN], [0.6, 0.9, NAN], [0.7, 0.5, 0.7]])
-    learned = [0, 1, 2]
-    # max-based: concept 0 peaked at 0.8 (session 0) -> 0.8 - 0.7; concept 1 -> 0.9 - 0.5
-    np.testing.assert_allclose(metrics.max_forgetting_at(m, learned, 2), [0.1, 0.4, NAN])
-    np.testing.assert_allclose(metrics.max_forgetting_at(m, learned, 1), [0.2, NAN, NAN])
+def test_max_forgetting_from_known_sessions():
+    # a concept's IA after the sessions it was evaluated in: 0.8 when learned, then 0.9, and 0.6 now -> 0.9 - 0.6;
+    # a second one only 0.7 then 0.5 -> 0.2; no spread, so the interval is the point
+    history = [[np.full(3, 0.8), np.full(3, 0.9)], [np.full(2, 0.7)]]
+    last = [np.full(3, 0.6), np.full(2, 0.5)]
+    assert metrics.bootstrap_peak_drop(history, last, 200) == pytest.approx((0.25, 0.25, 0.25))
+    # under checkpoints the peak is over the sessions it was evaluated in: an improvement reads as negative
+    assert metrics.bootstrap_peak_drop([[np.full(3, 0.4)]], [np.full(3, 0.5)], 50)[0] == pytest.approx(-0.1)
+    rng = np.random.default_rng(2)
+    point, lo, hi = metrics.bootstrap_peak_drop([[rng.normal(0.8, 0.05, 64)]], [rng.normal(0.6, 0.05, 64)], 1000)
+    assert lo < point < hi and 0.01 < hi - lo < 0.06
+    assert np.isnan(metrics.bootstrap_peak_drop([], [], 10)[0])
 
 
-def test_max_forgetting_under_checkpoints_skips_unevaluated_sessions():
-    # concept 0 evaluated after sessions 0 and 3 only (checkpoints): its peak is over those, NaN cells skipped
-    m = np.array([[0.8], [NAN], [NAN], [0.5]])
-    np.testing.assert_allclose(metrics.max_forgetting_at(m, [0], 3), [0.3])
-    m[0, 0] = 0.4  # it improved between the checkpoints: no forgetting
-    np.testing.assert_allclose(metrics.max_forgetting_at(m, [0], 3), [-0.1])
+def test_mean_of_means_and_t_interval():
+    assert metrics.bootstrap_mean_of_means([np.full(4, 0.8), np.full(2, 0.7)], 100) == pytest.approx((0.75,) * 3)
+    # per-seed values 0.25, 0.27, 0.28: mean 0.2667, s = 0.01528, t_{0.975, 2} = 4.303 -> half-width 0.0380
+    mean, lo, hi = metrics.t_interval([0.25, 0.27, 0.28])
+    assert mean == pytest.approx(0.26667, abs=1e-4) and hi - lo == pytest.approx(0.0759, abs=2e-4)
+    assert np.isnan(metrics.t_interval([0.3])[1])  # one replicate: no spread to measure
 
 
 def test_bootstrap_drop_point_and_interval():
@@ -170,7 +175,7 @@ def test_session_rows_matrices_and_forgetting_on_a_known_run():
     assert summary["IA"]["value"] == pytest.approx(0.55)
     assert summary["IAD"]["value"] == pytest.approx(0.2)  # mean of a's 0.2 and b's 0.2
     assert summary["forgetting_max"]["value"] == pytest.approx((0.3 + 0.2) / 2)
-    assert summary["IA_right_after_learning"] == pytest.approx(0.75)  # (0.8 + 0.7) / 2
+    assert summary["IA_right_after_learning"]["value"] == pytest.approx(0.75)  # (0.8 + 0.7) / 2
     assert summary["IA_base_class_prompt"] == pytest.approx(0.15)
     assert summary["concepts_above_base_class_prompt_right_after_learning"] == 2
     assert summary["drift"]["value"] == pytest.approx((0.15 * 4 + 0.0 * 4) / 8)
@@ -260,3 +265,39 @@ def test_class_prompts_come_from_the_class_concepts_in_turn():
     ]
     assert class_templates("cat", cats) == ["a {} on a sofa", "a {} in a box", "a {} in the snow"]
     assert class_templates("dog", cats) == ["a {} in a park"]
+
+
+class _FakeRun:
+    """What the paired comparison reads of a run: its seed, its scores and when each concept was learned."""
+
+    def __init__(self, seed, sessions):
+        self.seed = seed
+        self._scores = _run(sessions)[1]
+
+    def scores(self):
+        return self._scores
+
+    def learned_in(self):
+        return LEARNED
+
+
+def test_paired_comparisons_difference_the_same_images():
+    from lfsbench.report import aggregate
+
+    def setting(ia_now, seeds):  # a: 0.8 when learned, ia_now + a per-seed shift after session 1
+        return [
+            _FakeRun(s, [([0.8] * 4, None, None), ([ia_now + 0.01 * s] * 4, [0.7, 0.6, 0.7, 0.6], None)]) for s in seeds
+        ]
+
+    groups = {"A": setting(0.75, [0, 1, 2]), "B": setting(0.55, [0, 1, 2]), "C": setting(0.55, [1])}
+    pairs = aggregate.pairs_table(groups, n_boot=200).set_index(["a", "b", "metric"])
+    ab = pairs.loc[("A", "B", "IA")]
+    # IA over a's and b's images: (0.75 + 0.65) / 2 vs (0.55 + 0.65) / 2, the same shift in every seed -> no spread
+    assert ab.difference == pytest.approx(0.1) and ab.seeds == 3 and ab.seeds_agree == 3
+    assert ab.interval == "t over seeds" and ab.verdict == "A better"
+    iad = pairs.loc[("A", "B", "IAD")]  # a forgot 0.05 + shift in A, 0.25 + shift in B: A forgot 0.2 less
+    assert iad.difference == pytest.approx(-0.2) and iad.verdict == "A better"
+    bc = pairs.loc[("B", "C", "IA")]  # one common seed (1), the same images: a difference of exactly 0
+    assert bc.seeds == 1 and bc.difference == pytest.approx(0) and bc.verdict == "no difference shown"
+    assert bc.interval.startswith("bootstrap over image pairs")
+    assert ("A", "B", "drift") in pairs.index and ("A", "B", "class_TA_drop") in pairs.index

@@ -61,3 +61,22 @@ def test_include_cycle(tmp_path):
     (tmp_path / "b.yaml").write_text("include: a.yaml\n")
     with pytest.raises(LfsbenchError, match="includes itself"):
         load_protocol(str(tmp_path / "a.yaml"))
+
+
+def test_tuning_protocol_shares_nothing_with_the_reported_ones():
+    """Defaults are tuned on toy-tune: none of its concepts and none of its evaluation seeds appear in another shipped
+    toy protocol, so no reported figure comes from data a default was chosen on."""
+    from lfsbench.toy import world
+
+    tune = load_protocol("toy-tune")
+    catalogue = {c.name for c in world.concept_catalogue()}
+    assert set(tune.concepts) <= catalogue
+    plan = tune.evaluation
+    tuning_seeds = set(range(plan.seed, plan.seed + len(plan.prompts) * plan.images_per_prompt))
+    for name in builtin_protocols():
+        other = load_protocol(name)
+        if name == "toy-tune" or other.source.kind != "toy":
+            continue
+        assert not set(tune.concepts) & set(other.concepts), name
+        e = other.evaluation
+        assert not tuning_seeds & set(range(e.seed, e.seed + len(e.prompts) * e.images_per_prompt)), name

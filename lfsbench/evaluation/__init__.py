@@ -2,7 +2,7 @@
 
     metrics.py     THE table of metric definitions (name, label, title, direction, definition, where it is shown);
                    scoring, summaries, reports, plots, `lfsbench check` and the CLI all read it
-    functional.py  pure functions: per-image scores from embeddings, intervals, forgetting over IA matrices
+    functional.py  pure functions: per-image scores from embeddings, intervals (over images, over seeds)
     records.py     the kinds of per-image score records (concept, class, control, ...) and their columns
     plan.py        the evaluation plan: which images to generate after a session, with which prompts and seeds
     scorer.py      one scorer for class, concept and control images alike (embeddings -> score records)

@@ -1,7 +1,7 @@
-"""The benchmark's metrics as pure functions over embeddings, per-image values and matrices (BENCHMARK.md section 3).
+"""The benchmark's metrics as pure functions over embeddings and per-image values (BENCHMARK.md section 3), and the
+intervals around them: bootstraps over images within a run, Student-t over seeds.
 
-Embeddings are L2-normalised rows; matrices are indexed [session t, concept c] with NaN where concept c was not
-(yet) evaluated after session t: before it was learned, or after a session that was not an evaluation checkpoint.
+Embeddings are L2-normalised rows.
 """
 
 from __future__ import annotations
@@ -56,27 +56,58 @@ def bootstrap_drop(
 ) -> tuple[float, float, float]:
     """Mean over concepts of mean(first_c) - mean(last_c), with a bootstrap over each concept's images (IAD and its
     interval)."""
-    if not first:
+    return bootstrap_peak_drop([[f] for f in first], last, n_boot, seed)
+
+
+def bootstrap_peak_drop(
+    history: list[list[np.ndarray]], last: list[np.ndarray], n_boot: int, seed: int = 0
+) -> tuple[float, float, float]:
+    """Mean over concepts of max_u mean(history_c[u]) - mean(last_c): forgetting_max, with a bootstrap that resamples
+    each session's images of each concept independently (with one session in a history it is IAD's).
+
+    The peak of resampled means sits a little above the peak of the means when sessions are close (the max of noisy
+    values is biased upward); the interval shows that spread rather than hiding it.
+    """
+    if not history:
         return float("nan"), float("nan"), float("nan")
     rng = np.random.default_rng(seed)
-    point = float(np.mean([f.mean() - n.mean() for f, n in zip(first, last, strict=True)]))
+    point = float(np.mean([max(h.mean() for h in hs) - n.mean() for hs, n in zip(history, last, strict=True)]))
     draws = np.zeros(n_boot)
-    for f, n in zip(first, last, strict=True):
-        draws += f[rng.integers(0, len(f), (n_boot, len(f)))].mean(1) - n[
-            rng.integers(0, len(n), (n_boot, len(n)))
-        ].mean(1)
-    draws /= len(first)
+    for hs, n in zip(history, last, strict=True):
+        peak = np.max([h[rng.integers(0, len(h), (n_boot, len(h)))].mean(1) for h in hs], axis=0)
+        draws += peak - n[rng.integers(0, len(n), (n_boot, len(n)))].mean(1)
+    draws /= len(history)
     return point, float(np.quantile(draws, 0.025)), float(np.quantile(draws, 0.975))
 
 
-# ---------------------------------------------------------------- matrices
+def bootstrap_mean_of_means(groups: list[np.ndarray], n_boot: int, seed: int = 0) -> tuple[float, float, float]:
+    """Mean over groups (concepts) of each group's mean, with a bootstrap over each group's images (e.g.
+    IA_right_after_learning: one group per concept, its images in the session that taught it)."""
+    groups = [np.asarray(g, dtype=float) for g in groups if len(g)]
+    if not groups:
+        return float("nan"), float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    draws = np.mean([g[rng.integers(0, len(g), (n_boot, len(g)))].mean(1) for g in groups], axis=0)
+    return (
+        float(np.mean([g.mean() for g in groups])),
+        float(np.quantile(draws, 0.025)),
+        float(np.quantile(draws, 0.975)),
+    )
 
 
-def max_forgetting_at(matrix, learned_at, t: int) -> np.ndarray:
-    """Mammoth's forgetting: max over evaluated s(c) <= u < t of M[u, c], minus M[t, c] (NaN if learned at or after t).
+def t_interval(values, level: float = 0.95) -> tuple[float, float, float]:
+    """Mean and Student-t interval of independent replicates (per-seed values): mean +- t_{n-1} s / sqrt(n).
 
-    Under evaluation checkpoints a concept is not evaluated after every session: the peak is over the sessions
-    after which it was (NaN cells are skipped), so it can miss a higher value between two checkpoints.
+    With n >= 2 replicates it covers the replicates' expected value at the nominal rate when they are roughly
+    normal (tests/test_statistics.py measures it); with fewer there is no spread to measure: NaN bounds.
     """
-    m = _np(matrix).astype(float)
-    return np.array([np.nanmax(m[s:t, c]) - m[t, c] if s < t else np.nan for c, s in enumerate(learned_at)])
+    from scipy import stats
+
+    v = _np(values).astype(float).ravel()
+    v = v[np.isfinite(v)]
+    if len(v) == 0:
+        return float("nan"), float("nan"), float("nan")
+    if len(v) == 1:
+        return float(v[0]), float("nan"), float("nan")
+    half = stats.t.ppf(0.5 + level / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
+    return float(v.mean()), float(v.mean() - half), float(v.mean() + half)

@@ -13,6 +13,7 @@ itself. `docs/metrics.md` explains each in full. Where a metric is shown is a se
     sweep     a panel of the knob-sweep figure (final value against a knob's value)
     scale     a column of the scalability table (after T sessions)
     cost      a per-session cost series (cost.csv, cost.png)
+    pairs     a column of the report's paired comparisons (pairs.csv): setting A minus setting B, paired by image
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ METRICS: dict[str, Metric] = {
             title="Text alignment of learned concepts",
             higher_is_better=True,
             definition="mean cos(E_i(x), E_t(p~)) over a concept's images, p~ = the prompt without the modifier token",
-            views="session summary curve headline cli sweep scale",
+            views="session summary curve headline cli sweep scale pairs",
         ),
         Metric(
             name="CLIPScore",
@@ -70,7 +71,7 @@ METRICS: dict[str, Metric] = {
             higher_is_better=True,
             definition="mean cos(E_i(x), E_i(r)) over a concept's images x and its held-out reference images r "
             "(all pairs); no method sees the references",
-            views="session summary curve headline cli sweep scale",
+            views="session summary curve headline cli sweep scale pairs",
         ),
         Metric(
             name="IA_shots",
@@ -90,7 +91,7 @@ METRICS: dict[str, Metric] = {
             higher_is_better=False,
             definition="IA_shots - IA per image, averaged: about 0 for a model that learned the concept, large for "
             "one that reproduces its shots",
-            views="session summary curve headline cli sweep",
+            views="session summary curve headline cli sweep pairs",
         ),
         Metric(
             name="copy_rate",
@@ -100,7 +101,7 @@ METRICS: dict[str, Metric] = {
             higher_is_better=False,
             definition="share of a concept's images whose RMS pixel distance to the nearest training shot is below "
             "the 5th percentile of its held-out references' own distance (unseen views: 0.05)",
-            views="session summary curve headline cli sweep",
+            views="session summary curve headline cli sweep pairs",
         ),
         Metric(
             name="IAD",
@@ -109,7 +110,7 @@ METRICS: dict[str, Metric] = {
             title="Forgetting (IAD) of earlier concepts",
             higher_is_better=False,
             definition="mean over earlier concepts of IA[s(c)][c] - IA[T][c] (Avalanche), IA against held-out views",
-            views="session summary curve headline cli sweep scale",
+            views="session summary curve headline cli sweep scale pairs",
         ),
         Metric(
             name="IAD_shots",
@@ -126,9 +127,9 @@ METRICS: dict[str, Metric] = {
             axis="max-based forgetting",
             title="Forgetting (max-based)",
             higher_is_better=False,
-            definition="max over u of IA[u][c] - IA[T][c] (Mammoth)",
+            definition="max over u of IA[u][c] - IA[T][c] (Mammoth), u from s(c) to T-1 among the sessions after "
+            "which c was evaluated (all of them unless the protocol has evaluation checkpoints)",
             views="session summary plain cli",
-            interval=False,
         ),
         Metric(
             name="IA_right_after_learning",
@@ -138,7 +139,6 @@ METRICS: dict[str, Metric] = {
             higher_is_better=True,
             definition="mean over concepts of IA[s(c)][c], the IA a concept reaches in the session that teaches it",
             views="summary plain cli",
-            interval=False,
         ),
         Metric(
             name="IA_base_class_prompt",
@@ -219,7 +219,7 @@ METRICS: dict[str, Metric] = {
             title="Class prompts: TA lost since the base model",
             higher_is_better=False,
             definition="base model's class TA minus the current model's, paired by class, prompt and seed",
-            views="session summary curve headline cli sweep",
+            views="session summary curve headline cli sweep pairs",
         ),
         Metric(
             name="class_accuracy",
@@ -229,7 +229,7 @@ METRICS: dict[str, Metric] = {
             higher_is_better=True,
             definition="share of class-prompt images the evaluator classifies (zero-shot, nearest class text) as the "
             "asked class; toy: among its five shape classes, elsewhere among the protocol's classes",
-            views="session summary curve headline cli",
+            views="session summary curve headline cli pairs",
         ),
         Metric(
             name="class_accuracy_base",
@@ -249,7 +249,7 @@ METRICS: dict[str, Metric] = {
             definition="1 - mean paired cos(E_i(x_t), E_i(x_base)) over class-prompt images (same prompt and seed): "
             "how far same-seed samples moved from the base model's, read against the seed scale; not whether the "
             "class survived (class_accuracy, class_TA_drop)",
-            views="session summary curve headline cli sweep scale",
+            views="session summary curve headline cli sweep scale pairs",
         ),
         Metric(
             name="drift_seed_scale",

@@ -38,11 +38,6 @@ def _of(scores: pd.DataFrame, kind: Kind, name: str | None = None) -> pd.DataFra
     return scores[sel if name is None else sel & (scores.name == name)]
 
 
-def concept_means(scores: pd.DataFrame, column: str = "ia") -> pd.DataFrame:
-    """Per session (rows) and concept (columns): the mean of a concept's per-image values; NaN where not evaluated."""
-    return _of(scores, Kind.CONCEPT).groupby(["session", "name"])[column].mean().unstack()
-
-
 def _first_and_now(
     history: pd.DataFrame, now: pd.DataFrame, names: list[str], learned_in: dict[str, int], column: str = "ia"
 ):
@@ -50,6 +45,14 @@ def _first_and_now(
     concepts = _of(history, Kind.CONCEPT)
     first = [concepts[(concepts.name == c) & (concepts.session == learned_in[c])][column].values for c in names]
     return first, [now[now.name == c][column].values for c in names]
+
+
+def _since_learned(history: pd.DataFrame, name: str, s: int, t: int, column: str = "ia") -> list[np.ndarray]:
+    """A concept's per-image values after each session u with s <= u < t after which it was evaluated (every u,
+    unless the protocol has evaluation checkpoints): the sessions forgetting_max takes its peak over."""
+    rows = _of(history, Kind.CONCEPT, name)
+    rows = rows[(rows.session >= s) & (rows.session < t)]
+    return [g[column].values for _, g in rows.groupby("session")]
 
 
 def _paired_class_drop(now: pd.DataFrame, column: str = "ta") -> np.ndarray:
@@ -96,7 +99,6 @@ def session_rows(
     `scores` are session t's records, `history` those of every session so far (t included).
     """
     rows = []
-    means = concept_means(history)
     for name, group in _of(scores, Kind.CONCEPT).groupby("name", sort=False):
         s = learned_in[name]
         rows.append(_row(t, name, CONCEPT, s, "TA", group.ta.values, n_boot))
@@ -132,8 +134,7 @@ def session_rows(
                         "n": int(len(group)),
                     }
                 )
-            column = means[[name]].reindex(range(t + 1))
-            peak = F.max_forgetting_at(column.to_numpy(), [s], t)[0]
+            mean, lo, hi = F.bootstrap_peak_drop([_since_learned(history, name, s, t)], [group.ia.values], n_boot)
             rows.append(
                 {
                     "session": t,
@@ -141,9 +142,9 @@ def session_rows(
                     "kind": CONCEPT,
                     "learned_in": s,
                     "metric": "forgetting_max",
-                    "value": float(peak),
-                    "ci_low": np.nan,
-                    "ci_high": np.nan,
+                    "value": mean,
+                    "ci_low": lo,
+                    "ci_high": hi,
                     "n": int(len(group)),
                 }
             )
@@ -209,6 +210,50 @@ def session_figures(history: pd.DataFrame, t: int, learned_in: dict[str, int], n
     return out
 
 
+IMAGE_KEYS = ["name", "prompt", "seed"]  # what pairs an image of one run with the same image of another
+
+
+def image_values(history: pd.DataFrame, t: int, learned_in: dict[str, int]) -> pd.DataFrame:
+    """Per image after session t, the value each paired metric (metrics.py's `pairs` view) averages: rows of
+    (metric, name, prompt, seed, value). IAD's value is an earlier concept's image IA when it was learned minus
+    now (same prompt and seed); class_TA_drop's is the base model's class TA minus now.
+
+    Every run of a protocol draws the same prompts and seeds, so the same rows of two runs are the same image asked
+    of two models: the paired comparisons of `lfsbench report` difference them row by row.
+    """
+    now = history[history.session == t]
+    concepts, classes = _of(now, Kind.CONCEPT), _of(now, Kind.CLASS)
+    per_image = {
+        "TA": (concepts, concepts.ta),
+        "IA": (concepts, concepts.ia),
+        "memorization_gap": (concepts, concepts.ia_shots - concepts.ia),
+        "copy_rate": (concepts, concepts.copied),
+        "class_accuracy": (classes, classes.class_correct),
+        "drift": (classes, classes.drift),
+    }
+    frames = [
+        rows[IMAGE_KEYS].assign(metric=metric, value=values.astype(float).values)
+        for metric, (rows, values) in per_image.items()
+    ]
+    drop = _of(now, Kind.BASE_CLASS).merge(classes, on=IMAGE_KEYS, suffixes=("_base", ""))
+    frames.append(drop[IMAGE_KEYS].assign(metric="class_TA_drop", value=(drop.ta_base - drop.ta).values))
+    everything = _of(history, Kind.CONCEPT)
+    first = everything[everything.session == everything.name.map(learned_in)]
+    earlier = concepts[concepts.name.map(learned_in) < t].merge(first, on=IMAGE_KEYS, suffixes=("", "_first"))
+    frames.append(earlier[IMAGE_KEYS].assign(metric="IAD", value=(earlier.ia_first - earlier.ia).values))
+    out = pd.concat(frames, ignore_index=True)
+    return out[out.value.notna()][["metric", *IMAGE_KEYS, "value"]]
+
+
+def paired_figure(metric: str, pairs: pd.DataFrame, n_boot: int) -> tuple[float, float, float]:
+    """A paired metric's difference from per-image differences (`pairs`: name, value): IAD, a mean over concepts, as
+    the mean over concepts of their mean (bootstrap within each concept); the rest as the mean over images (bootstrap
+    over images), as the summary computes each."""
+    if metric == "IAD":
+        return F.bootstrap_mean_of_means([g.value.values for _, g in pairs.groupby("name", sort=False)], n_boot)
+    return F.bootstrap_ci(pairs.value.values, n_boot)
+
+
 def full_sessions(scores: pd.DataFrame, learned_in: dict[str, int]) -> list[int]:
     """Sessions after which every concept learned so far was evaluated (all, unless the protocol has checkpoints)."""
     concepts = _of(scores, Kind.CONCEPT)
@@ -231,20 +276,28 @@ def summarize(
     last = int(rows.session.max())
     figures = session_figures(scores, last, learned_in, n_boot)
     missing = {"value": float("nan"), "ci_low": float("nan"), "ci_high": float("nan")}
-    fmax = rows[(rows.session == last) & (rows.metric == "forgetting_max")].value
     right_after = rows[(rows.metric == "IA") & (rows.session == rows.learned_in)]
     class_after = rows[(rows.metric == "IA_class_prompt") & (rows.session == rows.learned_in)]
     base_class = rows[(rows.metric == "IA_base_class_prompt") & (rows.session == rows.learned_in)]
     summary = {"sessions_finished": last + 1}
     for m in ("TA", "CLIPScore", "IA", "IA_shots", "memorization_gap", "copy_rate", "IAD", "IAD_shots"):
         summary[m] = {**figures.get(m, missing), "definition": METRICS[m].definition}
-    summary["forgetting_max"] = {
-        "value": float(fmax.mean()) if len(fmax) else float("nan"),
-        "definition": METRICS["forgetting_max"].definition,
-    }
+    now = _of(scores[scores.session == last], Kind.CONCEPT)
+    earlier = [c for c in now.name.unique() if learned_in[c] < last]
+    peaks = F.bootstrap_peak_drop(
+        [_since_learned(scores, c, learned_in[c], last) for c in earlier],
+        [now[now.name == c].ia.values for c in earlier],
+        n_boot,
+    )
+    concepts = _of(scores, Kind.CONCEPT)
+    first = [concepts[(concepts.name == c) & (concepts.session == s)].ia.values for c, s in learned_in.items()]
+    for name, (value, lo, hi) in (
+        ("forgetting_max", peaks),
+        ("IA_right_after_learning", F.bootstrap_mean_of_means(first, n_boot)),
+    ):
+        summary[name] = {"value": value, "ci_low": lo, "ci_high": hi, "definition": METRICS[name].definition}
     summary.update(
         {
-            "IA_right_after_learning": float(right_after.value.mean()),
             "IA_base_class_prompt": float(base_class.value.mean()),
             "IA_class_prompt_right_after_learning": float(class_after.value.mean()),
             "concepts_above_base_class_prompt_right_after_learning": int(

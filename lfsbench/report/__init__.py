@@ -7,6 +7,8 @@ report/
   cost.png                    training and generation seconds, stored bytes and peak memory against session
   scalability.csv, .md        per setting, after 5, 10, 20, 50... sessions (or the protocol's checkpoints):
                               TA, IA, IAD, drift and what reaching them cost
+  pairs.csv, pairs.md         every pair of settings: A minus B per headline metric, paired image by image, with a
+                              95% interval (t over seeds) and how many seeds agree in sign
   sweeps.csv, .md, .png       where settings of a method differ in one knob only (3 values or more): final
                               metrics against the knob's value
   ia_matrix_<setting>.png     IA[t][c] heatmaps (mean over seeds)
@@ -51,6 +53,10 @@ def make_report(paths: list[Path], out: Path, concepts: list[str] | None = None)
     scale = aggregate.scalability_table(curves, n, sorted({*checkpoints, n}) if checkpoints else None)
     atomic_write_csv(out / "scalability.csv", scale)
     atomic_write_text(out / "scalability.md", html.markdown_scalability(scale))
+    pairs = aggregate.pairs_table(groups)
+    if len(pairs):
+        atomic_write_csv(out / "pairs.csv", pairs)
+        atomic_write_text(out / "pairs.md", html.markdown_pairs(pairs))
     sweeps = aggregate.sweeps_table(groups, table)
     if len(sweeps):
         atomic_write_csv(out / "sweeps.csv", sweeps)
@@ -86,5 +92,5 @@ def make_report(paths: list[Path], out: Path, concepts: list[str] | None = None)
             out / f"copies_{slug(label)}.png",
         )
     page = out / "index.html"
-    atomic_write_text(page, html.page(protocol, runs, table, figures, scale, sweeps))
+    atomic_write_text(page, html.page(protocol, runs, table, figures, scale, sweeps, pairs))
     return page

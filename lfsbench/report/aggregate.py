@@ -1,18 +1,22 @@
-"""Numbers of a report: per-session curves of one run, and means over seeds with intervals.
+"""Numbers of a report: per-session curves of one run, means over seeds with intervals, and paired differences
+between settings.
 
-Intervals over seeds combine both sources of noise, as BENCHMARK.md section 3 asks: a
-two-level bootstrap that resamples seeds and, within each drawn seed, draws its value from
-a normal whose 95% interval is that run's own (bootstrap-over-images) interval. With one
-seed this is the run's own interval.
+Over seeds, an interval is a Student-t interval on the per-seed values (mean +- t_{n-1} s / sqrt(n)). Its estimand is
+the expected value over training seeds of the run's figure, for the protocol's concepts, prompts and evaluation seeds
+(which every seed shares); the spread between seeds already holds each run's evaluation noise, so the per-run
+intervals are not added again. `tests/test_statistics.py` measures its coverage on synthetic runs with a known truth.
+With one seed the interval is that run's own bootstrap over images, conditional on the seed.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
 import pandas as pd
 
+from lfsbench.evaluation import functional as F
 from lfsbench.evaluation import tables
 from lfsbench.evaluation.metrics import COST_FIGURES, METRICS, in_view
 from lfsbench.report.runs import Run
@@ -27,8 +31,8 @@ def run_curves(run: Run, n_boot: int = N_BOOT) -> pd.DataFrame:
     return out
 
 
-def combine_seeds(values, lows, highs, n_boot: int = N_BOOT, seed: int = 0) -> tuple[float, float, float]:
-    """Mean over seeds, with the two-level bootstrap interval described above."""
+def combine_seeds(values, lows, highs) -> tuple[float, float, float]:
+    """Mean over seeds with a t-interval over them (see the module docstring); one seed: its run's own interval."""
     values, lows, highs = (np.asarray(x, dtype=float) for x in (values, lows, highs))
     ok = ~np.isnan(values)
     values, lows, highs = values[ok], lows[ok], highs[ok]
@@ -36,11 +40,7 @@ def combine_seeds(values, lows, highs, n_boot: int = N_BOOT, seed: int = 0) -> t
         return float("nan"), float("nan"), float("nan")
     if len(values) == 1:
         return float(values[0]), float(lows[0]), float(highs[0])
-    rng = np.random.default_rng(seed)
-    sd = np.nan_to_num((highs - lows) / (2 * 1.96))
-    pick = rng.integers(0, len(values), (n_boot, len(values)))
-    draws = rng.normal(values[pick], sd[pick]).mean(1)
-    return float(values.mean()), float(np.quantile(draws, 0.025)), float(np.quantile(draws, 0.975))
+    return F.t_interval(values)
 
 
 SUMMARY_METRICS = [m for m in in_view("summary") if METRICS[m].interval]  # means over seeds with intervals
@@ -50,6 +50,14 @@ PLAIN_FIGURES = [m for m in in_view("summary") if not METRICS[m].interval]  # me
 def _plain(summary: dict, key: str) -> float:
     value = summary.get(key, np.nan)
     return value["value"] if isinstance(value, dict) else value
+
+
+def _triple(value) -> tuple[float, float, float]:
+    """A summary figure as (value, ci_low, ci_high); a plain number (runs written before it had an interval) has NaN
+    bounds."""
+    if isinstance(value, dict):
+        return value["value"], value.get("ci_low", np.nan), value.get("ci_high", np.nan)
+    return value, np.nan, np.nan
 
 
 def summary_table(groups: dict[str, list[Run]]) -> pd.DataFrame:
@@ -63,11 +71,9 @@ def summary_table(groups: dict[str, list[Run]]) -> pd.DataFrame:
             "sessions": runs[0].summary["sessions_finished"],
         }
         for metric in SUMMARY_METRICS:
-            present = [r.summary[metric] for r in runs if metric in r.summary]
+            present = [_triple(r.summary[metric]) for r in runs if metric in r.summary]
             if present:
-                v, lo, hi = combine_seeds(
-                    [p["value"] for p in present], [p["ci_low"] for p in present], [p["ci_high"] for p in present]
-                )
+                v, lo, hi = combine_seeds(*zip(*present, strict=True))
                 row.update({metric: v, f"{metric}_low": lo, f"{metric}_high": hi})
         for key in PLAIN_FIGURES:
             row[key] = float(np.mean([_plain(r.summary, key) for r in runs]))
@@ -206,3 +212,65 @@ def ia_matrix(runs: list[Run]) -> pd.DataFrame:
     """IA[t][c] averaged over the setting's seeds (rows: session, columns: concepts in protocol order)."""
     frames = [r.folder.matrix("IA") for r in runs]
     return sum(frames) / len(frames)
+
+
+PAIR_METRICS = in_view("pairs")
+
+
+def _last_values(run: Run) -> pd.DataFrame:
+    scores = run.scores()
+    return tables.image_values(scores, int(scores.session.max()), run.learned_in())
+
+
+def pairs_table(groups: dict[str, list[Run]], n_boot: int = N_BOOT) -> pd.DataFrame:
+    """Every pair of settings (A, B) with seeds in common: per paired metric, A minus B at the last session.
+
+    Both settings generate the same prompts with the same evaluation seeds, so each image of A has its twin in B.
+    Per common seed the difference is computed from the twins' differences (tables.paired_figure); over two or more
+    seeds the interval is a t-interval on the per-seed differences, with one it is the bootstrap over that seed's
+    image pairs (conditional on the seed). `seeds_agree` counts the seeds whose difference has the mean's sign.
+    """
+    values = {label: {r.seed: _last_values(r) for r in runs} for label, runs in groups.items()}
+    rows = []
+    for a, b in itertools.combinations(groups, 2):
+        common = sorted(set(values[a]) & set(values[b]))
+        if not common:
+            continue
+        for metric in PAIR_METRICS:
+            per_seed = []
+            for seed in common:
+                va, vb = (values[x][seed] for x in (a, b))
+                twins = va[va.metric == metric].merge(vb[vb.metric == metric], on=tables.IMAGE_KEYS)
+                if len(twins):
+                    diff = twins.assign(value=twins.value_x - twins.value_y)
+                    per_seed.append(tables.paired_figure(metric, diff, n_boot))
+            if not per_seed:
+                continue
+            points = np.array([p[0] for p in per_seed])
+            value, low, high = per_seed[0] if len(per_seed) == 1 else F.t_interval(points)
+            rows.append(
+                {
+                    "a": a,
+                    "b": b,
+                    "metric": metric,
+                    "difference": value,
+                    "ci_low": low,
+                    "ci_high": high,
+                    "seeds": len(per_seed),
+                    "seeds_agree": int((np.sign(points) == np.sign(value)).sum()) if value != 0 else 0,
+                    "interval": "t over seeds" if len(per_seed) > 1 else "bootstrap over image pairs (one seed)",
+                    "verdict": _verdict(metric, value, low, high, a, b),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _verdict(metric: str, value: float, low: float, high: float, a: str, b: str) -> str:
+    """Which setting the interval says is better (or higher, for a metric with no direction), if it excludes 0."""
+    if not (low > 0 or high < 0):
+        return "no difference shown"
+    higher = a if value > 0 else b
+    better = METRICS[metric].higher_is_better
+    if better is None:
+        return f"{higher} higher"
+    return f"{higher if better else (b if higher == a else a)} better"

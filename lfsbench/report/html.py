@@ -28,8 +28,12 @@ def display_table(table: pd.DataFrame) -> pd.DataFrame:
     for metric in shown:
         out[metric] = [_cell(row, metric) for _, row in table.iterrows()]
     for key in PLAIN:
+        m = METRICS[key]
+        if m.interval and f"{key}_low" in table:
+            out[m.short] = [_cell(row, key) for _, row in table.iterrows()]
+            continue
         values = table[key] if key in table else [float("nan")] * len(table)
-        out[METRICS[key].short] = [METRICS[key].format(v) if pd.notna(v) else "-" for v in values]
+        out[m.short] = [m.format(v) if pd.notna(v) else "-" for v in values]
     out["keeps"] = table["keeps"] if "keeps" in table else "-"
     return out
 
@@ -57,6 +61,28 @@ def display_sweeps(sweeps: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def display_pairs(pairs: pd.DataFrame, emphasis: tuple[str, str] = ("**", "**")) -> pd.DataFrame:
+    """Paired comparisons as people read them: one row per pair, per metric "A - B [95% interval] k/n" (k of n seeds
+    agree in sign), emphasised where the interval excludes 0."""
+    rows = []
+    for (a, b), g in pairs.groupby(["a", "b"], sort=False):
+        row = {"A": a, "B": b}
+        for r in g.itertuples():
+            cell = f"{r.difference:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}] {r.seeds_agree}/{r.seeds}"
+            shown = r.verdict != "no difference shown"
+            row[METRICS[r.metric].short] = f"{emphasis[0]}{cell}{emphasis[1]}" if shown else cell
+        rows.append(row)
+    return pd.DataFrame(rows).fillna("-")
+
+
+def markdown_pairs(pairs: pd.DataFrame) -> str:
+    return (
+        "A minus B at the last session, paired image by image (same prompts and seeds); 95% interval (t over seeds, "
+        "or over image pairs with one seed); k/n seeds agree in sign. **Bold**: the interval excludes 0.\n\n"
+        + _markdown(display_pairs(pairs))
+    )
+
+
 def _markdown(shown: pd.DataFrame) -> str:
     lines = ["| " + " | ".join(shown.columns) + " |", "|" + "---|" * len(shown.columns)]
     lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in shown.itertuples(index=False)]
@@ -79,6 +105,15 @@ def markdown_table(table: pd.DataFrame) -> str:
 
 def _table(shown: pd.DataFrame) -> str:
     return f"<div class='wide'>{shown.to_html(index=False, escape=True, border=0)}</div>"
+
+
+BOLD = ("\x01", "\x02")  # emphasis marks that no label holds, made <b></b> after escaping
+
+
+def _table_html(shown: pd.DataFrame) -> str:
+    """A table whose cells may be emphasised with BOLD, everything else escaped."""
+    escaped = shown.map(lambda v: htmllib.escape(str(v)).replace(BOLD[0], "<b>").replace(BOLD[1], "</b>"))
+    return f"<div class='wide'>{escaped.to_html(index=False, escape=False, border=0)}</div>"
 
 
 def _img(path: Path, alt: str) -> str:
@@ -112,6 +147,7 @@ def page(
     figures: dict[str, Path],
     scale: pd.DataFrame | None = None,
     sweeps: pd.DataFrame | None = None,
+    pairs: pd.DataFrame | None = None,
 ) -> str:
     plan = protocol["evaluation"]
     shown = display_table(table)
@@ -122,8 +158,9 @@ def page(
         f"<h1>lfsbench report: protocol <code>{htmllib.escape(protocol['name'])}</code></h1>",
         f"<p class='note'>{htmllib.escape(protocol.get('description', ''))} {len(protocol['sessions'])} sessions; "
         f"{len(plan['prompts'])} prompts x {plan['images_per_prompt']} images per concept; {len(runs)} runs. "
-        "Values are means at the last session; brackets are 95% intervals (bootstrap over images, and over seeds where "
-        "several were run). IA compares a concept's images with held-out views of it that no method saw; IA_shots "
+        "Values are means at the last session; brackets are 95% intervals (a bootstrap over images with one seed, "
+        "a Student t interval over the seeds where several were run). IA compares a concept's images with held-out "
+        "views of it that no method saw; IA_shots "
         "with its training shots (the CustomConcept101 figure, which rewards copying). The memorization gap is "
         "IA_shots - IA, and the copy rate the share of images nearer (in pixels) to a training shot than 95% of the "
         "unseen views are: about 0 and 0.05 for a model that learned the concept, high for one that reproduces its "
@@ -139,6 +176,18 @@ def page(
         _table(shown[["setting", "seeds"] + [m for m in HEADLINE if m in table.columns]]),
         "<h3>Other figures and cost</h3>",
         _table(shown[["setting"] + [METRICS[key].short for key in PLAIN] + ["keeps"]]),
+    ]
+    if pairs is not None and len(pairs):
+        parts += [
+            "<h2>Paired comparisons</h2>",
+            "<p class='note'>Setting A minus setting B at the last session, image by image: every setting draws the "
+            "same prompts with the same seeds. Brackets: 95% interval (Student t over the seeds both ran; with one "
+            "seed, a bootstrap over the image pairs, which holds that seed fixed). k/n: seeds whose difference has "
+            "the mean's sign. <b>Bold</b>: the interval excludes 0, the only differences this report supports. "
+            "For IAD, memorization gap, copy rate, class TA drop and drift lower is better.</p>",
+            _table_html(display_pairs(pairs, BOLD)),
+        ]
+    parts += [
         "<h2>Forgetting curves</h2>",
         _img(
             figures["curves"],

@@ -18,11 +18,11 @@ def _require(folder: Path) -> Path:
     return folder
 
 
-def load_toy_backbone(device=None, weights: Path = WEIGHTS_DIR):
-    """The shipped toy backbone, loaded like any Stable Diffusion folder."""
+def load_toy_backbone(device=None, weights: Path = WEIGHTS_DIR, dtype=None):
+    """The shipped toy backbone, loaded like any Stable Diffusion folder (dtype: of the frozen weights)."""
     from lfsbench.backbone import Backbone
 
-    return Backbone.from_pretrained(_require(weights / "backbone"), device=device, name="toy")
+    return Backbone.from_pretrained(_require(weights / "backbone"), device=device, dtype=dtype, name="toy")
 
 
 def load_toy_evaluator(device="cpu", weights: Path = WEIGHTS_DIR):
