@@ -18,7 +18,10 @@ PLAIN = in_view("plain")  # the "other figures and cost" columns
 def _cell(row: pd.Series, metric: str) -> str:
     if metric not in row or pd.isna(row.get(metric)):
         return "-"
-    return f"{row[metric]:.3f} [{row[f'{metric}_low']:.3f}, {row[f'{metric}_high']:.3f}]"
+    low, high = row.get(f"{metric}_low"), row.get(f"{metric}_high")
+    if low is None or pd.isna(low):  # no interval (a run written before the figure had one)
+        return f"{row[metric]:.3f}"
+    return f"{row[metric]:.3f} [{low:.3f}, {high:.3f}]"
 
 
 def display_table(table: pd.DataFrame) -> pd.DataFrame:
