@@ -150,6 +150,20 @@ def test_report_refuses_runs_of_different_protocols(runs, tiny_weights, tmp_path
         make_report([runs, other], tmp_path / "report")
 
 
+def test_report_refuses_to_average_seeds_that_stopped_at_different_sessions(runs, tmp_path):
+    """A seed killed before its last session has a summary of an earlier session: averaging it with finished seeds
+    would mix sessions, so the report names the runs and the fix."""
+    import shutil
+
+    shutil.copytree(runs / "naive-0", tmp_path / "naive-0")
+    partial = shutil.copytree(runs / "naive-1", tmp_path / "naive-1")
+    summary = json.loads((partial / "summary.json").read_text())
+    summary["sessions_finished"] -= 1  # what the runner writes after the session before the last
+    (partial / "summary.json").write_text(json.dumps(summary))
+    with pytest.raises(LfsbenchError, match="stopped after different numbers of sessions.*--resume"):
+        make_report([tmp_path], tmp_path / "report")
+
+
 def thresholds(checks):
     return Thresholds.model_validate({"protocol": "toy", "checks": checks})
 

@@ -104,4 +104,12 @@ def group_by_setting(runs: list[Run]) -> dict[str, list[Run]]:
             raise LfsbenchError(
                 f"Two runs of {label!r} have the same seed ({paths}); keep one of them in the report's input."
             )
+        reached = {r.path: r.summary.get("sessions_finished") for r in members}
+        if len(set(reached.values())) > 1:
+            described = ", ".join(f"{path} ({n} sessions)" for path, n in reached.items())
+            raise LfsbenchError(
+                f"The runs of {label!r} stopped after different numbers of sessions: {described}. A mean over "
+                "seeds would mix figures of different sessions. Finish the shorter runs (`lfsbench run --resume "
+                "FOLDER`) or leave them out of the report's input."
+            )
     return groups
