@@ -206,5 +206,5 @@ def test_custom_diffusion_prior_from_a_folder_of_real_images(tiny_weights, tmp_p
     assert method.keeps() == "real class images" and method.stored_bytes() == 2 * kept.numel()  # square and ring
     with pytest.raises(LfsbenchError, match="No class images in .*circle"):
         method.class_images("a circle", "circle")
-    with pytest.raises(ValueError, match="needs class_images_dir"):
+    with pytest.raises(LfsbenchError, match="needs class_images_dir"):
         create_method("custom-diffusion", {"class_images_from": "folder"})
