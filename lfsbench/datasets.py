@@ -22,7 +22,7 @@ from lfsbench.protocol import PromptTemplates, Protocol
 from lfsbench.readers import (  # noqa: F401 (re-exported: the readers are part of this module's API)
     HF_PREFIX,
     DatasetConcept,
-    _images,
+    image_files,
     parse_dreambooth_prompts,
     read_cc101,
     read_dreambooth,
@@ -145,7 +145,7 @@ def _folder_concepts(protocol: Protocol, root: Path) -> list[LoadedConcept]:
                 f"Concept folder {folder} does not exist. Protocol {protocol.name!r} names concept {name!r}; "
                 f"put its images in {folder}/ or fix the name under sessions:."
             )
-        files = _images(folder)
+        files = image_files(folder)
         if not files:
             raise LfsbenchError(
                 f"Concept folder {folder} holds no images (.jpg, .png, .webp). Add the concept's few-shot images there."

@@ -56,7 +56,8 @@ def _inside(path: Path, root: Path) -> bool:
     return Path(path).resolve().is_relative_to(Path(root).resolve())
 
 
-def _images(folder: Path) -> list[Path]:
+def image_files(folder: Path) -> list[Path]:
+    """The image files of a folder (IMAGE_SUFFIXES), in file-name order; none if it is not a folder."""
     if not folder.is_dir():
         return []
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
@@ -107,7 +108,7 @@ def read_cc101(root: Path) -> dict[str, DatasetConcept]:
         if bad:
             raise LfsbenchError(f"{prompt_file}: prompt {bad[0]!r} has no '{{}}' placeholder for the concept.")
         concepts[image_dir.name] = DatasetConcept(
-            image_dir.name, noun, image_dir, prompts, prompt_file, _images(image_dir)
+            image_dir.name, noun, image_dir, prompts, prompt_file, image_files(image_dir)
         )
     return concepts
 
@@ -154,7 +155,7 @@ def read_dreambooth(root: Path) -> dict[str, DatasetConcept]:
         return read_dreambooth_hub(str(root)[len(HF_PREFIX) :])
     folder = _dreambooth_dataset_dir(root)
     listing = folder / "prompts_and_classes.txt"
-    return _dreambooth_concepts(listing, folder, lambda subject: _images(folder / subject))
+    return _dreambooth_concepts(listing, folder, lambda subject: image_files(folder / subject))
 
 
 def _dreambooth_concepts(listing: Path, folder: Path, images_of) -> dict[str, DatasetConcept]:

@@ -179,10 +179,9 @@ def real_class_images(folder: Path, n: int, resolution: int) -> torch.Tensor:
     resolution: prior preservation on real images, as Custom Diffusion's --real_prior trains."""
     from lfsbench.concepts import fit_image
     from lfsbench.images import load_image_file
-    from lfsbench.readers import IMAGE_SUFFIXES
+    from lfsbench.readers import IMAGE_SUFFIXES, image_files
 
-    folder = Path(folder)
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
+    files = image_files(Path(folder))
     if not files:
         raise LfsbenchError(
             f"No class images in {folder}: class_images_from=folder reads real images of each class from "

@@ -284,19 +284,22 @@ class _FakeRun:
 def test_paired_comparisons_difference_the_same_images():
     from lfsbench.report import aggregate
 
-    def setting(ia_now, seeds):  # a: 0.8 when learned, ia_now + a per-seed shift after session 1
+    def setting(ia_now, shift, seeds):  # a: 0.8 when learned, ia_now + shift * seed after session 1
         return [
-            _FakeRun(s, [([0.8] * 4, None, None), ([ia_now + 0.01 * s] * 4, [0.7, 0.6, 0.7, 0.6], None)]) for s in seeds
+            _FakeRun(s, [([0.8] * 4, None, None), ([ia_now + shift * s] * 4, [0.7, 0.6, 0.7, 0.6], None)])
+            for s in seeds
         ]
 
-    groups = {"A": setting(0.75, [0, 1, 2]), "B": setting(0.55, [0, 1, 2]), "C": setting(0.55, [1])}
+    groups = {"A": setting(0.75, 0.01, [0, 1, 2]), "B": setting(0.55, 0.02, [0, 1, 2]), "C": setting(0.55, 0.02, [1])}
     pairs = aggregate.pairs_table(groups, n_boot=200).set_index(["a", "b", "metric"])
     ab = pairs.loc[("A", "B", "IA")]
-    # IA over a's and b's images: (0.75 + 0.65) / 2 vs (0.55 + 0.65) / 2, the same shift in every seed -> no spread
-    assert ab.difference == pytest.approx(0.1) and ab.seeds == 3 and ab.seeds_agree == 3
+    # per seed: a's images differ by 0.2 - 0.01 s, b's by 0 -> IA differences 0.1, 0.095, 0.09: mean 0.095, sd 0.005,
+    # t interval 0.095 +- 4.303 * 0.005 / sqrt(3)
+    assert ab.difference == pytest.approx(0.095) and ab.seeds == 3 and ab.seeds_agree == 3
+    assert (ab.ci_low, ab.ci_high) == pytest.approx((0.095 - 0.01242, 0.095 + 0.01242), abs=1e-4)
     assert ab.interval == "t over seeds" and ab.verdict == "A better"
-    iad = pairs.loc[("A", "B", "IAD")]  # a forgot 0.05 + shift in A, 0.25 + shift in B: A forgot 0.2 less
-    assert iad.difference == pytest.approx(-0.2) and iad.verdict == "A better"
+    iad = pairs.loc[("A", "B", "IAD")]  # a forgot 0.05 - 0.01 s in A, 0.25 - 0.02 s in B: A forgot 0.2 - 0.01 s less
+    assert iad.difference == pytest.approx(-0.19) and iad.verdict == "A better"
     bc = pairs.loc[("B", "C", "IA")]  # one common seed (1), the same images: a difference of exactly 0
     assert bc.seeds == 1 and bc.difference == pytest.approx(0) and bc.verdict == "no difference shown"
     assert bc.interval.startswith("bootstrap over image pairs")

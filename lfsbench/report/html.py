@@ -106,15 +106,11 @@ def markdown_table(table: pd.DataFrame) -> str:
     return _markdown(display_table(table))
 
 
-def _table(shown: pd.DataFrame) -> str:
-    return f"<div class='wide'>{shown.to_html(index=False, escape=True, border=0)}</div>"
-
-
 BOLD = ("\x01", "\x02")  # emphasis marks that no label holds, made <b></b> after escaping
 
 
-def _table_html(shown: pd.DataFrame) -> str:
-    """A table whose cells may be emphasised with BOLD, everything else escaped."""
+def _table(shown: pd.DataFrame) -> str:
+    """A table, every cell escaped; cells may be emphasised with BOLD's marks."""
     escaped = shown.map(lambda v: htmllib.escape(str(v)).replace(BOLD[0], "<b>").replace(BOLD[1], "</b>"))
     return f"<div class='wide'>{escaped.to_html(index=False, escape=False, border=0)}</div>"
 
@@ -188,7 +184,7 @@ def page(
             "seed, a bootstrap over the image pairs, which holds that seed fixed). k/n: seeds whose difference has "
             "the mean's sign. <b>Bold</b>: the interval excludes 0, the only differences this report supports. "
             "For IAD, memorization gap, copy rate, class TA drop and drift lower is better.</p>",
-            _table_html(display_pairs(pairs, BOLD)),
+            _table(display_pairs(pairs, BOLD)),
         ]
     parts += [
         "<h2>Forgetting curves</h2>",
