@@ -208,16 +208,25 @@ def study(
         None, "--output", "-O", help="Report folder (default: the study's run folder/report)."
     ),
     report: bool = typer.Option(True, help="Write the study's report once every run is finished."),
+    shard: str = typer.Option(
+        "1/1", help="K/N: run only every N-th run from the K-th, to split a study over N processes or machines "
+        "that share its run folder; the report is written by whichever finds every run finished.",
+    ),
 ):
     """Run every cell of a study (skipping finished runs, resuming partial ones), then report it."""
     from lfsbench.report import make_report
-    from lfsbench.study import load_study, run_study
+    from lfsbench.study import load_study, parse_shard, run_study, unfinished_runs
 
     loaded = load_study(spec)
-    folders = run_study(loaded, console)
+    part = parse_shard(shard)
+    folders = run_study(loaded, console, part)
     root = folders[0].parent.parent
     console.print(f"{len(folders)} runs of study {loaded.name!r} in [bold]{root}[/]")
     if not report:
+        return
+    unfinished = unfinished_runs(loaded) if part != (1, 1) else []
+    if unfinished:
+        console.print(f"{len(unfinished)} runs of other shards are not finished: no report yet ({unfinished[0]}, ...)")
         return
     by_protocol = sorted({f.parent for f in folders})  # one report per protocol: runs of different ones do not compare
     for folder in by_protocol:

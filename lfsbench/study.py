@@ -80,8 +80,25 @@ def expand(study: Study) -> list[dict]:
     return runs
 
 
-def run_study(study: Study, console=None) -> list[Path]:
-    """Run every missing run of the study (resuming partial ones); returns the run folders."""
+def parse_shard(text: str) -> tuple[int, int]:
+    """`K/N` -> (K, N): this process runs every N-th run of the study, starting at its K-th (1-based)."""
+    try:
+        k, n = (int(part) for part in text.split("/"))
+    except ValueError:
+        k = n = 0
+    if not 1 <= k <= n:
+        raise LfsbenchError(
+            f"--shard {text!r}: give K/N with 1 <= K <= N, e.g. --shard 1/2 in one process and --shard 2/2 in another."
+        )
+    return k, n
+
+
+def run_study(study: Study, console=None, shard: tuple[int, int] = (1, 1)) -> list[Path]:
+    """Run every missing run of the study (resuming partial ones); returns the run folders.
+
+    `shard=(K, N)` runs only runs K, K+N, K+2N, ... (1-based, in spec order), so N processes or machines that
+    share the run folder split a study between them without running anything twice; every process still checks
+    every cell first and returns every run folder."""
     from lfsbench.method import create_method, preset_for
     from lfsbench.protocol import load_protocol, parse_overrides
     from lfsbench.runner import Runner, RunSpec
@@ -97,7 +114,10 @@ def run_study(study: Study, console=None) -> list[Path]:
         except LfsbenchError as err:
             raise LfsbenchError(f"Study {study.name!r}, run {i + 1} of {len(runs)} ({run['output']}): {err}") from None
         specs.append(RunSpec(protocol, run["method"], method_overrides, run["seed"]))
+    k, n = shard
     for i, (run, spec) in enumerate(zip(runs, specs, strict=True)):
+        if i % n != k - 1:
+            continue
         if RunFolder(run["output"]).is_finished(len(spec.protocol.sessions)):
             if console:
                 console.print(f"[{i + 1}/{len(runs)}] {run['output']}: finished, skipped")
@@ -106,3 +126,16 @@ def run_study(study: Study, console=None) -> list[Path]:
             console.print(f"[{i + 1}/{len(runs)}] {run['output']}")
         Runner(spec, run["output"]).run()
     return [run["output"] for run in runs]
+
+
+def unfinished_runs(study: Study) -> list[Path]:
+    """The study's run folders that have not finished every session of their protocol (other shards' work)."""
+    from lfsbench.protocol import load_protocol, parse_overrides
+
+    left = []
+    for run in expand(study):
+        pairs = [f"{k}={json.dumps(v)}" for k, v in run["settings"].items()]
+        sessions = len(load_protocol(run["protocol"], parse_overrides(pairs)[0]).sessions)
+        if not RunFolder(run["output"]).is_finished(sessions):
+            left.append(run["output"])
+    return left

@@ -17,10 +17,11 @@ from lfsbench.training import TrainingData, base_kv, generate_class_images, real
 
 
 class CustomDiffusionConfig(KVConfig, PriorConfig):
-    # class images: generated per class and session by the model before the session (current), once by the base
-    # model (base: the reference code's generated prior), or real images read from class_images_dir (folder: the
-    # reference's --real_prior, with images retrieved beforehand)
-    class_images_from: Literal["current", "base", "folder"] = "current"
+    # class images: once per class by the base model (base, the default: the reference code samples its prior with
+    # the pretrained model before training), real images read from class_images_dir (folder: the reference's
+    # --real_prior, with images retrieved beforehand), or per class and session by the model before the session
+    # (current: lfsbench's earlier default; over many sessions its class prompts drift with the model)
+    class_images_from: Literal["current", "base", "folder"] = "base"
     class_images_dir: str | None = None  # folder: <class_images_dir>/<class noun>/ holds each class's real images
 
     @model_validator(mode="after")
