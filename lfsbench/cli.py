@@ -209,7 +209,8 @@ def study(
     ),
     report: bool = typer.Option(True, help="Write the study's report once every run is finished."),
     shard: str = typer.Option(
-        "1/1", help="K/N: run only every N-th run from the K-th, to split a study over N processes or machines "
+        "1/1",
+        help="K/N: run only every N-th run from the K-th, to split a study over N processes or machines "
         "that share its run folder; the report is written by whichever finds every run finished.",
     ),
 ):

@@ -304,3 +304,27 @@ def test_paired_comparisons_difference_the_same_images():
     assert bc.seeds == 1 and bc.difference == pytest.approx(0) and bc.verdict == "no difference shown"
     assert bc.interval.startswith("bootstrap over image pairs")
     assert ("A", "B", "drift") in pairs.index and ("A", "B", "class_TA_drop") in pairs.index
+
+
+def test_seeds_without_spread_are_not_shown_as_exact():
+    """Seeds that all give the same figure (the base model's, a saturated share) have no spread for a t-interval:
+    the summary keeps the widest run interval, and a paired difference identical over seeds keeps its image-pair
+    bootstrap instead of a zero-width interval that would always declare a winner. Shares stay within [0, 1]."""
+    from lfsbench.report import aggregate
+
+    assert aggregate.combine_seeds([0.405] * 3, [0.398, 0.399, 0.4], [0.41, 0.412, 0.41]) == pytest.approx(
+        (0.405, 0.398, 0.412)
+    )
+    _, lo, hi = aggregate.combine_seeds([0.96, 0.99, 1.0], [0.9, 0.95, 1.0], [1.0, 1.0, 1.0], bounds=(0.0, 1.0))
+    assert hi == 1.0 and lo < 0.96  # the unclipped t-interval reaches 1.03
+    assert aggregate.combine_seeds([0.96, 0.99, 1.0], [0.9] * 3, [1.0] * 3)[2] > 1.0
+
+    # a's images after session 1: 0.7 and 0.9 in D, 0.7 and 0.8 in E, for both seeds; b's the same in both:
+    # IA (mean over the two concepts) differs by 0.025 in each seed
+    def setting(now):
+        return [_FakeRun(s, [([0.8] * 4, None, None), (now, [0.7, 0.6, 0.7, 0.6], None)]) for s in (0, 1)]
+
+    pairs = aggregate.pairs_table({"D": setting([0.7, 0.9] * 2), "E": setting([0.7, 0.8] * 2)}, n_boot=400)
+    ia = pairs.set_index("metric").loc["IA"]
+    assert ia.difference == pytest.approx(0.025) and ia.interval == "bootstrap over image pairs (seeds identical)"
+    assert ia.ci_low < 0.025 < ia.ci_high  # a's image pairs differ by 0 or 0.1: the interval has width

@@ -303,3 +303,32 @@ def test_runs_are_named_by_one_function():
         {"name": "s", "output": "out", "cells": [{"method": "lfs", "grid": {"icgen": [False]}}]}
     )
     assert expand(study)[0]["output"] == Path("out/toy/lfs-icgen=False-seed0")
+
+
+def test_study_shards_split_the_runs_without_overlap(tmp_path, monkeypatch):
+    """`--shard K/N` runs runs K, K+N, ... of the study: N processes sharing its folder run each run once."""
+    from lfsbench import study as study_module
+
+    spec = study_module.Study.model_validate(
+        {
+            "name": "t",
+            "protocol": "toy-quick",
+            "output": str(tmp_path),
+            "cells": [{"method": "naive", "grid": {"kv_lr": [1e-4, 2e-4, 3e-4, 4e-4, 5e-4]}}],
+        }
+    )
+    started = []
+    monkeypatch.setattr(Runner, "__init__", lambda self, spec, output: setattr(self, "out", output))
+    monkeypatch.setattr(Runner, "run", lambda self: started.append(self.out))
+    shards = []
+    for k in (1, 2):
+        study_module.run_study(spec, shard=(k, 2))
+        shards.append(list(started))
+        started.clear()
+    everything = [run["output"] for run in study_module.expand(spec)]
+    assert shards == [everything[0::2], everything[1::2]]
+    assert study_module.unfinished_runs(spec) == everything  # nothing ran for real: every run is still missing
+    for bad in ("0/2", "3/2", "1", "a/b"):
+        with pytest.raises(LfsbenchError, match="--shard"):
+            study_module.parse_shard(bad)
+    assert study_module.parse_shard("2/3") == (2, 3)

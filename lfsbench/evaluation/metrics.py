@@ -33,6 +33,7 @@ class Metric:
     interval: bool = True  # reported with a 95% interval
     fmt: str = "{:.3f}"
     scale: float = 1.0  # plots multiply by this (bytes -> MB)
+    bounds: tuple[float, float] | None = None  # the figure's range (shares: 0 to 1); intervals are clipped to it
 
     def format(self, value) -> str:
         return self.fmt.format(value)
@@ -102,6 +103,7 @@ METRICS: dict[str, Metric] = {
             definition="share of a concept's images whose RMS pixel distance to the nearest training shot is below "
             "the 5th percentile of its held-out references' own distance (unseen views: 0.05)",
             views="session summary curve headline cli sweep pairs",
+            bounds=(0.0, 1.0),
         ),
         Metric(
             name="IAD",
@@ -230,6 +232,7 @@ METRICS: dict[str, Metric] = {
             definition="share of class-prompt images the evaluator classifies (zero-shot, nearest class text) as the "
             "asked class; toy: among its five shape classes, elsewhere among the protocol's classes",
             views="session summary curve headline cli pairs",
+            bounds=(0.0, 1.0),
         ),
         Metric(
             name="class_accuracy_base",

@@ -5,7 +5,10 @@ Over seeds, an interval is a Student-t interval on the per-seed values (mean +- 
 the expected value over training seeds of the run's figure, for the protocol's concepts, prompts and evaluation seeds
 (which every seed shares); the spread between seeds already holds each run's evaluation noise, so the per-run
 intervals are not added again. `tests/test_statistics.py` measures its coverage on synthetic runs with a known truth.
-With one seed the interval is that run's own bootstrap over images, conditional on the seed.
+With one seed the interval is that run's own bootstrap over images, conditional on the seed. Where every seed gives
+the same value (a figure of the base model, a share every seed saturates) there is no spread to measure and the
+t-interval would have no width: the widest of the runs' own intervals stands in for it, so a figure is never shown
+as exact. Intervals of shares are clipped to [0, 1].
 """
 
 from __future__ import annotations
@@ -31,16 +34,21 @@ def run_curves(run: Run, n_boot: int = N_BOOT) -> pd.DataFrame:
     return out
 
 
-def combine_seeds(values, lows, highs) -> tuple[float, float, float]:
-    """Mean over seeds with a t-interval over them (see the module docstring); one seed: its run's own interval."""
+def combine_seeds(values, lows, highs, bounds: tuple[float, float] | None = None) -> tuple[float, float, float]:
+    """Mean over seeds with a t-interval over them (see the module docstring); one seed, or seeds that all give the
+    same value: the (widest) run's own interval. `bounds`: the figure's range, to which the interval is clipped."""
     values, lows, highs = (np.asarray(x, dtype=float) for x in (values, lows, highs))
     ok = ~np.isnan(values)
     values, lows, highs = values[ok], lows[ok], highs[ok]
     if len(values) == 0:
         return float("nan"), float("nan"), float("nan")
-    if len(values) == 1:
-        return float(values[0]), float(lows[0]), float(highs[0])
-    return F.t_interval(values)
+    if len(values) == 1 or np.ptp(values) == 0:
+        value, low, high = float(values.mean()), float(np.min(lows)), float(np.max(highs))
+    else:
+        value, low, high = F.t_interval(values)
+    if bounds is not None:
+        low, high = (float(np.clip(x, *bounds)) if np.isfinite(x) else x for x in (low, high))
+    return value, low, high
 
 
 SUMMARY_METRICS = [m for m in in_view("summary") if METRICS[m].interval]  # means over seeds with intervals
@@ -73,7 +81,7 @@ def summary_table(groups: dict[str, list[Run]]) -> pd.DataFrame:
         for metric in SUMMARY_METRICS:
             present = [_triple(r.summary[metric]) for r in runs if metric in r.summary]
             if present:
-                v, lo, hi = combine_seeds(*zip(*present, strict=True))
+                v, lo, hi = combine_seeds(*zip(*present, strict=True), bounds=METRICS[metric].bounds)
                 row.update({metric: v, f"{metric}_low": lo, f"{metric}_high": hi})
         for key in PLAIN_FIGURES:
             row[key] = float(np.mean([_plain(r.summary, key) for r in runs]))
@@ -90,7 +98,8 @@ def curves_table(groups: dict[str, list[Run]]) -> pd.DataFrame:
     for label, runs in groups.items():
         per_run = pd.concat([run_curves(r) for r in runs], ignore_index=True)
         for (t, metric), g in per_run.groupby(["session", "metric"]):
-            v, lo, hi = combine_seeds(g.value, g.ci_low, g.ci_high)
+            bounds = METRICS[metric].bounds if metric in METRICS else None
+            v, lo, hi = combine_seeds(g.value, g.ci_low, g.ci_high, bounds)
             rows.append(
                 {
                     "setting": label,
@@ -247,7 +256,12 @@ def pairs_table(groups: dict[str, list[Run]], n_boot: int = N_BOOT) -> pd.DataFr
             if not per_seed:
                 continue
             points = np.array([p[0] for p in per_seed])
-            value, low, high = per_seed[0] if len(per_seed) == 1 else F.t_interval(points)
+            spread = len(per_seed) > 1 and np.ptp(points) > 0
+            if spread:
+                value, low, high = F.t_interval(points)
+            else:  # one seed, or seeds whose differences are identical: the widest image-pair bootstrap
+                value = float(points.mean())
+                low, high = min(p[1] for p in per_seed), max(p[2] for p in per_seed)
             rows.append(
                 {
                     "a": a,
@@ -258,7 +272,11 @@ def pairs_table(groups: dict[str, list[Run]], n_boot: int = N_BOOT) -> pd.DataFr
                     "ci_high": high,
                     "seeds": len(per_seed),
                     "seeds_agree": int((np.sign(points) == np.sign(value)).sum()) if value != 0 else 0,
-                    "interval": "t over seeds" if len(per_seed) > 1 else "bootstrap over image pairs (one seed)",
+                    "interval": "t over seeds"
+                    if spread
+                    else "bootstrap over image pairs (one seed)"
+                    if len(per_seed) == 1
+                    else "bootstrap over image pairs (seeds identical)",
                     "verdict": _verdict(metric, value, low, high, a, b),
                 }
             )
