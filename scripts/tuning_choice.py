@@ -48,6 +48,9 @@ def cell(row: pd.Series, key: str) -> str:
 
 def main(path: str) -> None:
     table = pd.read_csv(path)
+    unfinished = table[table.sessions < table.sessions.max()]
+    if len(unfinished):  # a run still going (or stopped) would be compared on fewer sessions than the others
+        sys.exit(f"not every run has finished all {table.sessions.max()} sessions: {', '.join(unfinished.setting)}")
     for method, rows in table.groupby("method", sort=False):
         chosen, why = choose(rows, method)
         print(f"\n**{method}**: keeps `{chosen}` ({why})\n")

@@ -39,6 +39,16 @@ def test_all_five_methods_are_registered():
     assert {"naive", "custom-diffusion", "dreambooth", "replay", "lfs"} <= {name for name, _ in all_methods()}
 
 
+@pytest.mark.parametrize("name", ["naive", "custom-diffusion", "replay", "lfs"])
+def test_every_kv_method_trains_at_the_reference_rates_on_stable_diffusion(name):
+    """On Stable Diffusion every K/V method takes the Custom Diffusion reference's steps, batch and (scaled) rates,
+    whatever its toy defaults (naive once had no preset and trained at the toy's lr 1e-3 there)."""
+    from lfsbench.kv_method import SD_KV_PRESET
+
+    config = create_method(name, preset="stable-diffusion").config
+    assert {key: getattr(config, key) for key in SD_KV_PRESET} == SD_KV_PRESET
+
+
 def test_lfs_without_dfkd_and_icgen_is_naive(tiny_weights):
     """The first ablation pair: identical weights and identical images for the same seed."""
     lfs = learned("lfs", tiny_weights, {"dfkd": False, "icgen": False})
