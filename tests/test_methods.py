@@ -49,6 +49,19 @@ def test_every_kv_method_trains_at_the_reference_rates_on_stable_diffusion(name)
     assert {key: getattr(config, key) for key in SD_KV_PRESET} == SD_KV_PRESET
 
 
+def test_dreambooth_on_stable_diffusion_is_the_diffusers_reference():
+    """The preset is diffusers' examples/dreambooth prior-preservation run, whatever the toy sweep chose."""
+    config = create_method("dreambooth", preset="stable-diffusion").config
+    assert (config.lr, config.batch_size, config.steps, config.prior_weight, config.class_images) == (
+        5e-6,
+        1,
+        800,
+        1.0,
+        200,
+    )
+    assert create_method("dreambooth").config.prior_weight == 0.5  # the toy default (toy-tune sweep)
+
+
 def test_lfs_without_dfkd_and_icgen_is_naive(tiny_weights):
     """The first ablation pair: identical weights and identical images for the same seed."""
     lfs = learned("lfs", tiny_weights, {"dfkd": False, "icgen": False})
