@@ -110,10 +110,11 @@ def run_study(study: Study, console=None, shard: tuple[int, int] = (1, 1)) -> li
         try:
             protocol_overrides, method_overrides = parse_overrides(pairs)
             protocol = load_protocol(run["protocol"], protocol_overrides)
-            create_method(run["method"], method_overrides, preset_for(protocol.backbone))
+            method = create_method(run["method"], method_overrides, preset_for(protocol.backbone))
         except LfsbenchError as err:
             raise LfsbenchError(f"Study {study.name!r}, run {i + 1} of {len(runs)} ({run['output']}): {err}") from None
         specs.append(RunSpec(protocol, run["method"], method_overrides, run["seed"]))
+        _check_same_run(study, run["output"], specs[-1].config(method))
     k, n = shard
     for i, (run, spec) in enumerate(zip(runs, specs, strict=True)):
         if i % n != k - 1:
@@ -126,6 +127,26 @@ def run_study(study: Study, console=None, shard: tuple[int, int] = (1, 1)) -> li
             console.print(f"[{i + 1}/{len(runs)}] {run['output']}")
         Runner(spec, run["output"]).run()
     return [run["output"] for run in runs]
+
+
+def _check_same_run(study: Study, output: Path, config: dict) -> None:
+    """A run folder of the study that already holds a run (finished or not) must hold this one: a finished run made
+    with other settings (a default changed since, or a protocol) would otherwise be skipped and reported as if it
+    were this one."""
+    existing = RunFolder(output).config()
+    if existing is None or "references" not in existing.get("protocol", {}) or existing == config:
+        return  # nothing there yet, or a run of the older format, which the runner itself refuses with its own fix
+    differ = sorted(k for k in set(existing) | set(config) if existing.get(k) != config.get(k))
+    if "method_config" in differ:
+        old, new = existing.get("method_config", {}), config["method_config"]
+        changed = [f"{k} {old.get(k)} -> {new.get(k)}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+        differ[differ.index("method_config")] = f"method settings ({', '.join(changed)})"
+    raise LfsbenchError(
+        f"Study {study.name!r}: the run folder {output} holds a run made with other settings than the spec asks for "
+        f"now (differs in: {', '.join(differ)}; e.g. a default changed since it ran). Nothing was run. Move that "
+        "folder away to keep it (`lfsbench report` reads it on its own), or delete it, then run the study again to "
+        "rerun it with the current settings."
+    )
 
 
 def unfinished_runs(study: Study) -> list[Path]:

@@ -332,3 +332,28 @@ def test_study_shards_split_the_runs_without_overlap(tmp_path, monkeypatch):
         with pytest.raises(LfsbenchError, match="--shard"):
             study_module.parse_shard(bad)
     assert study_module.parse_shard("2/3") == (2, 3)
+
+
+def test_a_study_refuses_a_finished_run_made_with_other_settings(tmp_path, monkeypatch):
+    """A run folder that holds a run with other settings (here: a default changed since it ran) is not skipped as
+    finished and reported as if it were the spec's: the study stops before running anything and names the change."""
+    from lfsbench import study as study_module
+    from lfsbench.method import create_method
+
+    spec = study_module.Study.model_validate(
+        {"name": "t", "protocol": "toy-quick", "output": str(tmp_path), "cells": [{"method": "naive"}]}
+    )
+    run = study_module.expand(spec)[0]
+    config = RunSpec(load_protocol("toy-quick"), "naive", {}, 0).config(create_method("naive"))
+    run["output"].mkdir(parents=True)
+    (run["output"] / "config.json").write_text(json.dumps(config))
+    started = []
+    monkeypatch.setattr(Runner, "__init__", lambda self, spec, output: setattr(self, "out", output))
+    monkeypatch.setattr(Runner, "run", lambda self: started.append(self.out))
+    study_module.run_study(spec)  # the same run: it resumes
+    assert started == [run["output"]]
+    stale = {**config, "method_config": {**config["method_config"], "steps": 200}}
+    (run["output"] / "config.json").write_text(json.dumps(stale))
+    with pytest.raises(LfsbenchError, match=r"other settings.*steps 200 -> 400.*Nothing was run"):
+        study_module.run_study(spec)
+    assert len(started) == 1
