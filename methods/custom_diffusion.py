@@ -75,6 +75,21 @@ class CustomDiffusion(KVTokenMethod):
         token_ids = self.add_tokens(session)
         return self.train(session, sources, token_ids)
 
+    def state_dict(self):
+        """K/V and tokens, and the class images kept between sessions (base or folder), so a resumed run keeps the
+        same images and the same stored bytes."""
+        state = super().state_dict()
+        for i, (key, images) in enumerate(self._base_class_images.items()):
+            state[f"class_images.{i:04d}"] = images
+            state[f"class_key.{i:04d}"] = torch.tensor(list(key.encode()), dtype=torch.uint8)
+        return state
+
+    def load_state_dict(self, state):
+        super().load_state_dict(state)
+        for key in sorted(k for k in state if k.startswith("class_images.")):
+            name = bytes(state[f"class_key.{key.split('.')[1]}"].tolist()).decode()
+            self._base_class_images[name] = state[key]
+
     def stored_bytes(self) -> int:
         """Class images kept from one session to the next (base or folder; counted as uint8, as DreamBooth's)."""
         return sum(images.numel() for images in self._base_class_images.values())
