@@ -22,6 +22,23 @@ from lfsbench.training import (
 )
 
 
+def named_tensors_state(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A {name: tensor} dict (class images by prompt or class noun) as safetensors entries: the tensor under
+    `class_images.0000` and its name, UTF-8 bytes, under `class_prompt.0000` (the layout DreamBooth's saved states
+    have always had); `load_named_tensors` reads it back."""
+    state = {}
+    for i, (name, tensor) in enumerate(tensors.items()):
+        state[f"class_images.{i:04d}"] = tensor
+        state[f"class_prompt.{i:04d}"] = torch.tensor(list(name.encode()), dtype=torch.uint8)
+    return state
+
+
+def load_named_tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The {name: tensor} dict `named_tensors_state` wrote, in its order."""
+    keys = sorted(k for k in state if k.startswith("class_images."))
+    return {bytes(state[f"class_prompt.{k.split('.')[1]}"].tolist()).decode(): state[k] for k in keys}
+
+
 class TokenConfig(MethodConfig):
     """Knobs of every method that learns modifier tokens (defaults tuned for the toy backbone)."""
 

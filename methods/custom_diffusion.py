@@ -11,7 +11,14 @@ from typing import Literal
 import torch
 from pydantic import model_validator
 
-from lfsbench.kv_method import SD_KV_PRESET, KVConfig, KVTokenMethod, PriorConfig
+from lfsbench.kv_method import (
+    SD_KV_PRESET,
+    KVConfig,
+    KVTokenMethod,
+    PriorConfig,
+    load_named_tensors,
+    named_tensors_state,
+)
 from lfsbench.method import METHODS
 from lfsbench.training import TrainingData, base_kv, generate_class_images, real_class_images
 
@@ -78,17 +85,11 @@ class CustomDiffusion(KVTokenMethod):
     def state_dict(self):
         """K/V and tokens, and the class images kept between sessions (base or folder), so a resumed run keeps the
         same images and the same stored bytes."""
-        state = super().state_dict()
-        for i, (key, images) in enumerate(self._base_class_images.items()):
-            state[f"class_images.{i:04d}"] = images
-            state[f"class_key.{i:04d}"] = torch.tensor(list(key.encode()), dtype=torch.uint8)
-        return state
+        return {**super().state_dict(), **named_tensors_state(self._base_class_images)}
 
     def load_state_dict(self, state):
         super().load_state_dict(state)
-        for key in sorted(k for k in state if k.startswith("class_images.")):
-            name = bytes(state[f"class_key.{key.split('.')[1]}"].tolist()).decode()
-            self._base_class_images[name] = state[key]
+        self._base_class_images.update(load_named_tensors(state))
 
     def stored_bytes(self) -> int:
         """Class images kept from one session to the next (base or folder; counted as uint8, as DreamBooth's)."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from lfsbench.kv_method import PriorConfig, TokenConfig, TokenMethod
+from lfsbench.kv_method import PriorConfig, TokenConfig, TokenMethod, load_named_tensors, named_tensors_state
 from lfsbench.method import METHODS
 from lfsbench.training import TrainingData, generate_class_images, train_session
 
@@ -122,10 +122,7 @@ class DreamBooth(TokenMethod):
                     if "token_embedding" not in k
                 }
             )
-        for i, (prompt, images) in enumerate(self.class_image_bank.items()):
-            state[f"class_images.{i:04d}"] = images
-            state[f"class_prompt.{i:04d}"] = torch.tensor(list(prompt.encode()), dtype=torch.uint8)
-        return {**state, **super().state_dict()}
+        return {**state, **named_tensors_state(self.class_image_bank), **super().state_dict()}
 
     def load_state_dict(self, state):
         super().load_state_dict(state)
@@ -133,9 +130,7 @@ class DreamBooth(TokenMethod):
         text = {k[len("text_encoder.") :]: v for k, v in state.items() if k.startswith("text_encoder.")}
         if text:
             self.backbone.text_encoder.load_state_dict(text, strict=True)
-        for key in sorted(k for k in state if k.startswith("class_images.")):
-            prompt = bytes(state[f"class_prompt.{key.split('.')[1]}"].tolist()).decode()
-            self.class_image_bank[prompt] = state[key]
+        self.class_image_bank.update(load_named_tensors(state))
 
     def trainable_parameters(self) -> int:
         n = sum(p.numel() for p in self.backbone.unet.parameters())
