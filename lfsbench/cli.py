@@ -213,6 +213,19 @@ def study(
         help="K/N: run only every N-th run from the K-th, to split a study over N processes or machines "
         "that share its run folder; the report is written by whichever finds every run finished.",
     ),
+    executor: str = typer.Option(
+        "local",
+        help="Where the runs execute: local (one after another here), ray (Ray tasks: --address of a cluster, "
+        "else a local one), submitit (one Slurm job array; options in the spec's slurm: section). Results land "
+        "in the same run folders whichever runs them.",
+    ),
+    workers: int | None = typer.Option(
+        None, help="ray on CPUs: runs at once (default: one per 2 cores); with GPUs, one run per GPU."
+    ),
+    address: str | None = typer.Option(None, help="ray: the cluster to join (e.g. auto); default: start one here."),
+    threads: int | None = typer.Option(
+        None, help="torch threads per run (default: the run's share of the cores on ray and submitit)."
+    ),
 ):
     """Run every cell of a study (skipping finished runs, resuming partial ones), then report it."""
     from lfsbench.report import make_report
@@ -220,7 +233,7 @@ def study(
 
     loaded = load_study(spec)
     part = parse_shard(shard)
-    folders = run_study(loaded, console, part)
+    folders = run_study(loaded, console, part, executor, workers=workers, address=address, threads=threads)
     root = folders[0].parent.parent
     console.print(f"{len(folders)} runs of study {loaded.name!r} in [bold]{root}[/]")
     if not report:

@@ -25,6 +25,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from lfsbench.errors import LfsbenchError, load_yaml_model
+from lfsbench.executors import EXECUTORS, RunJob, SlurmOptions, run_local, run_ray, run_submitit
 from lfsbench.results import RunFolder, default_run_folder
 
 
@@ -44,6 +45,7 @@ class Study(BaseModel):
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     cells: list[Cell] = Field(min_length=1)
     output: str | None = None  # default: runs/studies/NAME
+    slurm: SlurmOptions = Field(default_factory=SlurmOptions)  # how `--executor submitit` asks for resources
 
 
 def load_study(path: Path) -> Study:
@@ -93,16 +95,30 @@ def parse_shard(text: str) -> tuple[int, int]:
     return k, n
 
 
-def run_study(study: Study, console=None, shard: tuple[int, int] = (1, 1)) -> list[Path]:
-    """Run every missing run of the study (resuming partial ones); returns the run folders.
+def run_study(
+    study: Study,
+    console=None,
+    shard: tuple[int, int] = (1, 1),
+    executor: str = "local",
+    *,
+    workers: int | None = None,
+    address: str | None = None,
+    threads: int | None = None,
+) -> list[Path]:
+    """Run every missing run of the study (resuming partial ones) on `executor`; returns the run folders.
 
     `shard=(K, N)` runs only runs K, K+N, K+2N, ... (1-based, in spec order), so N processes or machines that
     share the run folder split a study between them without running anything twice; every process still checks
-    every cell first and returns every run folder."""
+    every cell first and returns every run folder. `executor`: 'local' (one run after another in this process),
+    'ray' (Ray tasks; `address` of a cluster, else a local one with `workers` concurrent runs), 'submitit' (a Slurm
+    job array with the spec's `slurm:` options). `threads`: torch's threads per run (default: the worker's share of
+    its machine's cores on ray and submitit, torch's default locally)."""
     from lfsbench.method import create_method, preset_for
     from lfsbench.protocol import load_protocol, parse_overrides
-    from lfsbench.runner import Runner, RunSpec
+    from lfsbench.runner import RunSpec
 
+    if executor not in EXECUTORS:
+        raise LfsbenchError(f"--executor {executor!r} is not known: use one of {', '.join(EXECUTORS)}.")
     runs = expand(study)
     specs = []
     for i, run in enumerate(runs):  # every cell is checked before the first one runs
@@ -116,6 +132,7 @@ def run_study(study: Study, console=None, shard: tuple[int, int] = (1, 1)) -> li
         specs.append(RunSpec(protocol, run["method"], method_overrides, run["seed"]))
         _check_same_run(study, run["output"], specs[-1].config(method))
     k, n = shard
+    jobs, position = [], {}
     for i, (run, spec) in enumerate(zip(runs, specs, strict=True)):
         if i % n != k - 1:
             continue
@@ -123,10 +140,28 @@ def run_study(study: Study, console=None, shard: tuple[int, int] = (1, 1)) -> li
             if console:
                 console.print(f"[{i + 1}/{len(runs)}] {run['output']}: finished, skipped")
             continue
+        job = RunJob(run["method"], run["protocol"], run["settings"], run["seed"], str(run["output"]), threads=threads)
+        jobs.append(job)
+        position[job.output] = i + 1
+
+    def announce(job: RunJob) -> None:
         if console:
-            console.print(f"[{i + 1}/{len(runs)}] {run['output']}")
-        Runner(spec, run["output"]).run()
+            console.print(f"[{position[job.output]}/{len(runs)}] {job.output}")
+
+    if jobs and executor == "local":
+        run_local(jobs, announce)
+    elif jobs and executor == "ray":
+        run_ray(jobs, console or _quiet(), address=address, workers=workers, threads=threads)
+    elif jobs:
+        root = Path(study.output or Path("runs") / "studies" / study.name)
+        run_submitit(jobs, console or _quiet(), study.slurm, root / "submitit", study.name)
     return [run["output"] for run in runs]
+
+
+def _quiet():
+    from rich.console import Console
+
+    return Console(quiet=True)
 
 
 def _check_same_run(study: Study, output: Path, config: dict) -> None:

@@ -1,0 +1,238 @@
+"""Where a study's runs execute: in this process (`local`), as Ray tasks (`ray`), or as one Slurm job array through
+submitit (`submitit`). Every executor ships the same unit, `execute_run(RunJob)`, which runs or resumes one run in
+its run folder, so results land in the same folders whichever executor ran them and `lfsbench report` cannot tell
+the difference. A worker killed mid-run loses nothing: the run folder resumes from its last finished session
+(Ray retries the task; rerunning the study resumes whatever is left).
+
+Workers that share a machine split its cores: each sets torch's thread count to its share (measured on 2 cores:
+three to four torch processes with default threads computed class images about 16x slower than one process).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from lfsbench.errors import LfsbenchError
+
+EXECUTORS = ("local", "ray", "submitit")
+ENV_PREFIX = "LFSBENCH_"  # dataset locations (LFSBENCH_CC101, ...): passed on to Ray workers
+
+
+class SlurmOptions(BaseModel):
+    """A study spec's `slurm:` section: how `--executor submitit` asks Slurm for one job array over the runs."""
+
+    model_config = ConfigDict(extra="forbid")
+    cluster: Literal["slurm", "local", "debug"] = Field(
+        "slurm",
+        description="slurm: submit to Slurm; local: run the array as processes on this machine (a dry run, the "
+        "tests); debug: run the jobs one after another in this process",
+    )
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    gpus_per_task: int = Field(1, ge=0, description="GPUs of each run (0 for CPU-only toy studies)")
+    cpus_per_task: int = Field(8, ge=1, description="cores of each run; torch uses that many threads")
+    mem_gb: float = Field(32, gt=0)
+    time_min: int = Field(720, ge=1, description="the time limit of each run, minutes")
+    array_parallelism: int | None = Field(None, ge=1, description="most runs at once (Slurm's %N)")
+    additional: dict[str, str] = Field(
+        default_factory=dict, description="any other sbatch option, e.g. {constraint: a100, exclude: node07}"
+    )
+
+
+@dataclass(frozen=True)
+class RunJob:
+    """Everything a worker needs to run one run of a study (picklable: it travels to Ray and Slurm workers)."""
+
+    method: str
+    protocol: str
+    settings: dict
+    seed: int
+    output: str
+    cwd: str = field(default_factory=os.getcwd)  # relative protocol files and run folders are relative to this
+    threads: int | None = None  # torch's thread count in the worker (None: torch's default)
+
+
+def execute_run(job: RunJob) -> str:
+    """Run (or resume) one run in this process; returns its run folder. The unit every executor runs."""
+    import json
+
+    import torch
+
+    from lfsbench.protocol import load_protocol, parse_overrides
+    from lfsbench.runner import Runner, RunSpec
+
+    if job.cwd and Path(job.cwd).is_dir():
+        os.chdir(job.cwd)
+    if job.threads:
+        torch.set_num_threads(job.threads)
+    protocol_overrides, method_overrides = parse_overrides([f"{k}={json.dumps(v)}" for k, v in job.settings.items()])
+    spec = RunSpec(load_protocol(job.protocol, protocol_overrides), job.method, method_overrides, job.seed)
+    Runner(spec, Path(job.output)).run()
+    return job.output
+
+
+def run_local(jobs: list[RunJob], announce: Callable[[RunJob], None]) -> None:
+    """One run after another in this process."""
+    for job in jobs:
+        announce(job)
+        execute_run(job)
+
+
+def _require(module: str, extra: str):
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise LfsbenchError(
+            f"--executor {'submitit' if module == 'submitit' else module} needs the {module} package, which the core "
+            f"install leaves out. Install it with: pip install 'lfsbench[{extra}]' (or pip install {module})."
+        ) from None
+
+
+def _failures_error(failed: list[tuple[RunJob, str]], total: int, executor: str) -> LfsbenchError:
+    lines = "; ".join(f"{job.output}: {message}" for job, message in failed[:5])
+    more = f" (and {len(failed) - 5} more)" if len(failed) > 5 else ""
+    return LfsbenchError(
+        f"{len(failed)} of {total} runs failed on {executor}: {lines}{more}. The other runs are finished and kept, "
+        "and every failed run keeps its finished sessions: fix the cause and run the study again, which resumes "
+        "only what is missing."
+    )
+
+
+def ray_plan(resources: dict, workers: int | None, threads: int | None) -> tuple[float, float, int]:
+    """(CPUs, GPUs, torch threads) of each Ray task: one GPU each where the cluster has GPUs (its CPUs shared per
+    GPU), else the cluster's CPUs split over `workers` concurrent runs (default: one run per 2 CPUs)."""
+    cpus, gpus = resources.get("CPU", 1.0), resources.get("GPU", 0.0)
+    if gpus >= 1:
+        per_task = max(1.0, float(int(cpus // gpus)))
+        return per_task, 1.0, threads or int(per_task)
+    workers = workers or max(1, int(cpus // 2))
+    per_task = max(1.0, float(int(cpus // workers)))
+    return per_task, 0.0, threads or int(per_task)
+
+
+def run_ray(
+    jobs: list[RunJob],
+    console,
+    *,
+    address: str | None = None,
+    workers: int | None = None,
+    threads: int | None = None,
+    retries: int = 2,
+) -> None:
+    """Each run a Ray task on an existing cluster (`address`, e.g. 'auto' or 'ray://head:10001') or on a local one
+    started here with this machine's cores. A task whose worker dies is retried `retries` times; the retry resumes
+    the run from its last finished session."""
+    ray = _require("ray", "ray")
+    from lfsbench.progress import progress_bar
+
+    started_here = not ray.is_initialized()
+    if started_here:
+        # Ray starts its workers at nice 15 (its own processes stay responsive); runs that share a machine with any
+        # other work then get a few percent of a core (measured here beside two nice-0 runs: 20x slower).
+        os.environ.setdefault("RAY_worker_niceness", "0")
+        env = {k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIX)}
+        ray.init(
+            address=address,
+            include_dashboard=False,
+            log_to_driver=False,
+            runtime_env={"env_vars": env} if env else None,
+        )
+    try:
+        cpus, gpus, task_threads = ray_plan(ray.cluster_resources(), workers, threads)
+        task = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=retries, retry_exceptions=False)(execute_run)
+        pending = {task.remote(_with_threads(job, task_threads)): job for job in jobs}
+        console.print(
+            f"{len(jobs)} runs as Ray tasks ({cpus:g} CPUs{f', {gpus:g} GPU' if gpus else ''} and {task_threads} "
+            f"torch threads each) on {'the cluster at ' + address if address else 'a local Ray cluster'}"
+        )
+        failed: list[tuple[RunJob, str]] = []
+        with progress_bar() as progress:
+            bar = progress.add_task("runs finished (ray)", total=len(jobs))
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1)
+                job = pending.pop(done[0])
+                try:
+                    ray.get(done[0])
+                except Exception as err:  # noqa: BLE001 - a failed run is reported with the others, after them
+                    failed.append((job, _cause(err)))
+                progress.update(bar, advance=1)
+        if failed:
+            raise _failures_error(failed, len(jobs), "Ray")
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def _cause(err: Exception) -> str:
+    """The message of the exception a worker raised (Ray wraps it in a RayTaskError), in one line."""
+    cause = getattr(err, "cause", None) or err
+    text = " ".join(str(cause).split())
+    return text if isinstance(cause, LfsbenchError) else f"{type(cause).__name__}: {text[:300]}"
+
+
+def _raised_in(report: str) -> str:
+    """The exception line of the traceback submitit reports for a failed job ('LfsbenchError: ...' -> its text)."""
+    raised = [line for line in report.splitlines() if re.match(r"^[\w.]+(Error|Exception|Interrupt|Exit)\b", line)]
+    if not raised:
+        return " ".join(report.split())[:300]
+    kind, _, text = raised[-1].partition(": ")
+    return text if kind.endswith("LfsbenchError") else raised[-1]
+
+
+def _with_threads(job: RunJob, threads: int | None) -> RunJob:
+    from dataclasses import replace
+
+    return replace(job, threads=job.threads or threads)
+
+
+def run_submitit(jobs: list[RunJob], console, options: SlurmOptions, log_folder: Path, name: str) -> None:
+    """One Slurm job array over the runs (submitit), waiting for them; each run gets `options`' resources.
+
+    Stopping this command does not cancel the array: its jobs go on, and running the study again afterwards
+    skips what they finished (a job started twice on one run folder is refused by the folder's lock)."""
+    submitit = _require("submitit", "slurm")
+    from lfsbench.progress import progress_bar
+
+    executor = submitit.AutoExecutor(folder=log_folder, cluster=options.cluster)
+    slurm = {
+        "slurm_partition": options.partition,
+        "slurm_account": options.account,
+        "slurm_qos": options.qos,
+        "slurm_array_parallelism": options.array_parallelism,
+        "slurm_additional_parameters": options.additional or None,
+    }
+    executor.update_parameters(
+        name=f"lfsbench-{name}",
+        timeout_min=options.time_min,
+        cpus_per_task=options.cpus_per_task,
+        gpus_per_node=options.gpus_per_task,
+        mem_gb=options.mem_gb,
+        **slurm,
+    )
+    submitted = executor.map_array(execute_run, [_with_threads(job, options.cpus_per_task) for job in jobs])
+    by_id = {j.job_id: job for j, job in zip(submitted, jobs, strict=True)}
+    console.print(
+        f"{len(jobs)} runs submitted through submitit ({options.cluster}) as job array "
+        f"{submitted[0].job_id.split('_')[0]}; logs in [bold]{log_folder}[/]"
+    )
+    failed: list[tuple[RunJob, str]] = []
+    with progress_bar() as progress:
+        bar = progress.add_task(f"runs finished ({options.cluster})", total=len(jobs))
+        for finished in submitit.helpers.as_completed(submitted, poll_frequency=2):
+            try:
+                finished.result()
+            except Exception as err:  # noqa: BLE001 - reported with the others, after them
+                failed.append((by_id[finished.job_id], _raised_in(str(err))))
+            progress.update(bar, advance=1)
+    if failed:
+        raise _failures_error(failed, len(jobs), f"submitit ({options.cluster}); logs in {log_folder}")
