@@ -70,6 +70,9 @@ def run(
     resume: Path | None = typer.Option(
         None, help="Continue the run in this folder, with the settings it was started with."
     ),
+    track: str | None = typer.Option(
+        None, help="Also send each session's figures, the summary and image grids to mlflow, tensorboard or wandb."
+    ),
 ):
     """Run one method through a lifelong protocol; rerunning the same command resumes it."""
     from lfsbench.datasets import dataset_spec
@@ -120,7 +123,7 @@ def run(
         spec.method, spec.method_overrides, preset_for(spec.protocol.backbone)
     )  # unknown names and settings fail here, before any model loads
     console.print(f"run folder: [bold]{output}[/]")
-    summary = Runner(spec, output).run()
+    summary = Runner(spec, output, track=track).run()
     console.print(
         summary_table(
             summary,
@@ -226,6 +229,9 @@ def study(
     threads: int | None = typer.Option(
         None, help="torch threads per run (default: the run's share of the cores on ray and submitit)."
     ),
+    track: str | None = typer.Option(
+        None, help="Also send each session's figures, the summary and image grids to mlflow, tensorboard or wandb."
+    ),
 ):
     """Run every cell of a study (skipping finished runs, resuming partial ones), then report it."""
     from lfsbench.report import make_report
@@ -233,7 +239,7 @@ def study(
 
     loaded = load_study(spec)
     part = parse_shard(shard)
-    folders = run_study(loaded, console, part, executor, workers=workers, address=address, threads=threads)
+    folders = run_study(loaded, console, part, executor, workers=workers, address=address, threads=threads, track=track)
     root = folders[0].parent.parent
     console.print(f"{len(folders)} runs of study {loaded.name!r} in [bold]{root}[/]")
     if not report:
@@ -247,6 +253,24 @@ def study(
         out = (output or root / "report") / (folder.name if len(by_protocol) > 1 else "")
         page = make_report([f for f in folders if f.parent == folder], out)
         console.print(f"report of {folder.name}: [bold]{page}[/]")
+
+
+@app.command("track")
+@friendly_errors
+def track_command(
+    runs: list[Path] = typer.Argument(..., help="Run folders, or folders holding run folders (a study's)."),
+    to: str = typer.Option(..., "--to", help="mlflow, tensorboard or wandb."),
+):
+    """Send finished sessions of stored runs to a tracker (what --track does while a run runs)."""
+    from lfsbench.report.runs import find_runs
+    from lfsbench.tracking import Tracker, check_tracker
+
+    check_tracker(to)
+    found = find_runs(runs)
+    for run in found:
+        sessions = Tracker(to, run.path).replay()
+        console.print(f"{run.path}: {sessions} sessions sent to {to}")
+    console.print(f"{len(found)} runs sent to {to}")
 
 
 @app.command("data")

@@ -58,6 +58,7 @@ class RunJob:
     output: str
     cwd: str = field(default_factory=os.getcwd)  # relative protocol files and run folders are relative to this
     threads: int | None = None  # torch's thread count in the worker (None: torch's default)
+    track: str | None = None  # a tracker each session's figures also go to (lfsbench/tracking.py)
 
 
 def execute_run(job: RunJob) -> str:
@@ -75,7 +76,7 @@ def execute_run(job: RunJob) -> str:
         torch.set_num_threads(job.threads)
     protocol_overrides, method_overrides = parse_overrides([f"{k}={json.dumps(v)}" for k, v in job.settings.items()])
     spec = RunSpec(load_protocol(job.protocol, protocol_overrides), job.method, method_overrides, job.seed)
-    Runner(spec, Path(job.output)).run()
+    Runner(spec, Path(job.output), track=job.track).run()
     return job.output
 
 

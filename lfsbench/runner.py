@@ -101,8 +101,18 @@ class Runner:
     """Runs one method through one protocol into one run folder."""
 
     def __init__(
-        self, spec: RunSpec, output: Path, backbone: Backbone | None = None, evaluator: Evaluator | None = None
+        self,
+        spec: RunSpec,
+        output: Path,
+        backbone: Backbone | None = None,
+        evaluator: Evaluator | None = None,
+        track: str | None = None,
     ):
+        """`track`: also send each session's figures to a tracker (lfsbench/tracking.py: mlflow, tensorboard, wandb)."""
+        from lfsbench.tracking import check_tracker
+
+        check_tracker(track)
+        self.track = track
         self.spec = spec
         self.protocol = spec.protocol
         self.plan = spec.protocol.evaluation
@@ -225,10 +235,18 @@ class Runner:
     def run(self) -> dict:
         """Run (or resume) every session, holding the run folder's lock; returns the summary."""
         self.folder.claim(self.spec.config(self.method), str(self.backbone.device))
+        self._tracker = None
         with self.folder.locked():
-            return self._run()
+            try:
+                return self._run()
+            except BaseException:
+                if self._tracker:  # the tracked run is marked failed, not left open (a study goes on to the next)
+                    self._tracker.close(failed=True)
+                raise
 
     def _run(self) -> dict:
+        from lfsbench.tracking import Tracker
+
         device = self.backbone.device
         done = self.folder.finished_sessions()
         stale = self.folder.discard_after(done[-1] if done else -1)
@@ -238,6 +256,9 @@ class Runner:
                 f"finished sessions (a file of session {len(done)} is missing or damaged); they are redone from "
                 f"session {len(done)}"
             )
+        tracker = self._tracker = Tracker(self.track, self.folder.path) if self.track else None
+        if tracker:
+            tracker.catch_up(done)
         base_emb, drift_scale = self._base()
         for concept in self.concepts:  # the shots and the held-out references, for reports' image grids
             if not self.folder.shots_grid(concept.name).is_file():
@@ -298,9 +319,13 @@ class Runner:
                 )
                 atomic_write_csv(self.folder.session_csv(t), rows)  # written last: marks the session finished
                 self._write_summary(drift_scale)
+                if tracker:
+                    tracker.session(t)
                 progress.update(task, advance=1)
         if done and len(done) == len(sessions):  # nothing left to run: the summary is rebuilt from the session files
             self._write_summary(drift_scale)
+        if tracker:
+            tracker.finish()
         return self.folder.summary()
 
     def _write_summary(self, drift_scale: float):

@@ -104,6 +104,7 @@ def run_study(
     workers: int | None = None,
     address: str | None = None,
     threads: int | None = None,
+    track: str | None = None,
 ) -> list[Path]:
     """Run every missing run of the study (resuming partial ones) on `executor`; returns the run folders.
 
@@ -112,11 +113,13 @@ def run_study(
     every cell first and returns every run folder. `executor`: 'local' (one run after another in this process),
     'ray' (Ray tasks; `address` of a cluster, else a local one with `workers` concurrent runs), 'submitit' (a Slurm
     job array with the spec's `slurm:` options). `threads`: torch's threads per run (default: the worker's share of
-    its machine's cores on ray and submitit, torch's default locally)."""
+    its machine's cores on ray and submitit, torch's default locally). `track`: a tracker every run also logs to."""
     from lfsbench.method import create_method, preset_for
     from lfsbench.protocol import load_protocol, parse_overrides
     from lfsbench.runner import RunSpec
+    from lfsbench.tracking import check_tracker
 
+    check_tracker(track)
     if executor not in EXECUTORS:
         raise LfsbenchError(f"--executor {executor!r} is not known: use one of {', '.join(EXECUTORS)}.")
     runs = expand(study)
@@ -140,7 +143,15 @@ def run_study(
             if console:
                 console.print(f"[{i + 1}/{len(runs)}] {run['output']}: finished, skipped")
             continue
-        job = RunJob(run["method"], run["protocol"], run["settings"], run["seed"], str(run["output"]), threads=threads)
+        job = RunJob(
+            run["method"],
+            run["protocol"],
+            run["settings"],
+            run["seed"],
+            str(run["output"]),
+            threads=threads,
+            track=track,
+        )
         jobs.append(job)
         position[job.output] = i + 1
 

@@ -353,15 +353,26 @@ def run_curves(scores: pd.DataFrame, cost: pd.DataFrame, learned_in: dict[str, i
     which is otherwise that of the new concept alone); training time, stored bytes and memory exist for all.
     """
     full = set(full_sessions(scores, learned_in))
-    curve = in_view("curve")
     rows = []
-    for _, row in cost.iterrows():
-        t = int(row.session)
+    for t in sorted(int(t) for t in cost.session):
+        rows += session_curve(scores, cost, learned_in, t, n_boot, t in full)
+    return pd.DataFrame(rows)
+
+
+def session_curve(
+    scores: pd.DataFrame, cost: pd.DataFrame, learned_in: dict[str, int], t: int, n_boot: int, full: bool | None = None
+) -> list[dict]:
+    """run_curves' rows of session t alone (what a tracker logs after each session). `full`: whether every concept
+    learned so far was evaluated after t (computed from the scores when not given)."""
+    if full is None:
+        full = t in full_sessions(scores, learned_in)
+    rows = []
+    for _, row in cost[cost.session == t].iterrows():
         for metric in in_view("cost"):
-            if metric != "generate_s" or t in full:
+            if metric != "generate_s" or full:
                 v = float(row[metric])
                 rows.append({"session": t, "metric": metric, "value": v, "ci_low": v, "ci_high": v})
-    for t in sorted(full):
+    if full:
         figures = session_figures(scores, t, learned_in, n_boot)
-        rows += [{"session": t, "metric": m, **figures[m]} for m in curve if m in figures]
-    return pd.DataFrame(rows)
+        rows += [{"session": t, "metric": m, **figures[m]} for m in in_view("curve") if m in figures]
+    return rows

@@ -1,0 +1,232 @@
+"""Optional experiment tracking: each session's figures and cost, then the summary, the run's tables and its image
+grids, sent to MLflow, TensorBoard or Weights & Biases (`--track`). Everything is read back from the run folder,
+which stays the source of truth: a tracker can be added to a finished run afterwards (`lfsbench track`), and a
+resumed run goes on logging into the same tracked run (its id is kept in the run folder's `tracking.json`).
+
+Where it goes: MLflow to `$MLFLOW_TRACKING_URI` (else MLflow's default store in the working directory), experiment
+`lfsbench-PROTOCOL`; TensorBoard event files in `RUN/tensorboard/` (`tensorboard --logdir runs`); W&B to project
+`$WANDB_PROJECT` (default `lfsbench`), offline unless `$WANDB_MODE` says otherwise (`wandb sync` uploads later).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+from lfsbench.errors import LfsbenchError
+from lfsbench.results import RunFolder
+
+TRACKERS = ("mlflow", "tensorboard", "wandb")
+PACKAGES = {"mlflow": "mlflow", "tensorboard": "tensorboard", "wandb": "wandb"}
+TABLES = ("config.json", "summary.json", "summary.csv", "cost.csv", "ia_matrix.csv", "ta_matrix.csv")
+N_BOOT = 200  # intervals are not logged, only values: a small bootstrap keeps per-session logging cheap
+
+
+def check_tracker(kind: str | None) -> None:
+    """Fail before any run starts if the tracker is unknown or its package is missing."""
+    if kind is None:
+        return
+    if kind not in TRACKERS:
+        raise LfsbenchError(f"--track {kind!r} is not known: use one of {', '.join(TRACKERS)}.")
+    import importlib.util
+
+    if importlib.util.find_spec(PACKAGES[kind]) is None:
+        raise LfsbenchError(
+            f"--track {kind} needs the {PACKAGES[kind]} package, which the core install leaves out. Install it with: "
+            f"pip install 'lfsbench[track]' (or pip install {PACKAGES[kind]})."
+        )
+
+
+class Tracker:
+    """Send a run folder's figures to one tracker. `session(t)` after each finished session, `finish()` at the end;
+    both only read the run folder."""
+
+    def __init__(self, kind: str, folder: Path):
+        check_tracker(kind)
+        self.kind = kind
+        self.folder = RunFolder(folder)
+        config = self.folder.config()
+        if config is None:
+            raise LfsbenchError(f"{folder} holds no lfsbench run (no config.json): nothing to track.")
+        self.config = config
+        self.name = self.folder.path.name
+        self._ids_file = self.folder.path / "tracking.json"
+        self.is_new = self.stored_id() is None  # a tracked run starts here (else: a resumed one goes on)
+        self._closed = False
+        self._backend = {"mlflow": _MLflow, "tensorboard": _TensorBoard, "wandb": _Wandb}[kind](self)
+
+    def params(self) -> dict:
+        """The run's identity as flat parameters: method, seed, protocol and every resolved method setting."""
+        c = self.config
+        params = {"method": c["method"], "seed": c["seed"], "protocol": c["protocol"]["name"]}
+        params.update({f"method.{k}": v for k, v in c.get("method_config", {}).items()})
+        params["sessions"] = len(c["protocol"]["sessions"])
+        return params
+
+    def stored_id(self) -> str | None:
+        if self._ids_file.is_file():
+            try:
+                return json.loads(self._ids_file.read_text()).get(self.kind)
+            except (json.JSONDecodeError, AttributeError):
+                return None
+        return None
+
+    def keep_id(self, run_id: str) -> None:
+        from lfsbench.results import atomic_write_text
+
+        ids = {}
+        if self._ids_file.is_file():
+            try:
+                ids = json.loads(self._ids_file.read_text())
+            except json.JSONDecodeError:
+                ids = {}
+        ids[self.kind] = run_id
+        atomic_write_text(self._ids_file, json.dumps(ids, indent=1))
+
+    def session(self, t: int) -> None:
+        """Log session t's curve figures (quality once every learned concept was evaluated, and cost)."""
+        from lfsbench.evaluation import tables
+        from lfsbench.protocol import Protocol
+
+        learned_in = Protocol.model_validate(self.config["protocol"]).learned_in()
+        rows = tables.session_curve(self.folder.scores(), self.folder.cost(), learned_in, t, N_BOOT)
+        metrics = {r["metric"]: float(r["value"]) for r in rows if math.isfinite(float(r["value"]))}
+        images = sorted((self.folder.path / "images" / f"session_{t:02d}").glob("*.png"))
+        self._backend.session(metrics, images, t)
+
+    def finish(self) -> None:
+        """Log the final summary (as `final/...` figures) and the run's tables."""
+        summary = self.folder.summary() or {}
+        final = {}
+        for key, value in summary.items():
+            value = value.get("value") if isinstance(value, dict) else value
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+                final[f"final/{key}"] = float(value)
+        self._backend.final(final, [self.folder.path / name for name in TABLES if (self.folder.path / name).is_file()])
+        self.close()
+
+    def close(self, failed: bool = False) -> None:
+        if not self._closed:
+            self._closed = True
+            self._backend.close(failed)
+
+    def catch_up(self, done: list[int]) -> None:
+        """A tracked run that starts on a resumed run folder: log the sessions finished before it."""
+        if self.is_new:
+            for t in done:
+                self.session(t)
+
+    def replay(self) -> int:
+        """Log every finished session, then the end (a run tracked after it ran); returns the sessions logged."""
+        done = self.folder.finished_sessions()
+        for t in done:
+            self.session(t)
+        self.finish()
+        return len(done)
+
+
+class _MLflow:
+    def __init__(self, tracker: Tracker):
+        import mlflow
+
+        self.mlflow, self.tracker = mlflow, tracker
+        run_id = tracker.stored_id()
+        try:
+            if run_id is None:
+                mlflow.set_experiment(f"lfsbench-{tracker.config['protocol']['name']}")
+                run = mlflow.start_run(run_name=tracker.name, tags={"lfsbench.run_folder": str(tracker.folder.path)})
+                mlflow.log_params({k: str(v)[:500] for k, v in tracker.params().items()})
+                tracker.keep_id(run.info.run_id)
+            else:
+                mlflow.start_run(run_id=run_id)
+        except Exception as err:  # noqa: BLE001 - the store's own exception types differ between MLflow versions
+            raise LfsbenchError(
+                f"MLflow could not open its tracking store {mlflow.get_tracking_uri()!r} for {tracker.folder.path} "
+                f"({' '.join(str(err).split())[:300]}). Nothing was run. Point $MLFLOW_TRACKING_URI at a tracking "
+                "server (http://HOST:5000) or a store your MLflow package supports (sqlite:///mlflow.db needs the "
+                "full mlflow package; a file:PATH store needs MLFLOW_ALLOW_FILE_STORE=true on MLflow 3), or drop "
+                "--track (the run folder holds every figure; `lfsbench track` sends them later)."
+            ) from None
+
+    def session(self, metrics: dict, images: list[Path], step: int) -> None:
+        self.mlflow.log_metrics({_key(k): v for k, v in metrics.items()}, step=step)
+        for path in images:
+            self.mlflow.log_artifact(str(path), artifact_path=f"images/session_{step:02d}")
+
+    def final(self, figures: dict, files: list[Path]) -> None:
+        self.mlflow.log_metrics({_key(k): v for k, v in figures.items()})
+        for path in files:
+            self.mlflow.log_artifact(str(path), artifact_path="tables")
+
+    def close(self, failed: bool) -> None:
+        self.mlflow.end_run(status="FAILED" if failed else "FINISHED")
+
+
+class _TensorBoard:
+    def __init__(self, tracker: Tracker):
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(log_dir=str(tracker.folder.path / "tensorboard"))
+        if tracker.stored_id() is None:
+            self.writer.add_text("config", "\n".join(f"    {k}: {v}" for k, v in tracker.params().items()))
+            tracker.keep_id(str(tracker.folder.path / "tensorboard"))
+        self.last_step = len(tracker.config["protocol"]["sessions"]) - 1
+
+    def session(self, metrics: dict, images: list[Path], step: int) -> None:
+        import numpy as np
+        from PIL import Image
+
+        for key, value in metrics.items():
+            self.writer.add_scalar(key, value, step)
+        for path in images:  # one tag per grid, one step per session: TensorBoard's slider walks the sessions
+            with Image.open(path) as image:
+                self.writer.add_image(path.stem, np.asarray(image.convert("RGB")), step, dataformats="HWC")
+        self.writer.flush()
+
+    def final(self, figures: dict, files: list[Path]) -> None:
+        for key, value in figures.items():
+            self.writer.add_scalar(key, value, self.last_step)
+        summary = next((path for path in files if path.name == "summary.csv"), None)
+        if summary is not None:
+            self.writer.add_text("summary", summary.read_text())
+
+    def close(self, failed: bool) -> None:
+        self.writer.close()
+
+
+class _Wandb:
+    def __init__(self, tracker: Tracker):
+        import wandb
+
+        self.wandb = wandb
+        run_id = tracker.stored_id()
+        self.run = wandb.init(
+            project=os.environ.get("WANDB_PROJECT", "lfsbench"),
+            name=tracker.name,
+            id=run_id,
+            resume="allow" if run_id else None,
+            config=tracker.params(),
+            dir=str(tracker.folder.path),
+            mode=os.environ.get("WANDB_MODE", "offline"),
+        )
+        if run_id is None:
+            tracker.keep_id(self.run.id)
+
+    def session(self, metrics: dict, images: list[Path], step: int) -> None:
+        pictures = {f"images/{p.stem}": self.wandb.Image(str(p)) for p in images}
+        self.run.log({**metrics, **pictures, "session": step})
+
+    def final(self, figures: dict, files: list[Path]) -> None:
+        self.run.summary.update(figures)
+        for path in files:
+            self.run.save(str(path), base_path=str(path.parent), policy="now")
+
+    def close(self, failed: bool) -> None:
+        self.run.finish(exit_code=1 if failed else 0)
+
+
+def _key(name: str) -> str:
+    """A metric name every tracker accepts (MLflow allows letters, digits, _ - . / and spaces)."""
+    return "".join(c if c.isalnum() or c in "_-./ " else "_" for c in name)
