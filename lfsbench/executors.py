@@ -94,7 +94,7 @@ def _require(module: str, extra: str):
         return importlib.import_module(module)
     except ImportError:
         raise LfsbenchError(
-            f"--executor {'submitit' if module == 'submitit' else module} needs the {module} package, which the core "
+            f"--executor {module} needs the {module} package, which the core "
             f"install leaves out. Install it with: pip install 'lfsbench[{extra}]' (or pip install {module})."
         ) from None
 

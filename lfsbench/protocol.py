@@ -89,6 +89,12 @@ class Protocol(_Strict):
     )
     training_prompt: str = "a {}"  # '{}' -> "<token> <class>"
     sessions: list[list[str]] = Field(min_length=1, description="concept names introduced by each session")
+    order_seed: int | None = Field(
+        None,
+        description="shuffle the order of the sessions with this seed (each session keeps its concepts): concept-"
+        "order robustness. load_protocol applies it once, so a run's config.json holds the order it ran in; "
+        "None: the order as written",
+    )
     backbone: str = "toy"
     evaluator: str = "toy"
     evaluation: EvaluationPlan
@@ -220,7 +226,7 @@ def load_protocol(name_or_path: str, overrides: dict | None = None, data: Path |
         base = _read(path)
     data = _merge(base, overrides or {})
     try:
-        return Protocol.model_validate(data)
+        return ordered(Protocol.model_validate(data))
     except ValidationError as err:
         problems = "; ".join(
             f"field '{'.'.join(str(p) for p in e['loc']) or '(top level)'}': {e['msg']}" for e in err.errors()
@@ -228,6 +234,17 @@ def load_protocol(name_or_path: str, overrides: dict | None = None, data: Path |
         raise LfsbenchError(
             f"Protocol {path} is invalid: {problems}. Fix the field(s) named and load it again."
         ) from None
+
+
+def ordered(protocol: Protocol) -> Protocol:
+    """The protocol with its sessions in the order `order_seed` draws (unchanged without one). Applied once, when a
+    protocol is loaded by name or file: a run's stored config holds the drawn order and is read back as it is."""
+    if protocol.order_seed is None:
+        return protocol
+    import numpy as np
+
+    order = np.random.default_rng(protocol.order_seed).permutation(len(protocol.sessions))
+    return protocol.model_copy(update={"sessions": [protocol.sessions[i] for i in order]})
 
 
 def parse_overrides(pairs: list[str]) -> tuple[dict, dict]:

@@ -222,11 +222,28 @@ class RunFolder:
             f"{self.path} and run again, or choose another folder with --output.",
         )
 
+    def current_config(self) -> dict | None:
+        """config.json as this version writes it: protocol fields added since the run started take their defaults
+        (which reproduce the behaviour it ran with), so a run of an earlier version still resumes and compares."""
+        from pydantic import ValidationError
+
+        from lfsbench.protocol import Protocol
+
+        existing = self.config()
+        if existing is None or not isinstance(existing.get("protocol"), dict):
+            return existing
+        try:
+            protocol = Protocol.model_validate(existing["protocol"]).model_dump(mode="json")
+        except ValidationError:
+            return existing  # not a protocol of this version: compared as it is, so it differs
+        return {**existing, "protocol": protocol}
+
     def claim(self, config: dict, device: str):
         """Start a new run here, or confirm that the folder holds this same run (then it resumes)."""
         existing = self.config()
         if existing is not None and "references" not in existing.get("protocol", {}):
             raise self._older_run()
+        existing = self.current_config()
         if existing is not None and existing != config:
             differ = sorted(k for k in set(existing) | set(config) if existing.get(k) != config.get(k))
             raise LfsbenchError(

@@ -179,7 +179,7 @@ def _check_same_run(study: Study, output: Path, config: dict) -> None:
     """A run folder of the study that already holds a run (finished or not) must hold this one: a finished run made
     with other settings (a default changed since, or a protocol) would otherwise be skipped and reported as if it
     were this one."""
-    existing = RunFolder(output).config()
+    existing = RunFolder(output).current_config()
     if existing is None or "references" not in existing.get("protocol", {}) or existing == config:
         return  # nothing there yet, or a run of the older format, which the runner itself refuses with its own fix
     differ = sorted(k for k in set(existing) | set(config) if existing.get(k) != config.get(k))

@@ -61,6 +61,32 @@ def test_resume_redoes_from_the_first_gap_and_never_mixes(tiny_weights, straight
     assert len(pd.read_csv(run / "cost.csv")) == 3
 
 
+def test_a_run_of_an_earlier_version_resumes_when_a_protocol_field_was_added_since(tiny_weights, straight, tmp_path):
+    """A protocol field added after a run started (here order_seed) takes its default, which reproduces what the run
+    did: the run still resumes (and a study still recognises it) instead of being refused as a different run."""
+    from lfsbench.runner import RunSpec
+
+    src, summary = straight
+    run = _copy(src, tmp_path / "run")
+    config = json.loads((run / "config.json").read_text())
+    del config["protocol"]["order_seed"]  # as a run of the version before the field wrote it
+    (run / "config.json").write_text(json.dumps(config))
+    (run / "sessions" / "session_02.csv").unlink()
+    resumed = make_runner(tiny_weights, run).run()
+    assert quality(resumed) == pytest.approx(quality(summary), abs=1e-6)
+    assert RunFolder(run).current_config() == RunSpec.from_config(config).config(make_runner_method())
+    config["protocol"]["shots"] += 1  # a real difference is still one
+    (run / "config.json").write_text(json.dumps(config))
+    with pytest.raises(LfsbenchError, match="holds a different run"):
+        make_runner(tiny_weights, run).run()
+
+
+def make_runner_method():
+    from lfsbench.method import create_method
+
+    return create_method("naive", {"steps": 2, "batch_size": 2})
+
+
 def test_unreadable_state_is_redone(tiny_weights, straight, tmp_path):
     src, summary = straight
     run = _copy(src, tmp_path / "run")

@@ -150,6 +150,29 @@ def test_report_refuses_runs_of_different_protocols(runs, tiny_weights, tmp_path
         make_report([runs, other], tmp_path / "report")
 
 
+def test_report_over_concept_orders(runs, tiny_weights, tmp_path):
+    """Runs of one setting in three concept orders (the written one and order_seed 2, 3) are one protocol to the
+    report: each order is its own row, and orders.csv gives each headline figure's spread over the orders."""
+    import shutil
+
+    shutil.copytree(runs / "naive-0", tmp_path / "naive-written")
+    for order in (2, 3):  # (order_seed 1 draws the written order of three sessions)
+        tiny_run(tiny_weights, tmp_path / f"naive-order{order}", "naive", 0, protocol={**FAST, "order_seed": order})
+    drawn = json.loads((tmp_path / "naive-order2" / "config.json").read_text())["protocol"]["sessions"]
+    assert drawn != FAST["sessions"] and sorted(drawn) == sorted(FAST["sessions"])
+    make_report([tmp_path], tmp_path / "report")
+    table = pd.read_csv(tmp_path / "report" / "summary.csv").set_index("setting")
+    labels = [NAIVE, f"{NAIVE} [order 2]", f"{NAIVE} [order 3]"]
+    assert sorted(table.index) == sorted(labels)
+    orders = pd.read_csv(tmp_path / "report" / "orders.csv").set_index("metric")
+    ia = table.loc[labels, "IA"]
+    assert orders.at["IA", "setting"] == NAIVE and orders.at["IA", "orders"] == 3
+    assert orders.at["IA", "mean"] == pytest.approx(ia.mean())
+    assert orders.at["IA", "sd"] == pytest.approx(ia.std(ddof=1))
+    assert orders.at["IA", "range"] == pytest.approx(ia.max() - ia.min())
+    assert "Concept order" in (tmp_path / "report" / "index.html").read_text()
+
+
 def test_report_refuses_to_average_seeds_that_stopped_at_different_sessions(runs, tmp_path):
     """A seed killed before its last session has a summary of an earlier session: averaging it with finished seeds
     would mix sessions, so the report names the runs and the fix."""
@@ -243,8 +266,8 @@ def test_study_runs_cells_once(tiny_weights, tmp_path, monkeypatch):
 def _tiny_runner_init(weights):
     original = Runner.__init__
 
-    def init(self, spec, output, backbone=None, evaluator=None):
-        original(self, spec, output, load_toy_backbone(weights=weights), load_toy_evaluator(weights=weights))
+    def init(self, spec, output, backbone=None, evaluator=None, track=None):
+        original(self, spec, output, load_toy_backbone(weights=weights), load_toy_evaluator(weights=weights), track)
 
     return init
 
@@ -318,7 +341,7 @@ def test_study_shards_split_the_runs_without_overlap(tmp_path, monkeypatch):
         }
     )
     started = []
-    monkeypatch.setattr(Runner, "__init__", lambda self, spec, output: setattr(self, "out", output))
+    monkeypatch.setattr(Runner, "__init__", lambda self, spec, output, track=None: setattr(self, "out", output))
     monkeypatch.setattr(Runner, "run", lambda self: started.append(self.out))
     shards = []
     for k in (1, 2):
@@ -348,7 +371,7 @@ def test_a_study_refuses_a_finished_run_made_with_other_settings(tmp_path, monke
     run["output"].mkdir(parents=True)
     (run["output"] / "config.json").write_text(json.dumps(config))
     started = []
-    monkeypatch.setattr(Runner, "__init__", lambda self, spec, output: setattr(self, "out", output))
+    monkeypatch.setattr(Runner, "__init__", lambda self, spec, output, track=None: setattr(self, "out", output))
     monkeypatch.setattr(Runner, "run", lambda self: started.append(self.out))
     study_module.run_study(spec)  # the same run: it resumes
     assert started == [run["output"]]

@@ -11,6 +11,8 @@ report/
                               95% interval (t over seeds) and how many seeds agree in sign
   sweeps.csv, .md, .png       where settings of a method differ in one knob only (3 values or more): final
                               metrics against the knob's value
+  orders.csv, .md             settings run in several concept orders (order_seed): each headline figure's
+                              mean, sd and range over the orders
   ia_matrix_<setting>.png     IA[t][c] heatmaps (mean over seeds)
   images_<setting>.png        shots and generated images after each session, for chosen concepts
   copies_<setting>.png        generated images over their nearest training shot and nearest held-out reference
@@ -63,6 +65,11 @@ def make_report(paths: list[Path], out: Path, concepts: list[str] | None = None)
         atomic_write_text(out / "sweeps.md", html.markdown_sweeps(sweeps))
         figures["sweeps"] = plots.sweep_plots(sweeps, out / "sweeps.png", drift_scale)
 
+    orders = aggregate.orders_table(groups, table)
+    if len(orders):
+        atomic_write_csv(out / "orders.csv", orders)
+        atomic_write_text(out / "orders.md", html.markdown_orders(orders))
+
     learned_in = runs[0].learned_in()
     sessions = len(protocol["sessions"])
     order = [n for names in protocol["sessions"] for n in names]
@@ -81,7 +88,12 @@ def make_report(paths: list[Path], out: Path, concepts: list[str] | None = None)
         )
         first = min(members, key=lambda r: r.seed)
         figures[f"images_{label}"] = plots.image_grid(
-            first.folder, chosen, learned_in, sessions, f"{label}, seed {first.seed}", out / f"images_{slug(label)}.png"
+            first.folder,
+            chosen,
+            first.learned_in(),  # runs in another concept order learn the chosen concepts in other sessions
+            sessions,
+            f"{label}, seed {first.seed}",
+            out / f"images_{slug(label)}.png",
         )
         last = int(first.summary["sessions_finished"]) - 1
         figures[f"copies_{label}"] = plots.copies_figure(
@@ -92,5 +104,5 @@ def make_report(paths: list[Path], out: Path, concepts: list[str] | None = None)
             out / f"copies_{slug(label)}.png",
         )
     page = out / "index.html"
-    atomic_write_text(page, html.page(protocol, runs, table, figures, scale, sweeps, pairs))
+    atomic_write_text(page, html.page(protocol, runs, table, figures, scale, sweeps, pairs, orders))
     return page

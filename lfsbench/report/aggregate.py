@@ -217,6 +217,42 @@ def sweeps_table(groups: dict[str, list[Run]], table: pd.DataFrame) -> pd.DataFr
     return pd.DataFrame(rows)
 
 
+ORDER_METRICS = in_view("headline")
+
+
+def orders_table(groups: dict[str, list[Run]], table: pd.DataFrame) -> pd.DataFrame:
+    """Concept-order robustness: for each setting run in two or more concept orders (the protocol's order_seed),
+    per headline metric, the mean over orders of the setting's final figure (each a mean over its seeds), their
+    standard deviation, smallest and largest value, and how many orders."""
+    by_setting: dict[str, list[str]] = {}
+    for label, runs in groups.items():
+        by_setting.setdefault(runs[0].setting, []).append(label)
+    rows = []
+    final = table.set_index("setting")
+    for setting, labels in by_setting.items():
+        if len({groups[label][0].order_seed for label in labels}) < 2:
+            continue
+        for metric in ORDER_METRICS:
+            if metric not in final.columns:
+                continue
+            values = final.loc[labels, metric].astype(float).dropna()
+            if len(values) < 2:
+                continue
+            rows.append(
+                {
+                    "setting": setting,
+                    "metric": metric,
+                    "orders": len(values),
+                    "mean": values.mean(),
+                    "sd": values.std(ddof=1),
+                    "min": values.min(),
+                    "max": values.max(),
+                    "range": values.max() - values.min(),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
 def ia_matrix(runs: list[Run]) -> pd.DataFrame:
     """IA[t][c] averaged over the setting's seeds (rows: session, columns: concepts in protocol order)."""
     frames = [r.folder.matrix("IA") for r in runs]

@@ -64,6 +64,24 @@ def display_sweeps(sweeps: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def display_orders(orders: pd.DataFrame) -> pd.DataFrame:
+    """Concept-order spread as people read it: per setting and metric, mean, sd and range over the orders."""
+    return pd.DataFrame(
+        {
+            "setting": orders.setting,
+            "metric": [METRICS[m].short for m in orders.metric],
+            "orders": orders.orders,
+            "mean": orders["mean"].map("{:.3f}".format),
+            "sd": orders.sd.map("{:.3f}".format),
+            "min - max": [f"{lo:.3f} - {hi:.3f}" for lo, hi in zip(orders["min"], orders["max"], strict=True)],
+        }
+    )
+
+
+def markdown_orders(orders: pd.DataFrame) -> str:
+    return _markdown(display_orders(orders))
+
+
 def display_pairs(pairs: pd.DataFrame, emphasis: tuple[str, str] = ("**", "**")) -> pd.DataFrame:
     """Paired comparisons as people read them: one row per pair, per metric "A - B [95% interval] k/n" (k of n seeds
     agree in sign), emphasised where the interval excludes 0."""
@@ -147,6 +165,7 @@ def page(
     scale: pd.DataFrame | None = None,
     sweeps: pd.DataFrame | None = None,
     pairs: pd.DataFrame | None = None,
+    orders: pd.DataFrame | None = None,
 ) -> str:
     plan = protocol["evaluation"]
     shown = display_table(table)
@@ -185,6 +204,14 @@ def page(
             "the mean's sign. <b>Bold</b>: the interval excludes 0, the only differences this report supports. "
             "For IAD, memorization gap, copy rate, class TA drop and drift lower is better.</p>",
             _table(display_pairs(pairs, BOLD)),
+        ]
+    if orders is not None and len(orders):
+        parts += [
+            "<h2>Concept order</h2>",
+            "<p class='note'>Settings run in several concept orders (the protocol's order_seed): each final figure's "
+            "mean, standard deviation and range over the orders. A spread wider than a setting's seed interval "
+            "means its numbers depend on which concepts come first.</p>",
+            _table(display_orders(orders)),
         ]
     parts += [
         "<h2>Forgetting curves</h2>",

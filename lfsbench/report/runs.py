@@ -34,9 +34,19 @@ class Run:
         return Protocol.model_validate(self.config["protocol"]).model_dump(mode="json")
 
     @property
-    def label(self) -> str:
-        """The method and the settings it was given (what distinguishes a study's cells), without the seed."""
+    def order_seed(self) -> int | None:
+        """The protocol's order_seed (concept order drawn by it), None for the order as written."""
+        return self.config["protocol"].get("order_seed")
+
+    @property
+    def setting(self) -> str:
+        """The method and the settings it was given, without the seed and the concept order."""
         return run_label(self.method, self.config.get("method_overrides"))
+
+    @property
+    def label(self) -> str:
+        """What distinguishes a study's cells: the setting, and the concept order where one was drawn."""
+        return self.setting if self.order_seed is None else f"{self.setting} [order {self.order_seed}]"
 
     @property
     def folder(self) -> RunFolder:
@@ -76,11 +86,18 @@ def find_runs(paths: list[Path]) -> list[Run]:
     return found
 
 
+def _unordered(protocol: dict) -> dict:
+    """A protocol without its concept order: runs of one protocol in different orders (order_seed) compare."""
+    rest = {k: v for k, v in protocol.items() if k not in ("order_seed", "sessions")}
+    return {**rest, "sessions": sorted(protocol["sessions"])}
+
+
 def same_protocol(runs: list[Run]) -> dict:
-    """The protocol all runs share; runs of different protocols are not comparable, so mixing them is refused."""
+    """The protocol all runs share (up to the concept order); runs of different protocols are not comparable, so
+    mixing them is refused."""
     by_name: dict[str, list[Run]] = {}
     for run in runs:
-        by_name.setdefault(json.dumps(run.protocol, sort_keys=True), []).append(run)
+        by_name.setdefault(json.dumps(_unordered(run.protocol), sort_keys=True), []).append(run)
     if len(by_name) > 1:
         described = "; ".join(
             f"{json.loads(k)['name']!r} ({len(v)} runs, e.g. {v[0].path})" for k, v in by_name.items()
