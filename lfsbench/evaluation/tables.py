@@ -354,7 +354,7 @@ def run_curves(scores: pd.DataFrame, cost: pd.DataFrame, learned_in: dict[str, i
     """
     full = set(full_sessions(scores, learned_in))
     rows = []
-    for t in sorted(int(t) for t in cost.session):
+    for t in sorted(full | {int(t) for t in cost.session}):
         rows += session_curve(scores, cost, learned_in, t, n_boot, t in full)
     return pd.DataFrame(rows)
 
