@@ -108,6 +108,9 @@ def run(
     else:
         if method is None:
             raise LfsbenchError("Name the method: lfsbench run -m METHOD (`lfsbench ls methods` lists them).")
+        from lfsbench.method import canonical_method
+
+        method = canonical_method(method)
         protocol = protocol or "toy"
         override = override + [f"{k}={v}" for k, v in (("backbone", backbone), ("evaluator", evaluator)) if v]
         protocol_overrides, method_overrides = parse_overrides(override)
@@ -131,6 +134,11 @@ def run(
             f"after session {summary['sessions_finished'] - 1}",
         )
     )
+    if "IA_dino" not in summary:
+        console.print(
+            "IA_dino is not computed: the protocol names no DINO model (its `dino` field; the toy world has none, "
+            "docs/metrics.md). On real data: -o dino=facebook/dino-vits16 with the model in the local cache."
+        )
     console.print(f"results in [bold]{output}[/] (summary.json, sessions/, ia_matrix.csv, images/)")
 
 
@@ -333,12 +341,18 @@ def ls(what: str = typer.Argument(..., help="methods or protocols")):
         from lfsbench.method import all_methods
 
         table = Table(title="methods")
-        for col in ("name", "description", "settings (defaults)"):
+        for col in ("name", "from", "description", "settings (defaults)"):
             table.add_column(col)
-        for name, cls in all_methods():
+        for name, cls, origin in all_methods():
+            if cls is None:  # an installed method that fails to load: listed with its error
+                table.add_row(name, escape(origin), "", "")
+                continue
             knobs = ", ".join(f"{k}={f.default}" for k, f in cls.Config.model_fields.items())
-            table.add_row(name, cls.description, knobs)
+            table.add_row(name, escape(origin), escape(cls.description), escape(knobs))
         console.print(table)
+        console.print(
+            "A method of your own runs without installing: --method path/to/file.py:ClassName (docs/custom-methods.md)."
+        )
     elif what == "protocols":
         from lfsbench.protocol import builtin_protocols, load_protocol
 
@@ -370,7 +384,7 @@ def validate(
 ):
     """Check a protocol and read all of its data (each concept's shots and held-out references), without loading
     any model or training."""
-    from lfsbench.concepts import load_concepts
+    from lfsbench.concepts import load_concepts, load_pairs
     from lfsbench.datasets import data_root, dataset_spec
     from lfsbench.protocol import load_protocol, parse_overrides
 
@@ -409,8 +423,15 @@ def validate(
     )
     console.print(
         f"evaluation: {per_concept:.0f} images per concept, {when}; backbone {proto.backbone}, evaluator "
-        f"{proto.evaluator}"
+        f"{proto.evaluator}, DINO {proto.dino or 'none (no IA_dino)'}"
     )
+    pairs = load_pairs(proto, concepts, data)  # reads (and so checks) the published pair list where there is one
+    if proto.multi_concept is not None:
+        named = ", ".join(p.name for p in pairs[:6]) + (", ..." if len(pairs) > 6 else "")
+        console.print(
+            f"multi-concept: {len(pairs)} pairs of this protocol's concepts, each scored once both are learned"
+            + (f" ({named})" if pairs else "")
+        )
     console.print("[green]valid[/]")
 
 

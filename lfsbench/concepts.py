@@ -28,6 +28,19 @@ class Concept:
 
 
 @dataclass
+class ConceptPair:
+    """Two learned concepts asked for in one image (multi-concept prompts); templates have '{0}' and '{1}'."""
+
+    first: Concept
+    second: Concept
+    prompts: list[str]
+
+    @property
+    def name(self) -> str:
+        return f"{self.first.name}+{self.second.name}"
+
+
+@dataclass
 class SessionView:
     """What a method may see of a session: the new concepts' shots, tokens, class nouns, training prompts.
 
@@ -109,6 +122,35 @@ def load_concepts(protocol: Protocol, data: Path | None = None, resolution: int 
             )
         )
     return concepts
+
+
+def load_pairs(protocol: Protocol, concepts: list[Concept], data: Path | None = None) -> list[ConceptPair]:
+    """The protocol's multi-concept pairs (none unless `multi_concept` is set): its own list, or the source's
+    published pairs whose two concepts are both in the protocol."""
+    from lfsbench.datasets import data_root, dataset_spec
+
+    multi = protocol.multi_concept
+    if multi is None:
+        return []
+    if multi.pairs == "dataset":
+        spec = dataset_spec(protocol.source.kind)
+        if spec.read_pairs is None:
+            raise LfsbenchError(
+                f"Protocol {protocol.name!r} asks for the {protocol.source.kind} source's published concept pairs "
+                "(multi_concept: pairs: dataset), and that source publishes none. List the pairs in the protocol "
+                "(multi_concept: {pairs: [[first, second], ...]}), or set multi_concept: none."
+            )
+        listed = [(a, b, templates) for a, b, templates in spec.read_pairs(data_root(protocol, data))]
+    else:
+        listed = [(a, b, list(multi.prompts)) for a, b in multi.pairs]
+    by_name = {c.name: c for c in concepts}
+    limit = multi.max_prompts or protocol.evaluation.max_prompts  # a quick run's cut applies to pairs too
+    pairs, seen = [], set()
+    for first, second, templates in listed:
+        if first in by_name and second in by_name and first != second and (first, second) not in seen:
+            seen.add((first, second))
+            pairs.append(ConceptPair(by_name[first], by_name[second], templates[:limit]))
+    return pairs
 
 
 def _fitted(images: torch.Tensor | list[torch.Tensor], resolution: int | None) -> torch.Tensor:

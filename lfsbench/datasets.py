@@ -25,6 +25,7 @@ from lfsbench.readers import (  # noqa: F401 (re-exported: the readers are part 
     image_files,
     parse_dreambooth_prompts,
     read_cc101,
+    read_cc101_pairs,
     read_dreambooth,
     read_dreambooth_hub,
 )
@@ -170,6 +171,7 @@ class DatasetSpec:
     images_hint: str = ""  # what to do when its images are missing
     read: Callable[[Path], dict[str, DatasetConcept]] | None = None  # published datasets: every concept by name
     fetch: Callable[[Path, Callable, Callable], None] | None = None  # fetch(root, hub, url) on a connected machine
+    read_pairs: Callable[[Path], list[tuple[str, str, list[str]]]] | None = None  # published two-concept pairs
 
     @property
     def needs_data(self) -> bool:
@@ -260,8 +262,12 @@ def _fetch_cc101(root: Path, hub, url):
 
     if not (root / "dataset.json").is_file():
         url(CC101_METADATA_URL + "dataset.json", root / "dataset.json")
+    if not (root / "dataset_multiconcept.json").is_file():  # the concept pairs of multi-concept scoring
+        url(CC101_METADATA_URL + "dataset_multiconcept.json", root / "dataset_multiconcept.json")
     entries = json.loads((root / "dataset.json").read_text())
-    for name in sorted({e["prompt_filename"] for e in entries}):
+    pairs = json.loads((root / "dataset_multiconcept.json").read_text())
+    names = {e["prompt_filename"] for e in entries} | {p[2]["prompt_filename_compose"] for p in pairs}
+    for name in sorted(names):
         if not (root / name).is_file():
             url(CC101_METADATA_URL + name, root / name)
     if not any((root / "benchmark_dataset").glob("*/*")):
@@ -291,6 +297,7 @@ register(
         "connected machine.",
         read=read_cc101,
         fetch=_fetch_cc101,
+        read_pairs=read_cc101_pairs,
     )
 )
 register(

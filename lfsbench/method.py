@@ -1,6 +1,6 @@
 """The method adapter interface and the method registry.
 
-A method is one file in `methods/` that subclasses `Method` and registers itself:
+A built-in method is one file in `methods/` that subclasses `Method` and registers itself:
 
     @METHODS.register("naive")
     class Naive(Method):
@@ -19,6 +19,11 @@ with isinstance (a method inherits only what it uses):
 - `GeneratesControl`: it generates from stored context, so the runner also asks it for the
   control (the base model from the same contexts, strength and seeds).
 
+A method from outside the package is named by reference instead of by registered name (docs/custom-methods.md):
+`path/to/file.py:ClassName`, `package.module:ClassName`, or the name of an entry point in the `lfsbench.methods`
+group of an installed package. Its source (file and SHA-256, or distribution and version) is saved with the run, so
+a run of an edited method is a different run.
+
 A method's `Config` defaults are its settings for the toy backbone (chosen by a
 sweep, recorded in the method file); `presets` holds other backbones' settings
 (`stable-diffusion`: from the literature, with the source). Precedence: defaults <
@@ -27,8 +32,17 @@ preset < command-line overrides; the resolved settings are saved with the run.
 
 from __future__ import annotations
 
+import difflib
+import hashlib
 import importlib
+import importlib.util
+import inspect
 import pkgutil
+import re
+import sys
+import traceback
+from pathlib import Path
+from types import ModuleType
 from typing import ClassVar
 
 import torch
@@ -128,6 +142,7 @@ class GeneratesControl:
 
 
 METHODS: Registry[type[Method]] = Registry("method")
+ENTRY_POINT_GROUP = "lfsbench.methods"  # installed packages add methods here: NAME = "package.module:ClassName"
 
 
 def _import_methods():
@@ -137,14 +152,171 @@ def _import_methods():
         importlib.import_module(f"lfsbench.methods.{info.name}")
 
 
+def _entry_points() -> dict:
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def is_reference(name: str) -> bool:
+    """`file.py:Class` or `package.module:Class` (a method from outside the package), not a registered name."""
+    return ":" in name
+
+
+def _split_reference(name: str) -> tuple[str, str]:
+    where, _, attr = name.rpartition(":")
+    if not where or not attr.isidentifier():
+        raise LfsbenchError(
+            f"--method {name!r}: a method from outside lfsbench is named FILE.py:ClassName or package.module:ClassName "
+            "(docs/custom-methods.md); a built-in or installed one by its name (`lfsbench ls methods`)."
+        )
+    return where, attr
+
+
+def canonical_method(name: str, base: Path | None = None) -> str:
+    """The name a run keeps: a file reference with its path made absolute (relative to `base`, else the current
+    folder), so that a resumed run, a Ray worker or a Slurm job finds the same file; other names unchanged."""
+    if not is_reference(name):
+        return name
+    where, attr = _split_reference(name)
+    if not where.endswith(".py"):
+        return name
+    path = Path(where).expanduser()
+    if not path.is_absolute():
+        path = (base or Path.cwd()) / path
+    return f"{path.resolve()}:{attr}"
+
+
+def _load_file(path: Path) -> ModuleType:
+    """Import a method file once per content (a second import would register its methods twice)."""
+    if not path.is_file():
+        raise LfsbenchError(
+            f"The method file {path} does not exist. Name a Python file that defines the method class, "
+            "e.g. --method my_method.py:MyMethod (docs/custom-methods.md)."
+        )
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    stem = re.sub(r"\W", "_", path.stem)
+    module_name = f"lfsbench_user_method_{stem}_{digest[:12]}"
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module  # pydantic and dataclasses look their module up while the file runs
+    try:
+        spec.loader.exec_module(module)
+    except Exception as err:
+        del sys.modules[module_name]
+        raise LfsbenchError(_import_failure(f"the method file {path}", err, path)) from err
+    return module
+
+
+def _import_failure(what: str, err: Exception, path: Path | None) -> str:
+    frames = traceback.extract_tb(err.__traceback__)
+    if path is not None:
+        frames = [f for f in frames if Path(f.filename).resolve() == path.resolve()]
+    where = f" (line {frames[-1].lineno})" if frames else ""
+    return (
+        f"Importing {what} failed{where}: {type(err).__name__}: {err}. Fix it and run again; "
+        "`python -c 'import ...'` on it shows the full traceback."
+    )
+
+
+def _load_reference(name: str) -> type:
+    where, attr = _split_reference(name)
+    if where.endswith(".py"):
+        module = _load_file(Path(where))
+    else:
+        try:
+            module = importlib.import_module(where)
+        except ModuleNotFoundError as err:
+            raise LfsbenchError(
+                f"--method {name!r}: no module {err.name!r} is importable here. Install the package that holds it "
+                "(pip install -e PATH), or name its file instead: --method path/to/file.py:ClassName."
+            ) from None
+        except Exception as err:
+            raise LfsbenchError(_import_failure(f"the module {where}", err, None)) from err
+    if not hasattr(module, attr):
+        classes = sorted(k for k, v in vars(module).items() if isinstance(v, type) and issubclass(v, Method))
+        raise LfsbenchError(
+            f"--method {name!r}: {where} defines no {attr!r}. "
+            + (f"Its method classes: {', '.join(classes)}." if classes else "It defines no subclass of Method.")
+        )
+    return getattr(module, attr)
+
+
+def _checked(cls, name: str) -> type[Method]:
+    """A class from outside the package must be a complete Method (or the run fails after its first session)."""
+    if not (isinstance(cls, type) and issubclass(cls, Method)):
+        raise LfsbenchError(
+            f"Method {name!r} is {cls!r}, not a subclass of lfsbench.method.Method; see docs/custom-methods.md."
+        )
+    missing = [f for f in ("learn", "state_dict", "load_state_dict") if getattr(cls, f) is getattr(Method, f)]
+    if missing:
+        raise LfsbenchError(
+            f"Method {name!r} ({cls.__qualname__}) does not define {', '.join(missing)}: a method learns sessions and "
+            "saves and restores its state for resume (docs/custom-methods.md shows all three)."
+        )
+    if not (isinstance(cls.Config, type) and issubclass(cls.Config, MethodConfig)):
+        raise LfsbenchError(f"Method {name!r}: its Config must subclass lfsbench.method.MethodConfig.")
+    return cls
+
+
 def method_class(name: str) -> type[Method]:
+    """A built-in method by name, an installed one by entry-point name, or a `file.py:Class` / `module:Class`."""
     _import_methods()
-    return METHODS.get(name)
+    if name in METHODS:
+        return METHODS.get(name)
+    if is_reference(name):
+        return _checked(_load_reference(name), name)
+    installed = _entry_points()
+    if name in installed:
+        try:
+            loaded = installed[name].load()
+        except Exception as err:
+            what = f"the installed method {name!r} ({installed[name].value})"
+            raise LfsbenchError(_import_failure(what, err, None)) from err
+        return _checked(loaded, name)
+    known = sorted({*METHODS.names(), *installed})
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise LfsbenchError(
+        f"Unknown method {name!r}.{hint} Known methods: {', '.join(known)} (`lfsbench ls methods` describes them); "
+        "a method of your own is named path/to/file.py:ClassName (docs/custom-methods.md)."
+    )
 
 
-def all_methods() -> list[tuple[str, type[Method]]]:
+def method_source(name: str) -> dict | None:
+    """Where a method from outside the package came from, saved in config.json (None for a built-in one): the file
+    and its SHA-256, or the installed distribution and its version."""
     _import_methods()
-    return METHODS.items()
+    if name in METHODS:
+        return None
+    if not is_reference(name):
+        ep = _entry_points().get(name)
+        if ep is None:
+            return None
+        dist = ep.dist
+        return {"entry_point": ep.value, "distribution": dist and dist.name, "version": dist and dist.version}
+    cls = method_class(name)
+    file = Path(inspect.getfile(cls))
+    return {"file": str(file), "sha256": hashlib.sha256(file.read_bytes()).hexdigest()}
+
+
+def all_methods() -> list[tuple[str, type[Method], str]]:
+    """(name, class, where from) of the built-in methods and those installed packages add (entry points); a broken
+    installed method is listed with its error instead of stopping the listing."""
+    _import_methods()
+    listed = [(name, cls, "built in") for name, cls in METHODS.items()]
+    for name, ep in sorted(_entry_points().items()):
+        if name in METHODS:
+            continue
+        dist = ep.dist
+        origin = f"{dist.name} {dist.version}" if dist else ep.value
+        try:
+            listed.append((name, method_class(name), origin))
+        except LfsbenchError as err:
+            listed.append((name, None, f"{origin}: {err}"))
+    return listed
 
 
 def preset_for(backbone: str) -> str:

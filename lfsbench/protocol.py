@@ -58,6 +58,11 @@ class EvaluationPlan(_Strict):
     guidance: float = Field(5.0, ge=0)
     seed: int = 0
     bootstrap: int = Field(1000, ge=100)
+    quantize: bool = Field(
+        False,
+        description="score generated images rounded to 8 bits, as images saved to PNG and read back are "
+        "(CustomConcept101's evaluate.py scores files; protocol cc101-compat)",
+    )
     checkpoints: list[int] = Field(
         default_factory=list,
         description="sessions (counted from 1) after which every concept learned so far is evaluated; empty: after "
@@ -73,6 +78,36 @@ class EvaluationPlan(_Strict):
         if any(c < 1 for c in checkpoints):
             raise ValueError("checkpoints count sessions from 1")
         return sorted(set(checkpoints))
+
+
+def _with_two_placeholders(prompts: list[str]) -> list[str]:
+    for p in prompts:
+        if "{0}" not in p or "{1}" not in p:
+            raise ValueError(f"multi-concept prompt {p!r} needs both '{{0}}' and '{{1}}' (the two concepts)")
+    return prompts
+
+
+class MultiConcept(_Strict):
+    """Prompts that name two learned concepts, scored once both are learned (docs/metrics.md, multi-concept)."""
+
+    pairs: list[tuple[str, str]] | Literal["dataset"] = Field(
+        "dataset",
+        description="the concept pairs: `dataset` for the source's published pairs (CustomConcept101's "
+        "dataset_multiconcept.json), or a list of [first, second] concept names; a pair whose two concepts are not "
+        "both in `sessions` is skipped (so a protocol that includes another may shorten its sessions)",
+    )
+    prompts: Annotated[list[str], AfterValidator(_with_two_placeholders)] = Field(
+        default_factory=lambda: [
+            "photo of a {0} and a {1}",
+            "a {0} next to a {1} on a wooden table",
+            "a {0} and a {1} on the beach",
+            "a {0} and a {1} in a garden",
+        ],
+        min_length=1,
+        description="templates of the pairs without published prompts; '{0}' and '{1}' -> '<token> <class>' of "
+        "each concept",
+    )
+    max_prompts: int | None = Field(None, ge=1, description="use only the first N prompts of a pair")
 
 
 class Protocol(_Strict):
@@ -97,7 +132,23 @@ class Protocol(_Strict):
     )
     backbone: str = "toy"
     evaluator: str = "toy"
+    dino: str | None = Field(
+        None,
+        description="the DINO model of IA_dino (lfsbench/dino.py): facebook/dino-vits16 from the local Hugging Face "
+        "cache, or a folder; none: IA_dino is not computed (the toy world has no DINO model, docs/metrics.md)",
+    )
     evaluation: EvaluationPlan
+    multi_concept: MultiConcept | None = Field(
+        None,
+        description="also score prompts that name two learned concepts, after every session once both are learned; "
+        "None: not scored (the toy backbone draws one object per image, docs/metrics.md)",
+    )
+
+    @field_validator("dino", "multi_concept", mode="before")
+    @classmethod
+    def _none(cls, value):
+        """`-o dino=none`, `-o multi_concept=none`: leave the figure out."""
+        return None if isinstance(value, str) and value.strip().lower() in ("none", "null", "") else value
 
     @field_validator("sessions")
     @classmethod
@@ -120,6 +171,15 @@ class Protocol(_Strict):
         beyond = [c for c in self.evaluation.checkpoints if c > len(self.sessions)]
         if beyond:
             raise ValueError(f"evaluation.checkpoints {beyond} are beyond the protocol's {len(self.sessions)} sessions")
+        return self
+
+    @model_validator(mode="after")
+    def _pairs_of_two_concepts(self) -> Protocol:
+        if self.multi_concept is None or self.multi_concept.pairs == "dataset":
+            return self
+        for first, second in self.multi_concept.pairs:  # a pair of concepts not both in `sessions` is skipped
+            if first == second:
+                raise ValueError(f"multi_concept pair [{first}, {second}] names one concept twice")
         return self
 
     @property

@@ -113,6 +113,45 @@ def read_cc101(root: Path) -> dict[str, DatasetConcept]:
     return concepts
 
 
+def read_cc101_pairs(root: Path) -> list[tuple[str, str, list[str]]]:
+    """CustomConcept101's published concept pairs (dataset_multiconcept.json): (first, second, templates), the
+    templates from each pair's prompt_filename_compose with '{0}' and '{1}' for the two concepts."""
+    root = Path(root)
+    index = root / "dataset_multiconcept.json"
+    if not index.is_file():
+        raise LfsbenchError(
+            f"{index} does not exist: the protocol scores CustomConcept101's concept pairs (multi_concept: pairs: "
+            "dataset), which it lists. Copy it from github.com/adobe-research/custom-diffusion (folder "
+            "customconcept101) beside dataset.json, or run with -o multi_concept=none."
+        )
+    try:
+        entries = json.loads(index.read_text())
+        pairs = []
+        for first, second, compose in entries:
+            names = [Path(entry["instance_data_dir"]).name for entry in (first, second)]
+            pairs.append((names, root / compose["prompt_filename_compose"]))
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+        raise LfsbenchError(
+            f"{index} does not read as CustomConcept101's pair list (a list of [first, second, "
+            f"{{prompt_filename_compose}}] entries): {type(err).__name__}: {err}. Fetch it again."
+        ) from None
+    out, templates = [], {}
+    for (first, second), prompt_file in pairs:
+        if prompt_file not in templates:
+            if not _inside(prompt_file, root) or not prompt_file.is_file():
+                raise LfsbenchError(
+                    f"{prompt_file} (named by {index}) does not exist in the dataset folder; the prompts/ folder is "
+                    "incomplete."
+                )
+            lines = [line.strip() for line in prompt_file.read_text().splitlines() if line.strip()]
+            bad = [t for t in lines if "{0}" not in t or "{1}" not in t]
+            if bad or not lines:
+                raise LfsbenchError(f"{prompt_file}: prompt {(bad or [''])[0]!r} lacks '{{0}}' or '{{1}}'.")
+            templates[prompt_file] = lines
+        out.append((first, second, templates[prompt_file]))
+    return out
+
+
 # ---------------------------------------------------------------- DreamBooth
 
 

@@ -36,6 +36,9 @@ class Registry(Generic[T]):
             )
         return self._items[name]
 
+    def __contains__(self, name: str) -> bool:
+        return name in self._items
+
     def names(self) -> list[str]:
         return sorted(self._items)
 

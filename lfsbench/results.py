@@ -102,8 +102,14 @@ def _settings_text(settings: dict, separator: str) -> str:
     return separator.join(f"{k}={v}" for k, v in sorted(settings.items()))
 
 
+def method_display_name(method: str) -> str:
+    """A method as folders and reports name it: its name, or for `path/file.py:Class` and `module:Class` the class."""
+    return method.rpartition(":")[2] or method
+
+
 def run_label(method: str, settings: dict | None = None) -> str:
     """A setting as reports and thresholds name it: the method and the settings it was given, `lfs (icgen=False)`."""
+    method = method_display_name(method)
     return f"{method} ({_settings_text(settings, ', ')})" if settings else method
 
 
@@ -112,6 +118,7 @@ MAX_DIRNAME = 120  # longer names (many settings) end in a hash of the settings 
 
 def run_dirname(method: str, settings: dict | None, seed: int) -> str:
     """A run's default folder name: `naive-seed0`, `lfs-context_strength=0.6,dfkd=False-seed1`."""
+    method = method_display_name(method)
     middle = f"-{_settings_text(settings, ',')}" if settings else ""
     name = f"{method}{middle}-seed{seed}"
     if len(name) > MAX_DIRNAME:
@@ -184,6 +191,9 @@ class RunFolder:
 
     def concept_grid(self, t: int, concept: str) -> Path:
         return self.images_dir(t) / f"{_part(concept)}.png"
+
+    def multi_grid(self, t: int, first: str, second: str) -> Path:
+        return self.images_dir(t) / f"multi_{_part(first)}+{_part(second)}.png"
 
     def class_grid(self, t: int, noun: str) -> Path:
         return self.images_dir(t) / f"class_{_part(noun)}.png"
@@ -320,11 +330,12 @@ class RunFolder:
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
     def scores(self) -> pd.DataFrame:
-        from lfsbench.evaluation.records import COLUMNS
+        from lfsbench.evaluation.records import COLUMNS, with_optional_columns
 
         frames = [pd.read_csv(self.scores_csv(t)) for t in self.finished_sessions()]
         if any(set(COLUMNS) - set(frame.columns) for frame in frames):
             raise self._older_run()
+        frames = [with_optional_columns(frame) for frame in frames]
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
     def _older_run(self) -> LfsbenchError:

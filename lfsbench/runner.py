@@ -14,14 +14,23 @@ import torch
 from rich.console import Console
 
 from lfsbench.backbone import Backbone
-from lfsbench.concepts import Concept, load_concepts, session_view
+from lfsbench.concepts import Concept, ConceptPair, load_concepts, load_pairs, session_view
+from lfsbench.dino import load_dino
 from lfsbench.errors import LfsbenchError
 from lfsbench.evaluation import functional, plan, tables
 from lfsbench.evaluation.records import Kind
 from lfsbench.evaluation.scorer import ConceptReferences, Scorer
 from lfsbench.evaluator import Evaluator
 from lfsbench.images import save_grid
-from lfsbench.method import GeneratesControl, Method, ReportsSteps, UsesEvaluator, create_method, preset_for
+from lfsbench.method import (
+    GeneratesControl,
+    Method,
+    ReportsSteps,
+    UsesEvaluator,
+    create_method,
+    method_source,
+    preset_for,
+)
 from lfsbench.models import load_backbone, load_evaluator
 from lfsbench.progress import progress_bar
 from lfsbench.protocol import Protocol
@@ -43,7 +52,9 @@ class RunSpec:
     data: str | None = None
 
     def config(self, method: Method) -> dict:
-        """config.json: this spec, and the method's settings as resolved (`from_config` reads it back)."""
+        """config.json: this spec, and the method's settings as resolved (`from_config` reads it back); a method from
+        outside the package also records its source (file and SHA-256, or distribution and version)."""
+        source = method_source(self.method)
         return {
             "protocol": self.protocol.model_dump(mode="json"),
             "method": self.method,
@@ -52,6 +63,7 @@ class RunSpec:
             "method_config": method.config.model_dump(mode="json"),
             "seed": self.seed,
             "data": self.data,
+            **({"method_source": source} if source else {}),
         }
 
     @classmethod
@@ -121,7 +133,9 @@ class Runner:
         self.evaluator = evaluator or load_evaluator(spec.protocol.evaluator)
         data = spec.data and Path(spec.data)
         self.concepts: list[Concept] = load_concepts(spec.protocol, data, self.backbone.resolution)
-        self.scorer = Scorer(self.evaluator, plan.class_vocabulary(spec.protocol, self.concepts))
+        self.pairs: list[ConceptPair] = load_pairs(spec.protocol, self.concepts, data)
+        self.dino = load_dino(spec.protocol.dino, device=self.evaluator.device) if spec.protocol.dino else None
+        self.scorer = Scorer(self.evaluator, plan.class_vocabulary(spec.protocol, self.concepts), self.dino)
         self.method = create_method(spec.method, spec.method_overrides, preset_for(spec.protocol.backbone))
         self.learned_in = spec.protocol.learned_in()
         self._on_generated = lambda done, total: None
@@ -137,7 +151,12 @@ class Runner:
         """The method's images for a job, and the seconds they took."""
         t0 = time.time()
         images = self.method.generate(job.prompts, job.seeds, self.plan.steps, self.plan.guidance)
-        return images, time.time() - t0
+        return self._scored_form(images), time.time() - t0
+
+    def _scored_form(self, images: torch.Tensor) -> torch.Tensor:
+        """Generated images as they are scored: with `evaluation.quantize`, rounded to 8 bits, as images written to
+        PNG files and read back are (CustomConcept101's evaluate.py scores such files)."""
+        return images.mul(255).round().div(255) if self.plan.quantize else images
 
     # ------------------------------------------------------------ base model
 
@@ -149,9 +168,13 @@ class Runner:
         emb, scales = {}, []
         for noun in self.class_first:
             job = plan.class_job(self.protocol, noun, self.concepts)
-            images = self.backbone.generate(job.prompts, job.seeds, self.plan.steps, self.plan.guidance)
+            images = self._scored_form(
+                self.backbone.generate(job.prompts, job.seeds, self.plan.steps, self.plan.guidance)
+            )
             other_seeds = [s + DRIFT_SCALE_SEED_OFFSET for s in job.seeds]
-            other = self.backbone.generate(job.prompts, other_seeds, self.plan.steps, self.plan.guidance)
+            other = self._scored_form(
+                self.backbone.generate(job.prompts, other_seeds, self.plan.steps, self.plan.guidance)
+            )
             emb[noun] = self.scorer.embed(images).contiguous()
             scales.append(functional.paired_drift_scores(self.scorer.embed(other), emb[noun]).mean())
             save_grid(images[:IMAGES_KEPT], self.folder.base_class_grid(noun))
@@ -166,10 +189,11 @@ class Runner:
         the seconds spent generating and scoring."""
         learned = plan.evaluated_concepts(self.protocol, self.concepts, t)
         nouns = plan.classes_of(learned)
+        pairs = plan.evaluated_pairs(self.protocol, self.pairs, t)
         gen_s = eval_s = 0.0
         records = []
         class_emb = {}
-        total = len(nouns) + len(learned)
+        total = len(nouns) + len(learned) + len(pairs)
         self._on_generated(0, total)
         for noun in nouns:
             job = plan.class_job(self.protocol, noun, self.concepts)
@@ -208,6 +232,16 @@ class Runner:
             save_grid(images[:IMAGES_KEPT], self.folder.concept_grid(t, concept.name))
             self._save_copies(images[:IMAGES_KEPT], concept, refs, self.folder.copies_grid(t, concept.name))
             self._on_generated(len(class_emb) + i + 1, total)
+        for i, pair in enumerate(pairs):  # prompts naming two learned concepts: does composition survive?
+            job = plan.multi_job(self.protocol, pair)
+            images, seconds = self._generate(job)
+            gen_s += seconds
+            t0 = time.time()
+            members = {c.name: self.scorer.concept(c) for c in (pair.first, pair.second)}
+            records += self.scorer.multi(t, job, self.scorer.embed(images), images, members)
+            eval_s += time.time() - t0
+            save_grid(images[:IMAGES_KEPT], self.folder.multi_grid(t, pair.first.name, pair.second.name))
+            self._on_generated(len(class_emb) + len(learned) + i + 1, total)
         return pd.DataFrame(records), {"generate_s": gen_s, "evaluate_s": eval_s}
 
     @staticmethod
@@ -229,6 +263,7 @@ class Runner:
         seconds = time.time() - t0
         if images is None:  # the method uses no context now (e.g. lfs with icgen=false)
             return [], seconds
+        images = self._scored_form(images)
         save_grid(images[:IMAGES_KEPT], self.folder.control_grid(t, concept.name))
         return self.scorer.score(t, job, self.scorer.embed(images), concept=refs, images=images), seconds
 

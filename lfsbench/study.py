@@ -57,7 +57,12 @@ def load_study(path: Path) -> Study:
         raise LfsbenchError(
             f"No study spec {path}: pass a YAML file (the shipped ones are reports/*.yaml in the repository)."
         )
-    return load_yaml_model(path, Study, "Study spec", "See reports/ablation.yaml for the format.")
+    from lfsbench.method import canonical_method
+
+    study = load_yaml_model(path, Study, "Study spec", "See reports/ablation.yaml for the format.")
+    for cell in study.cells:  # a method file is named relative to the spec
+        cell.method = canonical_method(cell.method, path.parent)
+    return study
 
 
 def expand(study: Study) -> list[dict]:

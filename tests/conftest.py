@@ -46,3 +46,18 @@ def tiny_weights(tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny_weights")
     build(tiny_recipe(), out, tmp_path_factory.mktemp("tiny_work"))
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_dino(tmp_path_factory):
+    """A randomly initialised ViT of DINO ViT-S/16's layout (224 px, 16 px patches), saved as transformers saves
+    facebook/dino-vits16: what lfsbench/dino.py loads, at a size that runs in milliseconds."""
+    from transformers import ViTConfig, ViTModel
+
+    torch.manual_seed(0)
+    config = ViTConfig(
+        image_size=224, patch_size=16, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64
+    )
+    out = tmp_path_factory.mktemp("tiny_dino")
+    ViTModel(config, add_pooling_layer=False).save_pretrained(out)
+    return out

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from conftest import invoke
 from PIL import Image
 
@@ -132,10 +133,16 @@ def mini_cc101(root: Path, names=("pet_cat1", "pet_dog1"), nouns=("cat", "dog"))
         ):
             Image.fromarray(np.asarray(img)).resize((64, 48)).save(folder / f"{i:02d}.jpg")
     (root / "dataset.json").write_text(json.dumps(entries, indent=4))
+    # the published pair list's layout: [first entry, second entry, {prompt_filename_compose}], plus a pair with a
+    # concept the protocols below do not have (left out)
+    (root / "prompts" / "pet_pet.txt").write_text("photo of the {0} and {1}.\nA {0} and a {1} in the snow.\n")
+    compose = {"prompt_filename_compose": "prompts/pet_pet.txt"}
+    absent = {**entries[0], "instance_data_dir": "./benchmark_dataset/pet_cat9"}
+    (root / "dataset_multiconcept.json").write_text(json.dumps([[*entries, compose], [entries[0], absent, compose]]))
     return root
 
 
-def test_two_sessions_on_a_miniature_cc101(tiny_weights, tmp_path):
+def test_two_sessions_on_a_miniature_cc101(tiny_weights, tiny_dino, tmp_path):
     from lfsbench.protocol import load_protocol
     from lfsbench.runner import Runner, RunSpec
     from lfsbench.toy import load_toy_backbone, load_toy_evaluator
@@ -147,6 +154,7 @@ def test_two_sessions_on_a_miniature_cc101(tiny_weights, tmp_path):
             "sessions": [["pet_cat1"], ["pet_dog1"]],
             "backbone": "toy",
             "evaluator": "toy",
+            "dino": str(tiny_dino),  # cc101 names facebook/dino-vits16: a stand-in of its layout
             "evaluation": {"images_per_prompt": 1, "max_prompts": 2, "steps": 2, "bootstrap": 100},
         },
     )
@@ -160,12 +168,25 @@ def test_two_sessions_on_a_miniature_cc101(tiny_weights, tmp_path):
     assert runner.concepts[0].references.shape == (1, 3, 32, 32)
     summary = runner.run()
     assert summary["sessions_finished"] == 2
+    for metric in ("IA_dino", "IA_dino_shots", "IAD_dino"):  # the published tables' DINO column, with its IAD
+        assert -1 <= summary[metric]["value"] <= 1
     scores = json.loads((tmp_path / "run" / "config.json").read_text())
     assert scores["data"] == str(root)
     prompts = set(__import__("pandas").read_csv(tmp_path / "run" / "scores" / "session_01.csv").prompt)
     assert "Photo of a <new1> cat." in prompts and "<new2> dog in the snow." in prompts
     # the class is asked for in its concepts' own prompts (token removed), not in the protocol's fallback prompt
     assert "Photo of a cat." in prompts and "dog in the snow." in prompts and "photo of a cat" not in prompts
+    # the published pair (pet_cat1, pet_dog1) once both are learned, with its compose prompts cut to max_prompts
+    import pandas as pd
+
+    multi = pd.read_csv(tmp_path / "run" / "scores" / "session_01.csv").query("kind == 'multi'")
+    asked = {"photo of the <new1> cat and <new2> dog.", "A <new1> cat and a <new2> dog in the snow."}
+    assert set(multi.prompt) == asked
+    assert set(multi.name) == {"pet_cat1", "pet_dog1"} and len(multi) == 2 * 2  # 2 prompts x 1 image x 2 concepts
+    assert not (pd.read_csv(tmp_path / "run" / "scores" / "session_00.csv").kind == "multi").any()  # dog not learned
+    for metric in ("multi_TA", "multi_IA", "multi_IA_dino"):
+        assert metric in summary
+    assert (tmp_path / "run" / "images" / "session_01" / "multi_pet_cat1+pet_dog1.png").is_file()
 
 
 def test_data_location_precedence(tmp_path, monkeypatch):
@@ -291,3 +312,130 @@ def test_random_sd_shaped_backbone_round_trips(tmp_path):
     bb.pipeline.save_pretrained(tmp_path / "sd")
     again = load_backbone(str(tmp_path / "sd"))
     assert torch.allclose(again.generate(["a photo of a dog"], [0], steps=2), image, atol=1e-4)
+
+
+def test_cc101_compat_runs_on_a_miniature_cc101(tiny_weights, tiny_dino, tmp_path):
+    """The CustomConcept101-compatible preset end to end: 8-bit images scored, CLIPScore, IA_shots and IA_dino_shots
+    (the published columns) in every session's rows."""
+    import pandas as pd
+
+    from lfsbench.protocol import load_protocol
+    from lfsbench.runner import Runner, RunSpec
+    from lfsbench.toy import load_toy_backbone, load_toy_evaluator
+
+    root = mini_cc101(tmp_path / "cc101")
+    protocol = load_protocol(
+        "cc101-compat",
+        {
+            "sessions": [["pet_cat1"], ["pet_dog1"]],
+            "backbone": "toy",
+            "evaluator": "toy",
+            "dino": str(tiny_dino),
+            "evaluation": {"images_per_prompt": 2, "max_prompts": 2, "steps": 2, "bootstrap": 100},
+        },
+    )
+    assert protocol.evaluation.quantize and protocol.evaluation.guidance == 6.0
+    spec = RunSpec(protocol, "naive", {"steps": 2, "batch_size": 2}, 0, str(root))
+    backbone = load_toy_backbone(weights=tiny_weights)
+    summary = Runner(spec, tmp_path / "run", backbone, load_toy_evaluator(weights=tiny_weights)).run()
+    assert summary["sessions_finished"] == 2
+    rows = pd.read_csv(tmp_path / "run" / "sessions" / "session_01.csv")
+    right_after = rows[(rows.session == rows.learned_in) & (rows.kind == "concept")]
+    assert {"CLIPScore", "IA_shots", "IA_dino_shots"} <= set(right_after.metric)
+    assert 0 <= summary["CLIPScore"]["value"] <= 2.5 and -1 <= summary["IA_dino_shots"]["value"] <= 1
+
+
+def test_cc101_compat_figures_are_evaluate_pys_formulas_on_the_same_embeddings(tiny_weights, tiny_dino):
+    """customconcept101/evaluate.py's formulas, written out here in numpy on the models' raw features, give the same
+    numbers as lfsbench's scorer and session figures: text alignment 2.5 x max(cos, 0) against the prompt without
+    the modifier token, CLIP and DINO image alignment as the mean over all (generated, training image) pairs."""
+    import pandas as pd
+
+    from lfsbench.concepts import Concept
+    from lfsbench.dino import DinoEncoder, load_dino
+    from lfsbench.evaluation import tables
+    from lfsbench.evaluation.plan import Job
+    from lfsbench.evaluation.records import Kind
+    from lfsbench.evaluation.scorer import Scorer
+    from lfsbench.toy import load_toy_evaluator
+
+    g = torch.Generator().manual_seed(0)
+    generated = (torch.rand(6, 3, 32, 32, generator=g) * 255).round() / 255  # as read back from PNG files
+    shots, references = torch.rand(3, 3, 32, 32, generator=g), torch.rand(4, 3, 32, 32, generator=g)
+    prompts = [f"photo of a <new1> cat {w}" for w in ("in snow", "on a sofa", "at the beach")] * 2
+    texts = [p.replace("<new1> ", "") for p in prompts]
+    evaluator, dino = load_toy_evaluator(weights=tiny_weights), load_dino(str(tiny_dino))
+    scorer = Scorer(evaluator, None, dino)
+    job = Job(Kind.CONCEPT, "cat1", prompts, list(range(6)), texts, "cat")
+    concept = scorer.concept(Concept("cat1", "cat", "<new1>", shots, references))
+    records = scorer.score(0, job, scorer.embed(generated), concept=concept, images=generated)
+    figures = tables.session_figures(pd.DataFrame(records), 0, {"cat1": 0}, 100)
+
+    def normalise(features):  # evaluate.py: x / sqrt(sum(x ** 2, axis=1))
+        features = features.detach().numpy().astype(np.float64)
+        return features / np.sqrt(np.sum(features**2, axis=1, keepdims=True))
+
+    with torch.no_grad():
+        clip = evaluator.model
+        image_feats = normalise(clip.encode_image(evaluator._prepare(generated)))
+        shot_feats = normalise(clip.encode_image(evaluator._prepare(shots)))
+        text_feats = normalise(clip.encode_text(evaluator.tokenizer(texts)))
+
+        def dino_features(images):
+            x = (DinoEncoder.prepare(images) - dino.mean) / dino.std
+            return normalise(dino.model(pixel_values=x).last_hidden_state[:, 0])
+
+        dino_image, dino_shot = dino_features(generated), dino_features(shots)
+    text_alignment = np.mean(2.5 * np.clip(np.sum(image_feats * text_feats, axis=1), 0, None))  # get_clip_score
+    assert figures["CLIPScore"]["value"] == pytest.approx(text_alignment, abs=1e-5)
+    assert figures["IA_shots"]["value"] == pytest.approx(np.mean(image_feats @ shot_feats.T), abs=1e-5)
+    assert figures["IA_dino_shots"]["value"] == pytest.approx(np.mean(dino_image @ dino_shot.T), abs=1e-5)
+
+
+def test_multi_concept_prompts_on_a_miniature_dreambooth(tiny_weights, tmp_path):
+    """DreamBooth publishes no pairs: the protocol's own ([dog, backpack] among them; pairs with subjects this run
+    does not learn are skipped), with lfsbench's two-concept prompts, scored once both are learned."""
+    import pandas as pd
+
+    from lfsbench.protocol import load_protocol
+    from lfsbench.runner import Runner, RunSpec
+    from lfsbench.toy import load_toy_backbone, load_toy_evaluator, world
+
+    folder = tmp_path / "dreambooth" / "dataset"
+    listing = ["Classes", "", "subject_name,class", "dog,dog", "backpack,backpack", "", "Prompts", ""]
+    for title in ("Object Prompts", "Live Subject Prompts"):
+        listing += [title, "", "prompt_list = [", "'a {0} {1} in the jungle'.format(unique_token, class_token),", "]"]
+    folder.mkdir(parents=True)
+    (folder / "prompts_and_classes.txt").write_text("\n".join(listing) + "\n")
+    for subject, shape in (("dog", "circle-1"), ("backpack", "square-1")):
+        (folder / subject).mkdir()
+        renders = world.concept_renders(world.concept_by_name(shape, world.concept_catalogue()), 4, seed=0)
+        for i, img in enumerate(renders):
+            Image.fromarray(np.asarray(img)).save(folder / subject / f"{i:02d}.jpg")
+    protocol = load_protocol(
+        "dreambooth",
+        {
+            "sessions": [["dog"], ["backpack"]],
+            "backbone": "toy",
+            "evaluator": "toy",
+            "dino": "none",
+            "multi_concept": {"max_prompts": 2},
+            "evaluation": {"images_per_prompt": 1, "steps": 2, "bootstrap": 100},
+        },
+    )
+    spec = RunSpec(protocol, "naive", {"steps": 2, "batch_size": 2}, 0, str(tmp_path / "dreambooth"))
+    runner = Runner(
+        spec, tmp_path / "run", load_toy_backbone(weights=tiny_weights), load_toy_evaluator(weights=tiny_weights)
+    )
+    assert [p.name for p in runner.pairs] == ["dog+backpack"]
+    summary = runner.run()
+    multi = pd.read_csv(tmp_path / "run" / "scores" / "session_01.csv").query("kind == 'multi'")
+    assert set(multi.prompt) == {
+        "photo of a <new1> dog and a <new2> backpack",
+        "a <new1> dog next to a <new2> backpack on a wooden table",
+    }
+    assert multi.ta.notna().all() and multi.ia.notna().all() and multi.ia_dino.isna().all()
+    rows = pd.read_csv(tmp_path / "run" / "sessions" / "session_01.csv")
+    assert set(rows[rows.metric == "multi_IA"].name) == {"dog", "backpack"}
+    assert summary["multi_IA"]["value"] == pytest.approx(multi.ia.mean())
+    assert "multi_IA_dino" not in summary

@@ -36,7 +36,7 @@ def learned(name, weights, settings=None, sessions=2, evaluator=False):
 
 
 def test_all_five_methods_are_registered():
-    assert {"naive", "custom-diffusion", "dreambooth", "replay", "lfs"} <= {name for name, _ in all_methods()}
+    assert {"naive", "custom-diffusion", "dreambooth", "replay", "lfs"} <= {name for name, _, _ in all_methods()}
 
 
 @pytest.mark.parametrize("name", ["naive", "custom-diffusion", "replay", "lfs"])

@@ -207,8 +207,29 @@ def test_session_figures_and_the_control_gain_are_paired():
     assert figures["IA_control"]["value"] == pytest.approx(0.45)
     assert figures["IAD"]["value"] == pytest.approx(0.8 - 0.65)  # over a only (b was learned in session 1)
     curves = tables.run_curves(scores, pd.DataFrame(columns=["session"]), LEARNED, 200)
-    assert set(curves.metric) == {m for m in in_view("curve")}
+    assert set(curves.metric) == set(in_view("curve")) - {"IA_dino"}  # these scores have no DINO column
     assert curves[(curves.session == 1) & (curves.metric == "IAD")].value.item() == pytest.approx(0.15)
+
+
+def test_dino_figures_follow_ia_dino_where_a_run_has_it():
+    """IA_dino, IA_dino_shots and IAD_dino by hand; scores without the column (older runs, no DINO model) give none."""
+    history, rows = pd.DataFrame(), []
+    for t, (ia_a, ia_b) in enumerate([([0.8] * 4, None), ([0.6] * 4, [0.7] * 4)]):
+        scores = _session(t, ia_a, ia_b)
+        concept = scores.kind == "concept"
+        scores["ia_dino"] = np.where(concept, scores.ia - 0.3, NAN)  # a: 0.5 then 0.3; b: 0.4
+        scores["ia_dino_shots"] = np.where(concept, scores.ia - 0.1, NAN)
+        history = pd.concat([history, scores], ignore_index=True)
+        rows.append(tables.session_rows(scores, history, t, LEARNED, CLASS_FIRST, 200))
+    rows = pd.concat(rows, ignore_index=True)
+    assert _value(rows, 1, "a", "IAD_dino") == pytest.approx(0.5 - 0.3)
+    assert _value(rows, 1, "b", "IA_dino") == pytest.approx(0.4)
+    figures = tables.session_figures(history, 1, LEARNED, 200)
+    assert figures["IA_dino"]["value"] == pytest.approx((0.3 + 0.4) / 2)
+    assert figures["IA_dino_shots"]["value"] == pytest.approx((0.5 + 0.6) / 2)
+    assert figures["IAD_dino"]["value"] == pytest.approx(0.2)
+    plain = history.drop(columns=["ia_dino", "ia_dino_shots"])
+    assert not {"IA_dino", "IA_dino_shots", "IAD_dino"} & set(tables.session_figures(plain, 1, LEARNED, 200))
 
 
 def test_memorization_and_class_retention_figures_on_known_scores():

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from itertools import zip_longest
 
-from lfsbench.concepts import Concept
+from lfsbench.concepts import Concept, ConceptPair
 from lfsbench.evaluation.records import Kind
 from lfsbench.protocol import Protocol
 
@@ -66,6 +66,24 @@ def concept_job(protocol: Protocol, concept: Concept, kind: Kind = Kind.CONCEPT)
     prompts, per_image = _expand(concept.prompts, concept.phrase(), seeds)
     plain, _ = _expand(concept.prompts, concept.phrase(with_token=False), seeds)
     return Job(kind, concept.name, prompts, per_image, plain, concept.class_noun)
+
+
+def multi_job(protocol: Protocol, pair: ConceptPair) -> Job:
+    """A pair's prompts with both modifier tokens (TA against the same without them); named after the pair."""
+    seeds = image_seeds(protocol)
+    prompts = [t.format(pair.first.phrase(), pair.second.phrase()) for t in pair.prompts for _ in seeds]
+    plain = [t.format(pair.first.class_noun, pair.second.class_noun) for t in pair.prompts for _ in seeds]
+    return Job(Kind.MULTI, pair.name, prompts, seeds * len(pair.prompts), plain, "")
+
+
+def evaluated_pairs(protocol: Protocol, pairs: list[ConceptPair], t: int) -> list[ConceptPair]:
+    """The pairs scored after session t: those whose two concepts are learned by then (on a protocol with
+    evaluation checkpoints, between checkpoints only the pairs completed in session t)."""
+    learned_in = protocol.learned_in()
+    done = {p.name: max(learned_in[p.first.name], learned_in[p.second.name]) for p in pairs}
+    if protocol.evaluates_all_after(t):
+        return [p for p in pairs if done[p.name] <= t]
+    return [p for p in pairs if done[p.name] == t]
 
 
 def evaluated_concepts(protocol: Protocol, concepts: list[Concept], t: int) -> list[Concept]:

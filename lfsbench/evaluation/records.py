@@ -2,14 +2,15 @@
 class-prompt images and a concept's references.
 
     session  kind  name  prompt  seed  ta  ia  ia_shots  drift  shot_distance  reference_distance  copied
-    class_correct
+    class_correct  ia_dino  ia_dino_shots
 
 `ta` is the cosine to the prompt without the modifier token; `ia` the mean cosine to the concept's held-out
 references, `ia_shots` to its training shots; `drift` 1 - the cosine to the base model's image for the same prompt
 and seed; `shot_distance` / `reference_distance` the RMS pixel difference to the nearest training shot / held-out
 reference, `copied` 1 where the first is below the concept's copy threshold (evaluation/copying.py);
-`class_correct` 1 where the evaluator classifies a class-prompt image (zero-shot) as the asked class. NaN where a
-kind has none.
+`class_correct` 1 where the evaluator classifies a class-prompt image (zero-shot) as the asked class; `ia_dino` /
+`ia_dino_shots` the mean cosine of DINO embeddings to the held-out references / the shots (lfsbench/dino.py), where
+the protocol names a DINO model. NaN where a kind has none.
 """
 
 from __future__ import annotations
@@ -17,6 +18,13 @@ from __future__ import annotations
 from enum import Enum
 
 COLUMNS = ("ta", "ia", "ia_shots", "drift", "shot_distance", "reference_distance", "copied", "class_correct")
+OPTIONAL_COLUMNS = ("ia_dino", "ia_dino_shots")  # added since; NaN in runs made before them or without a DINO model
+
+
+def with_optional_columns(scores):
+    """Score records with every optional column (NaN where the run has none)."""
+    missing = [c for c in OPTIONAL_COLUMNS if c not in scores.columns]
+    return scores.reindex(columns=[*scores.columns, *missing]) if missing else scores
 
 
 class Kind(str, Enum):
@@ -28,6 +36,7 @@ class Kind(str, Enum):
     CONTROL = "control"  # the base model from the method's stored contexts (in-context generation): TA, IA, copying
     BASE_CLASS_FOR_CONCEPT = "base_class_for_concept"  # the base model's class images vs a concept's references: IA
     CLASS_FOR_CONCEPT = "class_for_concept"  # the current model's class images vs a concept's references: IA
+    MULTI = "multi"  # an image of a prompt naming two learned concepts, one record per concept (`name`): TA, its IA
 
     def __str__(self) -> str:
         return self.value

@@ -11,7 +11,7 @@ from lfsbench.concepts import Concept
 from lfsbench.evaluation import functional as F
 from lfsbench.evaluation.copying import CopySpace
 from lfsbench.evaluation.plan import Job
-from lfsbench.evaluation.records import COLUMNS, Kind
+from lfsbench.evaluation.records import COLUMNS, OPTIONAL_COLUMNS, Kind
 
 NAN = float("nan")
 
@@ -24,17 +24,20 @@ class ConceptReferences:
     references: torch.Tensor  # E_i of the held-out references: IA
     shots: torch.Tensor  # E_i of the training shots: IA_shots
     copy: CopySpace
+    dino_references: torch.Tensor | None = None  # DINO embeddings of the references: IA_dino (None: no DINO model)
+    dino_shots: torch.Tensor | None = None  # and of the shots: IA_dino_shots
 
 
 class Scorer:
     """Scores generated images with the benchmark's evaluator (a concept's references are embedded once per run).
 
     `vocabulary` maps class nouns to the text that names them for zero-shot classification (class accuracy); None
-    where the evaluator has no vocabulary of classes.
+    where the evaluator has no vocabulary of classes. `dino`: the DINO encoder of IA_dino (lfsbench/dino.py), or None.
     """
 
-    def __init__(self, evaluator, vocabulary: dict[str, str] | None = None):
+    def __init__(self, evaluator, vocabulary: dict[str, str] | None = None, dino=None):
         self.evaluator = evaluator
+        self.dino = dino
         self._concepts: dict[str, ConceptReferences] = {}
         self.classes = list(vocabulary) if vocabulary else []
         self._class_texts = self.evaluator.encode_texts(list(vocabulary.values())) if vocabulary else None
@@ -45,10 +48,13 @@ class Scorer:
     def concept(self, concept: Concept) -> ConceptReferences:
         """A concept's references, computed once per run."""
         if concept.name not in self._concepts:
+            dino = self.dino.encode_images if self.dino is not None else lambda images: None
             self._concepts[concept.name] = ConceptReferences(
                 self.embed(concept.references),
                 self.embed(concept.images),
                 CopySpace.of(concept.images, concept.references),
+                dino(concept.references),
+                dino(concept.images),
             )
         return self._concepts[concept.name]
 
@@ -73,13 +79,17 @@ class Scorer:
         references and its shots, and copy detection. With `base` (the base model's embeddings, same prompts and
         seeds): drift. Class jobs: zero-shot class accuracy."""
         n = len(job.prompts)
-        values = {column: np.full(n, NAN) for column in COLUMNS}
+        values = {column: np.full(n, NAN) for column in (*COLUMNS, *OPTIONAL_COLUMNS)}
         values["ta"] = F.text_alignment_scores(emb, self.evaluator.encode_texts(job.text_prompts))
         if concept is not None:
             values["ia"] = F.image_alignment_scores(emb, concept.references)
             values["ia_shots"] = F.image_alignment_scores(emb, concept.shots)
             copies = concept.copy.measure(images)
             values.update({c: copies[c] for c in ("shot_distance", "reference_distance", "copied")})
+            if concept.dino_references is not None:
+                dino = self.dino.encode_images(images)
+                values["ia_dino"] = F.image_alignment_scores(dino, concept.dino_references)
+                values["ia_dino_shots"] = F.image_alignment_scores(dino, concept.dino_shots)
         if base is not None:
             values["drift"] = F.paired_drift_scores(emb, base)
         if job.kind in (Kind.CLASS, Kind.BASE_CLASS):
@@ -91,10 +101,39 @@ class Scorer:
                 "name": job.name,
                 "prompt": p,
                 "seed": s,
-                **{column: float(values[column][i]) for column in COLUMNS},
+                **{column: float(values[column][i]) for column in (*COLUMNS, *OPTIONAL_COLUMNS)},
             }
             for i, (p, s) in enumerate(zip(job.prompts, job.seeds, strict=True))
         ]
+
+    def multi(
+        self, t: int, job: Job, emb: torch.Tensor, images: torch.Tensor, members: dict[str, ConceptReferences]
+    ) -> list[dict]:
+        """Images of a two-concept prompt: per image and per concept (`name`), TA against the prompt without the
+        modifier tokens, and IA (IA_shots, IA_dino) of the image against that concept's references."""
+        ta = F.text_alignment_scores(emb, self.evaluator.encode_texts(job.text_prompts))
+        dino = self.dino.encode_images(images) if self.dino is not None else None
+        records = []
+        for name, refs in members.items():
+            values = {column: np.full(len(job.prompts), NAN) for column in (*COLUMNS, *OPTIONAL_COLUMNS)}
+            values["ta"] = ta
+            values["ia"] = F.image_alignment_scores(emb, refs.references)
+            values["ia_shots"] = F.image_alignment_scores(emb, refs.shots)
+            if dino is not None and refs.dino_references is not None:
+                values["ia_dino"] = F.image_alignment_scores(dino, refs.dino_references)
+                values["ia_dino_shots"] = F.image_alignment_scores(dino, refs.dino_shots)
+            records += [
+                {
+                    "session": t,
+                    "kind": Kind.MULTI.value,
+                    "name": name,
+                    "prompt": p,
+                    "seed": s,
+                    **{column: float(values[column][i]) for column in (*COLUMNS, *OPTIONAL_COLUMNS)},
+                }
+                for i, (p, s) in enumerate(zip(job.prompts, job.seeds, strict=True))
+            ]
+        return records
 
     @staticmethod
     def alignment(t: int, kind: Kind, name: str, emb: torch.Tensor, concept: ConceptReferences) -> list[dict]:
@@ -109,7 +148,7 @@ class Scorer:
                 "name": name,
                 "prompt": "",
                 "seed": -1,
-                **{column: NAN for column in COLUMNS},
+                **{column: NAN for column in (*COLUMNS, *OPTIONAL_COLUMNS)},
                 "ia": float(i),
                 "ia_shots": float(j),
             }

@@ -11,7 +11,7 @@ import pandas as pd
 
 from lfsbench.evaluation import functional as F
 from lfsbench.evaluation.metrics import METRICS, in_view
-from lfsbench.evaluation.records import Kind
+from lfsbench.evaluation.records import Kind, with_optional_columns
 
 CONCEPT, CLASS = Kind.CONCEPT.value, Kind.CLASS.value  # the `kind` of a session row: a concept or a class
 
@@ -70,6 +70,7 @@ MEASURED = {  # the columns each record kind must have as numbers
     Kind.BASE_CLASS: ("ta",),
     Kind.BASE_CLASS_FOR_CONCEPT: ("ia",),
     Kind.CLASS_FOR_CONCEPT: ("ia",),
+    Kind.MULTI: ("ta", "ia"),
 }
 
 
@@ -98,6 +99,7 @@ def session_rows(
 
     `scores` are session t's records, `history` those of every session so far (t included).
     """
+    scores, history = with_optional_columns(scores), with_optional_columns(history)
     rows = []
     for name, group in _of(scores, Kind.CONCEPT).groupby("name", sort=False):
         s = learned_in[name]
@@ -107,6 +109,10 @@ def session_rows(
         rows.append(_row(t, name, CONCEPT, s, "IA_shots", group.ia_shots.values, n_boot))
         rows.append(_row(t, name, CONCEPT, s, "memorization_gap", (group.ia_shots - group.ia).values, n_boot))
         rows.append(_row(t, name, CONCEPT, s, "copy_rate", group.copied.values, n_boot))
+        dino = group.ia_dino.notna().any()  # where the protocol names a DINO model
+        if dino:
+            rows.append(_row(t, name, CONCEPT, s, "IA_dino", group.ia_dino.values, n_boot))
+            rows.append(_row(t, name, CONCEPT, s, "IA_dino_shots", group.ia_dino_shots.values, n_boot))
         for kind, metric in (
             (Kind.BASE_CLASS_FOR_CONCEPT, "IA_base_class_prompt"),
             (Kind.CLASS_FOR_CONCEPT, "IA_class_prompt"),
@@ -118,7 +124,9 @@ def session_rows(
             rows.append(_row(t, name, CONCEPT, s, "IA_control", control.ia.values, n_boot))
             rows.append(_row(t, name, CONCEPT, s, "copy_rate_control", control.copied.values, n_boot))
         if s < t:
-            for metric, column in (("IAD", "ia"), ("IAD_shots", "ia_shots")):
+            for metric, column in (("IAD", "ia"), ("IAD_shots", "ia_shots"), ("IAD_dino", "ia_dino"))[
+                : 3 if dino else 2
+            ]:
                 first, now = _first_and_now(history, group, [name], learned_in, column)
                 mean, lo, hi = F.bootstrap_drop(first, now, n_boot)
                 rows.append(
@@ -148,6 +156,12 @@ def session_rows(
                     "n": int(len(group)),
                 }
             )
+    for name, group in _of(scores, Kind.MULTI).groupby("name", sort=False):  # the concept in two-concept images
+        s = learned_in[name]
+        rows.append(_row(t, name, CONCEPT, s, "multi_TA", group.ta.values, n_boot))
+        rows.append(_row(t, name, CONCEPT, s, "multi_IA", group.ia.values, n_boot))
+        if group.ia_dino.notna().any():
+            rows.append(_row(t, name, CONCEPT, s, "multi_IA_dino", group.ia_dino.values, n_boot))
     for name, group in _of(scores, Kind.CLASS).groupby("name", sort=False):
         base = _of(scores, Kind.BASE_CLASS, name)
         s = class_first[name]
@@ -171,12 +185,13 @@ def matrix(rows: pd.DataFrame, metric: str, concept_order: list[str]) -> pd.Data
 def session_figures(history: pd.DataFrame, t: int, learned_in: dict[str, int], n_boot: int) -> dict[str, dict]:
     """The session-level figures after session t, each {value, ci_low, ci_high}: TA, CLIPScore, IA (held-out
     references), IA_shots, the memorization gap and copy rate, IAD and IAD_shots (over the concepts evaluated after t
-    that were learned before it), class TA, its base value and drop, class accuracy (base and now), drift, and for
-    methods with an in-context control TA_control, IA_control, its copy rate and IA_gain_over_control. Figures with
-    nothing to average are left out."""
+    that were learned before it), IA_dino, IA_dino_shots and IAD_dino where the protocol names a DINO model, class
+    TA, its base value and drop, class accuracy (base and now), drift, and for methods with an in-context control
+    TA_control, IA_control, its copy rate and IA_gain_over_control. Figures with nothing to average are left out."""
+    history = with_optional_columns(history)
     now = history[history.session == t]
     concepts, classes, control = _of(now, Kind.CONCEPT), _of(now, Kind.CLASS), _of(now, Kind.CONTROL)
-    base = _of(now, Kind.BASE_CLASS)
+    base, multi = _of(now, Kind.BASE_CLASS), _of(now, Kind.MULTI)
     out = {}
     for metric, values in (
         ("TA", concepts.ta.values),
@@ -185,18 +200,25 @@ def session_figures(history: pd.DataFrame, t: int, learned_in: dict[str, int], n
         ("IA_shots", concepts.ia_shots.values),
         ("memorization_gap", (concepts.ia_shots - concepts.ia).values),
         ("copy_rate", concepts.copied.values),
+        ("IA_dino", concepts.ia_dino.dropna().values),
+        ("IA_dino_shots", concepts.ia_dino_shots.dropna().values),
         ("class_TA", classes.ta.values),
         ("class_TA_base", base.ta.values),
         ("class_TA_drop", _paired_class_drop(now)),
         ("class_accuracy", classes.class_correct.dropna().values),
         ("class_accuracy_base", base.class_correct.dropna().values),
         ("drift", classes.drift.values),
+        # two-concept images: each image has one record per concept, so TA's mean is the mean over images
+        ("multi_TA", multi.ta.values),
+        ("multi_IA", multi.ia.values),
+        ("multi_IA_dino", multi.ia_dino.dropna().values),
     ):
         if len(values):
             out[metric] = _interval(values, n_boot)
     earlier = [c for c in concepts.name.unique() if learned_in[c] < t]
     if earlier:
-        for metric, column in (("IAD", "ia"), ("IAD_shots", "ia_shots")):
+        dino = concepts.ia_dino.notna().any()
+        for metric, column in (("IAD", "ia"), ("IAD_shots", "ia_shots"), ("IAD_dino", "ia_dino"))[: 3 if dino else 2]:
             first, last = _first_and_now(history, concepts, earlier, learned_in, column)
             mean, lo, hi = F.bootstrap_drop(first, last, n_boot)
             out[metric] = {"value": mean, "ci_low": lo, "ci_high": hi}
@@ -221,6 +243,7 @@ def image_values(history: pd.DataFrame, t: int, learned_in: dict[str, int]) -> p
     Every run of a protocol draws the same prompts and seeds, so the same rows of two runs are the same image asked
     of two models: the paired comparisons of `lfsbench report` difference them row by row.
     """
+    history = with_optional_columns(history)
     now = history[history.session == t]
     concepts, classes = _of(now, Kind.CONCEPT), _of(now, Kind.CLASS)
     per_image = {
@@ -228,6 +251,7 @@ def image_values(history: pd.DataFrame, t: int, learned_in: dict[str, int]) -> p
         "IA": (concepts, concepts.ia),
         "memorization_gap": (concepts, concepts.ia_shots - concepts.ia),
         "copy_rate": (concepts, concepts.copied),
+        "IA_dino": (concepts, concepts.ia_dino),
         "class_accuracy": (classes, classes.class_correct),
         "drift": (classes, classes.drift),
     }
@@ -309,6 +333,9 @@ def summarize(
     for m in ("class_TA", "class_TA_base", "class_TA_drop", "class_accuracy", "class_accuracy_base", "drift"):
         if m in figures or not m.startswith("class_accuracy"):  # class accuracy needs a vocabulary of classes
             summary[m] = {**figures.get(m, missing), "definition": METRICS[m].definition}
+    for m in ("IA_dino", "IA_dino_shots", "IAD_dino", "multi_TA", "multi_IA", "multi_IA_dino"):  # where measured
+        if m in figures:
+            summary[m] = {**figures[m], "definition": METRICS[m].definition}
     summary["drift_seed_scale"] = drift_scale
     if "IA_control" in figures:
         summary.update({m: figures[m] for m in ("TA_control", "IA_control", "copy_rate_control")})

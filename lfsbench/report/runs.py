@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from lfsbench.errors import LfsbenchError
-from lfsbench.results import RunFolder, run_label
+from lfsbench.results import RunFolder, method_display_name, run_label
 
 
 @dataclass
@@ -20,7 +20,8 @@ class Run:
 
     @property
     def method(self) -> str:
-        return self.config["method"]
+        """The method as reports name it (a method from a file, `path/file.py:Class`, by its class)."""
+        return method_display_name(self.config["method"])
 
     @property
     def seed(self) -> int:
