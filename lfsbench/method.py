@@ -202,11 +202,14 @@ def _load_file(path: Path) -> ModuleType:
     spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module  # pydantic and dataclasses look their module up while the file runs
+    sys.path.insert(0, str(path.parent))  # as for a script: the file may import modules beside it
     try:
         spec.loader.exec_module(module)
     except Exception as err:
         del sys.modules[module_name]
         raise LfsbenchError(_import_failure(f"the method file {path}", err, path)) from err
+    finally:
+        sys.path.remove(str(path.parent))
     return module
 
 

@@ -118,6 +118,21 @@ def test_broken_method_files_get_one_paragraph_errors(tmp_path):
     with pytest.raises(LfsbenchError, match="not a subclass of lfsbench.method.Method"):
         method_class(f"{other}:NotAMethod")
     assert method_class(f"{other}:Mine").__name__ == "Mine"
+    (tmp_path / "helpers_beside.py").write_text("STEPS = 7\n")  # a module beside the method file, as for a script
+    _write(
+        tmp_path / "uses_helper.py",
+        """
+        from helpers_beside import STEPS
+        from lfsbench.methods.naive import Naive, NaiveConfig
+
+        class HelpedConfig(NaiveConfig):
+            steps: int = STEPS
+
+        class Helped(Naive):
+            Config = HelpedConfig
+        """,
+    )
+    assert create_method(f"{tmp_path / 'uses_helper.py'}:Helped").config.steps == 7
     half = _write(
         tmp_path / "half.py",
         """
