@@ -207,7 +207,8 @@ def test_session_figures_and_the_control_gain_are_paired():
     assert figures["IA_control"]["value"] == pytest.approx(0.45)
     assert figures["IAD"]["value"] == pytest.approx(0.8 - 0.65)  # over a only (b was learned in session 1)
     curves = tables.run_curves(scores, pd.DataFrame(columns=["session"]), LEARNED, 200)
-    assert set(curves.metric) == set(in_view("curve")) - {"IA_dino"}  # these scores have no DINO column
+    # these scores have no DINO column and no two-concept images
+    assert set(curves.metric) == set(in_view("curve")) - {"IA_dino", "multi_TA", "multi_IA"}
     assert curves[(curves.session == 1) & (curves.metric == "IAD")].value.item() == pytest.approx(0.15)
 
 
