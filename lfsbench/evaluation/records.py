@@ -19,6 +19,7 @@ from enum import Enum
 
 COLUMNS = ("ta", "ia", "ia_shots", "drift", "shot_distance", "reference_distance", "copied", "class_correct")
 OPTIONAL_COLUMNS = ("ia_dino", "ia_dino_shots")  # added since; NaN in runs made before them or without a DINO model
+ALL_COLUMNS = (*COLUMNS, *OPTIONAL_COLUMNS)  # what a record of this version holds
 
 
 def with_optional_columns(scores):

@@ -11,7 +11,7 @@ from lfsbench.concepts import Concept
 from lfsbench.evaluation import functional as F
 from lfsbench.evaluation.copying import CopySpace
 from lfsbench.evaluation.plan import Job
-from lfsbench.evaluation.records import COLUMNS, OPTIONAL_COLUMNS, Kind
+from lfsbench.evaluation.records import ALL_COLUMNS, Kind
 
 NAN = float("nan")
 
@@ -78,33 +78,30 @@ class Scorer:
         """Per image: TA against the job's text prompts. With `concept` (and the `images`): IA against its held-out
         references and its shots, and copy detection. With `base` (the base model's embeddings, same prompts and
         seeds): drift. Class jobs: zero-shot class accuracy."""
-        n = len(job.prompts)
-        values = {column: np.full(n, NAN) for column in (*COLUMNS, *OPTIONAL_COLUMNS)}
+        values = {column: np.full(len(job.prompts), NAN) for column in ALL_COLUMNS}
         values["ta"] = F.text_alignment_scores(emb, self.evaluator.encode_texts(job.text_prompts))
         if concept is not None:
-            values["ia"] = F.image_alignment_scores(emb, concept.references)
-            values["ia_shots"] = F.image_alignment_scores(emb, concept.shots)
+            dino = self.dino.encode_images(images) if concept.dino_references is not None else None
+            values.update(self._alignment(emb, dino, concept))
             copies = concept.copy.measure(images)
             values.update({c: copies[c] for c in ("shot_distance", "reference_distance", "copied")})
-            if concept.dino_references is not None:
-                dino = self.dino.encode_images(images)
-                values["ia_dino"] = F.image_alignment_scores(dino, concept.dino_references)
-                values["ia_dino_shots"] = F.image_alignment_scores(dino, concept.dino_shots)
         if base is not None:
             values["drift"] = F.paired_drift_scores(emb, base)
         if job.kind in (Kind.CLASS, Kind.BASE_CLASS):
             values["class_correct"] = self.class_correct(emb, job.class_noun)
-        return [
-            {
-                "session": t,
-                "kind": job.kind.value,
-                "name": job.name,
-                "prompt": p,
-                "seed": s,
-                **{column: float(values[column][i]) for column in (*COLUMNS, *OPTIONAL_COLUMNS)},
-            }
-            for i, (p, s) in enumerate(zip(job.prompts, job.seeds, strict=True))
-        ]
+        return _records(t, job.kind, job.name, job, values)
+
+    @staticmethod
+    def _alignment(emb: torch.Tensor, dino: torch.Tensor | None, refs: ConceptReferences) -> dict[str, np.ndarray]:
+        """Per image: IA against the concept's references and its shots, and the same with DINO where given."""
+        out = {
+            "ia": F.image_alignment_scores(emb, refs.references),
+            "ia_shots": F.image_alignment_scores(emb, refs.shots),
+        }
+        if dino is not None and refs.dino_references is not None:
+            out["ia_dino"] = F.image_alignment_scores(dino, refs.dino_references)
+            out["ia_dino_shots"] = F.image_alignment_scores(dino, refs.dino_shots)
+        return out
 
     def multi(
         self, t: int, job: Job, emb: torch.Tensor, images: torch.Tensor, members: dict[str, ConceptReferences]
@@ -115,24 +112,9 @@ class Scorer:
         dino = self.dino.encode_images(images) if self.dino is not None else None
         records = []
         for name, refs in members.items():
-            values = {column: np.full(len(job.prompts), NAN) for column in (*COLUMNS, *OPTIONAL_COLUMNS)}
-            values["ta"] = ta
-            values["ia"] = F.image_alignment_scores(emb, refs.references)
-            values["ia_shots"] = F.image_alignment_scores(emb, refs.shots)
-            if dino is not None and refs.dino_references is not None:
-                values["ia_dino"] = F.image_alignment_scores(dino, refs.dino_references)
-                values["ia_dino_shots"] = F.image_alignment_scores(dino, refs.dino_shots)
-            records += [
-                {
-                    "session": t,
-                    "kind": Kind.MULTI.value,
-                    "name": name,
-                    "prompt": p,
-                    "seed": s,
-                    **{column: float(values[column][i]) for column in (*COLUMNS, *OPTIONAL_COLUMNS)},
-                }
-                for i, (p, s) in enumerate(zip(job.prompts, job.seeds, strict=True))
-            ]
+            values = {column: np.full(len(job.prompts), NAN) for column in ALL_COLUMNS}
+            values.update({"ta": ta, **self._alignment(emb, dino, refs)})
+            records += _records(t, Kind.MULTI, name, job, values)
         return records
 
     @staticmethod
@@ -148,9 +130,24 @@ class Scorer:
                 "name": name,
                 "prompt": "",
                 "seed": -1,
-                **{column: NAN for column in (*COLUMNS, *OPTIONAL_COLUMNS)},
+                **{column: NAN for column in ALL_COLUMNS},
                 "ia": float(i),
                 "ia_shots": float(j),
             }
             for i, j in zip(ia, ia_shots, strict=True)
         ]
+
+
+def _records(t: int, kind: Kind, name: str, job: Job, values: dict[str, np.ndarray]) -> list[dict]:
+    """One score record per image of the job: its session, kind, name, prompt and seed, and every column."""
+    return [
+        {
+            "session": t,
+            "kind": kind.value,
+            "name": name,
+            "prompt": p,
+            "seed": s,
+            **{column: float(values[column][i]) for column in ALL_COLUMNS},
+        }
+        for i, (p, s) in enumerate(zip(job.prompts, job.seeds, strict=True))
+    ]

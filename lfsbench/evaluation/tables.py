@@ -63,6 +63,11 @@ def _paired_class_drop(now: pd.DataFrame, column: str = "ta") -> np.ndarray:
     return (paired[f"{column}_base"] - paired[column]).values
 
 
+def _drops(dino: bool) -> list[tuple[str, str]]:
+    """The IAD figures and the score column each is computed from (IAD_dino only where the run has DINO scores)."""
+    return [("IAD", "ia"), ("IAD_shots", "ia_shots")] + ([("IAD_dino", "ia_dino")] if dino else [])
+
+
 MEASURED = {  # the columns each record kind must have as numbers
     Kind.CONCEPT: ("ta", "ia", "ia_shots", "shot_distance"),
     Kind.CONTROL: ("ta", "ia", "ia_shots"),
@@ -124,9 +129,7 @@ def session_rows(
             rows.append(_row(t, name, CONCEPT, s, "IA_control", control.ia.values, n_boot))
             rows.append(_row(t, name, CONCEPT, s, "copy_rate_control", control.copied.values, n_boot))
         if s < t:
-            for metric, column in (("IAD", "ia"), ("IAD_shots", "ia_shots"), ("IAD_dino", "ia_dino"))[
-                : 3 if dino else 2
-            ]:
+            for metric, column in _drops(dino):
                 first, now = _first_and_now(history, group, [name], learned_in, column)
                 mean, lo, hi = F.bootstrap_drop(first, now, n_boot)
                 rows.append(
@@ -218,7 +221,7 @@ def session_figures(history: pd.DataFrame, t: int, learned_in: dict[str, int], n
     earlier = [c for c in concepts.name.unique() if learned_in[c] < t]
     if earlier:
         dino = concepts.ia_dino.notna().any()
-        for metric, column in (("IAD", "ia"), ("IAD_shots", "ia_shots"), ("IAD_dino", "ia_dino"))[: 3 if dino else 2]:
+        for metric, column in _drops(dino):
             first, last = _first_and_now(history, concepts, earlier, learned_in, column)
             mean, lo, hi = F.bootstrap_drop(first, last, n_boot)
             out[metric] = {"value": mean, "ci_low": lo, "ci_high": hi}
