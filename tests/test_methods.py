@@ -171,7 +171,9 @@ def test_dreambooth_class_images_come_from_the_base_model(tiny_weights):
     assert db.trainable_parameters() >= sum(p.numel() for p in base.unet.parameters())
 
 
-@pytest.mark.parametrize("name", ["naive", "custom-diffusion", "replay", "lfs", "dreambooth"])
+@pytest.mark.parametrize(
+    "name", ["naive", "custom-diffusion", "replay", "lfs", "dreambooth", "lora", "c-lora", "o-lora"]
+)
 def test_state_round_trips_through_safetensors(name, tiny_weights, tmp_path):
     """What the runner saves after a session restores a method that generates the same images (resume)."""
     settings = {"class_images": 2, "class_image_steps": 2} if name in ("custom-diffusion", "dreambooth") else {}
@@ -185,7 +187,9 @@ def test_state_round_trips_through_safetensors(name, tiny_weights, tmp_path):
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-@pytest.mark.parametrize("name", ["naive", "custom-diffusion", "dreambooth", "replay", "lfs"])
+@pytest.mark.parametrize(
+    "name", ["naive", "custom-diffusion", "dreambooth", "replay", "lfs", "lora", "c-lora", "o-lora"]
+)
 def test_every_method_runs_with_half_precision_weights(name, dtype, tiny_weights):
     """The GPU default is half-precision frozen weights; the CPU reproduces its dtype bugs (DreamBooth trained a float32
     UNet whose float32 latents met the half VAE). Two sessions (DFKD and the control run from the second), then
