@@ -6,6 +6,7 @@ are loaded by the same `Backbone.from_pretrained`; methods never see which one r
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -49,7 +50,7 @@ class Backbone:
         """
         device = torch.device(device) if device is not None else default_device()
         dtype = dtype or (torch.float16 if device.type == "cuda" else torch.float32)
-        from diffusers import DDIMScheduler, StableDiffusionPipeline
+        from diffusers import StableDiffusionPipeline
 
         folder = Path(folder)
         if not (folder / "model_index.json").is_file():
@@ -58,20 +59,36 @@ class Backbone:
                 "Point the backbone at a folder saved with `save_pretrained` (it holds model_index.json, unet/, "
                 "vae/, text_encoder/, tokenizer/ and scheduler/)."
             )
+        if "XL" in json.loads((folder / "model_index.json").read_text()).get("_class_name", ""):
+            from lfsbench.sdxl import SDXLBackbone
+
+            if cls is Backbone:
+                return SDXLBackbone.from_pretrained(folder, device, dtype, name)
         quiet_libraries()
-        pipe = StableDiffusionPipeline.from_pretrained(
-            folder, dtype=dtype, safety_checker=None, feature_extractor=None, requires_safety_checker=False
-        )
-        # DDIM with the settings that keep diffusers from warning (steps_offset=1, clip_sample=False).
+        pipeline_class = getattr(cls, "pipeline_class", StableDiffusionPipeline)
+        pipe = pipeline_class.from_pretrained(folder, **cls._loading_options(dtype))
+        return cls(cls._prepared(pipe, device), name or folder.name)
+
+    @staticmethod
+    def _loading_options(dtype) -> dict:
+        return {"dtype": dtype, "safety_checker": None, "feature_extractor": None, "requires_safety_checker": False}
+
+    @classmethod
+    def _prepared(cls, pipe, device):
+        """The loaded pipeline as every backbone runs it: DDIM (with the settings that keep diffusers from warning:
+        steps_offset=1, clip_sample=False), on the device, text encoders float32 (modifier-token rows are trained,
+        as diffusers' examples keep them), everything frozen and in eval mode."""
+        from diffusers import DDIMScheduler
+
         config = {**pipe.scheduler.config, "steps_offset": 1, "clip_sample": False, "set_alpha_to_one": False}
         pipe.scheduler = DDIMScheduler.from_config(config)
         pipe.to(device)
-        pipe.text_encoder.to(
-            torch.float32
-        )  # modifier-token rows are trained: keep them float32 (as diffusers' examples do)
-        for module in (pipe.unet, pipe.vae, pipe.text_encoder):
+        encoders = [m for m in (getattr(pipe, "text_encoder", None), getattr(pipe, "text_encoder_2", None)) if m]
+        for encoder in encoders:
+            encoder.to(torch.float32)
+        for module in (pipe.unet, pipe.vae, *encoders):
             module.requires_grad_(False).eval()
-        return cls(pipe, name or folder.name)
+        return pipe
 
     # ------------------------------------------------------------ components
 
@@ -90,6 +107,16 @@ class Backbone:
     @property
     def tokenizer(self):
         return self.pipeline.tokenizer
+
+    @property
+    def text_encoders(self) -> list:
+        """Every text encoder whose input embeddings hold the modifier tokens (SDXL has two), in order."""
+        return [self.pipeline.text_encoder]
+
+    @property
+    def tokenizers(self) -> list:
+        """The tokenizer of each of `text_encoders`."""
+        return [self.pipeline.tokenizer]
 
     @property
     def device(self) -> torch.device:

@@ -15,9 +15,11 @@ from lfsbench.training import (
     KVTrainingConfig,
     TrainingData,
     add_modifier_token,
+    final_loss,
     install_trainable_kv,
     kv_state,
     load_kv_state,
+    token_embeddings,
     train_kv_session,
 )
 
@@ -97,18 +99,25 @@ class TokenMethod(Method, ReportsSteps):
         return self.seed * 1000 + session.index
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        emb = self.backbone.text_encoder.get_input_embeddings().weight.detach()
-        return {f"token.{i:04d}.{tok}": emb[tid].clone() for i, (tok, tid) in enumerate(self.tokens.items())}
+        """Each token's rows: `token.0000.<new1>` in the first text encoder, `token_2.0000.<new1>` in SDXL's second."""
+        state = {}
+        for k, weight in enumerate(token_embeddings(self.backbone)):
+            prefix = "token" if k == 0 else f"token_{k + 1}"
+            for i, (tok, tid) in enumerate(self.tokens.items()):
+                state[f"{prefix}.{i:04d}.{tok}"] = weight.detach()[tid].clone()
+        return state
 
     def load_state_dict(self, state: dict[str, torch.Tensor]):
-        for key in sorted(k for k in state if k.startswith("token.")):
-            tok = key.split(".", 2)[2]
+        for key in sorted(k for k in state if k.startswith("token")):
+            prefix, _, tok = key.split(".", 2)
+            k = 0 if prefix == "token" else int(prefix.removeprefix("token_")) - 1
             self.tokens[tok] = add_modifier_token(self.backbone, tok, "a")
+            weights = token_embeddings(self.backbone)  # adding a token resizes the embeddings
             with torch.no_grad():
-                self.backbone.text_encoder.get_input_embeddings().weight[self.tokens[tok]] = state[key]
+                weights[k][self.tokens[tok]] = state[key]
 
     def trainable_parameters(self) -> int:
-        return len(self.tokens) * self.backbone.text_encoder.get_input_embeddings().weight.shape[1]
+        return len(self.tokens) * sum(weight.shape[1] for weight in token_embeddings(self.backbone))
 
 
 class KVTokenMethod(TokenMethod):
@@ -125,7 +134,7 @@ class KVTokenMethod(TokenMethod):
         c = self.config
         config = KVTrainingConfig(c.steps, c.batch_size, c.kv_lr, c.token_lr, seed=self.train_seed(session))
         losses = train_kv_session(self.backbone, sources, token_ids, config, extra_loss, progress=self.on_step)
-        return {"final_loss": float(sum(losses[-20:]) / max(1, len(losses[-20:])))}
+        return {"final_loss": final_loss(losses)}
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {**{f"kv.{k}": v for k, v in kv_state(self.backbone).items()}, **super().state_dict()}

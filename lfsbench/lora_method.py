@@ -22,7 +22,7 @@ from pydantic import Field
 
 from lfsbench.concepts import SessionView
 from lfsbench.kv_method import TokenConfig, TokenMethod
-from lfsbench.training import train_session
+from lfsbench.training import final_loss, train_session
 
 NEW, PAST = "lfsbench_new", "lfsbench_past"  # the peft adapter names
 
@@ -184,7 +184,7 @@ class LoRAMethod(TokenMethod):
             for p in trained:
                 p.requires_grad_(False)
         self._finish_session()
-        return {"final_loss": float(sum(losses[-20:]) / max(1, len(losses[-20:])))}
+        return {"final_loss": final_loss(losses)}
 
     # ------------------------------------------------------------ state
 

@@ -10,8 +10,8 @@ from lfsbench.evaluator import Evaluator
 
 
 def load_backbone(name: str, device=None) -> Backbone:
-    """'toy'; a diffusers Stable Diffusion folder; 'sd-random[:RES]' (SD 1.5 shapes, random weights);
-    or 'sd-v1-4', 'sd-v1-5', 'sd-v2-1-base', 'owner/name' from the local Hugging Face cache."""
+    """'toy'; a diffusers Stable Diffusion or SDXL folder; 'sd-random[:RES]' (SD 1.5 shapes, random weights);
+    or 'sd-v1-4', 'sd-v1-5', 'sd-v2-1-base', 'sdxl-base-1.0', 'owner/name' from the local Hugging Face cache."""
     from lfsbench import sd
 
     if name == "toy":

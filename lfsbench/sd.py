@@ -1,4 +1,5 @@
-"""Real Stable Diffusion backbones: named checkpoints from the local Hugging Face cache, and a random SD-shaped one.
+"""Real Stable Diffusion backbones (1.x, 2.x, XL): named checkpoints from the local Hugging Face cache, and a random
+SD-shaped one.
 
 Nothing here downloads: a checkpoint must already be in the local cache (or a folder), and a
 missing one is an error that gives the command to fetch it on a connected machine.
@@ -17,22 +18,26 @@ SD_REPOS = {
     "sd-v1-4": "CompVis/stable-diffusion-v1-4",
     "sd-v1-5": "stable-diffusion-v1-5/stable-diffusion-v1-5",
     "sd-v2-1-base": "stabilityai/stable-diffusion-2-1-base",
+    "sdxl-base-1.0": "stabilityai/stable-diffusion-xl-base-1.0",  # lfsbench/sdxl.py: two text encoders
 }
 SD_FILES = ["model_index.json", "scheduler/*", "tokenizer/*", "text_encoder/*", "unet/*", "vae/*"]
+SDXL_FILES = ["tokenizer_2/*", "text_encoder_2/*"]
 
 
 def load_cached(name: str, device=None) -> Backbone:
-    """`sd-v1-5` (or any `owner/name` repository) from the local Hugging Face cache."""
+    """`sd-v1-5`, `sdxl-base-1.0` (or any `owner/name` repository) from the local Hugging Face cache; an SDXL
+    checkpoint loads as `lfsbench.sdxl.SDXLBackbone`."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
     repo = SD_REPOS.get(name, name)
+    files = SD_FILES + (SDXL_FILES if "xl" in repo.lower() else [])
     try:
-        folder = snapshot_download(repo, local_files_only=True, allow_patterns=SD_FILES)
+        folder = snapshot_download(repo, local_files_only=True, allow_patterns=files)
     except (LocalEntryNotFoundError, FileNotFoundError, OSError, ValueError):
         raise LfsbenchError(
             f"Backbone {name!r} ({repo}) is not in the local Hugging Face cache and lfsbench never downloads. On a "
-            f"connected machine run: hf download {repo} {' '.join(repr(p) for p in SD_FILES)} (older huggingface_hub: "
+            f"connected machine run: hf download {repo} {' '.join(repr(p) for p in files)} (older huggingface_hub: "
             "huggingface-cli download ...), then copy the cache (~/.cache/huggingface/hub) here; or pass "
             "--backbone PATH "
             "to a folder saved with diffusers' save_pretrained."

@@ -24,45 +24,62 @@ from lfsbench.errors import LfsbenchError
 
 
 def add_modifier_token(backbone: Backbone, token: str, initializer: str) -> int:
-    """Add `token` to the tokenizer (as Custom Diffusion does) and initialise its embedding from `initializer`'s.
+    """Add `token` to every tokenizer (as Custom Diffusion does; SDXL has two) and initialise its embedding in each
+    text encoder from `initializer`'s.
 
-    Returns the token id. Adding a token that already exists returns its id unchanged.
+    Returns the token id (the same in every tokenizer). Adding a token that already exists returns its id unchanged.
     """
-    tokenizer, text_encoder = backbone.tokenizer, backbone.text_encoder
-    if token in tokenizer.get_vocab():
-        return tokenizer.convert_tokens_to_ids(token)
-    init_ids = tokenizer.encode(initializer, add_special_tokens=False)
-    if not init_ids:
+    ids = []
+    for tokenizer, text_encoder in zip(backbone.tokenizers, backbone.text_encoders, strict=True):
+        if token in tokenizer.get_vocab():
+            ids.append(tokenizer.convert_tokens_to_ids(token))
+            continue
+        init_ids = tokenizer.encode(initializer, add_special_tokens=False)
+        if not init_ids:
+            raise LfsbenchError(
+                f"The modifier token {token} would be initialised from {initializer!r}, which the tokenizer turns into "
+                "no token at all (its embedding would be NaN, and every metric with it). Set token_init to a word, "
+                "e.g. -o token_init=object, or to `class` (the concept's class noun)."
+            )
+        tokenizer.add_tokens([token])
+        token_id = tokenizer.convert_tokens_to_ids(token)
+        text_encoder.resize_token_embeddings(len(tokenizer))
+        with torch.no_grad():
+            weights = text_encoder.get_input_embeddings().weight
+            weights[token_id] = weights[init_ids].mean(0)
+        ids.append(token_id)
+    if len(set(ids)) != 1:
         raise LfsbenchError(
-            f"The modifier token {token} would be initialised from {initializer!r}, which the tokenizer turns into no "
-            "token at all (its embedding would be NaN, and every metric with it). Set token_init to a word, e.g. "
-            "-o token_init=object, or to `class` (the concept's class noun)."
+            f"The modifier token {token} got different ids in the backbone's tokenizers ({ids}): their vocabularies "
+            "differ, which lfsbench does not support (SDXL's two CLIP tokenizers share one)."
         )
-    tokenizer.add_tokens([token])
-    token_id = tokenizer.convert_tokens_to_ids(token)
-    text_encoder.resize_token_embeddings(len(tokenizer))
-    with torch.no_grad():
-        weights = text_encoder.get_input_embeddings().weight
-        weights[token_id] = weights[init_ids].mean(0)
-    return token_id
+    return ids[0]
+
+
+def token_embeddings(backbone: Backbone) -> list[torch.Tensor]:
+    """The input-embedding matrix of each text encoder (the rows of the modifier tokens live there)."""
+    return [encoder.get_input_embeddings().weight for encoder in backbone.text_encoders]
 
 
 class TokenEmbeddingTrainer:
-    """Makes only the given rows of the input embedding trainable (others get zero gradient, so Adam leaves them)."""
+    """Makes only the given rows of the input embeddings trainable (others get zero gradient, so Adam leaves them)."""
 
     def __init__(self, backbone: Backbone, token_ids: list[int]):
-        self.weight = backbone.text_encoder.get_input_embeddings().weight
+        self.weights = token_embeddings(backbone)
         self.token_ids = list(token_ids)
-        self.weight.requires_grad_(True)
+        for weight in self.weights:
+            weight.requires_grad_(True)
 
     def mask_gradient(self):
-        if self.weight.grad is not None:
-            keep = torch.zeros(self.weight.shape[0], 1, dtype=torch.bool, device=self.weight.device)
-            keep[self.token_ids] = True
-            self.weight.grad.mul_(keep)
+        for weight in self.weights:
+            if weight.grad is not None:
+                keep = torch.zeros(weight.shape[0], 1, dtype=torch.bool, device=weight.device)
+                keep[self.token_ids] = True
+                weight.grad.mul_(keep)
 
-    def rows(self) -> torch.Tensor:
-        return self.weight.detach()[self.token_ids].clone()
+    def stop(self):
+        for weight in self.weights:
+            weight.requires_grad_(False)
 
 
 # ---------------------------------------------------------------- cross-attention K/V
@@ -225,6 +242,12 @@ class TrainingData:
     weight: float = 1.0
 
 
+def final_loss(losses: list[float], last: int = 20) -> float:
+    """The session's final training loss as methods report it: the mean of the last `last` steps."""
+    tail = losses[-last:]
+    return float(sum(tail) / max(1, len(tail)))
+
+
 def train_kv_session(
     backbone: Backbone,
     sources: list[TrainingData],
@@ -276,10 +299,11 @@ def train_session(
     tokens = TokenEmbeddingTrainer(backbone, token_ids)
     groups = list(groups)
     if token_ids:
-        groups.append({"params": [tokens.weight], "lr": token_lr})
+        groups.append({"params": tokens.weights, "lr": token_lr})
     optimizer = torch.optim.AdamW(groups, weight_decay=0.0)
     encoded = [backbone.posterior(s.images) for s in sources]
-    backbone.text_encoder.train(False)
+    for encoder in backbone.text_encoders:
+        encoder.train(False)
     losses = []
     for step in range(steps):
         loss = torch.zeros((), device=backbone.device)
@@ -299,5 +323,5 @@ def train_session(
         losses.append(loss.item())
         if progress is not None:
             progress(step + 1, steps)
-    tokens.weight.requires_grad_(False)
+    tokens.stop()
     return losses

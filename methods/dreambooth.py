@@ -19,7 +19,7 @@ from pydantic import Field
 
 from lfsbench.kv_method import PriorConfig, TokenConfig, TokenMethod, load_named_tensors, named_tensors_state
 from lfsbench.method import METHODS
-from lfsbench.training import TrainingData, generate_class_images, train_session
+from lfsbench.training import TrainingData, final_loss, generate_class_images, token_embeddings, train_session
 
 
 class DreamBoothConfig(TokenConfig, PriorConfig):  # class images: per class, from the base model, once
@@ -83,10 +83,10 @@ class DreamBooth(TokenMethod):
         if not c.train_token:
             token_ids = []  # the token keeps its initial embedding
         trained = list(bb.unet.parameters())
-        groups = [{"params": trained, "lr": c.lr}]
-        if c.train_text_encoder:
-            embedding = bb.text_encoder.get_input_embeddings().weight
-            text_params = [p for p in bb.text_encoder.parameters() if p is not embedding]
+        groups = [{"params": list(trained), "lr": c.lr}]  # a copy: `trained` grows by the text encoders below
+        if c.train_text_encoder:  # every text encoder (SDXL: both), their token embeddings apart
+            embeddings = {id(w) for w in token_embeddings(bb)}
+            text_params = [p for e in bb.text_encoders for p in e.parameters() if id(p) not in embeddings]
             groups.append({"params": text_params, "lr": c.text_encoder_lr})
             trained += text_params
         for p in trained:
@@ -108,34 +108,38 @@ class DreamBooth(TokenMethod):
             bb.unet.eval()
             for p in trained:
                 p.requires_grad_(False)
-        return {"final_loss": float(sum(losses[-20:]) / max(1, len(losses[-20:])))}
+        return {"final_loss": final_loss(losses)}
 
     # ------------------------------------------------------------ state
 
     def state_dict(self):
         state = {f"unet.{k}": v for k, v in self.backbone.unet.state_dict().items()}
         if self.config.train_text_encoder:
-            state.update(
-                {
-                    f"text_encoder.{k}": v
-                    for k, v in self.backbone.text_encoder.state_dict().items()
-                    if "token_embedding" not in k
-                }
-            )
+            for name, encoder in self._text_encoders().items():
+                state.update({f"{name}.{k}": v for k, v in encoder.state_dict().items() if "token_embedding" not in k})
         return {**state, **named_tensors_state(self.class_image_bank), **super().state_dict()}
 
     def load_state_dict(self, state):
         super().load_state_dict(state)
         self.backbone.unet.load_state_dict({k[5:]: v for k, v in state.items() if k.startswith("unet.")})
-        text = {k[len("text_encoder.") :]: v for k, v in state.items() if k.startswith("text_encoder.")}
-        if text:
-            self.backbone.text_encoder.load_state_dict(text, strict=True)
+        for name, encoder in self._text_encoders().items():
+            text = {k[len(name) + 1 :]: v for k, v in state.items() if k.startswith(f"{name}.")}
+            if text:  # everything but the token embedding, whose rows the tokens restored above
+                missing, unexpected = encoder.load_state_dict(text, strict=False)
+                if unexpected or any("token_embedding" not in k for k in missing):
+                    raise ValueError(f"{name} in the saved state does not fit: {missing + unexpected}")
         self.class_image_bank.update(load_named_tensors(state))
+
+    def _text_encoders(self) -> dict:
+        """The text encoders by the prefix of their saved weights: text_encoder, and SDXL's text_encoder_2."""
+        return {
+            "text_encoder" if k == 0 else f"text_encoder_{k + 1}": e for k, e in enumerate(self.backbone.text_encoders)
+        }
 
     def trainable_parameters(self) -> int:
         n = sum(p.numel() for p in self.backbone.unet.parameters())
         if self.config.train_text_encoder:
-            n += sum(p.numel() for p in self.backbone.text_encoder.parameters())
+            n += sum(p.numel() for e in self.backbone.text_encoders for p in e.parameters())
         return n + super().trainable_parameters()
 
     def stored_bytes(self) -> int:

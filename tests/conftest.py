@@ -61,3 +61,41 @@ def tiny_dino(tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny_dino")
     ViTModel(config, add_pooling_layer=False).save_pretrained(out)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl(tmp_path_factory):
+    """A randomly initialised SDXL pipeline folder at 32 px: two CLIP text encoders (the second with projection), a
+    UNet with SDXL's added-time conditioning (text_time), as diffusers' own SDXL tests shape one, saved with
+    save_pretrained as an SDXL checkpoint is."""
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    from lfsbench.toy.models import write_clip_tokenizer
+
+    torch.manual_seed(0)
+    work = tmp_path_factory.mktemp("tiny_sdxl_parts")
+    tokenizer = write_clip_tokenizer(work / "tokenizer", 16)
+    text = CLIPTextConfig(
+        hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2, vocab_size=49408,
+        max_position_embeddings=16, projection_dim=32,
+    )  # fmt: skip
+    unet = UNet2DConditionModel(
+        sample_size=16, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(32, 64),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4), use_linear_projection=True, addition_embed_type="text_time",
+        addition_time_embed_dim=8, transformer_layers_per_block=(1, 2),
+        projection_class_embeddings_input_dim=6 * 8 + 32, cross_attention_dim=64,
+    )  # fmt: skip
+    vae = AutoencoderKL(
+        block_out_channels=(32, 64), in_channels=3, out_channels=3, latent_channels=4, sample_size=32,
+        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+    )  # fmt: skip
+    scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
+    pipe = StableDiffusionXLPipeline(
+        vae=vae, text_encoder=CLIPTextModel(text), text_encoder_2=CLIPTextModelWithProjection(text),
+        tokenizer=tokenizer, tokenizer_2=tokenizer, unet=unet, scheduler=scheduler,
+    )  # fmt: skip
+    out = tmp_path_factory.mktemp("tiny_sdxl")
+    pipe.save_pretrained(out)
+    return out
