@@ -60,18 +60,14 @@ class Backbone:
                 "vae/, text_encoder/, tokenizer/ and scheduler/)."
             )
         if "XL" in json.loads((folder / "model_index.json").read_text()).get("_class_name", ""):
-            from lfsbench.sdxl import SDXLBackbone
+            from lfsbench.sdxl import SDXLBackbone  # two text encoders and added-time conditioning
 
-            if cls is Backbone:
-                return SDXLBackbone.from_pretrained(folder, device, dtype, name)
+            return SDXLBackbone.from_pretrained(folder, device, dtype, name)
         quiet_libraries()
-        pipeline_class = getattr(cls, "pipeline_class", StableDiffusionPipeline)
-        pipe = pipeline_class.from_pretrained(folder, **cls._loading_options(dtype))
+        pipe = StableDiffusionPipeline.from_pretrained(
+            folder, dtype=dtype, safety_checker=None, feature_extractor=None, requires_safety_checker=False
+        )
         return cls(cls._prepared(pipe, device), name or folder.name)
-
-    @staticmethod
-    def _loading_options(dtype) -> dict:
-        return {"dtype": dtype, "safety_checker": None, "feature_extractor": None, "requires_safety_checker": False}
 
     @classmethod
     def _prepared(cls, pipe, device):

@@ -10,6 +10,7 @@ StableDiffusionXLPipeline (image-to-image: its Img2Img pipeline on the same comp
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -41,6 +42,7 @@ class SDXLBackbone(Backbone):
 
         from lfsbench.backbone import default_device
 
+        folder = Path(folder)
         device = torch.device(device) if device is not None else default_device()
         dtype = dtype or (torch.float16 if device.type == "cuda" else torch.float32)
         quiet_libraries()
