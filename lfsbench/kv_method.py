@@ -6,6 +6,8 @@ trains the whole UNet.
 
 from __future__ import annotations
 
+import re
+
 import torch
 from pydantic import Field
 
@@ -39,6 +41,9 @@ def load_named_tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
     """The {name: tensor} dict `named_tensors_state` wrote, in its order."""
     keys = sorted(k for k in state if k.startswith("class_images."))
     return {bytes(state[f"class_prompt.{k.split('.')[1]}"].tolist()).decode(): state[k] for k in keys}
+
+
+TOKEN_KEY = re.compile(r"token(_\d+)?\.")  # a token row in a saved state: token.0000.<new1>, SDXL's token_2.0000.<new1>
 
 
 class TokenConfig(MethodConfig):
@@ -108,7 +113,7 @@ class TokenMethod(Method, ReportsSteps):
         return state
 
     def load_state_dict(self, state: dict[str, torch.Tensor]):
-        for key in sorted(k for k in state if k.startswith("token")):
+        for key in sorted(k for k in state if TOKEN_KEY.match(k)):
             prefix, _, tok = key.split(".", 2)
             k = 0 if prefix == "token" else int(prefix.removeprefix("token_")) - 1
             self.tokens[tok] = add_modifier_token(self.backbone, tok, "a")
