@@ -32,6 +32,13 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def resolve_device_and_dtype(device=None, dtype=None) -> tuple[torch.device, torch.dtype]:
+    """The device a backbone loads onto (the GPU when there is one) and its frozen weights' dtype (float16 on a GPU,
+    float32 on the CPU, unless `dtype` says otherwise)."""
+    device = torch.device(device) if device is not None else default_device()
+    return device, dtype or (torch.float16 if device.type == "cuda" else torch.float32)
+
+
 class Backbone:
     """A Stable-Diffusion-shaped text-to-image model (tokenizer, text encoder, UNet, VAE, scheduler)."""
 
@@ -48,8 +55,7 @@ class Backbone:
         forward pass runs under `autocast`); on the CPU everything is float32 unless `dtype` says otherwise
         (the tests run every method with float16 and bfloat16 weights on the CPU).
         """
-        device = torch.device(device) if device is not None else default_device()
-        dtype = dtype or (torch.float16 if device.type == "cuda" else torch.float32)
+        device, dtype = resolve_device_and_dtype(device, dtype)
         from diffusers import StableDiffusionPipeline
 
         folder = Path(folder)

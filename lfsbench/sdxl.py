@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from lfsbench.backbone import Backbone, quiet_libraries
+from lfsbench.backbone import Backbone, quiet_libraries, resolve_device_and_dtype
 
 
 @dataclass
@@ -40,11 +40,8 @@ class SDXLBackbone(Backbone):
     def from_pretrained(cls, folder, device=None, dtype=None, name=None) -> SDXLBackbone:
         from diffusers import StableDiffusionXLPipeline
 
-        from lfsbench.backbone import default_device
-
         folder = Path(folder)
-        device = torch.device(device) if device is not None else default_device()
-        dtype = dtype or (torch.float16 if device.type == "cuda" else torch.float32)
+        device, dtype = resolve_device_and_dtype(device, dtype)
         quiet_libraries()
         pipe = StableDiffusionXLPipeline.from_pretrained(folder, dtype=dtype)
         backbone = cls(cls._prepared(pipe, device), name or folder.name)
@@ -56,7 +53,7 @@ class SDXLBackbone(Backbone):
     @property
     def weight_dtype(self) -> torch.dtype:
         """The frozen UNet's dtype as loaded (the VAE may have been upcast to float32)."""
-        return getattr(self, "_weight_dtype", self.unet.dtype)
+        return self._weight_dtype
 
     @property
     def text_encoders(self) -> list:
