@@ -7,6 +7,7 @@ are loaded by the same `Backbone.from_pretrained`; methods never see which one r
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -32,6 +33,16 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+# Evaluation samplers (protocol field evaluation.sampler): the name -> a diffusers scheduler class and the settings it
+# takes beside the backbone's noise schedule. DDIM is the standard; DPM-Solver++ (2nd order, multistep) reaches
+# comparable images in fewer steps, with different numbers (README, "Speed").
+SAMPLERS = {
+    "ddim": ("DDIMScheduler", {}),
+    "dpmsolver++": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 2}),
+}
+PRECISIONS = {"model": None, "bfloat16": torch.bfloat16}  # evaluation.precision -> the autocast dtype it forces
+
+
 def resolve_device_and_dtype(device=None, dtype=None) -> tuple[torch.device, torch.dtype]:
     """The device a backbone loads onto (the GPU when there is one) and its frozen weights' dtype (float16 on a GPU,
     float32 on the CPU, unless `dtype` says otherwise)."""
@@ -45,6 +56,7 @@ class Backbone:
     def __init__(self, pipeline, name: str = "backbone"):
         self.pipeline = pipeline
         self.name = name
+        self._forced_autocast: torch.dtype | None = None  # set inside `sampling(precision=...)`
         pipeline.set_progress_bar_config(disable=True)
 
     @classmethod
@@ -142,12 +154,35 @@ class Backbone:
     def autocast(self):
         """Mixed precision when the frozen weights are half precision (float16 or bfloat16), on any device: a method
         that trains float32 copies (K/V, a whole float32 UNet) meets half-precision weights inside one forward pass.
-        A no-op with float32 weights."""
+        A no-op with float32 weights, except inside `sampling(precision="bfloat16")`."""
         from contextlib import nullcontext
 
+        if self._forced_autocast is not None:
+            return torch.autocast(self.device.type, dtype=self._forced_autocast)
         if self.weight_dtype in (torch.float16, torch.bfloat16):
             return torch.autocast(self.device.type, dtype=self.weight_dtype)
         return nullcontext()
+
+    @contextmanager
+    def sampling(self, sampler: str = "ddim", precision: str = "model"):
+        """Generation inside this block uses `sampler` (a SAMPLERS name; the backbone's noise schedule) and, with
+        precision "bfloat16", bfloat16 autocast; both are restored after. The runner wraps evaluation in it; the
+        methods' own sampling (distillation's trajectories, in training) keeps DDIM at the model's precision."""
+        if sampler not in SAMPLERS:
+            raise LfsbenchError(f"Unknown sampler {sampler!r}; the samplers are {', '.join(SAMPLERS)}.")
+        if precision not in PRECISIONS:
+            raise LfsbenchError(f"Unknown precision {precision!r}; the choices are {', '.join(PRECISIONS)}.")
+        import diffusers
+
+        kept_scheduler, kept_autocast = self.pipeline.scheduler, self._forced_autocast
+        if sampler != "ddim":
+            cls, settings = SAMPLERS[sampler]
+            self.pipeline.scheduler = getattr(diffusers, cls).from_config(kept_scheduler.config, **settings)
+        self._forced_autocast = PRECISIONS[precision]
+        try:
+            yield self
+        finally:
+            self.pipeline.scheduler, self._forced_autocast = kept_scheduler, kept_autocast
 
     def tokenize(self, prompts: list[str]) -> torch.Tensor:
         tok = self.tokenizer
@@ -315,4 +350,5 @@ class Backbone:
                 vae_scale_factor=self.pipeline.vae_scale_factor, vae_latent_channels=self.vae.config.latent_channels
             )
             self._img2img_pipe.set_progress_bar_config(disable=True)
+        self._img2img_pipe.scheduler = self.pipeline.scheduler  # the sampler of the moment (`sampling`)
         return self._img2img_pipe

@@ -373,6 +373,59 @@ def ls(what: str = typer.Argument(..., help="methods or protocols")):
         raise LfsbenchError(f"`lfsbench ls {what}`: list 'methods' or 'protocols'.")
 
 
+@app.command("bench")
+@friendly_errors
+def bench_command(
+    method: list[str] = typer.Option([], "--method", "-m", help="Methods to time (repeat; default: every one)."),
+    protocol: str = typer.Option("toy", "--protocol", "-p", help="Protocol: its first concept, evaluation plan."),
+    backbone: str | None = typer.Option(None, help="Replace the protocol's backbone (e.g. sd-random:512 on a GPU)."),
+    steps: int = typer.Option(20, help="Training steps of each timed session."),
+    override: list[str] = typer.Option(
+        [], "--set", "-o", help="KEY=VALUE: a protocol field (evaluation.images_per_prompt=4, evaluation.steps=10)."
+    ),
+    output: Path = typer.Option(Path("runs/bench/bench.csv"), "--output", "-O", help="Where the CSV goes."),
+):
+    """Training steps, generated images and evaluator images per second, against diffusers' example-script loop."""
+    from lfsbench.bench import bench
+    from lfsbench.concepts import load_concepts
+    from lfsbench.method import all_methods, canonical_method
+    from lfsbench.models import load_backbone, load_evaluator
+    from lfsbench.protocol import load_protocol, parse_overrides
+
+    protocol_overrides, method_settings = parse_overrides(override + ([f"backbone={backbone}"] if backbone else []))
+    if method_settings:
+        raise LfsbenchError(
+            f"lfsbench bench times every method at its defaults (and --steps); {', '.join(method_settings)} is not a "
+            "protocol field. Give protocol fields only (e.g. -o evaluation.steps=10)."
+        )
+    proto = load_protocol(protocol, protocol_overrides)
+    methods = [canonical_method(m) for m in method] or [
+        name for name, cls, origin in all_methods() if cls is not None and origin == "built in"
+    ]
+    evaluator = load_evaluator(proto.evaluator)
+    first = load_backbone(proto.backbone)
+    concept = load_concepts(proto, resolution=first.resolution)[0]
+    del first
+    with console.status("timing") as status:
+        table = bench(methods, proto, lambda: load_backbone(proto.backbone), evaluator, concept, steps, status.update)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(output, index=False)
+    shown = Table(title=f"lfsbench bench: {proto.backbone} backbone, {table.threads.iloc[0]} torch threads")
+    for col in ("method", "stage", "lfsbench", "reference", "ratio", "unit"):
+        shown.add_column(col)
+    for row in table.itertuples():
+        shown.add_row(
+            row.method,
+            row.stage,
+            f"{row.lfsbench_per_s:.2f}",
+            f"{row.reference_per_s:.2f}",
+            f"{row.ratio:.2f}x",
+            row.unit,
+        )
+    console.print(shown)
+    console.print(f"written: {output}")
+
+
 @app.command("validate")
 @friendly_errors
 def validate(

@@ -53,8 +53,17 @@ class EvaluationPlan(_Strict):
     )
     images_per_prompt: int = Field(16, ge=1)
     max_prompts: int | None = Field(None, ge=1, description="use only the first N of a concept's prompts (quick runs)")
-    sampler: Literal["ddim"] = "ddim"
+    sampler: Literal["ddim", "dpmsolver++"] = Field(
+        "ddim",
+        description="the evaluation sampler (the base model's images too; training never samples with it): DDIM, "
+        "the standard, or DPM-Solver++ (2nd order), as good in fewer steps; changes the numbers (README, Speed)",
+    )
     steps: int = Field(25, ge=1)
+    precision: Literal["model", "bfloat16"] = Field(
+        "model",
+        description="evaluation generation at the model's precision (float32 on the CPU, float16 on a GPU) or under "
+        "bfloat16 autocast (the fast preset); training is never affected",
+    )
     guidance: float = Field(5.0, ge=0)
     seed: int = 0
     bootstrap: int = Field(1000, ge=100)

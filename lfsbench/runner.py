@@ -147,6 +147,10 @@ class Runner:
         by_name = {c.name: c for c in self.concepts}
         return [by_name[n] for n in names]
 
+    def _sampling(self):
+        """The protocol's evaluation sampler and precision, for the base model's images and every session's."""
+        return self.backbone.sampling(self.plan.sampler, self.plan.precision)
+
     def _generate(self, job: plan.Job) -> tuple[torch.Tensor, float]:
         """The method's images for a job, and the seconds they took."""
         t0 = time.time()
@@ -294,7 +298,8 @@ class Runner:
         tracker = self._tracker = Tracker(self.track, self.folder.path) if self.track else None
         if tracker:
             tracker.catch_up(done)
-        base_emb, drift_scale = self._base()
+        with self._sampling():
+            base_emb, drift_scale = self._base()
         for concept in self.concepts:  # the shots and the held-out references, for reports' image grids
             if not self.folder.shots_grid(concept.name).is_file():
                 save_grid(concept.images[:IMAGES_KEPT], self.folder.shots_grid(concept.name))
@@ -329,7 +334,8 @@ class Runner:
                 state_path = self.folder.state_file(t)
                 atomic_save_tensors({k: v.contiguous().cpu() for k, v in self.method.state_dict().items()}, state_path)
                 progress.update(task, description=f"{self.spec.method}: session {t} generates and scores")
-                scores, seconds = self._evaluate(t, base_emb)
+                with self._sampling():
+                    scores, seconds = self._evaluate(t, base_emb)
                 problem = tables.non_finite(scores)
                 if problem:
                     raise LfsbenchError(

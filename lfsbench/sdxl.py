@@ -86,4 +86,5 @@ class SDXLBackbone(Backbone):
 
             self._img2img_pipe = StableDiffusionXLImg2ImgPipeline(**self.pipeline.components)
             self._img2img_pipe.set_progress_bar_config(disable=True)
+        self._img2img_pipe.scheduler = self.pipeline.scheduler  # the sampler of the moment (`sampling`)
         return self._img2img_pipe

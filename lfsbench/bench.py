@@ -1,0 +1,147 @@
+"""`lfsbench bench`: how fast lfsbench trains, generates and scores, against the loop diffusers' example scripts run.
+
+Three stages, each timed in this process on the same backbone and images:
+- `train`: each method's first session (its `learn`, everything it does included: class images, in-context
+  contexts), as training steps per second; the reference is the training loop of diffusers'
+  `train_custom_diffusion.py` on the same data and parameters as `naive` (cross-attention K/V and the modifier token,
+  AdamW, the same batch size): the VAE encodes the batch's images and the text encoder its prompts inside every step.
+- `generate`: evaluation images per second as the runner makes them (one batch plan over every prompt and seed of a
+  concept) against one pipeline call per prompt (`num_images_per_prompt`, as the example scripts' validation does).
+- `evaluate`: evaluator images per second as the scorer embeds them (large batches) against one image at a time
+  (CustomConcept101's `evaluate.py` opens and embeds each image on its own).
+
+The ratio is lfsbench's rate over the reference's. A method that does more work per step than naive (replay's memory,
+prior preservation, distillation) shows that work in its ratio; `naive` is the like-for-like comparison.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pandas as pd
+import torch
+
+from lfsbench.backbone import Backbone
+from lfsbench.concepts import Concept, session_view
+from lfsbench.evaluation import plan
+from lfsbench.protocol import Protocol
+
+STAGES = ("train", "generate", "evaluate")
+
+
+def _timed(work: Callable[[], object]) -> float:
+    t0 = time.perf_counter()
+    work()
+    return time.perf_counter() - t0
+
+
+def reference_training(backbone: Backbone, concept: Concept, prompt: str, steps: int, batch_size: int, config) -> None:
+    """diffusers' `train_custom_diffusion.py` loop on naive's parameters: VAE and text encoding inside every step."""
+    from lfsbench import training
+
+    token_ids = [training.add_modifier_token(backbone, concept.token, concept.class_noun)]
+    kv = training.install_trainable_kv(backbone)
+    tokens = training.TokenEmbeddingTrainer(backbone, token_ids)
+    optimizer = torch.optim.AdamW(
+        [{"params": kv, "lr": config.kv_lr}, {"params": tokens.weights, "lr": config.token_lr}], weight_decay=0.0
+    )
+    generator = torch.Generator(backbone.device).manual_seed(0)
+    images = concept.images.to(backbone.device)
+    for _ in range(steps):
+        idx = torch.randint(0, len(images), (batch_size,), generator=generator, device=backbone.device)
+        with backbone.autocast():
+            latents = backbone.encode_images(images[idx], generator)  # the VAE, every step
+            context = backbone.encode_prompts([prompt] * batch_size)  # the text encoder, every step
+            loss = training.noise_prediction_loss(backbone, latents, context, generator)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        tokens.mask_gradient()
+        optimizer.step()
+    tokens.stop()
+    for p in kv:
+        p.requires_grad_(False)
+
+
+def reference_generation(backbone: Backbone, job: plan.Job, steps: int, guidance: float, per_prompt: int) -> None:
+    """One pipeline call per prompt, `per_prompt` images each, one generator per image."""
+    for start in range(0, len(job.prompts), per_prompt):
+        seeds = job.seeds[start : start + per_prompt]
+        with backbone.autocast():
+            backbone.pipeline(
+                job.prompts[start],
+                height=backbone.resolution,
+                width=backbone.resolution,
+                num_images_per_prompt=len(seeds),
+                num_inference_steps=steps,
+                guidance_scale=guidance,
+                generator=[torch.Generator("cpu").manual_seed(s) for s in seeds],
+                output_type="pt",
+            )
+
+
+def bench(
+    methods: list[str],
+    protocol: Protocol,
+    load_backbone: Callable[[], Backbone],
+    evaluator,
+    concept: Concept,
+    steps: int = 20,
+    progress: Callable[[str], None] = lambda what: None,
+) -> pd.DataFrame:
+    """One row per (method or "all", stage): lfsbench's rate, the reference's, their ratio, and the unit.
+
+    `load_backbone` returns a fresh backbone (methods change the one they train). `concept` is what every method
+    learns (the protocol's first, usually). `steps` is the training budget of each timed session.
+    """
+    from lfsbench.method import create_method, preset_for
+
+    rows = []
+    evaluation = protocol.evaluation
+    per_prompt = evaluation.images_per_prompt
+    job = plan.concept_job(protocol, concept)
+    view = session_view(0, [concept], protocol.training_prompt)
+
+    progress("training: the reference loop")
+    backbone = load_backbone()
+    naive_config = create_method("naive", {"steps": steps}, preset_for(protocol.backbone)).config
+    reference_s = _timed(
+        lambda: reference_training(
+            backbone, concept, view.concepts[0].training_prompt, steps, naive_config.batch_size, naive_config
+        )
+    )
+    for name in methods:
+        progress(f"training: {name}")
+        method = create_method(name, {"steps": steps}, preset_for(protocol.backbone))
+        method.setup(load_backbone(), seed=0)
+        if hasattr(method, "use_evaluator"):
+            method.use_evaluator(evaluator)
+        seconds = _timed(lambda m=method: m.learn(view))
+        rows.append(_row(name, "train", steps / seconds, steps / reference_s, "training steps/s"))
+
+    progress("generating")
+    backbone = load_backbone()
+    n = len(job.prompts)
+    with backbone.sampling(evaluation.sampler, evaluation.precision):  # both sides: the protocol's sampler and steps
+        ours = _timed(lambda: backbone.generate(job.prompts, job.seeds, evaluation.steps, evaluation.guidance))
+        theirs = _timed(lambda: reference_generation(backbone, job, evaluation.steps, evaluation.guidance, per_prompt))
+    rows.append(_row("all", "generate", n / ours, n / theirs, "images/s"))
+
+    progress("scoring")
+    images = torch.rand(n, 3, backbone.resolution, backbone.resolution, generator=torch.Generator().manual_seed(0))
+    ours = _timed(lambda: evaluator.encode_images(images))
+    theirs = _timed(lambda: [evaluator.encode_images(images[i : i + 1]) for i in range(n)])
+    rows.append(_row("all", "evaluate", n / ours, n / theirs, "images/s"))
+    return pd.DataFrame(rows)
+
+
+def _row(method: str, stage: str, ours: float, reference: float, unit: str) -> dict:
+    return {
+        "method": method,
+        "stage": stage,
+        "lfsbench_per_s": ours,
+        "reference_per_s": reference,
+        "ratio": ours / reference,
+        "unit": unit,
+        "threads": torch.get_num_threads(),
+    }

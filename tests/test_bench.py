@@ -1,0 +1,83 @@
+"""`lfsbench bench`: lfsbench's training, generation and scoring rates against diffusers' example-script loop.
+
+Ratios only: no timing threshold (the machine decides those); what is checked is that every stage is timed, that the
+reference loop really trains, and that the command writes its CSV.
+"""
+
+import math
+
+import pandas as pd
+import torch
+from conftest import invoke
+
+from lfsbench import training
+from lfsbench.bench import bench, reference_training
+from lfsbench.concepts import load_concepts
+from lfsbench.method import create_method
+from lfsbench.protocol import load_protocol
+from lfsbench.toy import load_toy_backbone, load_toy_evaluator
+
+SMALL = {"evaluation": {"images_per_prompt": 2, "steps": 2, "max_prompts": 2}}
+
+
+def test_bench_times_every_stage_against_the_reference(tiny_weights):
+    protocol = load_protocol("toy", SMALL)
+    backbone = load_toy_backbone(weights=tiny_weights)
+    concept = load_concepts(protocol, resolution=backbone.resolution)[0]
+    table = bench(
+        ["naive", "lfs", "lora"],
+        protocol,
+        lambda: load_toy_backbone(weights=tiny_weights),
+        load_toy_evaluator(weights=tiny_weights),
+        concept,
+        steps=2,
+    )
+    assert list(zip(table.method, table.stage, strict=True)) == [
+        ("naive", "train"),
+        ("lfs", "train"),
+        ("lora", "train"),
+        ("all", "generate"),
+        ("all", "evaluate"),
+    ]
+    for column in ("lfsbench_per_s", "reference_per_s", "ratio"):
+        assert all(math.isfinite(v) and v > 0 for v in table[column])
+    assert table.ratio.tolist() == (table.lfsbench_per_s / table.reference_per_s).tolist()
+
+
+def test_reference_loop_trains_naives_parameters(tiny_weights):
+    """The reference is a real training loop on K/V and the modifier token (not an empty one to beat)."""
+    protocol = load_protocol("toy", SMALL)
+    trained, untouched = load_toy_backbone(weights=tiny_weights), load_toy_backbone(weights=tiny_weights)
+    concept = load_concepts(protocol, resolution=trained.resolution)[0]
+    reference_training(trained, concept, f"a {concept.token} {concept.class_noun}", 2, 2, create_method("naive").config)
+    token = training.add_modifier_token(untouched, concept.token, concept.class_noun)
+    training.install_trainable_kv(untouched)
+    start, end = training.kv_state(untouched), training.kv_state(trained)
+    assert start.keys() == end.keys() and any(not torch.equal(start[k], end[k]) for k in start)
+    rows = [training.token_embeddings(b)[0][token] for b in (untouched, trained)]
+    assert not torch.equal(*rows)
+
+
+def test_bench_command_writes_its_csv(tmp_path):
+    out = tmp_path / "bench.csv"
+    code, text = invoke(
+        "bench",
+        "-m",
+        "naive",
+        "--steps",
+        "2",
+        "-o",
+        "evaluation.images_per_prompt=1",
+        "-o",
+        "evaluation.steps=2",
+        "-o",
+        "evaluation.max_prompts=1",
+        "-O",
+        out,
+    )
+    assert code == 0, text
+    assert "written:" in text and out.is_file()
+    table = pd.read_csv(out)
+    assert set(table.stage) == {"train", "generate", "evaluate"} and (table.ratio > 0).all()
+    code, text = invoke("bench", "-o", "kv_lr=0.1", "-O", out)
+    assert code == 2 and "protocol field" in text
