@@ -151,12 +151,6 @@ class Runner:
         """The protocol's evaluation sampler and precision, for the base model's images and every session's."""
         return self.backbone.sampling(self.plan.sampler, self.plan.precision)
 
-    def _generate(self, job: plan.Job) -> tuple[torch.Tensor, float]:
-        """The method's images for a job, and the seconds they took."""
-        t0 = time.time()
-        images = self.method.generate(job.prompts, job.seeds, self.plan.steps, self.plan.guidance)
-        return self._scored_form(images), time.time() - t0
-
     def _scored_form(self, images: torch.Tensor) -> torch.Tensor:
         """Generated images as they are scored: with `evaluation.quantize`, rounded to 8 bits, as images written to
         PNG files and read back are (CustomConcept101's evaluate.py scores such files)."""
@@ -188,21 +182,40 @@ class Runner:
 
     # ------------------------------------------------------------ one session
 
+    def _generate_plan(self, jobs: list[plan.Job]) -> tuple[list[torch.Tensor], float]:
+        """Every job's images from one batch plan: the jobs' prompts and seeds back to back, the backbone's
+        `generation_batch` images per call to the method. Each image has its own generator, so it is the same
+        whatever else shares its batch (tests/test_sampling.py compares with one call per job). Returns each job's
+        images and the seconds taken."""
+        prompts = [p for job in jobs for p in job.prompts]
+        seeds = [s for job in jobs for s in job.seeds]
+        batch = self.backbone.generation_batch
+        t0, made = time.time(), []
+        self._on_generated(0, len(prompts))
+        for start in range(0, len(prompts), batch):
+            chunk = slice(start, start + batch)
+            made.append(self.method.generate(prompts[chunk], seeds[chunk], self.plan.steps, self.plan.guidance))
+            self._on_generated(min(start + batch, len(prompts)), len(prompts))
+        images = self._scored_form(torch.cat(made)) if made else torch.empty(0)
+        return list(images.split([len(job.prompts) for job in jobs])), time.time() - t0
+
     def _evaluate(self, t: int, base_emb: dict[str, torch.Tensor]) -> tuple[pd.DataFrame, dict[str, float]]:
         """Generate and score the session's evaluation plan (evaluation/plan.py); returns the per-image scores and
         the seconds spent generating and scoring."""
         learned = plan.evaluated_concepts(self.protocol, self.concepts, t)
         nouns = plan.classes_of(learned)
         pairs = plan.evaluated_pairs(self.protocol, self.pairs, t)
-        gen_s = eval_s = 0.0
+        class_jobs = [plan.class_job(self.protocol, noun, self.concepts) for noun in nouns]
+        concept_jobs = [plan.concept_job(self.protocol, concept) for concept in learned]
+        multi_jobs = [plan.multi_job(self.protocol, pair) for pair in pairs]
+        generated, gen_s = self._generate_plan(class_jobs + concept_jobs + multi_jobs)
+        class_images = generated[: len(class_jobs)]
+        concept_images = generated[len(class_jobs) : len(class_jobs) + len(concept_jobs)]
+        multi_images = generated[len(class_jobs) + len(concept_jobs) :]
+        eval_s = 0.0
         records = []
         class_emb = {}
-        total = len(nouns) + len(learned) + len(pairs)
-        self._on_generated(0, total)
-        for noun in nouns:
-            job = plan.class_job(self.protocol, noun, self.concepts)
-            images, seconds = self._generate(job)
-            gen_s += seconds
+        for noun, job, images in zip(nouns, class_jobs, class_images, strict=True):
             t0 = time.time()
             class_emb[noun] = self.scorer.embed(images)
             records += self.scorer.score(t, job, class_emb[noun], base=base_emb[noun])
@@ -211,11 +224,7 @@ class Runner:
             records += self.scorer.score(t, base_job, base_emb[noun])
             eval_s += time.time() - t0
             save_grid(images[:IMAGES_KEPT], self.folder.class_grid(t, noun))
-            self._on_generated(len(class_emb), total)
-        for i, concept in enumerate(learned):
-            job = plan.concept_job(self.protocol, concept)
-            images, seconds = self._generate(job)
-            gen_s += seconds
+        for concept, job, images in zip(learned, concept_jobs, concept_images, strict=True):
             t0 = time.time()
             refs = self.scorer.concept(concept)
             records += self.scorer.score(t, job, self.scorer.embed(images), concept=refs, images=images)
@@ -227,25 +236,20 @@ class Runner:
             t0 = time.time()
             # the bare class prompt's images against this concept's references: from the base model (the bar that
             # learning must clear) and from the current model (high when the concept leaks into its class)
-            for kind, class_images in (
+            for kind, class_images_emb in (
                 (Kind.BASE_CLASS_FOR_CONCEPT, base_emb[concept.class_noun]),
                 (Kind.CLASS_FOR_CONCEPT, class_emb[concept.class_noun]),
             ):
-                records += self.scorer.alignment(t, kind, concept.name, class_images, refs)
+                records += self.scorer.alignment(t, kind, concept.name, class_images_emb, refs)
             eval_s += time.time() - t0
             save_grid(images[:IMAGES_KEPT], self.folder.concept_grid(t, concept.name))
             self._save_copies(images[:IMAGES_KEPT], concept, refs, self.folder.copies_grid(t, concept.name))
-            self._on_generated(len(class_emb) + i + 1, total)
-        for i, pair in enumerate(pairs):  # prompts naming two learned concepts: does composition survive?
-            job = plan.multi_job(self.protocol, pair)
-            images, seconds = self._generate(job)
-            gen_s += seconds
+        for pair, job, images in zip(pairs, multi_jobs, multi_images, strict=True):  # does composition survive?
             t0 = time.time()
             members = {c.name: self.scorer.concept(c) for c in (pair.first, pair.second)}
             records += self.scorer.multi(t, job, self.scorer.embed(images), images, members)
             eval_s += time.time() - t0
             save_grid(images[:IMAGES_KEPT], self.folder.multi_grid(t, pair.first.name, pair.second.name))
-            self._on_generated(len(class_emb) + len(learned) + i + 1, total)
         return pd.DataFrame(records), {"generate_s": gen_s, "evaluate_s": eval_s}
 
     @staticmethod

@@ -1,4 +1,5 @@
-"""Evaluation's sampler and precision (protocol fields evaluation.sampler and evaluation.precision; the fast preset)."""
+"""Evaluation's fast paths: the sampler and precision (protocol fields evaluation.sampler, evaluation.precision) and
+the batch plan (a session's images generated in device-sized batches across jobs, the same numbers)."""
 
 import pytest
 import torch
@@ -84,3 +85,22 @@ def test_runner_evaluates_with_the_protocols_sampler_and_trains_with_ddim(tiny_w
     assert used and set(used) == {"DPMSolverMultistepScheduler"}
     assert type(runner.backbone.pipeline.scheduler).__name__ == "DDIMScheduler"
     assert runner.backbone._forced_autocast is None
+
+
+def test_batch_plan_gives_the_same_scores_whatever_the_batch(tiny_weights, tmp_path, monkeypatch):
+    """The runner generates a session's class, concept and pair images as one batch plan; chunks that split and mix
+    jobs (lfs: class prompts from noise beside concept prompts from stored contexts) score as one call per job."""
+    import pandas as pd
+
+    overrides = {"steps": 2, "batch_size": 2, "dfkd_steps": 2, "dfkd_batch_size": 1}
+    protocol = {"sessions": [["circle-1"], ["square-1"]], "evaluation": FAST["evaluation"]}
+    scores = {}
+    for batch in (3, 1000):
+        monkeypatch.setattr(Backbone, "generation_batch", property(lambda self, b=batch: b))
+        out = tmp_path / f"batch-{batch}"
+        make_runner(tiny_weights, out, "lfs", overrides, protocol).run()
+        scores[batch] = pd.read_csv(out / "scores" / "session_01.csv")
+    small, whole = scores[3], scores[1000]
+    assert len(small) == len(whole) and (small.kind == whole.kind).all()
+    numeric = small.select_dtypes("number").columns
+    pd.testing.assert_frame_equal(small[numeric], whole[numeric], atol=1e-5, rtol=0)
