@@ -209,25 +209,28 @@ class Runner:
         concept_jobs = [plan.concept_job(self.protocol, concept) for concept in learned]
         multi_jobs = [plan.multi_job(self.protocol, pair) for pair in pairs]
         generated, gen_s = self._generate_plan(class_jobs + concept_jobs + multi_jobs)
-        class_images = generated[: len(class_jobs)]
-        concept_images = generated[len(class_jobs) : len(class_jobs) + len(concept_jobs)]
-        multi_images = generated[len(class_jobs) + len(concept_jobs) :]
-        eval_s = 0.0
+        t0 = time.time()
+        embedded = self.scorer.embed(torch.cat(generated)).split([len(images) for images in generated])
+        eval_s = time.time() - t0
+        of_classes = slice(0, len(class_jobs))
+        of_concepts = slice(len(class_jobs), len(class_jobs) + len(concept_jobs))
+        of_pairs = slice(len(class_jobs) + len(concept_jobs), None)
         records = []
-        class_emb = {}
-        for noun, job, images in zip(nouns, class_jobs, class_images, strict=True):
+        class_emb = dict(zip(nouns, embedded[of_classes], strict=True))
+        for noun, job, images in zip(nouns, class_jobs, generated[of_classes], strict=True):
             t0 = time.time()
-            class_emb[noun] = self.scorer.embed(images)
             records += self.scorer.score(t, job, class_emb[noun], base=base_emb[noun])
             # the base model's images of the same prompts and seeds (embedded once per run): class TA and accuracy
             base_job = plan.class_job(self.protocol, noun, self.concepts, Kind.BASE_CLASS)
             records += self.scorer.score(t, base_job, base_emb[noun])
             eval_s += time.time() - t0
             save_grid(images[:IMAGES_KEPT], self.folder.class_grid(t, noun))
-        for concept, job, images in zip(learned, concept_jobs, concept_images, strict=True):
+        for concept, job, images, emb in zip(
+            learned, concept_jobs, generated[of_concepts], embedded[of_concepts], strict=True
+        ):
             t0 = time.time()
             refs = self.scorer.concept(concept)
-            records += self.scorer.score(t, job, self.scorer.embed(images), concept=refs, images=images)
+            records += self.scorer.score(t, job, emb, concept=refs, images=images)
             eval_s += time.time() - t0
             if isinstance(self.method, GeneratesControl):
                 control, seconds = self._control(t, concept, refs)
@@ -244,10 +247,11 @@ class Runner:
             eval_s += time.time() - t0
             save_grid(images[:IMAGES_KEPT], self.folder.concept_grid(t, concept.name))
             self._save_copies(images[:IMAGES_KEPT], concept, refs, self.folder.copies_grid(t, concept.name))
-        for pair, job, images in zip(pairs, multi_jobs, multi_images, strict=True):  # does composition survive?
+        # prompts naming two learned concepts: does composition survive?
+        for pair, job, images, emb in zip(pairs, multi_jobs, generated[of_pairs], embedded[of_pairs], strict=True):
             t0 = time.time()
             members = {c.name: self.scorer.concept(c) for c in (pair.first, pair.second)}
-            records += self.scorer.multi(t, job, self.scorer.embed(images), images, members)
+            records += self.scorer.multi(t, job, emb, images, members)
             eval_s += time.time() - t0
             save_grid(images[:IMAGES_KEPT], self.folder.multi_grid(t, pair.first.name, pair.second.name))
         return pd.DataFrame(records), {"generate_s": gen_s, "evaluate_s": eval_s}
