@@ -307,14 +307,15 @@ def method_source(name: str) -> dict | None:
 
 def all_methods() -> list[tuple[str, type[Method], str]]:
     """(name, class, where from) of the built-in methods and those installed packages add (entry points); a broken
-    installed method is listed with its error instead of stopping the listing."""
+    installed method, or one a built-in name shadows, is listed with None and why instead of stopping the listing."""
     _import_methods()
     listed = [(name, cls, "built in") for name, cls in METHODS.items()]
     for name, ep in sorted(_entry_points().items()):
-        if name in METHODS:
-            continue
         dist = ep.dist
         origin = f"{dist.name} {dist.version}" if dist else ep.value
+        if name in METHODS:  # listed, so that its author sees why `--method NAME` runs the built-in one
+            listed.append((name, None, f"{origin}: not used, the built-in method {name!r} has this name; rename it"))
+            continue
         try:
             listed.append((name, method_class(name), origin))
         except LfsbenchError as err:

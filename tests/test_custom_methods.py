@@ -187,6 +187,7 @@ def test_installed_package_adds_a_method_through_its_entry_point(tmp_path):
 
         [project.entry-points."lfsbench.methods"]
         ext-naive = "lfsbench_ext.methods:ExtNaive"
+        replay = "lfsbench_ext.methods:ExtNaive"
         """,
     )
     target = tmp_path / "site"
@@ -203,6 +204,9 @@ def test_installed_package_adds_a_method_through_its_entry_point(tmp_path):
     assert listed.returncode == 0, listed.stderr
     row = next(line for line in listed.stdout.splitlines() if "ext-naive" in line)
     assert "lfsbench-ext 0.3.1" in row and "naive, installed from another package" in row
+    # an installed method named like a built-in one is not used, and the listing says so
+    flat = " ".join(listed.stdout.replace("│", " ").split())  # the table's wrapped cells, read in order
+    assert "replay lfsbench-ext 0.3.1: not used, the built-in method 'replay' has this name; rename it" in flat
     sets = [arg for pair in TINY for arg in ("-o", pair)]
     ran = subprocess.run(
         [*cli, "run", "--method", "ext-naive", *sets, "--output", str(tmp_path / "run")],
