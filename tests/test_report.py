@@ -173,6 +173,24 @@ def test_report_over_concept_orders(runs, tiny_weights, tmp_path):
     assert "Concept order" in (tmp_path / "report" / "index.html").read_text()
 
 
+def test_report_compares_runs_sampled_differently_as_separate_settings(runs, tiny_weights, tmp_path):
+    """Runs that differ only in how evaluation samples (sampler, steps, precision) are one protocol to the report,
+    each sampling its own labelled setting (never one mean), with their paired differences."""
+    import shutil
+
+    shutil.copytree(runs / "naive-0", tmp_path / "naive-ddim")
+    fast = {**FAST, "evaluation": {**FAST["evaluation"], "sampler": "dpmsolver++", "steps": 2}}
+    tiny_run(tiny_weights, tmp_path / "naive-fast", "naive", 0, protocol=fast)
+    make_report([tmp_path], tmp_path / "report")
+    table = pd.read_csv(tmp_path / "report" / "summary.csv").set_index("setting")
+    standard, quick = f"{NAIVE} [ddim, 3 steps]", f"{NAIVE} [dpmsolver++, 2 steps]"
+    assert sorted(table.index) == sorted([standard, quick])
+    pairs = pd.read_csv(tmp_path / "report" / "pairs.csv")
+    assert {standard, quick} <= set(pairs.a) | set(pairs.b)
+    make_report([runs / "naive-0", runs / "naive-1"], tmp_path / "alone")  # one sampling: labels as before
+    assert list(pd.read_csv(tmp_path / "alone" / "summary.csv").setting) == [NAIVE]
+
+
 def test_report_refuses_to_average_seeds_that_stopped_at_different_sessions(runs, tmp_path):
     """A seed killed before its last session has a summary of an earlier session: averaging it with finished seeds
     would mix sessions, so the report names the runs and the fix."""

@@ -17,6 +17,7 @@ class Run:
     path: Path
     config: dict
     summary: dict
+    sampling_note: str = ""  # "dpmsolver++, 10 steps" where a report holds runs sampled differently (same_protocol)
 
     @property
     def method(self) -> str:
@@ -47,7 +48,15 @@ class Run:
     @property
     def label(self) -> str:
         """What distinguishes a study's cells: the setting, and the concept order where one was drawn."""
-        return self.setting if self.order_seed is None else f"{self.setting} [order {self.order_seed}]"
+        label = self.setting if self.order_seed is None else f"{self.setting} [order {self.order_seed}]"
+        return f"{label} [{self.sampling_note}]" if self.sampling_note else label
+
+    @property
+    def sampling(self) -> str:
+        """How the run's evaluation images were sampled: `ddim, 25 steps` (and `, bfloat16` under autocast)."""
+        plan = self.protocol["evaluation"]
+        precision = "" if plan["precision"] == "model" else f", {plan['precision']}"
+        return f"{plan['sampler']}, {plan['steps']} steps{precision}"
 
     @property
     def folder(self) -> RunFolder:
@@ -87,18 +96,25 @@ def find_runs(paths: list[Path]) -> list[Run]:
     return found
 
 
-def _unordered(protocol: dict) -> dict:
-    """A protocol without its concept order: runs of one protocol in different orders (order_seed) compare."""
-    rest = {k: v for k, v in protocol.items() if k not in ("order_seed", "sessions")}
-    return {**rest, "sessions": sorted(protocol["sessions"])}
+SAMPLING_FIELDS = ("sampler", "steps", "precision")  # of the evaluation plan: how images are drawn, not which
+
+
+def _comparable(protocol: dict) -> dict:
+    """A protocol without its concept order and its evaluation sampling: runs of one protocol in different orders
+    (order_seed), or sampled with different samplers, steps or precision, compare image by image (same prompts and
+    seeds, same training)."""
+    rest = {k: v for k, v in protocol.items() if k not in ("order_seed", "sessions", "evaluation")}
+    plan = {k: v for k, v in protocol["evaluation"].items() if k not in SAMPLING_FIELDS}
+    return {**rest, "evaluation": plan, "sessions": sorted(protocol["sessions"])}
 
 
 def same_protocol(runs: list[Run]) -> dict:
-    """The protocol all runs share (up to the concept order); runs of different protocols are not comparable, so
-    mixing them is refused."""
+    """The protocol all runs share (up to the concept order and the sampling); runs of different protocols are not
+    comparable, so mixing them is refused. Where the runs were sampled differently, every run's label says how
+    (`naive [dpmsolver++, 10 steps]`), so that no mean mixes them."""
     by_name: dict[str, list[Run]] = {}
     for run in runs:
-        by_name.setdefault(json.dumps(_unordered(run.protocol), sort_keys=True), []).append(run)
+        by_name.setdefault(json.dumps(_comparable(run.protocol), sort_keys=True), []).append(run)
     if len(by_name) > 1:
         described = "; ".join(
             f"{json.loads(k)['name']!r} ({len(v)} runs, e.g. {v[0].path})" for k, v in by_name.items()
@@ -107,6 +123,9 @@ def same_protocol(runs: list[Run]) -> dict:
             f"These runs use {len(by_name)} different protocols (or differently overridden ones): {described}. "
             "Their numbers are not comparable. Report each protocol separately (pass only its runs' folders)."
         )
+    if len({run.sampling for run in runs}) > 1:
+        for run in runs:
+            run.sampling_note = run.sampling
     return runs[0].protocol
 
 
