@@ -5,8 +5,9 @@ Three stages, each timed in this process on the same backbone and images:
   contexts), as training steps per second; the reference is the training loop of diffusers'
   `train_custom_diffusion.py` on the same data and parameters as `naive` (cross-attention K/V and the modifier token,
   AdamW, the same batch size): the VAE encodes the batch's images and the text encoder its prompts inside every step.
-- `generate`: evaluation images per second as the runner makes them (one batch plan over every prompt and seed of a
-  concept) against one pipeline call per prompt (`num_images_per_prompt`, as the example scripts' validation does).
+- `generate`: evaluation images per second as the runner makes them (a concept's prompts and seeds in
+  `Backbone.generation_batch`-sized calls) against one pipeline call per prompt (`num_images_per_prompt`, as the
+  example scripts' validation does), both with the protocol's sampler, steps and precision.
 - `evaluate`: evaluator images per second as the scorer embeds them (large batches) against one image at a time
   (CustomConcept101's `evaluate.py` opens and embeds each image on its own).
 
@@ -26,8 +27,6 @@ from lfsbench.backbone import Backbone
 from lfsbench.concepts import Concept, session_view
 from lfsbench.evaluation import plan
 from lfsbench.protocol import Protocol
-
-STAGES = ("train", "generate", "evaluate")
 
 
 def _timed(work: Callable[[], object]) -> float:
@@ -94,7 +93,7 @@ def bench(
     `load_backbone` returns a fresh backbone (methods change the one they train). `concept` is what every method
     learns (the protocol's first, usually). `steps` is the training budget of each timed session.
     """
-    from lfsbench.method import create_method, preset_for
+    from lfsbench.method import UsesEvaluator, create_method, preset_for
 
     rows = []
     evaluation = protocol.evaluation
@@ -114,7 +113,7 @@ def bench(
         progress(f"training: {name}")
         method = create_method(name, {"steps": steps}, preset_for(protocol.backbone))
         method.setup(load_backbone(), seed=0)
-        if hasattr(method, "use_evaluator"):
+        if isinstance(method, UsesEvaluator):
             method.use_evaluator(evaluator)
         seconds = _timed(lambda m=method: m.learn(view))
         rows.append(_row(name, "train", steps / seconds, steps / reference_s, "training steps/s"))

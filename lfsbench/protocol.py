@@ -56,13 +56,14 @@ class EvaluationPlan(_Strict):
     sampler: Literal["ddim", "dpmsolver++"] = Field(
         "ddim",
         description="the evaluation sampler (the base model's images too; training never samples with it): DDIM, "
-        "the standard, or DPM-Solver++ (2nd order), as good in fewer steps; changes the numbers (README, Speed)",
+        "the standard, or DPM-Solver++ (2nd order, made for fewer steps); changes the numbers (README, Speed)",
     )
     steps: int = Field(25, ge=1)
     precision: Literal["model", "bfloat16"] = Field(
         "model",
         description="evaluation generation at the model's precision (float32 on the CPU, float16 on a GPU) or under "
-        "bfloat16 autocast (the fast preset); training is never affected",
+        "bfloat16 autocast (fast on GPUs and CPUs with bfloat16 instructions, far slower without); training is never "
+        "affected",
     )
     guidance: float = Field(5.0, ge=0)
     seed: int = 0
