@@ -45,8 +45,9 @@ class LoRAConfig(TokenConfig):
     """Knobs of every LoRA method (toy defaults; Stable Diffusion: SD_LORA_PRESET)."""
 
     rank: int = Field(4, ge=1)
-    # the adapters' learning rate (the token rows keep token_lr); the toy default before its sweep: 3x the K/V rate, as
-    # LoRA trains at 10-20x a full fine-tune's rate in diffusers' scripts (1e-4 against 5e-6 and 1e-5)
+    # the adapters' learning rate (the token rows keep token_lr); toy: 3x the K/V rate, as LoRA trains at 10-20x a
+    # full fine-tune's rate in diffusers' scripts (1e-4 against 5e-6 and 1e-5). The equal-budget sweep on toy-tune
+    # (reports/sweeps/toy-tune-lora.yaml, docs/methods.md) kept it, and rank 4, for every LoRA method
     lr: float = Field(3e-3, ge=0)
     target: Literal["attention", "cross-kv"] = "attention"
 
