@@ -403,11 +403,14 @@ def bench_command(
         name for name, cls, origin in all_methods() if cls is not None and origin == "built in"
     ]
     evaluator = load_evaluator(proto.evaluator)
-    first = load_backbone(proto.backbone)
-    concept = load_concepts(proto, resolution=first.resolution)[0]
-    del first
+    loaded = [load_backbone(proto.backbone)]  # its resolution sizes the concept's images; bench uses it first
+    concept = load_concepts(proto, resolution=loaded[0].resolution)[0]
+
+    def fresh_backbone():
+        return loaded.pop() if loaded else load_backbone(proto.backbone)
+
     with console.status("timing") as status:
-        table = bench(methods, proto, lambda: load_backbone(proto.backbone), evaluator, concept, steps, status.update)
+        table = bench(methods, proto, fresh_backbone, evaluator, concept, steps, status.update)
     output.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(output, index=False)
     shown = Table(title=f"lfsbench bench: {proto.backbone} backbone, {table.threads.iloc[0]} torch threads")
