@@ -179,6 +179,36 @@ def report(
     console.print(f"report in [bold]{output}[/]: open {page}")
 
 
+@app.command("export")
+@friendly_errors
+def export(
+    runs: list[Path] = typer.Argument(..., help="Run folders, or folders that contain them (a study's)."),
+    output: Path = typer.Option(..., "--output", "-O", help="Folder the copies go to (the runs' layout is kept)."),
+    images: bool = typer.Option(
+        True, help="Keep the image grids (--no-images: numbers only, about a quarter the size)."
+    ),
+):
+    """Copy finished runs without their method states: every score, table and image, for reports, in a fraction of
+    the size (a study gathered from machines or sessions that share no disk; results to publish)."""
+    from lfsbench.report.runs import find_runs
+
+    exported, unfinished = [], []
+    for root in runs:
+        for run in find_runs([root]):
+            if not run.folder.is_finished(len(run.config["protocol"]["sessions"])):
+                unfinished.append(run.path)
+                continue
+            rel = Path(run.path.name) if run.path == Path(root) else run.path.relative_to(root)
+            exported.append(run.folder.export(output / rel, images))
+    for path in unfinished:
+        console.print(f"[yellow]not exported[/] {escape(str(path))}: not finished (rerun its command to finish it)")
+    if not exported:
+        raise LfsbenchError(f"No finished runs under {', '.join(map(str, runs))}: nothing was exported.")
+    size = sum(f.stat().st_size for path in exported for f in path.rglob("*") if f.is_file())
+    left_out = "no method states" + ("" if images else ", no images")
+    console.print(f"{len(exported)} runs exported to [bold]{output}[/] ({size / 1e6:.1f} MB, {left_out})")
+
+
 @app.command("check")
 @friendly_errors
 def check(

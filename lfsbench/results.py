@@ -13,6 +13,7 @@ code that names runs (a report's settings, the default folders of `lfsbench run`
       sessions/session_XX.csv  one row per concept or class and metric, with its 95% interval
       images/session_XX/NAME.png, class_NOUN.png, control_NAME.png  a few generated images per concept and class
       cost.csv, ta_matrix.csv, ia_matrix.csv, summary.json, summary.csv
+      exported.json          only in a copy made by `lfsbench export`: it has no state/, so it reports but never resumes
 """
 
 from __future__ import annotations
@@ -158,6 +159,10 @@ class RunFolder:
     def summary_file(self) -> Path:
         return self.path / "summary.json"
 
+    @property
+    def exported_file(self) -> Path:
+        return self.path / "exported.json"
+
     def matrix_csv(self, metric: str) -> Path:
         """ta_matrix.csv, ia_matrix.csv."""
         return self.path / f"{metric.lower()}_matrix.csv"
@@ -213,6 +218,10 @@ class RunFolder:
     def has_summary(self) -> bool:
         return self.summary_file.is_file()
 
+    def is_exported(self) -> bool:
+        """A copy made by `lfsbench export`: every result but the method's states (it reports, it never resumes)."""
+        return self.exported_file.is_file()
+
     def _read_json(self, f: Path, what: str) -> dict:
         try:
             data = json.loads(f.read_text())
@@ -250,6 +259,12 @@ class RunFolder:
 
     def claim(self, config: dict, device: str):
         """Start a new run here, or confirm that the folder holds this same run (then it resumes)."""
+        if self.is_exported():
+            raise LfsbenchError(
+                f"{self.path} is a run exported without its method states (`lfsbench export`, see its "
+                f"{self.exported_file.name}): it can be reported and checked, never resumed or run again. Nothing was "
+                "changed. Run into another folder with --output, or resume the original run it was exported from."
+            )
         existing = self.config()
         if existing is not None and "references" not in existing.get("protocol", {}):
             raise self._older_run()
@@ -299,11 +314,13 @@ class RunFolder:
 
     def finished_sessions(self) -> list[int]:
         """The sessions 0..k whose results are complete: its session CSV (the last thing a session writes), its
-        scores and a readable state, for each of them. Resume continues after k; anything after the first gap was
-        left by another history (a deleted or damaged file) and is redone, never mixed in."""
+        scores and a readable state (an exported run has none: there, its CSVs), for each of them. Resume continues
+        after k; anything after the first gap was left by another history (a deleted or damaged file) and is redone,
+        never mixed in."""
         done = []
         t = 0
-        while self.session_csv(t).is_file() and self.scores_csv(t).is_file() and self.state_readable(t):
+        exported = self.is_exported()
+        while self.session_csv(t).is_file() and self.scores_csv(t).is_file() and (exported or self.state_readable(t)):
             done.append(t)
             t += 1
         return done
@@ -380,6 +397,55 @@ class RunFolder:
     def matrix(self, metric: str) -> pd.DataFrame:
         """metric[t][c] as written after the last finished session (index: session)."""
         return pd.read_csv(self.matrix_csv(metric)).set_index("session")
+
+    # ------------------------------------------------------------ export
+
+    def export(self, dest: Path, images: bool = True) -> Path:
+        """Copy this finished run to `dest` without its method states (state/, the bulk of a run: 17 MB a session
+        for dreambooth on toy) or its lock, and mark the copy with exported.json. The copy holds every score, table,
+        image grid and cost figure, so `lfsbench report`, `check` and `track` read it as they read the run; it
+        cannot be resumed. A study split over machines or sessions that do not share a disk gathers its runs
+        this way. `images=False` also leaves out the image grids (images/ and base/'s PNGs, most of what remains:
+        about 1.2 of 1.6 MB for a full toy run); reports of such a copy have every number and no image figures."""
+        import shutil
+
+        config = self.config()
+        sessions = len(config["protocol"]["sessions"]) if config else 0
+        if not self.is_finished(sessions):
+            raise LfsbenchError(
+                f"{self.path} has not finished its {sessions} sessions, so it is not exported (an exported run "
+                "cannot resume). Finish it first: run the same command again, which resumes it."
+            )
+        target = RunFolder(dest)
+        if target.path.exists() and any(target.path.iterdir()):
+            if not target.is_exported() or target.current_config() != self.current_config():
+                raise LfsbenchError(
+                    f"{target.path} exists and is not an export of this run ({self.path}). Nothing was changed. "
+                    "Export into another folder, or delete that one."
+                )
+            shutil.rmtree(target.path)  # an earlier export of the same run: replaced by this one
+        tmp = _temporary(target.path)
+        left_out = ["state/: the method's state after each session (needed only to resume)"]
+        top, patterns = {"state"}, [".lock", ".*.tmp"]
+        if not images:
+            left_out.append("images/ and every other .png: the image grids")
+            top.add("images")
+            patterns.append("*.png")
+        skip = shutil.ignore_patterns(*patterns)
+
+        def ignored(folder: str, names: list[str]) -> set[str]:
+            return {*skip(folder, names), *(top & set(names) if Path(folder) == self.path else ())}
+
+        shutil.copytree(self.path, tmp, ignore=ignored)
+        marker = {
+            "source": str(self.path.resolve()),
+            "exported": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "sessions": sessions,
+            "left_out": left_out,
+        }
+        atomic_write_text(RunFolder(tmp).exported_file, json.dumps(marker, indent=2))
+        os.replace(tmp, target.path)
+        return target.path
 
     # ------------------------------------------------------------ lock
 

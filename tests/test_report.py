@@ -86,6 +86,53 @@ def test_report_files_and_tables_match_the_runs(runs, tmp_path):
     assert not (tmp_path / "report" / "sweeps.csv").exists()  # no knob takes three values here
 
 
+def test_exported_runs_report_as_the_runs_do_and_never_resume(runs, tiny_weights, tmp_path):
+    """`lfsbench export` copies finished runs without state/: the report of the copies equals the report of the
+    runs, an unfinished run is not exported, and the copy refuses to be resumed."""
+    import shutil
+
+    partial = tmp_path / "study" / "naive-2"
+    shutil.copytree(runs / "naive-1", partial)
+    shutil.rmtree(partial / "state")  # a run stopped before its first state was kept: not finished
+    for name in ("naive-0", "lfs-0"):
+        shutil.copytree(runs / name, tmp_path / "study" / name)
+    code, out = invoke("export", tmp_path / "study", runs / "naive-1", "-O", tmp_path / "export")
+    assert code == 0, out
+    assert "3 runs exported" in out and "not exported" in out and "naive-2" in out
+    exported = tmp_path / "export"
+    assert sorted(p.name for p in exported.iterdir()) == ["lfs-0", "naive-0", "naive-1"]
+    for name in ("lfs-0", "naive-0", "naive-1"):
+        assert not (exported / name / "state").exists() and (exported / name / "exported.json").is_file()
+        assert (exported / name / "scores").is_dir() and (exported / name / "images").is_dir()
+    size = sum(f.stat().st_size for f in exported.rglob("*") if f.is_file())
+    assert size < sum(f.stat().st_size for n in ("naive-0", "naive-1", "lfs-0") for f in (runs / n).rglob("*"))
+
+    make_report([runs], tmp_path / "a")
+    make_report([exported], tmp_path / "b")
+    for name in ("summary.csv", "curves.csv", "pairs.csv"):
+        pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "a" / name), pd.read_csv(tmp_path / "b" / name))
+
+    code, out = invoke("export", runs, "--no-images", "-O", tmp_path / "numbers")
+    assert code == 0 and "no images" in out, out
+    assert not list((tmp_path / "numbers").rglob("*.png")) and not list((tmp_path / "numbers").rglob("images"))
+    page = make_report([tmp_path / "numbers"], tmp_path / "c")
+    pd.testing.assert_frame_equal(
+        pd.read_csv(tmp_path / "a" / "summary.csv"), pd.read_csv(tmp_path / "c" / "summary.csv")
+    )
+    assert not list((tmp_path / "c").glob("images_*.png")) and "No images kept for" in page.read_text()
+
+    again, out = invoke("export", runs / "naive-0", "-O", exported)  # replacing its own earlier export: allowed
+    assert again == 0 and "1 runs exported" in out, out
+    assert sorted(p.name for p in exported.iterdir()) == ["lfs-0", "naive-0", "naive-1"]
+    shutil.copytree(runs / "lfs-0", tmp_path / "other" / "naive-0")  # another run under an exported run's name
+    clash, out = invoke("export", tmp_path / "other", "-O", exported)
+    assert clash == 2 and "is not an export of this run" in out
+    assert json.loads((exported / "naive-0" / "config.json").read_text())["method"] == "naive"
+    with pytest.raises(LfsbenchError, match="exported without its method states"):
+        tiny_run(tiny_weights, exported / "naive-0", "naive", 0)
+    assert not (exported / "naive-0" / "state").exists()
+
+
 def test_knob_sweep_table_and_figure(runs, tiny_weights, tmp_path):
     """Settings that differ in one knob only (three values) make a sweep, with the summary's numbers, in value order."""
     for strength in (1.0, 0.8):

@@ -87,6 +87,8 @@ def make_report(paths: list[Path], out: Path, concepts: list[str] | None = None)
             aggregate.ia_matrix(members), f"IA matrix: {label}", out / f"ia_matrix_{slug(label)}.png"
         )
         first = min(members, key=lambda r: r.seed)
+        if not first.folder.sessions_with_images(chosen, sessions):
+            continue  # exported without its images (`lfsbench export --no-images`): the page says so
         figures[f"images_{label}"] = plots.image_grid(
             first.folder,
             chosen,

@@ -253,6 +253,14 @@ def page(
     ]
     parts.append("</div>")
     parts.append("<h2>Images</h2>")
+    shown = {k[len("images_") :] for k in figures if k.startswith("images_")}
+    without = sorted({r.label for r in runs} - shown)
+    if without:
+        parts.append(
+            "<p class='note'>No images kept for "
+            + htmllib.escape(", ".join(without))
+            + " (runs exported with <code>lfsbench export --no-images</code>: every number, no image grids).</p>"
+        )
     parts += [
         _img(p, f"shots and generated images after each session: {k[len('images_') :]}")
         for k, p in figures.items()
