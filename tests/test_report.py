@@ -327,6 +327,18 @@ def test_study_runs_cells_once(tiny_weights, tmp_path, monkeypatch):
     table = pd.read_csv(tmp_path / "study" / "report" / "summary.csv")
     assert len(table) == 2 and (tmp_path / "study" / "report" / "index.html").is_file()
 
+    # a study gathered on another disk: its runs exported, brought back, count as finished and are not run again
+    import shutil
+
+    code, output = invoke("export", tmp_path / "study", "--no-images", "-O", tmp_path / "kept")
+    assert code == 0 and "2 runs exported" in output, output
+    shutil.rmtree(tmp_path / "study")
+    shutil.copytree(tmp_path / "kept", tmp_path / "study")
+    code, output = invoke("study", path)
+    assert code == 0 and len(started) == 2, output
+    again = pd.read_csv(tmp_path / "study" / "report" / "summary.csv")
+    pd.testing.assert_frame_equal(table, again)
+
 
 def _tiny_runner_init(weights):
     original = Runner.__init__
