@@ -9,6 +9,10 @@ class LfsbenchError(Exception):
     """A user-facing error; the CLI prints its message without a traceback and exits non-zero."""
 
 
+class RunFolderBusy(LfsbenchError):
+    """A run folder that another process is writing (its lock is held): the run goes on there, not here."""
+
+
 def validation_problems(err) -> str:
     """A pydantic ValidationError as one line: `field.path: message; ...`."""
     return "; ".join(f"{'.'.join(map(str, e['loc'])) or '(top level)'}: {e['msg']}" for e in err.errors())

@@ -19,7 +19,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from lfsbench.errors import LfsbenchError
+from lfsbench.errors import LfsbenchError, RunFolderBusy
 
 EXECUTORS = ("local", "ray", "submitit")
 ENV_PREFIX = "LFSBENCH_"  # dataset locations (LFSBENCH_CC101, ...): passed on to Ray workers
@@ -81,10 +81,16 @@ def execute_run(job: RunJob) -> str:
 
 
 def run_local(jobs: list[RunJob], announce: Callable[[RunJob], None]) -> None:
-    """One run after another in this process."""
+    """One run after another in this process; a run that another process is writing is left to it."""
+    busy: list[tuple[RunJob, str]] = []
     for job in jobs:
         announce(job)
-        execute_run(job)
+        try:
+            execute_run(job)
+        except RunFolderBusy as err:
+            busy.append((job, str(err)))
+    if busy:
+        raise _failures_error([], busy, len(jobs), "this machine")
 
 
 def _require(module: str, extra: str):
@@ -99,14 +105,25 @@ def _require(module: str, extra: str):
         ) from None
 
 
-def _failures_error(failed: list[tuple[RunJob, str]], total: int, executor: str) -> LfsbenchError:
-    lines = "; ".join(f"{job.output}: {message}" for job, message in failed[:5])
-    more = f" (and {len(failed) - 5} more)" if len(failed) > 5 else ""
-    return LfsbenchError(
-        f"{len(failed)} of {total} runs failed on {executor}: {lines}{more}. The other runs are finished and kept, "
-        "and every failed run keeps its finished sessions: fix the cause and run the study again, which resumes "
-        "only what is missing."
-    )
+def _failures_error(
+    failed: list[tuple[RunJob, str]], busy: list[tuple[RunJob, str]], total: int, executor: str
+) -> LfsbenchError:
+    """One message for the runs that failed and those left to another process that is writing their folders."""
+    parts = []
+    if failed:
+        lines = "; ".join(f"{job.output}: {message}" for job, message in failed[:5])
+        more = f" (and {len(failed) - 5} more)" if len(failed) > 5 else ""
+        parts.append(
+            f"{len(failed)} of {total} runs failed on {executor}: {lines}{more}. Every failed run keeps its finished "
+            "sessions: fix the cause and run the study again, which resumes only what is missing."
+        )
+    if busy:
+        folders = ", ".join(str(job.output) for job, _ in busy[:5]) + (" and more" if len(busy) > 5 else "")
+        parts.append(
+            f"{len(busy)} of {total} runs are being run by another process right now (their folders are locked: "
+            f"{folders}), so they were left to it. Run the study again once they finish to report every run."
+        )
+    return LfsbenchError(" ".join(parts) + " The other runs are finished and kept.")
 
 
 def ray_plan(resources: dict, workers: int | None, threads: int | None) -> tuple[float, float, int]:
@@ -157,6 +174,7 @@ def run_ray(
             f"torch threads each) on {'the cluster at ' + address if address else 'a local Ray cluster'}"
         )
         failed: list[tuple[RunJob, str]] = []
+        busy: list[tuple[RunJob, str]] = []
         with progress_bar() as progress:
             bar = progress.add_task("runs finished (ray)", total=len(jobs))
             while pending:
@@ -165,10 +183,11 @@ def run_ray(
                 try:
                     ray.get(done[0])
                 except Exception as err:  # noqa: BLE001 - a failed run is reported with the others, after them
-                    failed.append((job, _cause(err)))
+                    cause = getattr(err, "cause", None) or err
+                    (busy if isinstance(cause, RunFolderBusy) else failed).append((job, _cause(err)))
                 progress.update(bar, advance=1)
-        if failed:
-            raise _failures_error(failed, len(jobs), "Ray")
+        if failed or busy:
+            raise _failures_error(failed, busy, len(jobs), "Ray")
     finally:
         if started_here:
             ray.shutdown()
@@ -181,13 +200,15 @@ def _cause(err: Exception) -> str:
     return text if isinstance(cause, LfsbenchError) else f"{type(cause).__name__}: {text[:300]}"
 
 
-def _raised_in(report: str) -> str:
-    """The exception line of the traceback submitit reports for a failed job ('LfsbenchError: ...' -> its text)."""
-    raised = [line for line in report.splitlines() if re.match(r"^[\w.]+(Error|Exception|Interrupt|Exit)\b", line)]
+def _raised_in(report: str) -> tuple[str, str]:
+    """The exception of the traceback submitit reports for a failed job: (its class name, the message to show: an
+    lfsbench error's own text, else the whole exception line)."""
+    raised = [line for line in report.splitlines() if re.match(r"^[\w.]+(Error|Exception|Interrupt|Exit|Busy)\b", line)]
     if not raised:
-        return " ".join(report.split())[:300]
+        return "", " ".join(report.split())[:300]
     kind, _, text = raised[-1].partition(": ")
-    return text if kind.endswith("LfsbenchError") else raised[-1]
+    name = kind.rpartition(".")[2]
+    return name, text if name in (LfsbenchError.__name__, RunFolderBusy.__name__) else raised[-1]
 
 
 def _with_threads(job: RunJob, threads: int | None) -> RunJob:
@@ -227,13 +248,15 @@ def run_submitit(jobs: list[RunJob], console, options: SlurmOptions, log_folder:
         f"{submitted[0].job_id.split('_')[0]}; logs in [bold]{log_folder}[/]"
     )
     failed: list[tuple[RunJob, str]] = []
+    busy: list[tuple[RunJob, str]] = []
     with progress_bar() as progress:
         bar = progress.add_task(f"runs finished ({options.cluster})", total=len(jobs))
         for finished in submitit.helpers.as_completed(submitted, poll_frequency=2):
             try:
                 finished.result()
             except Exception as err:  # noqa: BLE001 - reported with the others, after them
-                failed.append((by_id[finished.job_id], _raised_in(str(err))))
+                kind, message = _raised_in(str(err))
+                (busy if kind == RunFolderBusy.__name__ else failed).append((by_id[finished.job_id], message))
             progress.update(bar, advance=1)
-    if failed:
-        raise _failures_error(failed, len(jobs), f"submitit ({options.cluster}); logs in {log_folder}")
+    if failed or busy:
+        raise _failures_error(failed, busy, len(jobs), f"submitit ({options.cluster}); logs in {log_folder}")

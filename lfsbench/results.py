@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from lfsbench.errors import LfsbenchError, path_part_problem
+from lfsbench.errors import LfsbenchError, RunFolderBusy, path_part_problem
 
 _COUNTER = itertools.count()
 
@@ -469,7 +469,7 @@ class RunFolder:
             except BlockingIOError:
                 handle.seek(0)
                 holder = handle.read().strip() or "another process"
-                raise LfsbenchError(
+                raise RunFolderBusy(
                     f"The run folder {self.path} is being written by {holder}. Two runs into one folder would mix "
                     "their results, so this one stops without changing anything. Wait for that run to finish (it "
                     "resumes from where it is if stopped), or choose another folder with --output."

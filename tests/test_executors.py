@@ -166,3 +166,32 @@ def test_unknown_executor_and_missing_package_are_explained(tmp_path, monkeypatc
     monkeypatch.delitem(__import__("sys").modules, "ray", raising=False)
     with pytest.raises(LfsbenchError, match=r"pip install 'lfsbench\[ray\]'"):
         run_study(tiny_study(tmp_path), executor="ray")
+
+
+def test_a_run_another_process_is_writing_is_left_to_it(tmp_path):
+    """A study that meets a run folder whose lock another process holds leaves that run to it, finishes the others,
+    and says which runs to wait for (it used to stop there, as if the run had failed); submitit's reports of the
+    same case are told apart from failures by the exception's class."""
+    from lfsbench.executors import _raised_in
+    from lfsbench.method import create_method
+    from lfsbench.protocol import load_protocol, parse_overrides
+    from lfsbench.runner import RunSpec
+
+    study = tiny_study(tmp_path)
+    runs = expand(study)
+    first, second = (Path(run["output"]) for run in runs)
+    protocol, method = parse_overrides([f"{k}={json.dumps(v)}" for k, v in runs[0]["settings"].items()])
+    config = RunSpec(load_protocol("toy", protocol), "naive", method, 0).config(create_method("naive", method))
+    RunFolder(first).claim(config, "cpu")  # as a run in another process claims its folder, then holds its lock
+    with RunFolder(first).locked():
+        with pytest.raises(LfsbenchError, match=r"1 of 2 runs are being run by another process.*Run the study again"):
+            run_study(study)
+    assert RunFolder(second).is_finished(3) and not RunFolder(first).has_summary()
+    run_study(study)  # the lock released: the run left over is run now
+    assert RunFolder(first).is_finished(3)
+
+    report = (
+        "Traceback (most recent call last):\n  ...\nlfsbench.errors.RunFolderBusy: The run folder x is being written"
+    )
+    assert _raised_in(report) == ("RunFolderBusy", "The run folder x is being written")
+    assert _raised_in("Traceback:\nValueError: bad") == ("ValueError", "ValueError: bad")
