@@ -184,9 +184,7 @@ def report(
 def export(
     runs: list[Path] = typer.Argument(..., help="Run folders, or folders that contain them (a study's)."),
     output: Path = typer.Option(..., "--output", "-O", help="Folder the copies go to (the runs' layout is kept)."),
-    images: bool = typer.Option(
-        True, help="Keep the image grids (--no-images: numbers only, about a quarter the size)."
-    ),
+    images: bool = typer.Option(True, help="Keep the image grids (--no-images: numbers only, about 30% of the size)."),
 ):
     """Copy finished runs without their method states: every score, table and image, for reports, in a fraction of
     the size (a study gathered from machines or sessions that share no disk; results to publish)."""
