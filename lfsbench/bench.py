@@ -13,12 +13,19 @@ Three stages, each timed in this process on the same backbone and images:
 
 The ratio is lfsbench's rate over the reference's. A method that does more work per step than naive (replay's memory,
 prior preservation, distillation) shows that work in its ratio; `naive` is the like-for-like comparison.
+
+Each side's work is also counted in FLOPs (torch's `FlopCounterMode`: matrix products, convolutions and attention,
+forward and backward) by doing the timed call once more under the counter, so each row says how many GFLOP one unit
+(a training step, an image) costs and what fraction of the device's peak the side reached: GFLOP per unit x units
+per second over the rate of a large matrix product in the backbone's dtype on the same threads (`peak_gflops`). A
+low fraction says where time goes to overhead rather than arithmetic; on a CPU the peak is itself noisy (10-20%).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import pandas as pd
 import torch
@@ -29,10 +36,36 @@ from lfsbench.evaluation import plan
 from lfsbench.protocol import Protocol
 
 
-def _timed(work: Callable[[], object]) -> float:
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed(work: Callable[[], object], device: torch.device) -> float:
+    _sync(device)
     t0 = time.perf_counter()
     work()
+    _sync(device)
     return time.perf_counter() - t0
+
+
+def _gflop(work: Callable[[], object]) -> float:
+    """The GFLOP `work` does in matrix products, convolutions and attention (torch's count; elementwise ops count 0)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        work()
+    return counter.get_total_flops() / 1e9
+
+
+def peak_gflops(device: torch.device, dtype: torch.dtype, repeats: int = 5) -> float:
+    """The rate of a large matrix product in `dtype` on `device` (this process's threads): each stage's peak."""
+    size = 8192 if device.type == "cuda" else 2048
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    a @ b  # warm-up
+    seconds = _timed(lambda: [a @ b for _ in range(repeats)], device)
+    return 2 * size**3 * repeats / seconds / 1e9
 
 
 def reference_training(backbone: Backbone, concept: Concept, prompt: str, steps: int, batch_size: int, config) -> None:
@@ -101,46 +134,93 @@ def bench(
     job = plan.concept_job(protocol, concept)
     view = session_view(0, [concept], protocol.training_prompt)
 
-    progress("training: the reference loop")
-    backbone = load_backbone()
-    naive_config = create_method("naive", {"steps": steps}, preset_for(protocol.backbone)).config
-    reference_s = _timed(
-        lambda: reference_training(
-            backbone, concept, view.concepts[0].training_prompt, steps, naive_config.batch_size, naive_config
-        )
-    )
-    for name in methods:
-        progress(f"training: {name}")
+    def train_reference(backbone: Backbone) -> None:
+        prompt = view.concepts[0].training_prompt
+        reference_training(backbone, concept, prompt, steps, naive_config.batch_size, naive_config)
+
+    def trainer(name: str) -> Callable[[], object]:
         method = create_method(name, {"steps": steps}, preset_for(protocol.backbone))
         method.setup(load_backbone(), seed=0)
         if isinstance(method, UsesEvaluator):
             method.use_evaluator(evaluator)
-        seconds = _timed(lambda m=method: m.learn(view))
-        rows.append(_row(name, "train", steps / seconds, steps / reference_s, "training steps/s"))
+        return lambda: method.learn(view)
+
+    progress("training: the reference loop")
+    backbone = load_backbone()
+    device = backbone.device
+    peak = peak_gflops(device, backbone.weight_dtype)
+    naive_config = create_method("naive", {"steps": steps}, preset_for(protocol.backbone)).config
+    reference = Rate(
+        steps, _timed(lambda: train_reference(backbone), device), _gflop(lambda: train_reference(load_backbone()))
+    )
+    for name in methods:
+        progress(f"training: {name}")
+        ours = Rate(steps, _timed(trainer(name), device), _gflop(trainer(name)))
+        rows.append(_row(name, "train", ours, reference, peak, "training steps/s"))
 
     progress("generating")
     backbone = load_backbone()
     n = len(job.prompts)
+
+    def ours_generate() -> None:
+        backbone.generate(job.prompts, job.seeds, evaluation.steps, evaluation.guidance)
+
+    def reference_generate() -> None:
+        reference_generation(backbone, job, evaluation.steps, evaluation.guidance, per_prompt)
+
     with backbone.sampling(evaluation.sampler, evaluation.precision):  # both sides: the protocol's sampler and steps
-        ours = _timed(lambda: backbone.generate(job.prompts, job.seeds, evaluation.steps, evaluation.guidance))
-        theirs = _timed(lambda: reference_generation(backbone, job, evaluation.steps, evaluation.guidance, per_prompt))
-    rows.append(_row("all", "generate", n / ours, n / theirs, "images/s"))
+        ours = Rate(n, _timed(ours_generate, device), _gflop(ours_generate))
+        reference = Rate(n, _timed(reference_generate, device), _gflop(reference_generate))
+    rows.append(_row("all", "generate", ours, reference, peak, "images/s"))
 
     progress("scoring")
     images = torch.rand(n, 3, backbone.resolution, backbone.resolution, generator=torch.Generator().manual_seed(0))
-    ours = _timed(lambda: evaluator.encode_images(images))
-    theirs = _timed(lambda: [evaluator.encode_images(images[i : i + 1]) for i in range(n)])
-    rows.append(_row("all", "evaluate", n / ours, n / theirs, "images/s"))
+
+    def ours_score() -> None:
+        evaluator.encode_images(images)
+
+    def reference_score() -> None:
+        for i in range(n):
+            evaluator.encode_images(images[i : i + 1])
+
+    ours = Rate(n, _timed(ours_score, device), _gflop(ours_score))
+    reference = Rate(n, _timed(reference_score, device), _gflop(reference_score))
+    rows.append(_row("all", "evaluate", ours, reference, peak, "images/s"))
     return pd.DataFrame(rows)
 
 
-def _row(method: str, stage: str, ours: float, reference: float, unit: str) -> dict:
+@dataclass(frozen=True)
+class Rate:
+    """`units` (training steps, images) done in `seconds`, costing `gflop` in all."""
+
+    units: int
+    seconds: float
+    gflop: float
+
+    @property
+    def per_s(self) -> float:
+        return self.units / self.seconds
+
+    @property
+    def gflop_per_unit(self) -> float:
+        return self.gflop / self.units
+
+    def fraction_of(self, peak_gflops: float) -> float:
+        return self.gflop / self.seconds / peak_gflops
+
+
+def _row(method: str, stage: str, ours: Rate, reference: Rate, peak: float, unit: str) -> dict:
     return {
         "method": method,
         "stage": stage,
-        "lfsbench_per_s": ours,
-        "reference_per_s": reference,
-        "ratio": ours / reference,
+        "lfsbench_per_s": ours.per_s,
+        "reference_per_s": reference.per_s,
+        "ratio": ours.per_s / reference.per_s,
         "unit": unit,
+        "lfsbench_gflop_per_unit": ours.gflop_per_unit,
+        "reference_gflop_per_unit": reference.gflop_per_unit,
+        "lfsbench_fraction_of_peak": ours.fraction_of(peak),
+        "reference_fraction_of_peak": reference.fraction_of(peak),
+        "peak_gflops": peak,
         "threads": torch.get_num_threads(),
     }

@@ -441,8 +441,11 @@ def bench_command(
         table = bench(methods, proto, fresh_backbone, evaluator, concept, steps, status.update)
     output.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(output, index=False)
-    shown = Table(title=f"lfsbench bench: {proto.backbone} backbone, {table.threads.iloc[0]} torch threads")
-    for col in ("method", "stage", "lfsbench", "reference", "ratio", "unit"):
+    shown = Table(
+        title=f"lfsbench bench: {proto.backbone} backbone, {table.threads.iloc[0]} torch threads, "
+        f"peak {table.peak_gflops.iloc[0]:.0f} GFLOP/s (a large matrix product)"
+    )
+    for col in ("method", "stage", "lfsbench", "reference", "ratio", "unit", "GFLOP/unit (ours, ref.)", "of peak"):
         shown.add_column(col)
     for row in table.itertuples():
         shown.add_row(
@@ -452,6 +455,8 @@ def bench_command(
             f"{row.reference_per_s:.2f}",
             f"{row.ratio:.2f}x",
             row.unit,
+            f"{row.lfsbench_gflop_per_unit:.3g}, {row.reference_gflop_per_unit:.3g}",
+            f"{row.lfsbench_fraction_of_peak:.0%}, {row.reference_fraction_of_peak:.0%}",
         )
     console.print(shown)
     console.print(f"written: {output}")
