@@ -18,7 +18,7 @@ Each side's work is also counted in FLOPs (torch's `FlopCounterMode`: matrix pro
 forward and backward) by doing the timed call once more under the counter, so each row says how many GFLOP one unit
 (a training step, an image) costs and what fraction of the device's peak the side reached: GFLOP per unit x units
 per second over the rate of a large matrix product in the backbone's dtype on the same threads (`peak_gflops`). A
-low fraction says where time goes to overhead rather than arithmetic; on a CPU the peak is itself noisy (10-20%).
+low fraction says where time goes to overhead rather than arithmetic. On a CPU the peak itself varies from run to run.
 """
 
 from __future__ import annotations
