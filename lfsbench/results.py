@@ -443,6 +443,13 @@ class RunFolder:
             "sessions": sessions,
             "left_out": left_out,
         }
+        if self.is_exported():  # a copy of a copy: the run was made where the first export says, and lacks its parts
+            earlier = json.loads(self.exported_file.read_text())
+            marker |= {
+                "source": earlier["source"],
+                "exported": earlier["exported"],
+                "left_out": earlier["left_out"] + [x for x in left_out if x not in earlier["left_out"]],
+            }
         atomic_write_text(RunFolder(tmp).exported_file, json.dumps(marker, indent=2))
         os.replace(tmp, target.path)
         return target.path

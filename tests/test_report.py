@@ -120,6 +120,11 @@ def test_exported_runs_report_as_the_runs_do_and_never_resume(runs, tiny_weights
         pd.read_csv(tmp_path / "a" / "summary.csv"), pd.read_csv(tmp_path / "c" / "summary.csv")
     )
     assert not list((tmp_path / "c").glob("images_*.png")) and "No images kept for" in page.read_text()
+    first = json.loads((tmp_path / "numbers" / "naive-0" / "exported.json").read_text())
+    code, out = invoke("export", tmp_path / "numbers" / "naive-0", "-O", tmp_path / "again")  # a copy of a copy
+    assert code == 0, out
+    second = json.loads((tmp_path / "again" / "naive-0" / "exported.json").read_text())
+    assert second == first and second["source"] == str((runs / "naive-0").resolve())  # where the run was made
 
     again, out = invoke("export", runs / "naive-0", "-O", exported)  # replacing its own earlier export: allowed
     assert again == 0 and "1 runs exported" in out, out
