@@ -444,11 +444,12 @@ class RunFolder:
             "left_out": left_out,
         }
         if self.is_exported():  # a copy of a copy: the run was made where the first export says, and lacks its parts
-            earlier = json.loads(self.exported_file.read_text())
+            earlier = self._read_json(self.exported_file, "it marks an exported run; export the original run instead")
+            kept = earlier.get("left_out", [])
             marker |= {
-                "source": earlier["source"],
-                "exported": earlier["exported"],
-                "left_out": earlier["left_out"] + [x for x in left_out if x not in earlier["left_out"]],
+                "source": earlier.get("source", marker["source"]),
+                "exported": earlier.get("exported", marker["exported"]),
+                "left_out": kept + [x for x in left_out if x not in kept],
             }
         atomic_write_text(RunFolder(tmp).exported_file, json.dumps(marker, indent=2))
         os.replace(tmp, target.path)
