@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -10,6 +11,13 @@ import torch
 
 from lfsbench.errors import LfsbenchError, path_part_problem
 from lfsbench.protocol import Protocol
+
+TOKEN_PATTERN = re.compile(r"<new\d+>")  # the modifier tokens load_concepts gives, numbered in session order
+
+
+def modifier_token(position: int) -> str:
+    """The modifier token of the protocol's concept at `position` (0-based, in session order): <new1>, <new2>, ..."""
+    return f"<new{position + 1}>"
 
 
 @dataclass
@@ -115,7 +123,7 @@ def load_concepts(protocol: Protocol, data: Path | None = None, resolution: int 
             Concept(
                 loaded.name,
                 loaded.class_noun,
-                f"<new{i + 1}>",
+                modifier_token(i),
                 _fitted(loaded.shots, resolution),
                 _fitted(loaded.references, resolution),
                 prompts,

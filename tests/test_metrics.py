@@ -350,3 +350,75 @@ def test_seeds_without_spread_are_not_shown_as_exact():
     ia = pairs.set_index("metric").loc["IA"]
     assert ia.difference == pytest.approx(0.025) and ia.interval == "bootstrap over image pairs (seeds identical)"
     assert ia.ci_low < 0.025 < ia.ci_high  # a's image pairs differ by 0 or 0.1: the interval has width
+
+
+class _OrderedRun:
+    """A run that learned concept a (class cat) and b (class dog) in `order`: the modifier tokens are numbered in
+    that order, as load_concepts numbers them, so the same image has another prompt in the other order."""
+
+    def __init__(self, order, ia_last, seed=0, setting="m"):
+        self.seed, self.order, self.setting = seed, order, setting
+        self.order_seed = None if order == "ab" else 1
+        token = {name: f"<new{i + 1}>" for i, name in enumerate(order)}
+        noun = {"a": "cat", "b": "dog"}
+        recs = []
+        for t in range(2):
+            for name in order[: t + 1]:
+                for rec in _records(t, "concept", name, ia=ia_last[name] if t == 1 else [0.8] * 4):
+                    recs.append({**rec, "prompt": f"a {token[name]} {noun[name]} {rec['prompt']}"})
+            recs += _records(t, "class", "cat", drift=[0.1] * 4) + _records(t, "base_class", "cat", ta=[0.35] * 4)
+        self._scores = pd.DataFrame(recs)
+
+    def scores(self):
+        return self._scores
+
+    def learned_in(self):
+        return {name: i for i, name in enumerate(self.order)}
+
+
+def test_runs_in_different_concept_orders_pair_every_image():
+    """order_seed renumbers the tokens: "a <new1> dog" in one order is "a <new2> dog" in the other. The paired IA
+    difference covers every image (and equals the difference of the two runs' IA); IAD, which covers different
+    earlier concepts in the two orders, is not paired across them."""
+    from lfsbench.report import aggregate
+
+    ab = _OrderedRun("ab", {"a": [0.7, 0.6, 0.7, 0.6], "b": [0.9] * 4})
+    ba = _OrderedRun("ba", {"a": [0.5] * 4, "b": [0.8, 0.9, 0.8, 0.9]})
+    values = {run.order: tables.image_values(run.scores(), 1, run.learned_in()) for run in (ab, ba)}
+    ia = {order: v[v.metric == "IA"].set_index(tables.IMAGE_KEYS).value for order, v in values.items()}
+    assert set(ia["ab"].index) == set(ia["ba"].index) and len(ia["ab"]) == 8
+    assert "a <a> cat p0" in set(values["ab"].prompt)  # the token replaced by its concept's name
+
+    pairs = aggregate.pairs_table({"AB": [ab], "BA": [ba]}, n_boot=200).set_index(["a", "b", "metric"])
+    # a: 0.65 vs 0.5, b: 0.9 vs 0.85 -> IA 0.775 vs 0.675 over all eight image pairs
+    assert pairs.loc[("AB", "BA", "IA")].difference == pytest.approx(0.1)
+    assert ("AB", "BA", "IAD") not in pairs.index  # a forgot in AB, b in BA: nothing to pair
+    same = aggregate.pairs_table({"AB": [ab], "AB2": [_OrderedRun("ab", {"a": [0.6] * 4, "b": [0.9] * 4})]}, 200)
+    # same order: IAD pairs (a forgot 0.8 - 0.65 in AB, 0.8 - 0.6 in AB2)
+    assert same.set_index("metric").loc["IAD"].difference == pytest.approx(-0.05)
+
+
+def test_comparisons_in_every_order_say_where_a_difference_holds_whatever_the_order():
+    """Settings X and Y, each run in the written order (ab) and in order 1 (ba): X minus Y within each order, and in
+    how many orders its interval is above or below 0. Pairs across orders (X in ab against Y in ba) are not used."""
+    from lfsbench.report import aggregate, html
+
+    groups = {
+        "X": [_OrderedRun("ab", {"a": [0.7] * 4, "b": [0.9] * 4}, setting="X")],
+        "Y": [_OrderedRun("ab", {"a": [0.5] * 4, "b": [0.9] * 4}, setting="Y")],
+        "X [order 1]": [_OrderedRun("ba", {"a": [0.6] * 4, "b": [0.9] * 4}, setting="X")],
+        "Y [order 1]": [_OrderedRun("ba", {"a": [0.6] * 4, "b": [0.7] * 4}, setting="Y")],
+    }
+    pairs = aggregate.pairs_table(groups, n_boot=200)
+    table = aggregate.order_pairs_table(groups, pairs).set_index("metric")
+    assert set(zip(table.a, table.b, strict=True)) == {("X", "Y")}
+    assert (table.n == 2).all() and table.orders.eq("written 1").all()
+    ia = table.loc["IA"]  # a differs by 0.2 in ab, b by 0.2 in ba: +0.1 over the eight images in both orders
+    assert ia.differences == "+0.1000 +0.1000" and (ia.above, ia.below) == (2, 0)
+    iad = table.loc["IAD"]  # ab: a forgot 0.1 in X, 0.3 in Y; ba: b forgot -0.1 in X, 0.1 in Y
+    assert iad["min"] == pytest.approx(-0.2) and iad["max"] == pytest.approx(-0.2) and iad.below == 2
+    ta = table.loc["TA"]  # the same TA everywhere: no order excludes 0
+    assert (ta.above, ta.below) == (0, 0)
+    shown = html.display_order_pairs(table.reset_index()).set_index(["A", "B"])
+    assert shown.loc[("X", "Y"), "IA"] == "**+0.100 to +0.100 (2 > 0; 2 orders)**"
+    assert "none excludes 0" in shown.loc[("X", "Y"), "TA"] and "**" not in shown.loc[("X", "Y"), "TA"]

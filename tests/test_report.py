@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -222,6 +223,11 @@ def test_report_over_concept_orders(runs, tiny_weights, tmp_path):
     assert orders.at["IA", "mean"] == pytest.approx(ia.mean())
     assert orders.at["IA", "sd"] == pytest.approx(ia.std(ddof=1))
     assert orders.at["IA", "range"] == pytest.approx(ia.max() - ia.min())
+    # each image of one order pairs with its twin in the other (the tokens, numbered in session order, differ), so
+    # the paired IA difference is the difference of the two orders' IA
+    pairs = pd.read_csv(tmp_path / "report" / "pairs.csv").set_index(["a", "b", "metric"])
+    (a, b), *_ = [(a, b) for a, b in itertools.permutations(labels[:2]) if (a, b, "IA") in pairs.index]
+    assert pairs.at[(a, b, "IA"), "difference"] == pytest.approx(table.at[a, "IA"] - table.at[b, "IA"])
     assert "Concept order" in (tmp_path / "report" / "index.html").read_text()
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from lfsbench.concepts import TOKEN_PATTERN
 from lfsbench.evaluation import functional as F
 from lfsbench.evaluation.metrics import METRICS, in_view
 from lfsbench.evaluation.records import Kind, with_optional_columns
@@ -238,15 +239,31 @@ def session_figures(history: pd.DataFrame, t: int, learned_in: dict[str, int], n
 IMAGE_KEYS = ["name", "prompt", "seed"]  # what pairs an image of one run with the same image of another
 
 
+def order_free_prompts(history: pd.DataFrame) -> pd.DataFrame:
+    """The scores with each modifier token in a prompt replaced by its concept's name ("a <new3> circle" -> "a
+    <circle-1> circle"). Tokens are numbered in session order, so runs of one protocol in different concept orders
+    (order_seed) ask for the same image under different prompts; with the names in their place, the same image has
+    the same prompt in every order. A concept's token is the one its own evaluation prompts carry."""
+    concepts = _of(history, Kind.CONCEPT)
+    tokens = concepts.prompt.str.extract(f"({TOKEN_PATTERN.pattern})", expand=False)
+    named = dict(zip(tokens[tokens.notna()], concepts.name[tokens.notna()], strict=True))
+    if not named:
+        return history
+    return history.assign(
+        prompt=history.prompt.str.replace(TOKEN_PATTERN, lambda m: f"<{named.get(m.group(0), m.group(0))}>", regex=True)
+    )
+
+
 def image_values(history: pd.DataFrame, t: int, learned_in: dict[str, int]) -> pd.DataFrame:
     """Per image after session t, the value each paired metric (metrics.py's `pairs` view) averages: rows of
     (metric, name, prompt, seed, value). IAD's value is an earlier concept's image IA when it was learned minus
     now (same prompt and seed); class_TA_drop's is the base model's class TA minus now.
 
     Every run of a protocol draws the same prompts and seeds, so the same rows of two runs are the same image asked
-    of two models: the paired comparisons of `lfsbench report` difference them row by row.
+    of two models: the paired comparisons of `lfsbench report` difference them row by row. Prompts are returned
+    order-free (`order_free_prompts`), so runs in different concept orders pair image by image too.
     """
-    history = with_optional_columns(history)
+    history = order_free_prompts(with_optional_columns(history))
     now = history[history.session == t]
     concepts, classes = _of(now, Kind.CONCEPT), _of(now, Kind.CLASS)
     per_image = {

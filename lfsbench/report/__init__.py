@@ -13,6 +13,8 @@ report/
                               metrics against the knob's value
   orders.csv, .md             settings run in several concept orders (order_seed): each headline figure's
                               mean, sd and range over the orders
+  order_pairs.csv, .md        the paired comparisons of settings within each concept order: in how many orders
+                              each difference's interval lies above or below 0
   ia_matrix_<setting>.png     IA[t][c] heatmaps (mean over seeds)
   images_<setting>.png        shots and generated images after each session, for chosen concepts
   copies_<setting>.png        generated images over their nearest training shot and nearest held-out reference
@@ -69,6 +71,10 @@ def make_report(paths: list[Path], out: Path, concepts: list[str] | None = None)
     if len(orders):
         atomic_write_csv(out / "orders.csv", orders)
         atomic_write_text(out / "orders.md", html.markdown_orders(orders))
+    order_pairs = aggregate.order_pairs_table(groups, pairs)
+    if len(order_pairs):
+        atomic_write_csv(out / "order_pairs.csv", order_pairs)
+        atomic_write_text(out / "order_pairs.md", html.markdown_order_pairs(order_pairs))
 
     learned_in = runs[0].learned_in()
     sessions = len(protocol["sessions"])
@@ -106,5 +112,5 @@ def make_report(paths: list[Path], out: Path, concepts: list[str] | None = None)
             out / f"copies_{slug(label)}.png",
         )
     page = out / "index.html"
-    atomic_write_text(page, html.page(protocol, runs, table, figures, scale, sweeps, pairs, orders))
+    atomic_write_text(page, html.page(protocol, runs, table, figures, scale, sweeps, pairs, orders, order_pairs))
     return page

@@ -253,6 +253,47 @@ def orders_table(groups: dict[str, list[Run]], table: pd.DataFrame) -> pd.DataFr
     return pd.DataFrame(rows)
 
 
+def order_pairs_table(groups: dict[str, list[Run]], pairs: pd.DataFrame) -> pd.DataFrame:
+    """Whether a paired comparison survives a change of concept order: for two settings run in the same two or more
+    orders, per paired metric, A minus B within each order (the pairs table's row for the two in that order) and
+    in how many orders its interval lies above 0 (`above`) or below it (`below`). A difference holds across orders
+    only where every order's interval excludes 0 on the same side; `orders` names the orders ("written" for the
+    protocol's own), and `differences` gives each order's difference in that order."""
+    if not len(pairs):
+        return pd.DataFrame()
+    setting = {label: runs[0].setting for label, runs in groups.items()}
+    order = {label: runs[0].order_seed for label, runs in groups.items()}
+    within: dict[tuple[str, str, str], list[tuple]] = {}
+    for row in pairs.itertuples(index=False):
+        if order[row.a] != order[row.b] or setting[row.a] == setting[row.b]:
+            continue
+        a, b = setting[row.a], setting[row.b]
+        diff, low, high = row.difference, row.ci_low, row.ci_high
+        if (b, a, row.metric) in within:  # one orientation per pair of settings
+            a, b, diff, low, high = b, a, -diff, -high, -low
+        within.setdefault((a, b, row.metric), []).append((order[row.a], diff, low, high))
+    rows = []
+    for (a, b, metric), per_order in within.items():
+        if len(per_order) < 2:
+            continue
+        per_order.sort(key=lambda x: -1 if x[0] is None else x[0])
+        rows.append(
+            {
+                "a": a,
+                "b": b,
+                "metric": metric,
+                "orders": " ".join("written" if o is None else str(o) for o, *_ in per_order),
+                "differences": " ".join(f"{d:+.4f}" for _, d, _, _ in per_order),
+                "min": min(d for _, d, _, _ in per_order),
+                "max": max(d for _, d, _, _ in per_order),
+                "above": sum(low > 0 for _, _, low, _ in per_order),
+                "below": sum(high < 0 for _, _, _, high in per_order),
+                "n": len(per_order),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
 def ia_matrix(runs: list[Run]) -> pd.DataFrame:
     """IA[t][c] averaged over the setting's seeds (rows: session, columns: concepts in protocol order)."""
     frames = [r.folder.matrix("IA") for r in runs]
@@ -270,7 +311,10 @@ def _last_values(run: Run) -> pd.DataFrame:
 def pairs_table(groups: dict[str, list[Run]], n_boot: int = N_BOOT) -> pd.DataFrame:
     """Every pair of settings (A, B) with seeds in common: per paired metric, A minus B at the last session.
 
-    Both settings generate the same prompts with the same evaluation seeds, so each image of A has its twin in B.
+    Both settings generate the same prompts with the same evaluation seeds, so each image of A has its twin in B
+    (prompts compared order-free, tables.order_free_prompts). A metric whose images do not all have twins is not
+    paired: a difference over the images two runs happen to share would not be the difference of their figures
+    (IAD of runs in different concept orders covers different earlier concepts; runs with other prompts or seeds).
     Per common seed the difference is computed from the twins' differences (tables.paired_figure); over two or more
     seeds the interval is a t-interval on the per-seed differences, with one it is the bootstrap over that seed's
     image pairs (conditional on the seed). `seeds_agree` counts the seeds whose difference has the mean's sign.
@@ -285,8 +329,9 @@ def pairs_table(groups: dict[str, list[Run]], n_boot: int = N_BOOT) -> pd.DataFr
             per_seed = []
             for seed in common:
                 va, vb = (values[x][seed] for x in (a, b))
-                twins = va[va.metric == metric].merge(vb[vb.metric == metric], on=tables.IMAGE_KEYS)
-                if len(twins):
+                ia, ib = va[va.metric == metric], vb[vb.metric == metric]
+                twins = ia.merge(ib, on=tables.IMAGE_KEYS)
+                if len(twins) and len(twins) == len(ia) == len(ib):  # every image has its twin, or no pair
                     diff = twins.assign(value=twins.value_x - twins.value_y)
                     per_seed.append(tables.paired_figure(metric, diff, n_boot))
             if not per_seed:

@@ -82,6 +82,31 @@ def markdown_orders(orders: pd.DataFrame) -> str:
     return _markdown(display_orders(orders))
 
 
+def display_order_pairs(order_pairs: pd.DataFrame, bold=("**", "**")) -> pd.DataFrame:
+    """One row per pair of settings, one column per paired metric: the range of A minus B over the orders and in
+    how many orders the interval lies above or below 0; bold where every order's interval excludes 0 on one side."""
+    cells: dict[tuple[str, str], dict[str, str]] = {}
+    for row in order_pairs.itertuples(index=False):
+        sides = [f"{k} {side} 0" for k, side in ((row.above, ">"), (row.below, "<")) if k]
+        text = f"{row.min:+.3f} to {row.max:+.3f} ({', '.join(sides) or 'none excludes 0'}; {row.n} orders)"
+        if row.n in (row.above, row.below):
+            text = f"{bold[0]}{text}{bold[1]}"
+        cells.setdefault((row.a, row.b), {})[METRICS[row.metric].short] = text
+    columns = list(dict.fromkeys(METRICS[m].short for m in order_pairs.metric))
+    return pd.DataFrame(
+        [{"A": a, "B": b, **{c: shown.get(c, "-") for c in columns}} for (a, b), shown in cells.items()]
+    )
+
+
+def markdown_order_pairs(order_pairs: pd.DataFrame) -> str:
+    return (
+        "A minus B at the last session within each concept order (paired image by image as in pairs.md), the "
+        "smallest to the largest over the orders, and in how many orders the 95% interval lies above (> 0) or below "
+        "(< 0) zero. **Bold**: every order's interval excludes 0 on the same side, the only differences that hold "
+        "whatever the order.\n\n" + _markdown(display_order_pairs(order_pairs))
+    )
+
+
 def display_pairs(pairs: pd.DataFrame, emphasis: tuple[str, str] = ("**", "**")) -> pd.DataFrame:
     """Paired comparisons as people read them: one row per pair, per metric "A - B [95% interval] k/n" (k of n seeds
     agree in sign), emphasised where the interval excludes 0."""
@@ -166,6 +191,7 @@ def page(
     sweeps: pd.DataFrame | None = None,
     pairs: pd.DataFrame | None = None,
     orders: pd.DataFrame | None = None,
+    order_pairs: pd.DataFrame | None = None,
 ) -> str:
     plan = protocol["evaluation"]
     shown = display_table(table)
@@ -212,6 +238,15 @@ def page(
             "mean, standard deviation and range over the orders. A spread wider than a setting's seed interval "
             "means its numbers depend on which concepts come first.</p>",
             _table(display_orders(orders)),
+        ]
+    if order_pairs is not None and len(order_pairs):
+        parts += [
+            "<h3>Comparisons in every order</h3>",
+            "<p class='note'>A minus B within each concept order (paired image by image), from its smallest to its "
+            "largest value over the orders, and in how many orders the 95% interval lies above or below 0. "
+            "<b>Bold</b>: every order's interval excludes 0 on the same side; a difference that is bold in the "
+            "paired comparisons of one order but not here depends on the order.</p>",
+            _table(display_order_pairs(order_pairs, BOLD)),
         ]
     parts += [
         "<h2>Forgetting curves</h2>",
