@@ -82,7 +82,7 @@ def markdown_orders(orders: pd.DataFrame) -> str:
     return _markdown(display_orders(orders))
 
 
-def display_order_pairs(order_pairs: pd.DataFrame, bold=("**", "**")) -> pd.DataFrame:
+def display_order_pairs(order_pairs: pd.DataFrame, emphasis: tuple[str, str] = ("**", "**")) -> pd.DataFrame:
     """One row per pair of settings, one column per paired metric: the range of A minus B over the orders and in
     how many orders the interval lies above or below 0; bold where every order's interval excludes 0 on one side."""
     cells: dict[tuple[str, str], dict[str, str]] = {}
@@ -90,7 +90,7 @@ def display_order_pairs(order_pairs: pd.DataFrame, bold=("**", "**")) -> pd.Data
         sides = [f"{k} {side} 0" for k, side in ((row.above, ">"), (row.below, "<")) if k]
         text = f"{row.min:+.3f} to {row.max:+.3f} ({', '.join(sides) or 'none excludes 0'}; {row.n} orders)"
         if row.n in (row.above, row.below):
-            text = f"{bold[0]}{text}{bold[1]}"
+            text = f"{emphasis[0]}{text}{emphasis[1]}"
         cells.setdefault((row.a, row.b), {})[METRICS[row.metric].short] = text
     columns = list(dict.fromkeys(METRICS[m].short for m in order_pairs.metric))
     return pd.DataFrame(
