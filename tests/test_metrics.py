@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
+from lfsbench.concepts import modifier_token
 from lfsbench.evaluation import functional as metrics
 from lfsbench.evaluation import tables
 from lfsbench.evaluation.metrics import METRICS, in_view
@@ -359,7 +360,7 @@ class _OrderedRun:
     def __init__(self, order, ia_last, seed=0, setting="m"):
         self.seed, self.order, self.setting = seed, order, setting
         self.order_seed = None if order == "ab" else 1
-        token = {name: f"<new{i + 1}>" for i, name in enumerate(order)}
+        token = {name: modifier_token(i) for i, name in enumerate(order)}
         noun = {"a": "cat", "b": "dog"}
         recs = []
         for t in range(2):
