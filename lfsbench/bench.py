@@ -33,6 +33,7 @@ import torch
 from lfsbench.backbone import Backbone
 from lfsbench.concepts import Concept, session_view
 from lfsbench.evaluation import plan
+from lfsbench.memory import peak_memory_mb, reset_peak_memory
 from lfsbench.protocol import Protocol
 
 
@@ -120,13 +121,23 @@ def bench(
     concept: Concept,
     steps: int = 20,
     progress: Callable[[str], None] = lambda what: None,
+    settings: dict | None = None,
 ) -> pd.DataFrame:
-    """One row per (method or "all", stage): lfsbench's rate, the reference's, their ratio, and the unit.
+    """One row per (method or "all", stage): lfsbench's rate, the reference's, their ratio, the unit, and the peak
+    memory of lfsbench's side (CUDA memory allocated on a GPU, resident memory on the CPU).
 
     `load_backbone` returns a fresh backbone (methods change the one they train). `concept` is what every method
-    learns (the protocol's first, usually). `steps` is the training budget of each timed session.
+    learns (the protocol's first, usually). `steps` is the training budget of each timed session. `settings`: method
+    settings given to every method that has them (e.g. fewer prior images, `class_images`), recorded in the rows.
     """
-    from lfsbench.method import UsesEvaluator, create_method, preset_for
+    from lfsbench.method import UsesEvaluator, create_method, method_class, preset_for
+
+    settings = settings or {}
+
+    def given(name: str) -> dict:
+        """The settings of `settings` that method `name` has, and the training steps."""
+        fields = method_class(name).Config.model_fields
+        return {**{k: v for k, v in settings.items() if k in fields}, "steps": steps}
 
     rows = []
     evaluation = protocol.evaluation
@@ -139,7 +150,7 @@ def bench(
         reference_training(backbone, concept, prompt, steps, naive_config.batch_size, naive_config)
 
     def trainer(name: str) -> Callable[[], object]:
-        method = create_method(name, {"steps": steps}, preset_for(protocol.backbone))
+        method = create_method(name, given(name), preset_for(protocol.backbone))
         method.setup(load_backbone(), seed=0)
         if isinstance(method, UsesEvaluator):
             method.use_evaluator(evaluator)
@@ -149,14 +160,19 @@ def bench(
     backbone = load_backbone()
     device = backbone.device
     peak = peak_gflops(device, backbone.weight_dtype)
-    naive_config = create_method("naive", {"steps": steps}, preset_for(protocol.backbone)).config
+    naive_config = create_method("naive", given("naive"), preset_for(protocol.backbone)).config
     reference = Rate(
         steps, _timed(lambda: train_reference(backbone), device), _gflop(lambda: train_reference(load_backbone()))
     )
     for name in methods:
         progress(f"training: {name}")
-        ours = Rate(steps, _timed(trainer(name), device), _gflop(trainer(name)))
-        rows.append(_row(name, "train", ours, reference, peak, "training steps/s"))
+        work = trainer(name)
+        reset_peak_memory(device)
+        seconds = _timed(work, device)
+        memory = peak_memory_mb(device)
+        ours = Rate(steps, seconds, _gflop(trainer(name)), memory)
+        shown = ", ".join(f"{k}={v}" for k, v in given(name).items())
+        rows.append(_row(name, "train", ours, reference, peak, "training steps/s", shown))
 
     progress("generating")
     backbone = load_backbone()
@@ -169,7 +185,9 @@ def bench(
         reference_generation(backbone, job, evaluation.steps, evaluation.guidance, per_prompt)
 
     with backbone.sampling(evaluation.sampler, evaluation.precision):  # both sides: the protocol's sampler and steps
-        ours = Rate(n, _timed(ours_generate, device), _gflop(ours_generate))
+        reset_peak_memory(device)
+        seconds = _timed(ours_generate, device)
+        ours = Rate(n, seconds, _gflop(ours_generate), peak_memory_mb(device))
         reference = Rate(n, _timed(reference_generate, device), _gflop(reference_generate))
     rows.append(_row("all", "generate", ours, reference, peak, "images/s"))
 
@@ -183,7 +201,9 @@ def bench(
         for i in range(n):
             evaluator.encode_images(images[i : i + 1])
 
-    ours = Rate(n, _timed(ours_score, device), _gflop(ours_score))
+    reset_peak_memory(evaluator.device)
+    seconds = _timed(ours_score, device)
+    ours = Rate(n, seconds, _gflop(ours_score), peak_memory_mb(evaluator.device))
     reference = Rate(n, _timed(reference_score, device), _gflop(reference_score))
     rows.append(_row("all", "evaluate", ours, reference, peak, "images/s"))
     return pd.DataFrame(rows)
@@ -196,6 +216,7 @@ class Rate:
     units: int
     seconds: float
     gflop: float
+    peak_memory_mb: float = float("nan")  # measured on lfsbench's side only
 
     @property
     def per_s(self) -> float:
@@ -209,7 +230,7 @@ class Rate:
         return self.gflop / self.seconds / peak_gflops
 
 
-def _row(method: str, stage: str, ours: Rate, reference: Rate, peak: float, unit: str) -> dict:
+def _row(method: str, stage: str, ours: Rate, reference: Rate, peak: float, unit: str, settings: str = "") -> dict:
     return {
         "method": method,
         "stage": stage,
@@ -223,4 +244,6 @@ def _row(method: str, stage: str, ours: Rate, reference: Rate, peak: float, unit
         "reference_fraction_of_peak": reference.fraction_of(peak),
         "peak_gflops": peak,
         "threads": torch.get_num_threads(),
+        "peak_memory_mb": ours.peak_memory_mb,
+        "settings": settings,
     }

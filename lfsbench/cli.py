@@ -62,7 +62,7 @@ def run(
         "$LFSBENCH_DATA, or the protocol's default).",
     ),
     backbone: str | None = typer.Option(
-        None, help="Replace the protocol's backbone: toy, a diffusers folder, sd-v1-5, sd-random[:RES]."
+        None, help="Replace the protocol's backbone: toy, a diffusers folder, sd-v1-5, sd-random[:RES[:DTYPE]]."
     ),
     evaluator: str | None = typer.Option(
         None, help="Replace the protocol's evaluator: toy, MODEL:PRETRAINED (ViT-B-32:openai), local-dir:PATH."
@@ -406,30 +406,39 @@ def ls(what: str = typer.Argument(..., help="methods or protocols")):
 def bench_command(
     method: list[str] = typer.Option([], "--method", "-m", help="Methods to time (repeat; default: every one)."),
     protocol: str = typer.Option("toy", "--protocol", "-p", help="Protocol: its first concept, evaluation plan."),
-    backbone: str | None = typer.Option(None, help="Replace the protocol's backbone (e.g. sd-random:512 on a GPU)."),
+    backbone: str | None = typer.Option(
+        None, help="Replace the protocol's backbone (e.g. sd-random:512 or sd-random:512:bf16 on a GPU)."
+    ),
     steps: int = typer.Option(20, help="Training steps of each timed session."),
     override: list[str] = typer.Option(
-        [], "--set", "-o", help="KEY=VALUE: a protocol field (evaluation.images_per_prompt=4, evaluation.steps=10)."
+        [],
+        "--set",
+        "-o",
+        help="KEY=VALUE: a protocol field (evaluation.images_per_prompt=4, evaluation.steps=10), or a method setting "
+        "given to each timed method that has it (class_images=8).",
     ),
     output: Path = typer.Option(Path("runs/bench/bench.csv"), "--output", "-O", help="Where the CSV goes."),
 ):
     """Training steps, generated images and evaluator images per second, against diffusers' example-script loop."""
     from lfsbench.bench import bench
     from lfsbench.concepts import load_concepts
-    from lfsbench.method import all_methods, canonical_method
+    from lfsbench.method import all_methods, canonical_method, method_class
     from lfsbench.models import load_backbone, load_evaluator
     from lfsbench.protocol import load_protocol, parse_overrides
 
     protocol_overrides, method_settings = parse_overrides(override + ([f"backbone={backbone}"] if backbone else []))
-    if method_settings:
-        raise LfsbenchError(
-            f"lfsbench bench times every method at its defaults (and --steps); {', '.join(method_settings)} is not a "
-            "protocol field. Give protocol fields only (e.g. -o evaluation.steps=10)."
-        )
     proto = load_protocol(protocol, protocol_overrides)
     methods = [canonical_method(m) for m in method] or [
         name for name, cls, origin in all_methods() if cls is not None and origin == "built in"
     ]
+    known = {k for name in methods for k in method_class(name).Config.model_fields}
+    unknown = sorted(set(method_settings) - known)
+    if unknown:
+        raise LfsbenchError(
+            f"lfsbench bench: {', '.join(unknown)} is neither a protocol field nor a setting of the methods timed "
+            f"({', '.join(methods)}). Give protocol fields (-o evaluation.steps=10) or method settings that one of "
+            "them has (-o class_images=8: each method that has it gets it)."
+        )
     evaluator = load_evaluator(proto.evaluator)
     loaded = [load_backbone(proto.backbone)]  # its resolution sizes the concept's images; bench uses it first
     concept = load_concepts(proto, resolution=loaded[0].resolution)[0]
@@ -438,14 +447,15 @@ def bench_command(
         return loaded.pop() if loaded else load_backbone(proto.backbone)
 
     with console.status("timing") as status:
-        table = bench(methods, proto, fresh_backbone, evaluator, concept, steps, status.update)
+        table = bench(methods, proto, fresh_backbone, evaluator, concept, steps, status.update, method_settings)
     output.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(output, index=False)
     shown = Table(
         title=f"lfsbench bench: {proto.backbone} backbone, {table.threads.iloc[0]} torch threads, "
         f"peak {table.peak_gflops.iloc[0]:.0f} GFLOP/s (a large matrix product)"
     )
-    for col in ("method", "stage", "lfsbench", "reference", "ratio", "unit", "GFLOP/unit (ours, ref.)", "of peak"):
+    columns = ("method", "stage", "lfsbench", "reference", "ratio", "unit", "GFLOP/unit (ours, ref.)", "of peak", "MB")
+    for col in columns:
         shown.add_column(col)
     for row in table.itertuples():
         shown.add_row(
@@ -457,6 +467,7 @@ def bench_command(
             row.unit,
             f"{row.lfsbench_gflop_per_unit:.3g}, {row.reference_gflop_per_unit:.3g}",
             f"{row.lfsbench_fraction_of_peak:.0%}, {row.reference_fraction_of_peak:.0%}",
+            f"{row.peak_memory_mb:,.0f}",
         )
     console.print(shown)
     console.print(f"written: {output}")

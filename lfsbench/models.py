@@ -10,7 +10,8 @@ from lfsbench.evaluator import Evaluator
 
 
 def load_backbone(name: str, device=None) -> Backbone:
-    """'toy'; a diffusers Stable Diffusion or SDXL folder; 'sd-random[:RES]' (SD 1.5 shapes, random weights);
+    """'toy'; a diffusers Stable Diffusion or SDXL folder; 'sd-random[:RES[:DTYPE]]' (SD 1.5 shapes, random
+    weights, DTYPE fp32, fp16 or bf16);
     or 'sd-v1-4', 'sd-v1-5', 'sd-v2-1-base', 'sdxl-base-1.0', 'owner/name' from the local Hugging Face cache."""
     from lfsbench import sd
 
@@ -21,15 +22,21 @@ def load_backbone(name: str, device=None) -> Backbone:
     if Path(name).expanduser().is_dir():
         return Backbone.from_pretrained(Path(name).expanduser(), device=device)
     if name.startswith("sd-random"):
-        _, _, res = name.partition(":")
-        if res and not res.isdigit():
-            raise LfsbenchError(f"Backbone {name!r}: write sd-random or sd-random:RESOLUTION (e.g. sd-random:256).")
-        return sd.random_sd_backbone(int(res or 512), device=device)
+        _, _, rest = name.partition(":")
+        res, _, dtype = rest.partition(":")
+        if (res and not res.isdigit()) or (dtype and dtype not in sd.RANDOM_DTYPES):
+            raise LfsbenchError(
+                f"Backbone {name!r}: write sd-random, sd-random:RESOLUTION or sd-random:RESOLUTION:DTYPE with DTYPE "
+                f"one of {', '.join(sd.RANDOM_DTYPES)} (e.g. sd-random:512:bf16; default dtype: float16 on a GPU, "
+                "float32 on the CPU)."
+            )
+        return sd.random_sd_backbone(int(res or 512), device=device, dtype=sd.RANDOM_DTYPES.get(dtype))
     if name in sd.SD_REPOS or ("/" in name and not Path(name).is_absolute() and not name.startswith(".")):
         return sd.load_cached(name, device=device)
     raise LfsbenchError(
         f"Backbone {name!r} is not known: use 'toy', a folder saved by diffusers (holding model_index.json), "
-        f"{', '.join(sd.SD_REPOS)} or another Hugging Face repository name (from the local cache), or sd-random[:RES]."
+        f"{', '.join(sd.SD_REPOS)} or another Hugging Face repository name (from the local cache), or "
+        "sd-random[:RES[:DTYPE]]."
     )
 
 

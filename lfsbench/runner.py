@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
-import gc
-import resource
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +19,7 @@ from lfsbench.evaluation.records import Kind
 from lfsbench.evaluation.scorer import ConceptReferences, Scorer
 from lfsbench.evaluator import Evaluator
 from lfsbench.images import save_grid
+from lfsbench.memory import peak_memory_mb, reset_peak_memory
 from lfsbench.method import (
     GeneratesControl,
     Method,
@@ -73,40 +71,6 @@ class RunSpec:
         return cls(
             Protocol.model_validate(config["protocol"]), config["method"], overrides, config["seed"], config["data"]
         )
-
-
-def _reset_peak_memory(device: torch.device) -> None:
-    """Start a new peak for the session: CUDA's counters, or Linux's peak RSS (VmHWM; 5 > clear_refs resets it).
-
-    Without the reset the CPU figure is the process's peak so far, which in a study (several runs in one
-    process) is that of the largest earlier run. Even with it, the resident memory an earlier run freed
-    but glibc kept counts; collecting garbage and trimming the heap first returns most of it.
-    """
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-        return
-    gc.collect()  # memory that earlier runs freed but the allocator kept would count as this session's
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc
-        pass
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:  # not Linux, or not allowed: _peak_memory_mb falls back to the process's peak
-        pass
-
-
-def _peak_memory_mb(device: torch.device) -> float:
-    """Peak since _reset_peak_memory: CUDA memory allocated, else resident memory (VmHWM, or ru_maxrss elsewhere)."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024  # kB
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB (macOS bytes: not supported)
 
 
 class Runner:
@@ -332,7 +296,7 @@ class Runner:
             for t, names in enumerate(sessions):
                 if t in done:
                     continue
-                _reset_peak_memory(device)
+                reset_peak_memory(device)
                 progress.update(task, description=f"{self.spec.method}: session {t} learns {', '.join(names)}")
                 t0 = time.time()
                 earlier = self._named([n for names_u in sessions[:t] for n in names_u])
@@ -359,7 +323,7 @@ class Runner:
                         "session": t,
                         "train_s": train_s,
                         **seconds,
-                        "peak_memory_mb": _peak_memory_mb(device),
+                        "peak_memory_mb": peak_memory_mb(device),
                         "trainable_parameters": self.method.trainable_parameters(),
                         "delta_bytes": state_path.stat().st_size,
                         "stored_bytes": self.method.stored_bytes(),

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from lfsbench.backbone import Backbone, default_device
+from lfsbench.backbone import Backbone, resolve_device_and_dtype
 from lfsbench.errors import LfsbenchError
 
 SD_REPOS = {
@@ -49,23 +49,36 @@ def load_cached(name: str, device=None) -> Backbone:
     return Backbone.from_pretrained(folder, device=device, name=name)
 
 
-def random_sd_backbone(resolution: int = 512, seed: int = 0, device=None) -> Backbone:
+RANDOM_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def random_sd_backbone(resolution: int = 512, seed: int = 0, device=None, dtype: torch.dtype | None = None) -> Backbone:
     """Stable Diffusion 1.5's UNet, VAE and text-encoder shapes with random weights (performance work, not quality).
 
-    The tokenizer is CLIP's BPE vocabulary as open_clip ships it (the one SD 1.x uses).
+    The frozen weights take `dtype` (default: as a loaded checkpoint's, float16 on a GPU and float32 on the CPU), the
+    text encoder stays float32 (its modifier-token rows train), as `Backbone.from_pretrained` prepares a real one. The
+    modules are built directly on the device, so a GPU initialises their random weights itself. The tokenizer is
+    CLIP's BPE vocabulary as open_clip ships it (the one SD 1.x uses).
     """
+    from lfsbench.backbone import quiet_libraries
+
+    if resolution % 64:
+        raise LfsbenchError(f"sd-random:{resolution}: the resolution must be a multiple of 64 (e.g. sd-random:512).")
+    quiet_libraries()
+    device, dtype = resolve_device_and_dtype(device, dtype)
+    torch.manual_seed(seed)
+    with torch.device(device):
+        return _random_sd(resolution, device, dtype)
+
+
+def _random_sd(resolution: int, device: torch.device, dtype: torch.dtype) -> Backbone:
     import tempfile
 
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from lfsbench.backbone import quiet_libraries
     from lfsbench.toy.models import write_clip_tokenizer
 
-    if resolution % 64:
-        raise LfsbenchError(f"sd-random:{resolution}: the resolution must be a multiple of 64 (e.g. sd-random:512).")
-    quiet_libraries()
-    torch.manual_seed(seed)
     unet = UNet2DConditionModel(
         sample_size=resolution // 8,
         in_channels=4,
@@ -120,7 +133,6 @@ def random_sd_backbone(resolution: int = 512, seed: int = 0, device=None) -> Bac
         feature_extractor=None,
         requires_safety_checker=False,
     )
-    pipe.to(device or default_device())
-    for module in (pipe.unet, pipe.vae, pipe.text_encoder):
-        module.requires_grad_(False).eval()
-    return Backbone(pipe, f"sd-random:{resolution}")
+    pipe.to(dtype=dtype)
+    suffix = next((f":{k}" for k, v in RANDOM_DTYPES.items() if v == dtype), "")
+    return Backbone(Backbone._prepared(pipe, device), f"sd-random:{resolution}{suffix}")

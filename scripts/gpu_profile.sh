@@ -1,74 +1,90 @@
 #!/usr/bin/env bash
-# One short GPU check at real Stable Diffusion sizes, without the real weights (issue 15). Two parts:
+# The GPU figures of docs/speed.md, from one prepared script that ends within 10 minutes on one GPU:
 #
-# 1. `lfsbench bench` on the SD-1.5-shaped random backbone at RES px, every built-in method: training steps,
-#    generated images and evaluator images per second against diffusers' example-script loop, each side's GFLOP
-#    per unit and the fraction of a large matrix product's rate (8192-square in the backbone's dtype, float16 on a
-#    GPU) it reached. The summary below turns those into achieved TFLOP/s per stage with the card's name.
-# 2. A smoke run of every built-in method: two sessions (lfs distils from the second on) of toy concepts on the
-#    same backbone, half precision on a GPU, a short step budget and a small evaluation. Prints, per method and
-#    session: seconds per training step, seconds per generated image and peak memory (GPU:
-#    torch.cuda.max_memory_allocated; CPU: process RSS), from each run's cost.csv. A method that fails here (for
-#    example a dtype error in half precision) stops the script with its error.
+#   scripts/gpu_profile.sh [OUTPUT=runs/profile] [RES=512] [STEPS=20]
 #
-#   scripts/gpu_profile.sh [RES=512] [STEPS=50] [OUTPUT=runs/profile]
+# 1. The card: its name and memory (nvidia-smi) and torch's view of it.
+# 2. `lfsbench bench` at Stable Diffusion 1.5's shapes with random weights (`sd-random:RES:DTYPE`), once with float16
+#    and once with bfloat16 frozen weights: every built-in method's training steps per second (STEPS steps of its
+#    first session, everything it does included), generated and scored images per second, each against diffusers'
+#    example-script loop, the GFLOP of one unit, the fraction of a large matrix product's rate in that dtype, and the
+#    peak memory of lfsbench's side (torch.cuda.max_memory_allocated). Prior images are cut to 8 (`class_images=8`)
+#    and lfs's distillation to 2 prompts x 4 teacher trajectories so that both benches fit; the CSV's `settings`
+#    column says what each method ran with.
+# 3. A full `lfsbench run -m lfs -p toy` on the GPU (the toy backbone in float16 there, the toy evaluator on the
+#    CPU), timed: what a toy run costs on a GPU. Then naive, if the time limit leaves room.
+# 4. A summary: achieved TFLOP/s per method and stage beside the matrix product's, per dtype.
 #
-# On the lent GPU machine (diffusers and open_clip missing there: carry them as wheels, see
-# ../.library/device/README.md) the whole script takes a few minutes. On a CPU, try RES=64 STEPS=2 (slow: the
-# SD-shaped UNet has SD's 860M parameters at any resolution).
-set -euo pipefail
-RES=${1:-512}
-STEPS=${2:-50}
-OUTPUT=${3:-runs/profile}
-IMAGES=4  # per prompt; one prompt, so 4 images per concept and 4 per class prompt per session
-PROMPTS='evaluation.prompts=["a {}"]'
+# Each part runs under its own time limit, so a slow part costs its own figures and not the others'. On a CPU, try
+# `scripts/gpu_profile.sh runs/profile 64 1` (slow: the SD-shaped UNet has SD's 860M parameters at any resolution).
+set -uo pipefail
+OUTPUT=${1:-runs/profile}
+RES=${2:-512}
+STEPS=${3:-20}
 mkdir -p "$OUTPUT"
+started=$(date +%s)
+elapsed() { echo $(( $(date +%s) - started )); }
 
-lfsbench bench --protocol toy-quick --backbone "sd-random:$RES" --steps "$STEPS" \
-  -o "$PROMPTS" -o "evaluation.images_per_prompt=$IMAGES" --output "$OUTPUT/bench-$RES.csv"
+echo "== the card"
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv 2>/dev/null || echo "no nvidia-smi"
+python3 - <<'PY'
+import torch
+if torch.cuda.is_available():
+    p = torch.cuda.get_device_properties(0)
+    print(f"torch {torch.__version__}: {p.name}, {p.total_memory / 2**30:.0f} GiB, {p.multi_processor_count} SMs")
+else:
+    print(f"torch {torch.__version__}: no GPU; the figures below are the CPU's")
+PY
 
-# Settings each method needs to stay small at SD sizes (class images of the prior; distillation's batch).
-declare -A EXTRA=(
-  [custom-diffusion]="-o class_images=8"
-  [dreambooth]="-o class_images=8"
-  [lfs]="-o dfkd_batch_size=2 -o dfkd_trajectories=4"
-)
-for method in naive custom-diffusion dreambooth replay lfs lora c-lora o-lora; do
-  # shellcheck disable=SC2086  # EXTRA holds several words on purpose
-  lfsbench run --method "$method" --protocol toy-quick --backbone "sd-random:$RES" --evaluator toy \
-    -o 'sessions=[[circle-1], [square-1]]' -o "steps=$STEPS" ${EXTRA[$method]:-} \
-    -o "$PROMPTS" -o "evaluation.images_per_prompt=$IMAGES" \
-    --output "$OUTPUT/$method-$RES"
+for dtype in fp16 bf16; do
+  echo "== bench at sd-random:$RES:$dtype, $STEPS training steps (started at $(elapsed) s)"
+  timeout 200 lfsbench bench --protocol toy-quick --backbone "sd-random:$RES:$dtype" --steps "$STEPS" \
+    -o 'evaluation.prompts=["a {}"]' -o evaluation.images_per_prompt=4 \
+    -o class_images=8 -o dfkd_batch_size=2 -o dfkd_trajectories=4 \
+    --output "$OUTPUT/bench-$dtype.csv" || echo "bench $dtype stopped (exit $?)"
 done
 
-python - "$OUTPUT" "$RES" "$STEPS" <<'PY'
+for method in lfs naive; do
+  left=$(( 560 - $(elapsed) ))
+  if [ "$left" -lt 60 ]; then echo "== toy run of $method skipped: $left s left"; continue; fi
+  echo "== full toy run of $method on the GPU (started at $(elapsed) s, limit $left s)"
+  t0=$(date +%s)
+  timeout "$left" lfsbench run --method "$method" --protocol toy --output "$OUTPUT/toy-$method" > "$OUTPUT/toy-$method.log" 2>&1
+  echo "toy run of $method: exit $?, $(( $(date +%s) - t0 )) s wall"
+  tail -n 3 "$OUTPUT/toy-$method.log"
+done
+
+echo "== summary (at $(elapsed) s)"
+python3 - "$OUTPUT" <<'PY'
 import json, sys
 from pathlib import Path
 
 import pandas as pd
-import torch
 
-out, res, steps = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
-device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
-print(f"device: {device}; backbone sd-random:{res}; {steps} training steps per session")
-
-bench = pd.read_csv(out / f"bench-{res}.csv")
-print(f"large matrix product: {bench.peak_gflops.iloc[0] / 1000:.3g} TFLOP/s (the 'of peak' reference)")
-for row in bench.itertuples():
-    ours = row.lfsbench_per_s * row.lfsbench_gflop_per_unit / 1000
-    ref = row.reference_per_s * row.reference_gflop_per_unit / 1000
-    print(f"bench {row.method} {row.stage}: {row.lfsbench_per_s:.2f} vs {row.reference_per_s:.2f} {row.unit} "
-          f"({row.ratio:.2f}x); {ours:.3g} vs {ref:.3g} TFLOP/s achieved "
-          f"({row.lfsbench_fraction_of_peak:.0%} vs {row.reference_fraction_of_peak:.0%} of the matrix product)")
-
-for run in sorted(p for p in out.glob(f"*-{res}") if p.is_dir()):
-    cost = pd.read_csv(run / "cost.csv")
-    scores = [pd.read_csv(f) for f in sorted((run / "scores").glob("session_*.csv"))]
-    config = json.loads((run / "config.json").read_text())["method_config"]
-    for (_, row), s in zip(cost.iterrows(), scores):
-        images = len(s[s.kind.isin(["concept", "class", "control"])])
-        print(f"{run.name} session {int(row.session)}: {row.train_s / config['steps']:.3f} s per training step "
-              f"(batch {config['batch_size']}; includes making class images in the first session of "
-              f"custom-diffusion and dreambooth), {row.generate_s / images:.3f} s per generated image "
-              f"({images} images), peak memory {row.peak_memory_mb:,.0f} MB")
+out = Path(sys.argv[1])
+for csv in sorted(out.glob("bench-*.csv")):
+    bench = pd.read_csv(csv)
+    print(f"{csv.stem}: large matrix product {bench.peak_gflops.iloc[0] / 1000:.0f} TFLOP/s")
+    for row in bench.itertuples():
+        ours = row.lfsbench_per_s * row.lfsbench_gflop_per_unit / 1000
+        ref = row.reference_per_s * row.reference_gflop_per_unit / 1000
+        print(
+            f"  {row.method:16s} {row.stage:8s} {row.lfsbench_per_s:8.2f} vs {row.reference_per_s:8.2f} {row.unit} "
+            f"({row.ratio:.2f}x); {1 / row.lfsbench_per_s:.3f} s per unit; {ours:.1f} vs {ref:.1f} TFLOP/s "
+            f"({row.lfsbench_fraction_of_peak:.1%} vs {row.reference_fraction_of_peak:.1%} of the matrix product); "
+            f"peak {row.peak_memory_mb:,.0f} MB; {row.settings if isinstance(row.settings, str) else ''}"
+        )
+for run in sorted(p for p in out.glob("toy-*") if p.is_dir()):
+    cost = run / "cost.csv"
+    if not cost.is_file():
+        print(f"{run.name}: no finished session")
+        continue
+    c = pd.read_csv(cost)
+    summary = json.loads((run / "summary.json").read_text())
+    print(
+        f"{run.name}: {len(c)} sessions, training {c.train_s.sum():.0f} s, generation {c.generate_s.sum():.0f} s, "
+        f"scoring {c.evaluate_s.sum():.0f} s, peak {c.peak_memory_mb.max():,.0f} MB; "
+        f"IA {summary['IA']['value']:.3f}, IAD {summary['IAD']['value']:.3f}"
+    )
 PY
+echo "== done at $(elapsed) s"

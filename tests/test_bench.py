@@ -93,6 +93,8 @@ def test_bench_command_writes_its_csv(tmp_path):
         "evaluation.steps=2",
         "-o",
         "evaluation.max_prompts=1",
+        "-o",
+        "kv_lr=0.002",  # a method setting: given to each timed method that has it, and recorded
         "-O",
         out,
     )
@@ -100,5 +102,18 @@ def test_bench_command_writes_its_csv(tmp_path):
     assert "written:" in text and out.is_file()
     table = pd.read_csv(out)
     assert set(table.stage) == {"train", "generate", "evaluate"} and (table.ratio > 0).all()
-    code, text = invoke("bench", "-o", "kv_lr=0.1", "-O", out)
-    assert code == 2 and "protocol field" in text
+    assert table[table.stage == "train"].settings.tolist() == ["kv_lr=0.002, steps=2"]
+    assert (table.peak_memory_mb > 0).all()
+    code, text = invoke("bench", "-m", "naive", "-o", "no_such_knob=1", "-O", out)
+    assert code == 2 and "neither a protocol field nor a setting of the methods timed" in text
+
+
+def test_random_sd_backbone_names_its_dtype():
+    """`sd-random:RES:DTYPE` picks the frozen weights' dtype (the GPU profile benches fp16 and bf16); a dtype it does
+    not know is a clear error before anything is built."""
+    from lfsbench.errors import LfsbenchError
+    from lfsbench.models import load_backbone
+
+    for bad in ("sd-random:64:fp8", "sd-random:big"):
+        with pytest.raises(LfsbenchError, match=r"sd-random:RESOLUTION:DTYPE with DTYPE one of fp32, fp16, bf16"):
+            load_backbone(bad)

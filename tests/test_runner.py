@@ -124,13 +124,13 @@ def test_peak_memory_is_per_session_on_linux():
     import numpy as np
     import torch
 
-    from lfsbench.runner import _peak_memory_mb, _reset_peak_memory
+    from lfsbench.memory import peak_memory_mb, reset_peak_memory
 
     if not Path("/proc/self/status").is_file():
         pytest.skip("peak RSS per session needs Linux's /proc")
     cpu = torch.device("cpu")
     block = np.ones(300 * 2**20, dtype=np.uint8)  # 300 MB, touched
-    high = _peak_memory_mb(cpu)
+    high = peak_memory_mb(cpu)
     del block
-    _reset_peak_memory(cpu)
-    assert _peak_memory_mb(cpu) < high - 200
+    reset_peak_memory(cpu)
+    assert peak_memory_mb(cpu) < high - 200
