@@ -122,6 +122,7 @@ def bench(
     steps: int = 20,
     progress: Callable[[str], None] = lambda what: None,
     settings: dict | None = None,
+    on_row: Callable[[pd.DataFrame], None] = lambda rows: None,
 ) -> pd.DataFrame:
     """One row per (method or "all", stage): lfsbench's rate, the reference's, their ratio, the unit, and the peak
     memory of lfsbench's side (CUDA memory allocated on a GPU, resident memory on the CPU).
@@ -129,6 +130,7 @@ def bench(
     `load_backbone` returns a fresh backbone (methods change the one they train). `concept` is what every method
     learns (the protocol's first, usually). `steps` is the training budget of each timed session. `settings`: method
     settings given to every method that has them (e.g. fewer prior images, `class_images`), recorded in the rows.
+    `on_row` receives the rows so far after each one (the CLI writes them, so a bench stopped early keeps its rows).
     """
     from lfsbench.method import UsesEvaluator, create_method, method_class, preset_for
 
@@ -173,6 +175,7 @@ def bench(
         ours = Rate(steps, seconds, _gflop(trainer(name)), memory)
         shown = ", ".join(f"{k}={v}" for k, v in given(name).items())
         rows.append(_row(name, "train", ours, reference, peak, "training steps/s", shown))
+        on_row(pd.DataFrame(rows))
 
     progress("generating")
     backbone = load_backbone()
@@ -190,6 +193,7 @@ def bench(
         ours = Rate(n, seconds, _gflop(ours_generate), peak_memory_mb(device))
         reference = Rate(n, _timed(reference_generate, device), _gflop(reference_generate))
     rows.append(_row("all", "generate", ours, reference, peak, "images/s"))
+    on_row(pd.DataFrame(rows))
 
     progress("scoring")
     images = torch.rand(n, 3, backbone.resolution, backbone.resolution, generator=torch.Generator().manual_seed(0))
@@ -206,6 +210,7 @@ def bench(
     ours = Rate(n, seconds, _gflop(ours_score), peak_memory_mb(evaluator.device))
     reference = Rate(n, _timed(reference_score, device), _gflop(reference_score))
     rows.append(_row("all", "evaluate", ours, reference, peak, "images/s"))
+    on_row(pd.DataFrame(rows))
     return pd.DataFrame(rows)
 
 

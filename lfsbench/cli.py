@@ -420,6 +420,8 @@ def bench_command(
     output: Path = typer.Option(Path("runs/bench/bench.csv"), "--output", "-O", help="Where the CSV goes."),
 ):
     """Training steps, generated images and evaluator images per second, against diffusers' example-script loop."""
+    import pandas as pd
+
     from lfsbench.bench import bench
     from lfsbench.concepts import load_concepts
     from lfsbench.method import all_methods, canonical_method, method_class
@@ -446,10 +448,23 @@ def bench_command(
     def fresh_backbone():
         return loaded.pop() if loaded else load_backbone(proto.backbone)
 
-    with console.status("timing") as status:
-        table = bench(methods, proto, fresh_backbone, evaluator, concept, steps, status.update, method_settings)
     output.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(output, index=False)
+    started = time.time()
+
+    def write(rows) -> None:  # after each row: a bench stopped early (a time limit) keeps what it measured
+        rows.to_csv(output, index=False)
+
+    def say(what: str) -> None:  # a line per stage where no live display shows it (a log file, a batch job)
+        console.print(f"[{time.time() - started:6.0f} s] {what}", highlight=False)
+
+    def timed(progress) -> pd.DataFrame:
+        return bench(methods, proto, fresh_backbone, evaluator, concept, steps, progress, method_settings, write)
+
+    if console.is_terminal:
+        with console.status("timing") as status:
+            table = timed(status.update)
+    else:
+        table = timed(say)
     shown = Table(
         title=f"lfsbench bench: {proto.backbone} backbone, {table.threads.iloc[0]} torch threads, "
         f"peak {table.peak_gflops.iloc[0]:.0f} GFLOP/s (a large matrix product)"

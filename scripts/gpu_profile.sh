@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU figures of docs/speed.md, from one prepared script that ends within 10 minutes on one GPU:
 #
-#   scripts/gpu_profile.sh [OUTPUT=runs/profile] [RES=512] [STEPS=20]
+#   scripts/gpu_profile.sh [OUTPUT=runs/profile] [RES=512] [STEPS=10]
 #
 # 1. The card: its name and memory (nvidia-smi) and torch's view of it.
 # 2. `lfsbench bench` at Stable Diffusion 1.5's shapes with random weights (`sd-random:RES:DTYPE`), once with float16
@@ -15,12 +15,15 @@
 #    CPU), timed: what a toy run costs on a GPU. Then naive, if the time limit leaves room.
 # 4. A summary: achieved TFLOP/s per method and stage beside the matrix product's, per dtype.
 #
-# Each part runs under its own time limit, so a slow part costs its own figures and not the others'. On a CPU, try
+# Each part runs under its own time limit, so a slow part costs its own figures and not the others' (a bench keeps the
+# rows it finished: it writes its CSV after each). Order: the float16 bench, the toy run of lfs, the bfloat16 bench,
+# then the toy run of naive in what is left. On 2026-12-04 an H200 did not finish 8 methods x 20 steps in 200 s
+# (docs/speed.md); 10 steps and these limits are a guess from that. On a CPU, try
 # `scripts/gpu_profile.sh runs/profile 64 1` (slow: the SD-shaped UNet has SD's 860M parameters at any resolution).
 set -uo pipefail
 OUTPUT=${1:-runs/profile}
 RES=${2:-512}
-STEPS=${3:-20}
+STEPS=${3:-10}
 mkdir -p "$OUTPUT"
 started=$(date +%s)
 elapsed() { echo $(( $(date +%s) - started )); }
@@ -36,23 +39,29 @@ else:
     print(f"torch {torch.__version__}: no GPU; the figures below are the CPU's")
 PY
 
-for dtype in fp16 bf16; do
-  echo "== bench at sd-random:$RES:$dtype, $STEPS training steps (started at $(elapsed) s)"
-  timeout 200 lfsbench bench --protocol toy-quick --backbone "sd-random:$RES:$dtype" --steps "$STEPS" \
+bench() {  # DTYPE LIMIT
+  if [ "$2" -lt 30 ]; then echo "== bench $1 skipped: $2 s left"; return; fi
+  echo "== bench at sd-random:$RES:$1, $STEPS training steps (started at $(elapsed) s, limit $2 s)"
+  timeout "$2" lfsbench bench --protocol toy-quick --backbone "sd-random:$RES:$1" --steps "$STEPS" \
     -o 'evaluation.prompts=["a {}"]' -o evaluation.images_per_prompt=4 \
     -o class_images=8 -o dfkd_batch_size=2 -o dfkd_trajectories=4 \
-    --output "$OUTPUT/bench-$dtype.csv" || echo "bench $dtype stopped (exit $?)"
-done
+    --output "$OUTPUT/bench-$1.csv" || echo "bench $1 stopped (exit $?)"
+}
 
-for method in lfs naive; do
-  left=$(( 560 - $(elapsed) ))
-  if [ "$left" -lt 60 ]; then echo "== toy run of $method skipped: $left s left"; continue; fi
-  echo "== full toy run of $method on the GPU (started at $(elapsed) s, limit $left s)"
+toy_run() {  # METHOD LIMIT
+  if [ "$2" -lt 60 ]; then echo "== toy run of $1 skipped: $2 s left"; return; fi
+  echo "== full toy run of $1 on the GPU (started at $(elapsed) s, limit $2 s)"
+  local t0
   t0=$(date +%s)
-  timeout "$left" lfsbench run --method "$method" --protocol toy --output "$OUTPUT/toy-$method" > "$OUTPUT/toy-$method.log" 2>&1
-  echo "toy run of $method: exit $?, $(( $(date +%s) - t0 )) s wall"
-  tail -n 3 "$OUTPUT/toy-$method.log"
-done
+  timeout "$2" lfsbench run --method "$1" --protocol toy --output "$OUTPUT/toy-$1" > "$OUTPUT/toy-$1.log" 2>&1
+  echo "toy run of $1: exit $?, $(( $(date +%s) - t0 )) s wall"
+  tail -n 3 "$OUTPUT/toy-$1.log"
+}
+
+bench fp16 180
+toy_run lfs 220
+bench bf16 $(( 520 - $(elapsed) ))
+toy_run naive $(( 550 - $(elapsed) ))
 
 echo "== summary (at $(elapsed) s)"
 python3 - "$OUTPUT" <<'PY'
