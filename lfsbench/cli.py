@@ -75,21 +75,21 @@ def run(
     ),
 ):
     """Run one method through a lifelong protocol; rerunning the same command resumes it."""
-    from lfsbench.datasets import dataset_spec
-    from lfsbench.protocol import load_protocol, parse_overrides
-    from lfsbench.results import RunFolder, default_run_folder
-    from lfsbench.runner import Runner, RunSpec
+    from lfsbench.identity import resolve_identity
+    from lfsbench.method import canonical_method
+    from lfsbench.protocol import parse_settings
+    from lfsbench.results import RunFolder
+    from lfsbench.runner import Runner
 
     if resume is not None:
-        config = RunFolder(resume).config()
-        if config is None:
+        identity = RunFolder(resume).identity()
+        if identity is None:
             raise LfsbenchError(f"{resume} holds no lfsbench run (no config.json); --resume needs a run folder.")
-        spec = RunSpec.from_config(config)
         given = [
             flag
             for flag, value, kept in (
-                ("-m/--method", method, spec.method),
-                ("-p/--protocol", protocol, spec.protocol.name),
+                ("-m/--method", method, identity.method.name),
+                ("-p/--protocol", protocol, identity.protocol.name),
                 ("-o/--set", override, None),
                 ("--data", data, None),
                 ("--backbone", backbone, None),
@@ -100,37 +100,25 @@ def run(
         ]
         if given:
             raise LfsbenchError(
-                f"--resume continues the run in {resume} exactly as it was started ({spec.method} on "
-                f"{spec.protocol.name}, seed {spec.seed}); {', '.join(given)} would change it, so nothing was run. "
-                "Drop them, or start a new run (without --resume) in another folder."
+                f"--resume continues the run in {resume} exactly as it was started ({identity.method_name} on "
+                f"{identity.protocol.name}, seed {identity.seed}); {', '.join(given)} would change it, so nothing was "
+                "run. Drop them, or start a new run (without --resume) in another folder."
             )
         output = resume
     else:
         if method is None:
             raise LfsbenchError("Name the method: lfsbench run -m METHOD (`lfsbench ls methods` lists them).")
-        from lfsbench.method import canonical_method
-
-        method = canonical_method(method)
-        protocol = protocol or "toy"
-        override = override + [f"{k}={v}" for k, v in (("backbone", backbone), ("evaluator", evaluator)) if v]
-        protocol_overrides, method_overrides = parse_overrides(override)
-        loaded = load_protocol(protocol, protocol_overrides, data)
-        # --data is part of the run's identity only where the protocol reads data (else a rerun without it differs)
-        kept_data = str(data) if data is not None and dataset_spec(loaded.source.kind).needs_data else None
-        spec = RunSpec(loaded, method, method_overrides, seed, kept_data)
-        settings = dict(pair.partition("=")[::2] for pair in override)
-        output = output or default_run_folder(Path("runs"), protocol, method, settings, seed)
-    from lfsbench.method import create_method, preset_for
-
-    create_method(
-        spec.method, spec.method_overrides, preset_for(spec.protocol.backbone)
-    )  # unknown names and settings fail here, before any model loads
-    console.print(f"run folder: [bold]{output}[/]")
-    summary = Runner(spec, output, track=track).run()
+        models = [f"{k}={v}" for k, v in (("backbone", backbone), ("evaluator", evaluator)) if v]
+        settings = parse_settings(override + models)
+        # unknown names and settings fail here, before any model loads
+        identity = resolve_identity(canonical_method(method), protocol or "toy", settings, seed, data)
+        output = output or identity.default_folder(Path("runs"))
+    console.print(f"run folder: [bold]{escape(str(output))}[/] (identity {identity.key()})")
+    summary = Runner(identity, output, track=track).run()
     console.print(
         summary_table(
             summary,
-            f"{spec.method} on {spec.protocol.name} (seed {spec.seed}), "
+            f"{identity.method_name} on {identity.protocol.name} (seed {identity.seed}), "
             f"after session {summary['sessions_finished'] - 1}",
         )
     )
@@ -139,7 +127,7 @@ def run(
             "IA_dino is not computed: the protocol names no DINO model (its `dino` field; the toy world has none, "
             "docs/metrics.md). On real data: -o dino=facebook/dino-vits16 with the model in the local cache."
         )
-    console.print(f"results in [bold]{output}[/] (summary.json, sessions/, ia_matrix.csv, images/)")
+    console.print(f"results in [bold]{escape(str(output))}[/] (summary.json, sessions/, ia_matrix.csv, images/)")
 
 
 def summary_table(summary: dict, title: str) -> Table:
@@ -193,7 +181,7 @@ def export(
     exported, unfinished = [], []
     for root in runs:
         for run in find_runs([root]):
-            if not run.folder.is_finished(len(run.config["protocol"]["sessions"])):
+            if not run.folder.is_finished(len(run.identity.protocol.sessions)):
                 unfinished.append(run.path)
                 continue
             rel = Path(run.path.name) if run.path == Path(root) else run.path.relative_to(root)

@@ -37,6 +37,8 @@ class LoadedConcept(NamedTuple):
     """One concept as a source delivers it: its training shots and its held-out references (images no method sees).
 
     Images are a uint8/float tensor or a list of CHW tensors (real photos, fitted to the backbone's size later).
+    `files`: where the shots and then the references were read from (files, or decoded images of a hub table), none
+    for rendered concepts; `data_fingerprint` hashes them.
     """
 
     name: str
@@ -44,6 +46,7 @@ class LoadedConcept(NamedTuple):
     shots: torch.Tensor | list[torch.Tensor]
     references: torch.Tensor | list[torch.Tensor]
     prompts: list[str]
+    files: tuple = ()
 
 
 def split_shots(protocol: Protocol, name: str, files: list, where: str) -> tuple[list, list]:
@@ -74,7 +77,12 @@ def _from_files(
 
     shots, references = split_shots(protocol, name, files, where)
     return LoadedConcept(
-        name, class_noun, [load_image_file(f) for f in shots], [load_image_file(f) for f in references], prompts
+        name,
+        class_noun,
+        [load_image_file(f) for f in shots],
+        [load_image_file(f) for f in references],
+        prompts,
+        (*shots, *references),
     )
 
 
@@ -211,6 +219,37 @@ def data_root(protocol: Protocol, data: Path | None = None) -> Path:
     if not chosen:
         raise LfsbenchError(f"Protocol {protocol.name!r} needs its data: pass --data PATH or set {spec.env}.")
     return Path(chosen).expanduser()
+
+
+def data_fingerprint(protocol: Protocol, data: Path | None = None) -> str:
+    """SHA-256 of everything a run of `protocol` reads from its source: each concept's name, class noun and prompts,
+    the bytes of each image file it trains on or holds out (the pixels of a rendered or already decoded image), and
+    the published concept pairs it scores. Two runs read the same data exactly when their fingerprints are equal,
+    wherever the folder is; a file edited, added or removed in between changes it."""
+    import hashlib
+
+    from lfsbench.images import load_image_file
+
+    spec = dataset_spec(protocol.source.kind)
+    root = data_root(protocol, data) if spec.needs_data else None
+    digest = hashlib.sha256()
+    for concept in spec.load(protocol, root):
+        digest.update(json.dumps([concept.name, concept.class_noun, list(concept.prompts)]).encode())
+        if concept.files:
+            for f in concept.files:
+                digest.update(Path(f).read_bytes() if isinstance(f, (str, Path)) else _pixels(load_image_file(f)))
+        else:
+            for images in (concept.shots, concept.references):
+                for image in images:
+                    digest.update(_pixels(image))
+    multi = protocol.multi_concept
+    if multi is not None and multi.pairs == "dataset" and spec.read_pairs is not None:
+        digest.update(json.dumps(spec.read_pairs(root)).encode())
+    return digest.hexdigest()
+
+
+def _pixels(image) -> bytes:
+    return torch.as_tensor(image).contiguous().numpy().tobytes()
 
 
 def where(name: str, data: Path | None = None) -> tuple[Path, str]:

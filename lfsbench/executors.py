@@ -20,6 +20,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from lfsbench.errors import LfsbenchError, RunFolderBusy
+from lfsbench.identity import RunIdentity
 
 EXECUTORS = ("local", "ray", "submitit")
 ENV_PREFIX = "LFSBENCH_"  # dataset locations (LFSBENCH_CC101, ...): passed on to Ray workers
@@ -51,10 +52,7 @@ class SlurmOptions(BaseModel):
 class RunJob:
     """Everything a worker needs to run one run of a study (picklable: it travels to Ray and Slurm workers)."""
 
-    method: str
-    protocol: str
-    settings: dict
-    seed: int
+    identity: RunIdentity  # what to run (lfsbench/identity.py): the worker checks its fingerprints before it starts
     output: str
     cwd: str = field(default_factory=os.getcwd)  # relative protocol files and run folders are relative to this
     threads: int | None = None  # torch's thread count in the worker (None: torch's default)
@@ -63,20 +61,15 @@ class RunJob:
 
 def execute_run(job: RunJob) -> str:
     """Run (or resume) one run in this process; returns its run folder. The unit every executor runs."""
-    import json
-
     import torch
 
-    from lfsbench.protocol import load_protocol, parse_overrides
-    from lfsbench.runner import Runner, RunSpec
+    from lfsbench.runner import Runner
 
     if job.cwd and Path(job.cwd).is_dir():
         os.chdir(job.cwd)
     if job.threads:
         torch.set_num_threads(job.threads)
-    protocol_overrides, method_overrides = parse_overrides([f"{k}={json.dumps(v)}" for k, v in job.settings.items()])
-    spec = RunSpec(load_protocol(job.protocol, protocol_overrides), job.method, method_overrides, job.seed)
-    Runner(spec, Path(job.output), track=job.track).run()
+    Runner(job.identity, Path(job.output), track=job.track).run()
     return job.output
 
 

@@ -11,7 +11,8 @@
         less_than: naive.IAD                       # a relation between two values
         margin: 0.03                               # value <= other - margin
 
-A value is the mean over the setting's seeds. Metrics are the keys of summary.csv (`TA`,
+A value is the mean over the setting's seeds: runs whose identities are equal but for the seed (lfsbench/identity.py);
+runs that differ in anything else are never pooled. Metrics are the keys of summary.csv (`TA`,
 `IAD`, `cost.train_seconds_per_session`, ...). An unknown setting or metric is an error,
 never a pass.
 """
@@ -76,6 +77,14 @@ def gate_metrics(summary: dict) -> dict[str, float]:
 def _lookup(ref: str, groups: dict[str, list[Run]], check: str) -> float:
     """SETTING.METRIC -> the metric's mean over the setting's seeds (a setting label may itself hold dots)."""
     matches = [label for label in groups if ref.startswith(label + ".")]
+    split = [label for label, runs in groups.items() if runs[0].note and ref.startswith(runs[0].identity.label + ".")]
+    if split and not matches:
+        raise LfsbenchError(
+            f"Check {check!r}: the runs of {groups[split[0]][0].identity.label!r} are {len(split)} settings whose "
+            f"identities differ ({'; '.join(split)}), and check never pools runs of different identities (an edited "
+            "method, other data, another default or version are other runs). Check the runs of one of them (pass "
+            "only its folders), or name one in the thresholds file as SETTING [WHAT DIFFERS].METRIC."
+        )
     if not matches:
         setting = ref.split(".")[0]
         raise LfsbenchError(

@@ -21,8 +21,8 @@ with isinstance (a method inherits only what it uses):
 
 A method from outside the package is named by reference instead of by registered name (docs/custom-methods.md):
 `path/to/file.py:ClassName`, `package.module:ClassName`, or the name of an entry point in the `lfsbench.methods`
-group of an installed package. Its source (file and SHA-256, or distribution and version) is saved with the run, so
-a run of an edited method is a different run.
+group of an installed package. Every method's source (the SHA-256 of its files, `method_source`) is part of a run's
+identity, so a run of an edited method is a different run.
 
 A method's `Config` defaults are its settings for the toy backbone (chosen by a
 sweep, recorded in the method file); `presets` holds other backbones' settings
@@ -288,21 +288,40 @@ def method_class(name: str) -> type[Method]:
     )
 
 
-def method_source(name: str) -> dict | None:
-    """Where a method from outside the package came from, saved in config.json (None for a built-in one): the file
-    and its SHA-256, or the installed distribution and its version."""
-    _import_methods()
-    if name in METHODS:
-        return None
-    if not is_reference(name):
-        ep = _entry_points().get(name)
-        if ep is None:
-            return None
-        dist = ep.dist
-        return {"entry_point": ep.value, "distribution": dist and dist.name, "version": dist and dist.version}
+def method_source(name: str) -> dict:
+    """What identifies a method's code in a run's identity (lfsbench/identity.py): the SHA-256 of the source files of
+    its class and of every class it builds on (`methods/naive.py` and `lfsbench/kv_method.py` for naive; the method
+    interface, lfsbench/method.py, is not counted), the files by name, and for a method of an installed package (an
+    entry point) its distribution and version. A run of an edited method is a different run."""
     cls = method_class(name)
-    file = Path(inspect.getfile(cls))
-    return {"file": str(file), "sha256": hashlib.sha256(file.read_bytes()).hexdigest()}
+    files: list[Path] = []
+    for klass in cls.__mro__:
+        if klass is object or klass.__module__ == __name__:
+            continue
+        try:
+            file = Path(inspect.getfile(klass)).resolve()
+        except (TypeError, OSError):  # a class defined in C, or without a source file
+            continue
+        if file not in files:
+            files.append(file)
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(file.read_bytes())
+    source = {"sha256": digest.hexdigest(), "files": [_shown(file) for file in files]}
+    ep = None if is_reference(name) or name in METHODS else _entry_points().get(name)
+    if ep is not None:
+        dist = ep.dist
+        source |= {"entry_point": ep.value, "distribution": dist and dist.name, "version": dist and dist.version}
+    return source
+
+
+def _shown(file: Path) -> str:
+    """A source file as a run records it: relative to lfsbench's folder for its own files, else the full path."""
+    package = Path(__file__).resolve().parent
+    for root in (package.parent, package):
+        if file.is_relative_to(root):
+            return str(file.relative_to(root))
+    return str(file)
 
 
 def all_methods() -> list[tuple[str, type[Method], str]]:
@@ -328,14 +347,18 @@ def preset_for(backbone: str) -> str:
     return "toy" if backbone == "toy" else "stable-diffusion"
 
 
-def create_method(name: str, overrides: dict | None = None, preset: str = "toy") -> Method:
-    """Instantiate a registered method: defaults < preset < overrides; unknown or ill-typed knobs are errors."""
-    cls = method_class(name)
+def validated_config(cls: type[Method], name: str, preset: str = "toy", overrides: dict | None = None) -> MethodConfig:
+    """A method's knobs resolved: defaults < preset < overrides; unknown or ill-typed knobs are errors."""
     try:
-        config = cls.Config.model_validate({**cls.presets.get(preset, {}), **(overrides or {})})
+        return cls.Config.model_validate({**cls.presets.get(preset, {}), **(overrides or {})})
     except ValidationError as err:
         known = ", ".join(cls.Config.model_fields)
         raise LfsbenchError(
             f"Bad setting for method {name!r}: {validation_problems(err)}. Its settings are: {known}."
         ) from None
-    return cls(config)
+
+
+def create_method(name: str, overrides: dict | None = None, preset: str = "toy") -> Method:
+    """Instantiate a method: defaults < preset < overrides; unknown or ill-typed knobs are errors."""
+    cls = method_class(name)
+    return cls(validated_config(cls, name, preset, overrides))

@@ -318,40 +318,56 @@ def ordered(protocol: Protocol) -> Protocol:
 
 
 def parse_overrides(pairs: list[str]) -> tuple[dict, dict]:
-    """Split KEY=VALUE pairs into protocol overrides (keys that are protocol fields, dotted for nesting) and method
-    settings."""
-    protocol, method = {}, {}
+    """Split `-o KEY=VALUE` pairs (each VALUE read as YAML) into protocol overrides (keys that are protocol fields,
+    dotted for nesting) and method settings; a key given twice is an error."""
+    return split_settings(parse_settings(pairs))
+
+
+def parse_settings(pairs: list[str]) -> dict:
+    """`-o KEY=VALUE` pairs as typed settings, each VALUE read as YAML (what a study spec's cell holds); a key given
+    twice is an error."""
+    settings: dict = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         if not sep or not key:
             raise LfsbenchError(
                 f"Override {pair!r} is not KEY=VALUE (e.g. -o steps=100 or -o evaluation.images_per_prompt=4)."
             )
+        if key in settings:
+            raise LfsbenchError(f"Override {pair!r}: {key!r} is set twice. Give each setting once.")
         try:
-            value = yaml.safe_load(raw)
+            settings[key] = yaml.safe_load(raw)
         except yaml.YAMLError as err:
             problem = str(err).splitlines()[0]
             raise LfsbenchError(
                 f"Override {pair!r}: the value {raw!r} is not valid YAML ({problem}). Quote text with special "
                 "characters (-o 'token_init=\"a word\"'), write lists as [a, b]."
             ) from None
+    return settings
+
+
+def split_settings(settings: dict) -> tuple[dict, dict]:
+    """Typed settings (a study cell's, or `-o` pairs after YAML) -> (protocol overrides, nested for `load_protocol`;
+    method settings). A key whose first part is a protocol field overrides the protocol (`evaluation.steps`)."""
+    protocol, method = {}, {}
+    for key, value in settings.items():
         parts = key.split(".")
-        if parts[0] in Protocol.model_fields:
-            target = protocol
-            for depth, part in enumerate(parts[:-1]):
-                target = target.setdefault(part, {})
-                if not isinstance(target, dict):
-                    raise LfsbenchError(
-                        f"Override {pair!r} sets a field inside {'.'.join(parts[: depth + 1])!r}, which another "
-                        "override sets to a plain value. Give each field once."
-                    )
-            if isinstance(target.get(parts[-1]), dict) and not isinstance(value, dict):
-                raise LfsbenchError(
-                    f"Override {pair!r} replaces {key!r}, whose fields other overrides set. Give each field once."
-                )
-            target[parts[-1]] = value
-        else:
-            if key in method:
-                raise LfsbenchError(f"Override {pair!r}: {key!r} is set twice. Give each setting once.")
+        if parts[0] not in Protocol.model_fields:
             method[key] = value
+            continue
+        target = protocol
+        for depth, part in enumerate(parts[:-1]):
+            target = target.setdefault(part, {})
+            if not isinstance(target, dict):
+                raise LfsbenchError(
+                    f"Setting {key!r} sets a field inside {'.'.join(parts[: depth + 1])!r}, which another setting "
+                    "sets to a plain value. Give each field once."
+                )
+        if isinstance(target.get(parts[-1]), dict) and not isinstance(value, dict):
+            raise LfsbenchError(
+                f"Setting {key!r} replaces {key!r}, whose fields other settings set. Give each field once."
+            )
+        if parts[-1] in target:
+            raise LfsbenchError(f"Setting {key!r} is given twice (once inside a mapping). Give each field once.")
+        target[parts[-1]] = value
     return protocol, method

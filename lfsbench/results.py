@@ -1,10 +1,11 @@
 """The run folder: what a run writes, and how it is read back (by resume, `report`, `study` and `check`).
 
-`RunFolder` is the only code that knows a path inside a run folder; `run_label` and `run_dirname` are the only
-code that names runs (a report's settings, the default folders of `lfsbench run` and of studies).
+`RunFolder` is the only code that knows a path inside a run folder; what a run is, and how runs are named, is the run's
+identity (lfsbench/identity.py), which config.json holds.
 
     run/
-      config.json            resolved protocol, method and settings, seed (identifies the run)
+      config.json            the run's identity: resolved protocol, method settings, source, data and weights
+                             fingerprints, seed, version
       meta.json              library versions, git revision, device, start time
       base/                  the base model's class-image embeddings (for drift) and the drift scale;
         NOUN.png, shots/NAME.png   the base model's class images, each concept's shots (for reports)
@@ -23,7 +24,6 @@ import itertools
 import json
 import os
 import platform
-import re
 import subprocess
 import time
 from pathlib import Path
@@ -31,6 +31,7 @@ from pathlib import Path
 import pandas as pd
 
 from lfsbench.errors import LfsbenchError, RunFolderBusy, path_part_problem
+from lfsbench.identity import RunIdentity, legacy_refusal
 
 _COUNTER = itertools.count()
 
@@ -97,42 +98,6 @@ def git_revision() -> str | None:
         )
     except (OSError, subprocess.SubprocessError):
         return None
-
-
-def _settings_text(settings: dict, separator: str) -> str:
-    return separator.join(f"{k}={v}" for k, v in sorted(settings.items()))
-
-
-def method_display_name(method: str) -> str:
-    """A method as folders and reports name it: its name, or for `path/file.py:Class` and `module:Class` the class."""
-    return method.rpartition(":")[2] or method
-
-
-def run_label(method: str, settings: dict | None = None) -> str:
-    """A setting as reports and thresholds name it: the method and the settings it was given, `lfs (icgen=False)`."""
-    method = method_display_name(method)
-    return f"{method} ({_settings_text(settings, ', ')})" if settings else method
-
-
-MAX_DIRNAME = 120  # longer names (many settings) end in a hash of the settings instead
-
-
-def run_dirname(method: str, settings: dict | None, seed: int) -> str:
-    """A run's default folder name: `naive-seed0`, `lfs-context_strength=0.6,dfkd=False-seed1`."""
-    method = method_display_name(method)
-    middle = f"-{_settings_text(settings, ',')}" if settings else ""
-    name = f"{method}{middle}-seed{seed}"
-    if len(name) > MAX_DIRNAME:
-        import hashlib
-
-        digest = hashlib.sha1(_settings_text(settings, "\n").encode()).hexdigest()[:10]
-        name = f"{method}-{digest}-seed{seed}"
-    return re.sub(r"[^A-Za-z0-9_.,=+-]", "_", name)
-
-
-def default_run_folder(root: Path, protocol: str, method: str, settings: dict | None, seed: int) -> Path:
-    """Where a run goes unless told: ROOT/PROTOCOL/METHOD[-SETTINGS]-seedN (`lfsbench run` and studies alike)."""
-    return Path(root) / Path(protocol).stem / run_dirname(method, settings, seed)
 
 
 def _part(name: str) -> str:
@@ -232,6 +197,7 @@ class RunFolder:
         return data
 
     def config(self) -> dict | None:
+        """config.json as stored (None where there is none); `identity` reads it."""
         f = self.config_file
         if not f.is_file():
             return None
@@ -241,23 +207,18 @@ class RunFolder:
             f"{self.path} and run again, or choose another folder with --output.",
         )
 
-    def current_config(self) -> dict | None:
-        """config.json as this version writes it: protocol fields added since the run started take their defaults
-        (which reproduce the behaviour it ran with), so a run of an earlier version still resumes and compares."""
-        from pydantic import ValidationError
+    def identity(self) -> RunIdentity | None:
+        """The run's identity (lfsbench/identity.py), None where the folder holds no run. A run of an earlier version
+        reads as it is: protocol fields added since take their defaults (which reproduce the behaviour it ran with);
+        one made before identities were recorded reads as a legacy identity (unknown fingerprints)."""
+        config = self.config()
+        if config is None:
+            return None
+        if "references" not in config.get("protocol", {}):
+            raise self._older_run()
+        return RunIdentity.from_config(config, self.config_file)
 
-        from lfsbench.protocol import Protocol
-
-        existing = self.config()
-        if existing is None or not isinstance(existing.get("protocol"), dict):
-            return existing
-        try:
-            protocol = Protocol.model_validate(existing["protocol"]).model_dump(mode="json")
-        except ValidationError:
-            return existing  # not a protocol of this version: compared as it is, so it differs
-        return {**existing, "protocol": protocol}
-
-    def claim(self, config: dict, device: str):
+    def claim(self, identity: RunIdentity, device: str):
         """Start a new run here, or confirm that the folder holds this same run (then it resumes)."""
         if self.is_exported():
             raise LfsbenchError(
@@ -265,17 +226,14 @@ class RunFolder:
                 f"{self.exported_file.name}): it can be reported and checked, never resumed or run again. Nothing was "
                 "changed. Run into another folder with --output, or resume the original run it was exported from."
             )
-        existing = self.config()
-        if existing is not None and "references" not in existing.get("protocol", {}):
-            raise self._older_run()
-        existing = self.current_config()
-        if existing is not None and existing != config:
-            differ = sorted(k for k in set(existing) | set(config) if existing.get(k) != config.get(k))
+        existing = self.identity()
+        if existing is not None and existing.legacy:
+            raise legacy_refusal(self.path)
+        if existing is not None and not existing.same_run(identity):
             raise LfsbenchError(
-                f"The output folder {self.path} holds a different run (its config.json differs in: "
-                f"{', '.join(differ)}). "
-                "Nothing was changed. Choose another folder with --output, or use --resume to continue that "
-                "run as it was."
+                f"The output folder {self.path} holds a different run (it differs in: "
+                f"{'; '.join(existing.differences(identity))}). Nothing was changed. Choose another folder with "
+                "--output, or use --resume to continue that run as it was."
             )
         if existing is None:
             if self.path.exists() and any(self.path.iterdir()):
@@ -284,7 +242,7 @@ class RunFolder:
                     "Nothing was changed. Choose another folder with --output."
                 )
             try:
-                atomic_write_text(self.config_file, json.dumps(config, indent=2, sort_keys=True))
+                atomic_write_text(self.config_file, json.dumps(identity.to_config(), indent=2, sort_keys=True))
             except OSError as err:
                 raise LfsbenchError(
                     f"Cannot write the run folder {self.path} ({err.strerror}). Nothing was trained. Choose a folder "
@@ -409,8 +367,8 @@ class RunFolder:
         1.7 of 2.4 MB for a full toy run); reports of such a copy have every number and no image figures."""
         import shutil
 
-        config = self.config()
-        sessions = len(config["protocol"]["sessions"]) if config else 0
+        identity = self.identity()
+        sessions = len(identity.protocol.sessions) if identity else 0
         if not self.is_finished(sessions):
             raise LfsbenchError(
                 f"{self.path} has not finished its {sessions} sessions, so it is not exported (an exported run "
@@ -418,7 +376,7 @@ class RunFolder:
             )
         target = RunFolder(dest)
         if target.path.exists() and any(target.path.iterdir()):
-            if not target.is_exported() or target.current_config() != self.current_config():
+            if not target.is_exported() or target.identity() != identity:
                 raise LfsbenchError(
                     f"{target.path} exists and is not an export of this run ({self.path}). Nothing was changed. "
                     "Export into another folder, or delete that one."

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -18,20 +17,12 @@ from lfsbench.evaluation import functional, plan, tables
 from lfsbench.evaluation.records import Kind
 from lfsbench.evaluation.scorer import ConceptReferences, Scorer
 from lfsbench.evaluator import Evaluator
+from lfsbench.identity import RunIdentity, current, legacy_refusal
 from lfsbench.images import save_grid
 from lfsbench.memory import peak_memory_mb, reset_peak_memory
-from lfsbench.method import (
-    GeneratesControl,
-    Method,
-    ReportsSteps,
-    UsesEvaluator,
-    create_method,
-    method_source,
-    preset_for,
-)
+from lfsbench.method import GeneratesControl, ReportsSteps, UsesEvaluator, method_class, validated_config
 from lfsbench.models import load_backbone, load_evaluator
 from lfsbench.progress import progress_bar
-from lfsbench.protocol import Protocol
 from lfsbench.results import RunFolder, atomic_save_tensors, atomic_write_csv, load_tensors
 
 console = Console()
@@ -39,69 +30,49 @@ DRIFT_SCALE_SEED_OFFSET = 500_000  # the second seed of a prompt, for the seed-t
 IMAGES_KEPT = 8  # generated images saved per concept / class and session
 
 
-@dataclass
-class RunSpec:
-    """Everything that identifies a run (saved as config.json)."""
-
-    protocol: Protocol
-    method: str
-    method_overrides: dict = field(default_factory=dict)
-    seed: int = 0
-    data: str | None = None
-
-    def config(self, method: Method) -> dict:
-        """config.json: this spec, and the method's settings as resolved (`from_config` reads it back); a method from
-        outside the package also records its source (file and SHA-256, or distribution and version)."""
-        source = method_source(self.method)
-        return {
-            "protocol": self.protocol.model_dump(mode="json"),
-            "method": self.method,
-            "method_preset": preset_for(self.protocol.backbone),
-            "method_overrides": self.method_overrides,
-            "method_config": method.config.model_dump(mode="json"),
-            "seed": self.seed,
-            "data": self.data,
-            **({"method_source": source} if source else {}),
-        }
-
-    @classmethod
-    def from_config(cls, config: dict) -> RunSpec:
-        """The spec of a saved run (its config.json), to resume it as it was started."""
-        overrides = config.get("method_overrides", config["method_config"])
-        return cls(
-            Protocol.model_validate(config["protocol"]), config["method"], overrides, config["seed"], config["data"]
-        )
-
-
 class Runner:
     """Runs one method through one protocol into one run folder."""
 
     def __init__(
         self,
-        spec: RunSpec,
+        identity: RunIdentity,
         output: Path,
         backbone: Backbone | None = None,
         evaluator: Evaluator | None = None,
         track: str | None = None,
     ):
-        """`track`: also send each session's figures to a tracker (lfsbench/tracking.py: mlflow, tensorboard, wandb)."""
+        """Run the run `identity` names (lfsbench/identity.py) into `output`. Before anything loads, the method's
+        source, the data and the weights are fingerprinted again: a run whose recorded identity they no longer match
+        (an edited method, other images in the data folder) is refused, naming what changed. `track`: also send each
+        session's figures to a tracker (lfsbench/tracking.py: mlflow, tensorboard, wandb)."""
         from lfsbench.tracking import check_tracker
 
         check_tracker(track)
+        if identity.legacy:
+            raise legacy_refusal(output)
+        now = current(identity)
+        if not now.same_run(identity):
+            raise LfsbenchError(
+                f"The run {output} would not be the run its identity records: {'; '.join(identity.differences(now))} "
+                "(recorded -> now). Nothing was run. Restore what changed, or run it again into a new folder (the "
+                "same command without --resume, or another --output) to make the new run."
+            )
         self.track = track
-        self.spec = spec
-        self.protocol = spec.protocol
-        self.plan = spec.protocol.evaluation
+        self.identity = identity
+        self.method_name = identity.method_name
+        self.protocol = identity.protocol
+        self.plan = identity.protocol.evaluation
         self.folder = RunFolder(output)
-        self.backbone = backbone or load_backbone(spec.protocol.backbone)
-        self.evaluator = evaluator or load_evaluator(spec.protocol.evaluator)
-        data = spec.data and Path(spec.data)
-        self.concepts: list[Concept] = load_concepts(spec.protocol, data, self.backbone.resolution)
-        self.pairs: list[ConceptPair] = load_pairs(spec.protocol, self.concepts, data)
-        self.dino = load_dino(spec.protocol.dino, device=self.evaluator.device) if spec.protocol.dino else None
-        self.scorer = Scorer(self.evaluator, plan.class_vocabulary(spec.protocol, self.concepts), self.dino)
-        self.method = create_method(spec.method, spec.method_overrides, preset_for(spec.protocol.backbone))
-        self.learned_in = spec.protocol.learned_in()
+        self.backbone = backbone or load_backbone(self.protocol.backbone)
+        self.evaluator = evaluator or load_evaluator(self.protocol.evaluator)
+        data = identity.data.path
+        self.concepts: list[Concept] = load_concepts(self.protocol, data, self.backbone.resolution)
+        self.pairs: list[ConceptPair] = load_pairs(self.protocol, self.concepts, data)
+        self.dino = load_dino(self.protocol.dino, device=self.evaluator.device) if self.protocol.dino else None
+        self.scorer = Scorer(self.evaluator, plan.class_vocabulary(self.protocol, self.concepts), self.dino)
+        cls = method_class(identity.method.name)  # created once, from the settings the identity resolved
+        self.method = cls(validated_config(cls, identity.method.name, identity.method.preset, identity.method.settings))
+        self.learned_in = self.protocol.learned_in()
         self._on_generated = lambda done, total: None
         self.class_first: dict[str, int] = {}
         for c in self.concepts:
@@ -245,7 +216,7 @@ class Runner:
 
     def run(self) -> dict:
         """Run (or resume) every session, holding the run folder's lock; returns the summary."""
-        self.folder.claim(self.spec.config(self.method), str(self.backbone.device))
+        self.folder.claim(self.identity, str(self.backbone.device))
         self._tracker = None
         with self.folder.locked():
             try:
@@ -277,7 +248,7 @@ class Runner:
                 save_grid(concept.images[:IMAGES_KEPT], self.folder.shots_grid(concept.name))
             if not self.folder.references_grid(concept.name).is_file():
                 save_grid(concept.references[:IMAGES_KEPT], self.folder.references_grid(concept.name))
-        self.method.setup(self.backbone, self.spec.seed)
+        self.method.setup(self.backbone, self.identity.seed)
         if isinstance(self.method, UsesEvaluator):
             self.method.use_evaluator(self.evaluator)
         if done:
@@ -286,7 +257,7 @@ class Runner:
         sessions = self.protocol.sessions
         with progress_bar() as progress:
             task = progress.add_task(
-                f"{self.spec.method} on {self.protocol.name}", total=len(sessions), completed=len(done)
+                f"{self.method_name} on {self.protocol.name}", total=len(sessions), completed=len(done)
             )
             steps = progress.add_task("  training", total=1)
             if isinstance(self.method, ReportsSteps):
@@ -297,7 +268,7 @@ class Runner:
                 if t in done:
                     continue
                 reset_peak_memory(device)
-                progress.update(task, description=f"{self.spec.method}: session {t} learns {', '.join(names)}")
+                progress.update(task, description=f"{self.method_name}: session {t} learns {', '.join(names)}")
                 t0 = time.time()
                 earlier = self._named([n for names_u in sessions[:t] for n in names_u])
                 view = session_view(t, self._named(names), self.protocol.training_prompt, earlier)
@@ -305,13 +276,13 @@ class Runner:
                 train_s = time.time() - t0
                 state_path = self.folder.state_file(t)
                 atomic_save_tensors({k: v.contiguous().cpu() for k, v in self.method.state_dict().items()}, state_path)
-                progress.update(task, description=f"{self.spec.method}: session {t} generates and scores")
+                progress.update(task, description=f"{self.method_name}: session {t} generates and scores")
                 with self._sampling():
                     scores, seconds = self._evaluate(t, base_emb)
                 problem = tables.non_finite(scores)
                 if problem:
                     raise LfsbenchError(
-                        f"Session {t} of {self.spec.method}: {problem}. The method's images are not numbers, so no "
+                        f"Session {t} of {self.method_name}: {problem}. The method's images are not numbers, so no "
                         "metric of this session would mean anything and nothing of it is kept. Usually training "
                         "diverged: lower the learning rates (-o kv_lr=..., -o token_lr=..., -o lr=...) and run again."
                     )
@@ -348,9 +319,9 @@ class Runner:
             self.folder.write_matrix(metric, tables.matrix(rows, metric, order))
         summary = tables.summarize(rows, scores, cost, self.learned_in, drift_scale, self.plan.bootstrap)
         summary = {
-            "method": self.spec.method,
+            "method": self.method_name,
             "protocol": self.protocol.name,
-            "seed": self.spec.seed,
+            "seed": self.identity.seed,
             "keeps": self.method.keeps(),
             **summary,
         }

@@ -18,7 +18,7 @@ resuming interrupted ones, so rerunning a study only does what is missing.
 from __future__ import annotations
 
 import itertools
-import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lfsbench.errors import LfsbenchError, load_yaml_model
 from lfsbench.executors import EXECUTORS, RunJob, SlurmOptions, run_local, run_ray, run_submitit
-from lfsbench.results import RunFolder, default_run_folder
+from lfsbench.identity import RunIdentity, resolve_identity
+from lfsbench.results import RunFolder
 
 
 class Cell(BaseModel):
@@ -66,25 +67,59 @@ def load_study(path: Path) -> Study:
 
 
 def expand(study: Study) -> list[dict]:
-    """Every run of the study: {method, protocol, settings, seed, output}."""
-    root = Path(study.output or Path("runs") / "studies" / study.name)
+    """Every run the study asks for, in spec order: {method, protocol, settings, seed} (settings typed, as the spec
+    holds them)."""
     runs = []
     for cell in study.cells:
         keys = list(cell.grid)
         for values in itertools.product(*(cell.grid[k] for k in keys)) if keys else [()]:
             settings = {**cell.settings, **dict(zip(keys, values, strict=True))}
-            protocol = cell.protocol or study.protocol
             for seed in study.seeds:
-                runs.append(
-                    {
-                        "method": cell.method,
-                        "protocol": protocol,
-                        "settings": settings,
-                        "seed": seed,
-                        "output": default_run_folder(root, protocol, cell.method, settings, seed),
-                    }
-                )
+                protocol = cell.protocol or study.protocol
+                runs.append({"method": cell.method, "protocol": protocol, "settings": settings, "seed": seed})
     return runs
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One run of a study: its identity and its folder (the identity's default folder under the study's root)."""
+
+    identity: RunIdentity
+    output: Path
+
+    @property
+    def finished(self) -> bool:
+        return RunFolder(self.output).is_finished(len(self.identity.protocol.sessions))
+
+
+def study_root(study: Study) -> Path:
+    return Path(study.output or Path("runs") / "studies" / study.name)
+
+
+def plan(study: Study) -> list[PlannedRun]:
+    """Every run of the study resolved to its identity and folder, each checked before any runs: a bad cell, two
+    cells that are one run, or a folder holding another run than its cell asks for is an error naming it."""
+    root = study_root(study)
+    runs = expand(study)
+    planned: list[PlannedRun] = []
+    for i, run in enumerate(runs):
+        try:
+            identity = resolve_identity(run["method"], run["protocol"], run["settings"], run["seed"])
+        except LfsbenchError as err:
+            cell = f"{run['method']} {run['settings'] or ''} seed {run['seed']}".replace("  ", " ")
+            raise LfsbenchError(f"Study {study.name!r}, run {i + 1} of {len(runs)} ({cell}): {err}") from None
+        planned.append(PlannedRun(identity, identity.default_folder(root)))
+        _check_same_run(study, planned[-1])
+    folders: dict[Path, int] = {}
+    for i, run in enumerate(planned):
+        if run.output in folders:
+            raise LfsbenchError(
+                f"Study {study.name!r}: runs {folders[run.output] + 1} and {i + 1} of its {len(planned)} are one run "
+                f"({run.output}): a cell, a grid value or a seed is listed twice. Nothing was run. Remove the "
+                "repetition from the spec."
+            )
+        folders[run.output] = i
+    return planned
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -119,44 +154,22 @@ def run_study(
     'ray' (Ray tasks; `address` of a cluster, else a local one with `workers` concurrent runs), 'submitit' (a Slurm
     job array with the spec's `slurm:` options). `threads`: torch's threads per run (default: the worker's share of
     its machine's cores on ray and submitit, torch's default locally). `track`: a tracker every run also logs to."""
-    from lfsbench.method import create_method, preset_for
-    from lfsbench.protocol import load_protocol, parse_overrides
-    from lfsbench.runner import RunSpec
     from lfsbench.tracking import check_tracker
 
     check_tracker(track)
     if executor not in EXECUTORS:
         raise LfsbenchError(f"--executor {executor!r} is not known: use one of {', '.join(EXECUTORS)}.")
-    runs = expand(study)
-    specs = []
-    for i, run in enumerate(runs):  # every cell is checked before the first one runs
-        pairs = [f"{k}={json.dumps(v)}" for k, v in run["settings"].items()]
-        try:
-            protocol_overrides, method_overrides = parse_overrides(pairs)
-            protocol = load_protocol(run["protocol"], protocol_overrides)
-            method = create_method(run["method"], method_overrides, preset_for(protocol.backbone))
-        except LfsbenchError as err:
-            raise LfsbenchError(f"Study {study.name!r}, run {i + 1} of {len(runs)} ({run['output']}): {err}") from None
-        specs.append(RunSpec(protocol, run["method"], method_overrides, run["seed"]))
-        _check_same_run(study, run["output"], specs[-1].config(method))
+    runs = plan(study)  # every cell is checked before the first one runs
     k, n = shard
     jobs, position = [], {}
-    for i, (run, spec) in enumerate(zip(runs, specs, strict=True)):
+    for i, run in enumerate(runs):
         if i % n != k - 1:
             continue
-        if RunFolder(run["output"]).is_finished(len(spec.protocol.sessions)):
+        if run.finished:
             if console:
-                console.print(f"[{i + 1}/{len(runs)}] {run['output']}: finished, skipped")
+                console.print(f"[{i + 1}/{len(runs)}] {run.output}: finished, skipped")
             continue
-        job = RunJob(
-            run["method"],
-            run["protocol"],
-            run["settings"],
-            run["seed"],
-            str(run["output"]),
-            threads=threads,
-            track=track,
-        )
+        job = RunJob(run.identity, str(run.output), threads=threads, track=track)
         jobs.append(job)
         position[job.output] = i + 1
 
@@ -169,9 +182,8 @@ def run_study(
     elif jobs and executor == "ray":
         run_ray(jobs, console or _quiet(), address=address, workers=workers, threads=threads)
     elif jobs:
-        root = Path(study.output or Path("runs") / "studies" / study.name)
-        run_submitit(jobs, console or _quiet(), study.slurm, root / "submitit", study.name)
-    return [run["output"] for run in runs]
+        run_submitit(jobs, console or _quiet(), study.slurm, study_root(study) / "submitit", study.name)
+    return [run.output for run in runs]
 
 
 def _quiet():
@@ -180,34 +192,25 @@ def _quiet():
     return Console(quiet=True)
 
 
-def _check_same_run(study: Study, output: Path, config: dict) -> None:
+def _check_same_run(study: Study, run: PlannedRun) -> None:
     """A run folder of the study that already holds a run (finished or not) must hold this one: a finished run made
-    with other settings (a default changed since, or a protocol) would otherwise be skipped and reported as if it
-    were this one."""
-    existing = RunFolder(output).current_config()
-    if existing is None or "references" not in existing.get("protocol", {}) or existing == config:
-        return  # nothing there yet, or a run of the older format, which the runner itself refuses with its own fix
-    differ = sorted(k for k in set(existing) | set(config) if existing.get(k) != config.get(k))
-    if "method_config" in differ:
-        old, new = existing.get("method_config", {}), config["method_config"]
-        changed = [f"{k} {old.get(k)} -> {new.get(k)}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
-        differ[differ.index("method_config")] = f"method settings ({', '.join(changed)})"
+    with other settings (a default changed since, an edited method, other data) would otherwise be skipped and
+    reported as if it were this one."""
+    existing = RunFolder(run.output).identity()
+    if existing is None or existing.same_run(run.identity):
+        return
+    differ = (
+        "made before lfsbench recorded run identities"
+        if existing.legacy
+        else "; ".join(existing.differences(run.identity))
+    )
     raise LfsbenchError(
-        f"Study {study.name!r}: the run folder {output} holds a run made with other settings than the spec asks for "
-        f"now (differs in: {', '.join(differ)}; e.g. a default changed since it ran). Nothing was run. Move that "
-        "folder away to keep it (`lfsbench report` reads it on its own), or delete it, then run the study again to "
-        "rerun it with the current settings."
+        f"Study {study.name!r}: the run folder {run.output} holds another run than the spec asks for now ({differ}; "
+        "recorded -> now). Nothing was run. Move that folder away to keep it (`lfsbench report` reads it on its "
+        "own), or delete it, then run the study again to rerun it as the spec asks."
     )
 
 
 def unfinished_runs(study: Study) -> list[Path]:
     """The study's run folders that have not finished every session of their protocol (other shards' work)."""
-    from lfsbench.protocol import load_protocol, parse_overrides
-
-    left = []
-    for run in expand(study):
-        pairs = [f"{k}={json.dumps(v)}" for k, v in run["settings"].items()]
-        sessions = len(load_protocol(run["protocol"], parse_overrides(pairs)[0]).sessions)
-        if not RunFolder(run["output"]).is_finished(sessions):
-            left.append(run["output"])
-    return left
+    return [run.output for run in plan(study) if not run.finished]

@@ -47,10 +47,10 @@ class Tracker:
         check_tracker(kind)
         self.kind = kind
         self.folder = RunFolder(folder)
-        config = self.folder.config()
-        if config is None:
+        identity = self.folder.identity()
+        if identity is None:
             raise LfsbenchError(f"{folder} holds no lfsbench run (no config.json): nothing to track.")
-        self.config = config
+        self.identity = identity
         self.name = self.folder.path.name
         self._ids_file = self.folder.path / "tracking.json"
         self.is_new = self.stored_id() is None  # a tracked run starts here (else: a resumed one goes on)
@@ -58,11 +58,21 @@ class Tracker:
         self._backend = {"mlflow": _MLflow, "tensorboard": _TensorBoard, "wandb": _Wandb}[kind](self)
 
     def params(self) -> dict:
-        """The run's identity as flat parameters: method, seed, protocol and every resolved method setting."""
-        c = self.config
-        params = {"method": c["method"], "seed": c["seed"], "protocol": c["protocol"]["name"]}
-        params.update({f"method.{k}": v for k, v in c.get("method_config", {}).items()})
-        params["sessions"] = len(c["protocol"]["sessions"])
+        """The run's identity as flat parameters (lfsbench/identity.py): method, seed, protocol, its key and setting
+        key, every resolved method setting (`method.steps`), every protocol field (`protocol.evaluation.sampler`,
+        `protocol.order_seed`), the method source's, data's and weights' fingerprints and lfsbench's version; so
+        runs that differ in any of them differ in the tracker too."""
+        from lfsbench.identity import flat_content
+
+        i = self.identity
+        params = {"method": i.method_name, "seed": i.seed, "protocol": i.protocol.name}
+        params |= {"sessions": len(i.protocol.sessions), "identity": i.key(), "setting": i.setting_key()}
+        params |= {"label": i.label, "data.path": i.data.path}
+        for key, value in flat_content(i).items():
+            if key.startswith("method.settings."):
+                params[f"method.{key.removeprefix('method.settings.')}"] = value
+            elif key not in ("seed", "protocol.sessions", "protocol.name"):
+                params[key] = value
         return params
 
     def stored_id(self) -> str | None:
@@ -88,9 +98,8 @@ class Tracker:
     def session(self, t: int) -> None:
         """Log session t's curve figures (quality once every learned concept was evaluated, and cost)."""
         from lfsbench.evaluation import tables
-        from lfsbench.protocol import Protocol
 
-        learned_in = Protocol.model_validate(self.config["protocol"]).learned_in()
+        learned_in = self.identity.protocol.learned_in()
         rows = tables.session_curve(self.folder.scores(), self.folder.cost(), learned_in, t, N_BOOT)
         metrics = {r["metric"]: float(r["value"]) for r in rows if math.isfinite(float(r["value"]))}
         images = sorted((self.folder.path / "images" / f"session_{t:02d}").glob("*.png"))
@@ -135,7 +144,7 @@ class _MLflow:
         run_id = tracker.stored_id()
         try:
             if run_id is None:
-                mlflow.set_experiment(f"lfsbench-{tracker.config['protocol']['name']}")
+                mlflow.set_experiment(f"lfsbench-{tracker.identity.protocol.name}")
                 run = mlflow.start_run(run_name=tracker.name, tags={"lfsbench.run_folder": str(tracker.folder.path)})
                 mlflow.log_params({k: str(v)[:500] for k, v in tracker.params().items()})
                 tracker.keep_id(run.info.run_id)
@@ -172,7 +181,7 @@ class _TensorBoard:
         if tracker.stored_id() is None:
             self.writer.add_text("config", "\n".join(f"    {k}: {v}" for k, v in tracker.params().items()))
             tracker.keep_id(str(tracker.folder.path / "tensorboard"))
-        self.last_step = len(tracker.config["protocol"]["sessions"]) - 1
+        self.last_step = len(tracker.identity.protocol.sessions) - 1
 
     def session(self, metrics: dict, images: list[Path], step: int) -> None:
         import numpy as np

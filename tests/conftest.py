@@ -24,6 +24,21 @@ def invoke(*args: str) -> tuple[int, str]:
     return result.exit_code, " ".join(result.output.split())
 
 
+def use_tiny_weights(monkeypatch, weights) -> None:
+    """Make every Runner (`lfsbench run`, `lfsbench study` in this process) load the tiny build's models instead of
+    the shipped ones: the CLI's code path at the tiny build's speed."""
+    from lfsbench.runner import Runner
+    from lfsbench.toy import load_toy_backbone, load_toy_evaluator
+
+    original = Runner.__init__
+
+    def init(self, identity, output, backbone=None, evaluator=None, track=None):
+        models = load_toy_backbone(weights=weights), load_toy_evaluator(weights=weights)
+        original(self, identity, output, *models, track)
+
+    monkeypatch.setattr(Runner, "__init__", init)
+
+
 def tiny_recipe(steps: int = 4) -> Recipe:
     """A recipe small enough to build in seconds: same code path, untrained quality."""
     r = Recipe()

@@ -288,14 +288,13 @@ def _captured_runs(monkeypatch):
 def test_resume_refuses_settings_it_would_ignore(tmp_path, monkeypatch):
     import json
 
-    from lfsbench.method import create_method
+    from lfsbench.identity import identity_of
     from lfsbench.protocol import load_protocol
-    from lfsbench.runner import RunSpec
 
     run = tmp_path / "run"
     run.mkdir()
-    spec = RunSpec(load_protocol("toy-quick"), "naive", {"steps": 3})
-    (run / "config.json").write_text(json.dumps(spec.config(create_method("naive", {"steps": 3}))))
+    spec = identity_of(load_protocol("toy-quick"), "naive", {"steps": 3})
+    (run / "config.json").write_text(json.dumps(spec.to_config()))
     code, out = invoke("run", "--resume", str(run), "-o", "steps=4")
     assert code == 2 and "-o/--set would change it" in out
     code, out = invoke("run", "--resume", str(run), "-m", "lfs")
@@ -303,19 +302,23 @@ def test_resume_refuses_settings_it_would_ignore(tmp_path, monkeypatch):
     seen = _captured_runs(monkeypatch)
     code, out = invoke("run", "--resume", str(run), "-m", "naive")  # the run's own method may be named
     assert code == 0, out
-    assert seen[0][0].method_overrides == {"steps": 3} and seen[0][0].protocol.name == "toy-quick"
+    assert seen[0][0].method.overrides == {"steps": 3} and seen[0][0].protocol.name == "toy-quick"
 
 
 def test_data_is_kept_only_for_protocols_that_read_data(tmp_path, concept_folder, monkeypatch):
     seen = _captured_runs(monkeypatch)
     code, out = invoke("run", "-m", "naive", "--data", str(concept_folder), "--output", str(tmp_path / "a"))
     assert code == 0, out
-    assert seen[-1][0].data is None  # the toy protocol reads no data: a rerun without --data is the same run
+    assert seen[-1][0].data.path is None  # the toy protocol reads no data: a rerun without --data is the same run
+    code, out = invoke("run", "-m", "naive", "--output", str(tmp_path / "a"))
+    assert code == 0, out
+    assert seen[-1][0] == seen[-2][0]
+    monkeypatch.chdir(concept_folder.parent)  # a path relative to the working folder is kept absolute
     code, out = invoke(
-        "run", "-m", "naive", "-p", "folder", "--data", str(concept_folder), "--output", str(tmp_path / "b")
+        "run", "-m", "naive", "-p", "folder", "--data", concept_folder.name, "--output", str(tmp_path / "b")
     )
     assert code == 0, out
-    assert seen[-1][0].data == str(concept_folder)
+    assert seen[-1][0].data.path == str(concept_folder.resolve()) and len(seen[-1][0].data.fingerprint) == 64
 
 
 def test_lfsbench_keeps_the_hub_offline(tmp_path):

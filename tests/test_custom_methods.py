@@ -49,11 +49,11 @@ def test_method_from_a_file_runs_and_records_its_source(tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)  # the file named relative to the current folder, as a user types it
     code, out = tiny_run("examples/merge_method.py:Merge", tmp_path / "run")
     assert code == 0, out
-    config = RunFolder(tmp_path / "run").config()
-    assert config["method"] == f"{EXAMPLE}:Merge"  # absolute: a resume or a Ray worker elsewhere finds the file
-    assert config["method_source"]["file"] == str(EXAMPLE)
-    assert len(config["method_source"]["sha256"]) == 64
-    assert config["method_config"]["keep_new"] == 0.7
+    method = RunFolder(tmp_path / "run").config()["method"]
+    assert method["name"] == f"{EXAMPLE}:Merge"  # absolute: a resume or a Ray worker elsewhere finds the file
+    assert method["source"]["files"] == ["examples/merge_method.py", "lfsbench/kv_method.py"]  # the file, its base
+    assert len(method["source"]["sha256"]) == 64
+    assert method["settings"]["keep_new"] == 0.7
     assert RunFolder(tmp_path / "run").is_finished(2)
     assert "Merge" in out and "Traceback" not in out
 
@@ -66,7 +66,7 @@ def test_edited_method_file_is_a_different_run(tmp_path):
     method_file.write_text(EXAMPLE.read_text() + "\n# edited\n")
     code, out = tiny_run(f"{method_file}:Merge", tmp_path / "run", "-o", "keep_new=0.5")
     assert code == 2
-    assert "holds a different run" in out and "method_source" in out
+    assert "holds a different run" in out and "method source" in out
 
 
 def test_merge_keeps_the_chosen_fraction_of_the_kv_change(tiny_weights):
@@ -216,9 +216,9 @@ def test_installed_package_adds_a_method_through_its_entry_point(tmp_path):
         cwd=tmp_path,
     )
     assert ran.returncode == 0, ran.stdout + ran.stderr
-    config = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert config["method"] == "ext-naive"
-    assert config["method_source"] == {
+    method = json.loads((tmp_path / "run" / "config.json").read_text())["method"]
+    assert method["name"] == "ext-naive"
+    assert {k: method["source"][k] for k in ("entry_point", "distribution", "version")} == {
         "entry_point": "lfsbench_ext.methods:ExtNaive",
         "distribution": "lfsbench-ext",
         "version": "0.3.1",
@@ -227,7 +227,7 @@ def test_installed_package_adds_a_method_through_its_entry_point(tmp_path):
 
 
 def test_study_spec_names_a_method_file_relative_to_itself(tmp_path, monkeypatch):
-    from lfsbench.study import expand, load_study
+    from lfsbench.study import load_study, plan
 
     (tmp_path / "specs").mkdir()
     (tmp_path / "mine.py").write_text(EXAMPLE.read_text())
@@ -235,6 +235,6 @@ def test_study_spec_names_a_method_file_relative_to_itself(tmp_path, monkeypatch
     cell = "  - method: ../mine.py:Merge\n    grid: {keep_new: [0.5]}\n"
     spec.write_text(f"name: merge\nprotocol: toy-quick\ncells:\n{cell}")
     monkeypatch.chdir(ROOT)  # elsewhere than the spec
-    (run,) = expand(load_study(spec))
-    assert run["method"] == f"{tmp_path / 'mine.py'}:Merge"
-    assert run["output"].name == "Merge-keep_new=0.5-seed0"
+    (run,) = plan(load_study(spec))
+    assert run.identity.method.name == f"{tmp_path / 'mine.py'}:Merge"
+    assert run.output.name == "Merge-keep_new=0.5-seed0"

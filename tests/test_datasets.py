@@ -143,8 +143,9 @@ def mini_cc101(root: Path, names=("pet_cat1", "pet_dog1"), nouns=("cat", "dog"))
 
 
 def test_two_sessions_on_a_miniature_cc101(tiny_weights, tiny_dino, tmp_path):
+    from lfsbench.identity import identity_of
     from lfsbench.protocol import load_protocol
-    from lfsbench.runner import Runner, RunSpec
+    from lfsbench.runner import Runner
     from lfsbench.toy import load_toy_backbone, load_toy_evaluator
 
     root = mini_cc101(tmp_path / "cc101")
@@ -158,7 +159,7 @@ def test_two_sessions_on_a_miniature_cc101(tiny_weights, tiny_dino, tmp_path):
             "evaluation": {"images_per_prompt": 1, "max_prompts": 2, "steps": 2, "bootstrap": 100},
         },
     )
-    spec = RunSpec(protocol, "naive", {"steps": 2, "batch_size": 2}, 0, str(root))
+    spec = identity_of(protocol, "naive", {"steps": 2, "batch_size": 2}, 0, str(root))
     runner = Runner(
         spec, tmp_path / "run", load_toy_backbone(weights=tiny_weights), load_toy_evaluator(weights=tiny_weights)
     )
@@ -171,7 +172,7 @@ def test_two_sessions_on_a_miniature_cc101(tiny_weights, tiny_dino, tmp_path):
     for metric in ("IA_dino", "IA_dino_shots", "IAD_dino"):  # the published tables' DINO column, with its IAD
         assert -1 <= summary[metric]["value"] <= 1
     scores = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert scores["data"] == str(root)
+    assert scores["data"]["path"] == str(root) and scores["data"]["kind"] == "cc101"
     prompts = set(__import__("pandas").read_csv(tmp_path / "run" / "scores" / "session_01.csv").prompt)
     assert "Photo of a <new1> cat." in prompts and "<new2> dog in the snow." in prompts
     # the class is asked for in its concepts' own prompts (token removed), not in the protocol's fallback prompt
@@ -319,8 +320,9 @@ def test_cc101_compat_runs_on_a_miniature_cc101(tiny_weights, tiny_dino, tmp_pat
     (the published columns) in every session's rows."""
     import pandas as pd
 
+    from lfsbench.identity import identity_of
     from lfsbench.protocol import load_protocol
-    from lfsbench.runner import Runner, RunSpec
+    from lfsbench.runner import Runner
     from lfsbench.toy import load_toy_backbone, load_toy_evaluator
 
     root = mini_cc101(tmp_path / "cc101")
@@ -335,7 +337,7 @@ def test_cc101_compat_runs_on_a_miniature_cc101(tiny_weights, tiny_dino, tmp_pat
         },
     )
     assert protocol.evaluation.quantize and protocol.evaluation.guidance == 6.0
-    spec = RunSpec(protocol, "naive", {"steps": 2, "batch_size": 2}, 0, str(root))
+    spec = identity_of(protocol, "naive", {"steps": 2, "batch_size": 2}, 0, str(root))
     backbone = load_toy_backbone(weights=tiny_weights)
     summary = Runner(spec, tmp_path / "run", backbone, load_toy_evaluator(weights=tiny_weights)).run()
     assert summary["sessions_finished"] == 2
@@ -397,8 +399,9 @@ def test_multi_concept_prompts_on_a_miniature_dreambooth(tiny_weights, tmp_path)
     does not learn are skipped), with lfsbench's two-concept prompts, scored once both are learned."""
     import pandas as pd
 
+    from lfsbench.identity import identity_of
     from lfsbench.protocol import load_protocol
-    from lfsbench.runner import Runner, RunSpec
+    from lfsbench.runner import Runner
     from lfsbench.toy import load_toy_backbone, load_toy_evaluator, world
 
     folder = tmp_path / "dreambooth" / "dataset"
@@ -423,7 +426,7 @@ def test_multi_concept_prompts_on_a_miniature_dreambooth(tiny_weights, tmp_path)
             "evaluation": {"images_per_prompt": 1, "steps": 2, "bootstrap": 100},
         },
     )
-    spec = RunSpec(protocol, "naive", {"steps": 2, "batch_size": 2}, 0, str(tmp_path / "dreambooth"))
+    spec = identity_of(protocol, "naive", {"steps": 2, "batch_size": 2}, 0, str(tmp_path / "dreambooth"))
     runner = Runner(
         spec, tmp_path / "run", load_toy_backbone(weights=tiny_weights), load_toy_evaluator(weights=tiny_weights)
     )

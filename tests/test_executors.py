@@ -20,7 +20,7 @@ from conftest import invoke
 from lfsbench.errors import LfsbenchError
 from lfsbench.executors import RunJob, ray_plan
 from lfsbench.results import RunFolder
-from lfsbench.study import Study, expand, run_study
+from lfsbench.study import Study, plan, run_study
 
 # the shipped toy weights (workers are other processes: the tests' tiny weights cannot be handed to them), with a
 # protocol small enough that a run takes seconds
@@ -68,7 +68,7 @@ def local_runs(tmp_path_factory):
         run_study(tiny_study(out), threads=1)
     finally:
         torch.set_num_threads(threads)
-    return [run["output"] for run in expand(tiny_study(out))]
+    return [run.output for run in plan(tiny_study(out))]
 
 
 def _kill_the_run_after_its_first_session(folder: Path, killed: list) -> None:
@@ -89,7 +89,7 @@ def _kill_the_run_after_its_first_session(folder: Path, killed: list) -> None:
 def test_ray_study_matches_the_local_one_and_survives_a_killed_worker(local_runs, tmp_path):
     pytest.importorskip("ray")
     study = tiny_study(tmp_path)
-    folders = [run["output"] for run in expand(study)]
+    folders = [run.output for run in plan(study)]
     killed: list[int] = []
     watcher = threading.Thread(target=_kill_the_run_after_its_first_session, args=(folders[0], killed), daemon=True)
     watcher.start()
@@ -120,7 +120,7 @@ def test_submitit_runs_the_gate_study_into_the_same_folders(tmp_path):
     code, output = invoke("study", spec, "--executor", "submitit", "--no-report")
     assert code == 0, output
     assert "job array" in output and "submitit" in output
-    folders = [run["output"] for run in expand(Study.model_validate(gate))]
+    folders = [run.output for run in plan(Study.model_validate(gate))]
     assert len(folders) == 6 and all(RunFolder(f).is_finished(2) for f in folders)
     assert list((tmp_path / "gate" / "submitit").glob("*_log.out"))  # submitit's logs, beside the runs
     code, output = invoke("study", spec)  # local again: nothing left to run, the report is written
@@ -133,19 +133,23 @@ PRIOR = ("custom-diffusion", "dreambooth")
 
 
 def test_a_failed_run_is_named_and_the_others_finish(tmp_path):
-    """A run that fails in a worker (here: its protocol file is gone by the time it starts) is named with its own
-    error after the other runs finished; nothing is retried that cannot succeed."""
+    """A run that fails in a worker (here: the method's source changed between planning and running, so the run
+    would not be the one its identity records) is named with its own error after the other runs finished; nothing is
+    retried that cannot succeed."""
     pytest.importorskip("submitit")
-    jobs = [
-        RunJob("naive", "toy", TINY, 0, str(tmp_path / "good")),
-        RunJob("naive", str(tmp_path / "gone.yaml"), TINY, 0, str(tmp_path / "bad")),
-    ]
+    from lfsbench.identity import resolve_identity
+
+    good = resolve_identity("naive", "toy", TINY, 0)
+    edited = good.method.model_copy(update={"source": {"sha256": "0" * 64, "files": ["methods/naive.py"]}})
+    bad = good.model_copy(update={"method": edited})
+    jobs = [RunJob(good, str(tmp_path / "good")), RunJob(bad, str(tmp_path / "bad"))]
     from rich.console import Console
 
     from lfsbench.executors import SlurmOptions, run_submitit
 
     options = SlurmOptions(cluster="local", cpus_per_task=1, gpus_per_task=0)
-    with pytest.raises(LfsbenchError, match=r"1 of 2 runs failed.*bad.*gone\.yaml.*run the study again"):
+    failed = r"1 of 2 runs failed.*bad.*method source 00000000 -> .*run the study again"
+    with pytest.raises(LfsbenchError, match=failed):
         run_submitit(jobs, Console(quiet=True), options, tmp_path / "logs", "fail")
     assert RunFolder(tmp_path / "good").is_finished(3)
 
@@ -173,16 +177,11 @@ def test_a_run_another_process_is_writing_is_left_to_it(tmp_path):
     and says which runs to wait for (it used to stop there, as if the run had failed); submitit's reports of the
     same case are told apart from failures by the exception's class."""
     from lfsbench.executors import _raised_in
-    from lfsbench.method import create_method
-    from lfsbench.protocol import load_protocol, parse_overrides
-    from lfsbench.runner import RunSpec
 
     study = tiny_study(tmp_path)
-    runs = expand(study)
-    first, second = (Path(run["output"]) for run in runs)
-    protocol, method = parse_overrides([f"{k}={json.dumps(v)}" for k, v in runs[0]["settings"].items()])
-    config = RunSpec(load_protocol("toy", protocol), "naive", method, 0).config(create_method("naive", method))
-    RunFolder(first).claim(config, "cpu")  # as a run in another process claims its folder, then holds its lock
+    runs = plan(study)
+    first, second = (run.output for run in runs)
+    RunFolder(first).claim(runs[0].identity, "cpu")  # as a run of another process claims its folder and holds its lock
     with RunFolder(first).locked():
         with pytest.raises(LfsbenchError, match=r"1 of 2 runs are being run by another process.*Run the study again"):
             run_study(study)

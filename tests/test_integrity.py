@@ -13,9 +13,10 @@ import pytest
 from conftest import invoke
 
 from lfsbench.errors import LfsbenchError
+from lfsbench.identity import identity_of
 from lfsbench.protocol import load_protocol
 from lfsbench.results import RunFolder
-from lfsbench.runner import Runner, RunSpec
+from lfsbench.runner import Runner
 from lfsbench.toy import load_toy_backbone, load_toy_evaluator
 
 FAST = {
@@ -26,7 +27,7 @@ QUALITY = ("TA", "IA", "IAD", "class_TA", "drift", "forgetting_max", "IA_right_a
 
 
 def make_runner(weights, output):
-    spec = RunSpec(load_protocol("toy", FAST), "naive", {"steps": 2, "batch_size": 2})
+    spec = identity_of(load_protocol("toy", FAST), "naive", {"steps": 2, "batch_size": 2})
     return Runner(spec, output, load_toy_backbone(weights=weights), load_toy_evaluator(weights=weights))
 
 
@@ -64,27 +65,20 @@ def test_resume_redoes_from_the_first_gap_and_never_mixes(tiny_weights, straight
 def test_a_run_of_an_earlier_version_resumes_when_a_protocol_field_was_added_since(tiny_weights, straight, tmp_path):
     """A protocol field added after a run started (here order_seed) takes its default, which reproduces what the run
     did: the run still resumes (and a study still recognises it) instead of being refused as a different run."""
-    from lfsbench.runner import RunSpec
-
     src, summary = straight
     run = _copy(src, tmp_path / "run")
     config = json.loads((run / "config.json").read_text())
     del config["protocol"]["order_seed"]  # as a run of the version before the field wrote it
     (run / "config.json").write_text(json.dumps(config))
     (run / "sessions" / "session_02.csv").unlink()
-    resumed = make_runner(tiny_weights, run).run()
+    runner = make_runner(tiny_weights, run)
+    resumed = runner.run()
     assert quality(resumed) == pytest.approx(quality(summary), abs=1e-6)
-    assert RunFolder(run).current_config() == RunSpec.from_config(config).config(make_runner_method())
+    assert RunFolder(run).identity().same_run(runner.identity)
     config["protocol"]["shots"] += 1  # a real difference is still one
     (run / "config.json").write_text(json.dumps(config))
-    with pytest.raises(LfsbenchError, match="holds a different run"):
+    with pytest.raises(LfsbenchError, match=r"holds a different run \(it differs in: protocol field shots 7 -> 6\)"):
         make_runner(tiny_weights, run).run()
-
-
-def make_runner_method():
-    from lfsbench.method import create_method
-
-    return create_method("naive", {"steps": 2, "batch_size": 2})
 
 
 def test_unreadable_state_is_redone(tiny_weights, straight, tmp_path):
@@ -123,7 +117,7 @@ def test_damaged_config_and_summary_are_named(tiny_weights, straight, tmp_path):
 def test_a_locked_run_folder_is_refused(tiny_weights, tmp_path):
     out = tmp_path / "run"
     runner = make_runner(tiny_weights, out)
-    runner.folder.claim(runner.spec.config(runner.method), "cpu")
+    runner.folder.claim(runner.identity, "cpu")
     with RunFolder(out).locked():  # another run holds the folder
         with pytest.raises(LfsbenchError, match=f"being written by process {os.getpid()}"):
             runner.run()

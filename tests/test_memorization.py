@@ -14,10 +14,11 @@ import pytest
 import torch
 
 from lfsbench.evaluation.copying import CopySpace
+from lfsbench.identity import identity_of
 from lfsbench.images import to_float
 from lfsbench.method import Method, MethodConfig
 from lfsbench.protocol import load_protocol
-from lfsbench.runner import Runner, RunSpec
+from lfsbench.runner import Runner
 from lfsbench.toy import world
 
 PROTOCOL = {
@@ -75,7 +76,7 @@ class ReturnsFreshRenders(_ReturnsImages):
 
 
 def _run(tmp_path, method: Method) -> Runner:
-    spec = RunSpec(load_protocol("toy", PROTOCOL), "naive", {})
+    spec = identity_of(load_protocol("toy", PROTOCOL), "naive", {})
     runner = Runner(spec, tmp_path / "run")
     runner.method = method
     runner.run()

@@ -85,17 +85,16 @@ def test_tuning_protocol_shares_nothing_with_the_reported_ones():
 def test_order_seed_draws_a_session_order_once():
     """Concept order: order_seed permutes the sessions (each keeps its concepts) when the protocol is loaded; a run's
     stored config holds the drawn order and reads back unchanged (no second shuffle on resume)."""
-    from lfsbench.method import create_method
+    from lfsbench.identity import RunIdentity, identity_of
     from lfsbench.protocol import Protocol
-    from lfsbench.runner import RunSpec
 
     written = load_protocol("toy")
     drawn = load_protocol("toy", {"order_seed": 1})
     assert drawn.sessions != written.sessions and sorted(drawn.sessions) == sorted(written.sessions)
     assert load_protocol("toy", {"order_seed": 1}).sessions == drawn.sessions  # the same seed, the same order
     assert load_protocol("toy", {"order_seed": 2}).sessions != drawn.sessions
-    config = RunSpec(drawn, "naive").config(create_method("naive"))
+    config = identity_of(drawn, "naive").to_config()
     assert Protocol.model_validate(config["protocol"]).sessions == drawn.sessions
-    assert RunSpec.from_config(config).protocol.sessions == drawn.sessions
+    assert RunIdentity.from_config(config).protocol.sessions == drawn.sessions
     grouped = load_protocol("toy", {"sessions": [["circle-1", "square-1"], ["circle-2"]], "order_seed": 3})
     assert sorted(grouped.sessions) == [["circle-1", "square-1"], ["circle-2"]]  # sessions move whole

@@ -9,13 +9,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import invoke
+from conftest import invoke, use_tiny_weights
 
 from lfsbench.errors import LfsbenchError
 from lfsbench.gate import Thresholds, load_thresholds, run_checks
+from lfsbench.identity import identity_of, resolve_identity
 from lfsbench.protocol import load_protocol
 from lfsbench.report import make_report
-from lfsbench.runner import Runner, RunSpec
+from lfsbench.runner import Runner
 from lfsbench.toy import load_toy_backbone, load_toy_evaluator
 
 FAST = {
@@ -27,7 +28,7 @@ NAIVE = "naive (batch_size=2, steps=2)"  # a setting is labelled by its method a
 
 
 def tiny_run(weights, out, method, seed=0, overrides=None, protocol=FAST):
-    spec = RunSpec(load_protocol("toy", protocol), method, {**TINY, **(overrides or {})}, seed)
+    spec = identity_of(load_protocol("toy", protocol), method, {**TINY, **(overrides or {})}, seed)
     Runner(spec, out, load_toy_backbone(weights=weights), load_toy_evaluator(weights=weights)).run()
     return out
 
@@ -50,8 +51,9 @@ def test_lfs_run_reports_its_in_context_control(runs):
     assert summary["IA_gain_over_control"]["value"] == pytest.approx(concept.ia.mean() - control.ia.mean())
     assert (runs / "lfs-0" / "images" / "session_02" / "control_circle-1.png").is_file()
     config = json.loads((runs / "lfs-0" / "config.json").read_text())
-    assert config["method_overrides"]["context_strength"] == 0.5 and config["method_config"]["context_strength"] == 0.5
-    assert config["method_preset"] == "toy"
+    method = config["method"]
+    assert method["overrides"]["context_strength"] == 0.5 and method["settings"]["context_strength"] == 0.5
+    assert method["preset"] == "toy"
     naive = json.loads((runs / "naive-0" / "summary.json").read_text())
     assert "IA_control" not in naive  # only methods that generate from context have a control
 
@@ -133,7 +135,7 @@ def test_exported_runs_report_as_the_runs_do_and_never_resume(runs, tiny_weights
     shutil.copytree(runs / "lfs-0", tmp_path / "other" / "naive-0")  # another run under an exported run's name
     clash, out = invoke("export", tmp_path / "other", "-O", exported)
     assert clash == 2 and "is not an export of this run" in out
-    assert json.loads((exported / "naive-0" / "config.json").read_text())["method"] == "naive"
+    assert json.loads((exported / "naive-0" / "config.json").read_text())["method"]["name"] == "naive"
     with pytest.raises(LfsbenchError, match="exported without its method states"):
         tiny_run(tiny_weights, exported / "naive-0", "naive", 0)
     assert not (exported / "naive-0" / "state").exists()
@@ -323,11 +325,11 @@ def test_study_runs_cells_once(tiny_weights, tmp_path, monkeypatch):
             ],
         }
     )
-    runs = study_module.expand(spec)
-    assert len(runs) == 2 and runs[0]["output"] != runs[1]["output"]
+    runs = study_module.plan(spec)
+    assert len(runs) == 2 and runs[0].output != runs[1].output
     started = []
     real = Runner.run
-    monkeypatch.setattr(Runner, "__init__", _tiny_runner_init(tiny_weights))
+    use_tiny_weights(monkeypatch, tiny_weights)
     monkeypatch.setattr(Runner, "run", lambda self: started.append(self.folder.path) or real(self))
     study_module.run_study(spec)
     path = tmp_path / "spec.yaml"
@@ -351,24 +353,16 @@ def test_study_runs_cells_once(tiny_weights, tmp_path, monkeypatch):
     pd.testing.assert_frame_equal(table, again)
 
 
-def _tiny_runner_init(weights):
-    original = Runner.__init__
-
-    def init(self, spec, output, backbone=None, evaluator=None, track=None):
-        original(self, spec, output, load_toy_backbone(weights=weights), load_toy_evaluator(weights=weights), track)
-
-    return init
-
-
 def test_cli_run_names_its_folder_prints_the_metric_table_and_resumes(tiny_weights, tmp_path, monkeypatch):
-    """`lfsbench run` without --output: the folder is named by the one naming function (settings readable), the
-    closing table lists the metric table's `cli` metrics with their definitions, and --resume rebuilds the spec from
-    config.json (RunSpec.from_config)."""
+    """`lfsbench run` without --output: the folder is named by the run's identity (settings readable), the closing
+    table lists the metric table's `cli` metrics with their definitions, and --resume reads the identity back from
+    config.json."""
     from lfsbench.evaluation.metrics import METRICS
-    from lfsbench.results import default_run_folder, run_label
+    from lfsbench.protocol import parse_settings
+    from lfsbench.results import RunFolder
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(Runner, "__init__", _tiny_runner_init(tiny_weights))
+    use_tiny_weights(monkeypatch, tiny_weights)
     pairs = [
         "steps=2",
         "batch_size=2",
@@ -379,41 +373,66 @@ def test_cli_run_names_its_folder_prints_the_metric_table_and_resumes(tiny_weigh
     ]
     code, output = invoke("run", "-m", "naive", *[arg for p in pairs for arg in ("-o", p)])
     assert code == 0, output
-    settings = dict(p.split("=", 1) for p in pairs)
-    folder = default_run_folder(Path("runs"), "toy", "naive", settings, 0)
+    folder = resolve_identity("naive", "toy", parse_settings(pairs), 0).default_folder(Path("runs"))
     assert folder.parent == Path("runs/toy") and folder.name.endswith("-seed0")  # many settings: a hash of them
-    assert (tmp_path / folder / "summary.json").is_file()
+    assert (tmp_path / folder / "summary.json").is_file() and str(folder) in output
     for key in ("IAD", "forgetting_max", "drift_seed_scale"):
         assert key in output
     assert METRICS["IAD"].definition[:20] in output
     assert "IA_control" not in output  # naive has no in-context control
-    config = json.loads((tmp_path / folder / "config.json").read_text())
-    spec = RunSpec.from_config(config)
-    assert spec.protocol.sessions == [["circle-1"], ["square-1"]] and spec.method_overrides == {
-        "steps": 2,
-        "batch_size": 2,
-    }
-    assert run_label(spec.method, spec.method_overrides) == "naive (batch_size=2, steps=2)"
+    identity = RunFolder(tmp_path / folder).identity()
+    assert identity.protocol.sessions == [["circle-1"], ["square-1"]]
+    assert identity.method.overrides == {"steps": 2, "batch_size": 2}
+    assert identity.label == "naive (batch_size=2, steps=2)"
     code, output = invoke("run", "-m", "naive", "--resume", str(folder))
     assert code == 0 and "already finished" in output, output
 
 
-def test_runs_are_named_by_one_function():
-    from lfsbench.results import run_dirname, run_label
-    from lfsbench.study import Study, expand
+def test_runs_are_named_by_their_identity():
+    from lfsbench.study import Study, plan
 
-    assert run_dirname("naive", {}, 0) == "naive-seed0"
-    assert (
-        run_dirname("lfs", {"icgen": False, "context_strength": 0.6}, 2) == "lfs-context_strength=0.6,icgen=False-seed2"
-    )
-    assert run_dirname("naive", {"backbone": "../x y"}, 0) == "naive-backbone=.._x_y-seed0"  # no separators
-    long = run_dirname("naive", {f"knob{i}": "v" * 10 for i in range(12)}, 1)
+    assert resolve_identity("naive", "toy", {}, 0).dirname() == "naive-seed0"
+    lfs = resolve_identity("lfs", "toy", {"icgen": False, "context_strength": 0.6}, 2)
+    assert lfs.dirname() == "lfs-context_strength=0.6,icgen=False-seed2"
+    assert lfs.label == "lfs (context_strength=0.6, icgen=False)"
+    assert resolve_identity("naive", "toy", {"backbone": "../x y"}, 0).dirname() == "naive-backbone=.._x_y-seed0"
+    many = {"evaluation.prompts": [f"a {{}} number {i} of many" for i in range(12)]}
+    long = resolve_identity("naive", "toy", many, 1).dirname()
     assert len(long) < 40 and long.startswith("naive-") and long.endswith("-seed1")
-    assert run_label("lfs", {"icgen": False}) == "lfs (icgen=False)" and run_label("naive", {}) == "naive"
+    assert resolve_identity("naive", "toy", {}, 0).label == "naive"
     study = Study.model_validate(
         {"name": "s", "output": "out", "cells": [{"method": "lfs", "grid": {"icgen": [False]}}]}
     )
-    assert expand(study)[0]["output"] == Path("out/toy/lfs-icgen=False-seed0")
+    assert plan(study)[0].output == Path("out/toy/lfs-icgen=False-seed0")
+
+
+@pytest.mark.parametrize(
+    "cli, spec",
+    [
+        ("dfkd=false", {"dfkd": False}),  # a bool
+        ("context_strength=1", {"context_strength": 1.0}),  # a float (given as an int on the command line)
+        ("sessions=[[circle-1], [square-1]]", {"sessions": [["circle-1"], ["square-1"]]}),  # a list
+        ("token_init='circle'", {"token_init": "circle"}),  # a string (quoted on the command line)
+    ],
+)
+def test_a_run_by_hand_and_the_same_study_cell_write_one_folder(cli, spec, tmp_path, monkeypatch):
+    """`lfsbench run -o KEY=VALUE` and a study cell with `KEY: VALUE` are one run: the same identity and the same
+    folder, whatever the value's kind."""
+    from lfsbench import study as study_module
+
+    monkeypatch.chdir(tmp_path)
+    seen = []
+    monkeypatch.setattr(Runner, "__init__", lambda self, identity, output, track=None: seen.append((identity, output)))
+    monkeypatch.setattr(Runner, "run", lambda self: {"sessions_finished": 1})
+    code, output = invoke("run", "-m", "lfs", "-o", cli)
+    assert code == 0, output
+    study = study_module.Study.model_validate(
+        {"name": "s", "output": "runs", "cells": [{"method": "lfs", "settings": spec}]}
+    )
+    study_module.run_study(study)
+    (by_hand, folder), (by_study, study_folder) = seen
+    assert Path(folder) == Path(study_folder) == Path("runs/toy") / by_hand.dirname()
+    assert by_hand.key() == by_study.key() and by_hand == by_study
 
 
 def test_study_shards_split_the_runs_without_overlap(tmp_path, monkeypatch):
@@ -436,7 +455,7 @@ def test_study_shards_split_the_runs_without_overlap(tmp_path, monkeypatch):
         study_module.run_study(spec, shard=(k, 2))
         shards.append(list(started))
         started.clear()
-    everything = [run["output"] for run in study_module.expand(spec)]
+    everything = [run.output for run in study_module.plan(spec)]
     assert shards == [everything[0::2], everything[1::2]]
     assert study_module.unfinished_runs(spec) == everything  # nothing ran for real: every run is still missing
     for bad in ("0/2", "3/2", "1", "a/b"):
@@ -449,22 +468,23 @@ def test_a_study_refuses_a_finished_run_made_with_other_settings(tmp_path, monke
     """A run folder that holds a run with other settings (here: a default changed since it ran) is not skipped as
     finished and reported as if it were the spec's: the study stops before running anything and names the change."""
     from lfsbench import study as study_module
-    from lfsbench.method import create_method
 
     spec = study_module.Study.model_validate(
         {"name": "t", "protocol": "toy-quick", "output": str(tmp_path), "cells": [{"method": "naive"}]}
     )
-    run = study_module.expand(spec)[0]
-    config = RunSpec(load_protocol("toy-quick"), "naive", {}, 0).config(create_method("naive"))
-    run["output"].mkdir(parents=True)
-    (run["output"] / "config.json").write_text(json.dumps(config))
+    run = study_module.plan(spec)[0]
+    run.output.mkdir(parents=True)
+    (run.output / "config.json").write_text(json.dumps(run.identity.to_config()))
     started = []
     monkeypatch.setattr(Runner, "__init__", lambda self, spec, output, track=None: setattr(self, "out", output))
     monkeypatch.setattr(Runner, "run", lambda self: started.append(self.out))
     study_module.run_study(spec)  # the same run: it resumes
-    assert started == [run["output"]]
-    stale = {**config, "method_config": {**config["method_config"], "steps": 200}}
-    (run["output"] / "config.json").write_text(json.dumps(stale))
-    with pytest.raises(LfsbenchError, match=r"other settings.*steps 200 -> 400.*Nothing was run"):
+    assert started == [run.output]
+    method = run.identity.method
+    older = method.model_copy(update={"settings": {**method.settings, "steps": 200}})
+    (run.output / "config.json").write_text(json.dumps(run.identity.model_copy(update={"method": older}).to_config()))
+    with pytest.raises(
+        LfsbenchError, match=r"another run than the spec asks for now \(method setting steps 200 -> 400"
+    ):
         study_module.run_study(spec)
     assert len(started) == 1

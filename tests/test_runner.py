@@ -7,8 +7,9 @@ import pandas as pd
 import pytest
 
 from lfsbench.errors import LfsbenchError
+from lfsbench.identity import identity_of
 from lfsbench.protocol import load_protocol
-from lfsbench.runner import Runner, RunSpec
+from lfsbench.runner import Runner
 from lfsbench.toy import load_toy_backbone, load_toy_evaluator
 
 FAST = {
@@ -18,7 +19,7 @@ FAST = {
 
 
 def make_runner(weights, output, method="naive", overrides=None, protocol_overrides=FAST):
-    spec = RunSpec(load_protocol("toy", protocol_overrides), method, overrides or {"steps": 2, "batch_size": 2})
+    spec = identity_of(load_protocol("toy", protocol_overrides), method, overrides or {"steps": 2, "batch_size": 2})
     return Runner(spec, output, load_toy_backbone(weights=weights), load_toy_evaluator(weights=weights))
 
 

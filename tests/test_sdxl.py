@@ -63,8 +63,9 @@ SETTINGS = {
 def test_one_session_runs_and_resumes_on_sdxl(name, tiny_sdxl, tiny_weights, tmp_path):
     """A one-session run through the runner (toy evaluator, the Stable Diffusion preset with tiny overrides), then
     the saved state restores a method that generates the same images."""
+    from lfsbench.identity import identity_of
     from lfsbench.protocol import load_protocol
-    from lfsbench.runner import Runner, RunSpec
+    from lfsbench.runner import Runner
     from lfsbench.toy import load_toy_evaluator
 
     protocol = load_protocol(
@@ -76,7 +77,7 @@ def test_one_session_runs_and_resumes_on_sdxl(name, tiny_sdxl, tiny_weights, tmp
         },
     )
     settings = {"steps": 2, "batch_size": 1, **SETTINGS[name]}
-    spec = RunSpec(protocol, name, settings, 0, None)
+    spec = identity_of(protocol, name, settings, 0, None)
     backbone = load_backbone(str(tiny_sdxl))
     summary = Runner(spec, tmp_path / "run", backbone, load_toy_evaluator(weights=tiny_weights)).run()
     assert summary["sessions_finished"] == 1 and 0 <= summary["IA"]["value"] <= 1

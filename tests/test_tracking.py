@@ -9,9 +9,10 @@ from conftest import invoke
 
 from lfsbench.errors import LfsbenchError
 from lfsbench.evaluation import tables
+from lfsbench.identity import identity_of
 from lfsbench.protocol import load_protocol
 from lfsbench.results import RunFolder
-from lfsbench.runner import Runner, RunSpec
+from lfsbench.runner import Runner
 from lfsbench.toy import load_toy_backbone, load_toy_evaluator
 from lfsbench.tracking import N_BOOT, Tracker
 
@@ -23,7 +24,7 @@ MLRUNS = "mlruns"
 
 
 def tracked_run(weights, out, track):
-    spec = RunSpec(load_protocol("toy", FAST), "naive", {"steps": 2, "batch_size": 2})
+    spec = identity_of(load_protocol("toy", FAST), "naive", {"steps": 2, "batch_size": 2})
     return Runner(spec, out, load_toy_backbone(weights=weights), load_toy_evaluator(weights=weights), track).run()
 
 

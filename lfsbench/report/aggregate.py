@@ -165,7 +165,7 @@ def _is_number(value) -> bool:
 def sweeps_table(groups: dict[str, list[Run]], table: pd.DataFrame) -> pd.DataFrame:
     """Knob sweeps: settings of one method whose resolved configurations differ in one knob only.
 
-    Settings are compared by the configuration the method ran with (config.json's method_config), so a
+    Settings are compared by the settings the method ran with (its identity's resolved settings), so a
     study's default setting joins the sweep of every knob it shares the other values with. One row per
     (sweep, value) with the summary's final metrics; `sweep` names the method, the knob and what the
     sweep's settings hold fixed among the settings they were given.
@@ -174,12 +174,9 @@ def sweeps_table(groups: dict[str, list[Run]], table: pd.DataFrame) -> pd.DataFr
     by_label = table.set_index("setting")
     methods = dict.fromkeys(runs[0].method for runs in groups.values())
     for method in methods:
-        configs = {
-            label: runs[0].config.get("method_config") or {}
-            for label, runs in groups.items()
-            if runs[0].method == method
-        }
-        overrides = {label: groups[label][0].config.get("method_overrides") or {} for label in configs}
+        ours = [label for label, runs in groups.items() if runs[0].method == method]
+        configs = {label: groups[label][0].identity.method.settings for label in ours}
+        overrides = {label: groups[label][0].identity.method.overrides for label in configs}
         for knob in sorted({k for c in configs.values() for k in c}):
             families: dict[str, dict[str, str]] = {}
             for label, config in configs.items():

@@ -9,54 +9,56 @@ from pathlib import Path
 import pandas as pd
 
 from lfsbench.errors import LfsbenchError
-from lfsbench.results import RunFolder, method_display_name, run_label
+from lfsbench.identity import RunIdentity, describe_field, field_order, flat_content, settings_text, short
+from lfsbench.results import RunFolder
 
 
 @dataclass
 class Run:
     path: Path
-    config: dict
+    identity: RunIdentity
     summary: dict
-    sampling_note: str = ""  # "dpmsolver++, 10 steps" where a report holds runs sampled differently (same_protocol)
+    note: str = ""  # what sets this run's setting apart from others of the same label ("dpmsolver++, 10 steps")
 
     @property
     def method(self) -> str:
         """The method as reports name it (a method from a file, `path/file.py:Class`, by its class)."""
-        return method_display_name(self.config["method"])
+        return self.identity.method_name
 
     @property
     def seed(self) -> int:
-        return self.config["seed"]
+        return self.identity.seed
 
     @property
     def protocol(self) -> dict:
         """The run's protocol as this version reads it (fields added since the run take their defaults)."""
-        from lfsbench.protocol import Protocol
-
-        return Protocol.model_validate(self.config["protocol"]).model_dump(mode="json")
+        return self.identity.protocol.model_dump(mode="json")
 
     @property
     def order_seed(self) -> int | None:
         """The protocol's order_seed (concept order drawn by it), None for the order as written."""
-        return self.config["protocol"].get("order_seed")
+        return self.identity.protocol.order_seed
 
     @property
     def setting(self) -> str:
-        """The method and the settings it was given, without the seed and the concept order."""
-        return run_label(self.method, self.config.get("method_overrides"))
+        """The method and the settings it was given, and what else sets it apart, without the concept order."""
+        label = self.identity.method_name
+        if self.identity.method.overrides:
+            label += f" ({settings_text(self.identity.method.overrides, ', ')})"
+        return f"{label} [{self.note}]" if self.note else label
 
     @property
     def label(self) -> str:
-        """What distinguishes a study's cells: the setting, and the concept order where one was drawn."""
-        label = self.setting if self.order_seed is None else f"{self.setting} [order {self.order_seed}]"
-        return f"{label} [{self.sampling_note}]" if self.sampling_note else label
+        """What distinguishes a report's settings: the setting, and the concept order where one was drawn."""
+        base = self.identity.label
+        return f"{base} [{self.note}]" if self.note else base
 
     @property
     def sampling(self) -> str:
         """How the run's evaluation images were sampled: `ddim, 25 steps` (and `, bfloat16` under autocast)."""
-        plan = self.protocol["evaluation"]
-        precision = "" if plan["precision"] == "model" else f", {plan['precision']}"
-        return f"{plan['sampler']}, {plan['steps']} steps{precision}"
+        plan = self.identity.protocol.evaluation
+        precision = "" if plan.precision == "model" else f", {plan.precision}"
+        return f"{plan.sampler}, {plan.steps} steps{precision}"
 
     @property
     def folder(self) -> RunFolder:
@@ -69,9 +71,7 @@ class Run:
         return self.folder.session_rows()
 
     def learned_in(self) -> dict[str, int]:
-        from lfsbench.protocol import Protocol
-
-        return Protocol.model_validate(self.config["protocol"]).learned_in()
+        return self.identity.protocol.learned_in()
 
 
 def find_runs(paths: list[Path]) -> list[Run]:
@@ -87,7 +87,7 @@ def find_runs(paths: list[Path]) -> list[Run]:
         candidates = [root] if RunFolder(root).is_run() else sorted(p.parent for p in root.rglob(config_name))
         for folder in map(RunFolder, candidates):
             if folder.has_summary():
-                found.append(Run(folder.path, folder.config(), folder.summary()))
+                found.append(Run(folder.path, folder.identity(), folder.summary()))
     if not found:
         raise LfsbenchError(
             f"No finished lfsbench runs under {', '.join(map(str, paths))} (a run folder holds config.json and "
@@ -100,18 +100,18 @@ SAMPLING_FIELDS = ("sampler", "steps", "precision")  # of the evaluation plan: h
 
 
 def _comparable(protocol: dict) -> dict:
-    """A protocol without its concept order and its evaluation sampling: runs of one protocol in different orders
-    (order_seed), or sampled with different samplers, steps or precision, compare image by image (same prompts and
-    seeds, same training)."""
-    rest = {k: v for k, v in protocol.items() if k not in ("order_seed", "sessions", "evaluation")}
+    """A protocol without its concept order, its evaluation sampling and its wording: runs of one protocol in
+    different orders (order_seed), or sampled with different samplers, steps or precision, compare image by image
+    (same prompts and seeds, same training)."""
+    rest = {k: v for k, v in protocol.items() if k not in ("order_seed", "sessions", "evaluation", "description")}
     plan = {k: v for k, v in protocol["evaluation"].items() if k not in SAMPLING_FIELDS}
-    return {**rest, "evaluation": plan, "sessions": sorted(protocol["sessions"])}
+    source = {k: v for k, v in protocol["source"].items() if k != "path"}
+    return {**rest, "source": source, "evaluation": plan, "sessions": sorted(protocol["sessions"])}
 
 
 def same_protocol(runs: list[Run]) -> dict:
     """The protocol all runs share (up to the concept order and the sampling); runs of different protocols are not
-    comparable, so mixing them is refused. Where the runs were sampled differently, every run's label says how
-    (`naive [dpmsolver++, 10 steps]`), so that no mean mixes them."""
+    comparable, so mixing them is refused."""
     by_name: dict[str, list[Run]] = {}
     for run in runs:
         by_name.setdefault(json.dumps(_comparable(run.protocol), sort_keys=True), []).append(run)
@@ -123,17 +123,50 @@ def same_protocol(runs: list[Run]) -> dict:
             f"These runs use {len(by_name)} different protocols (or differently overridden ones): {described}. "
             "Their numbers are not comparable. Report each protocol separately (pass only its runs' folders)."
         )
-    if len({run.sampling for run in runs}) > 1:
-        for run in runs:
-            run.sampling_note = run.sampling
     return runs[0].protocol
 
 
+def _notes(members: list[RunIdentity]) -> list[str]:
+    """What sets each of several settings with one label apart: the fields of their identities that differ (the seed
+    aside), as `dpmsolver++, 10 steps` for the sampling, `data 1a2b3c4d`, `method source 5e6f7a8b`, `steps=400` for a
+    method setting, `lfsbench 0.2.0`; a fingerprint a run did not record reads `unrecorded`."""
+    flats = [{k: v for k, v in flat_content(m).items() if k != "seed"} for m in members]
+    keys = sorted({k for f in flats for k in f}, key=field_order)
+    differing = [k for k in keys if len({json.dumps(f.get(k), sort_keys=True) for f in flats}) > 1]
+    notes = []
+    for identity, flat in zip(members, flats, strict=True):
+        parts = []
+        if any(k.removeprefix("protocol.evaluation.") in SAMPLING_FIELDS for k in differing):
+            parts.append(Run(Path(), identity, {}).sampling)
+        for key in differing:
+            if key.removeprefix("protocol.evaluation.") in SAMPLING_FIELDS:
+                continue
+            value = flat.get(key)
+            if key.startswith(("method.settings.", "protocol.")):
+                parts.append(f"{key.split('.', 2)[-1] if key.startswith('method.') else key[9:]}={short(value)}")
+            else:
+                parts.append(f"{describe_field(key)} {short(value)}")
+        notes.append(", ".join(parts))
+    return notes
+
+
 def group_by_setting(runs: list[Run]) -> dict[str, list[Run]]:
-    """Runs that differ only by seed, keyed by label, in first-seen order."""
-    groups: dict[str, list[Run]] = {}
+    """Runs whose identities are equal up to the seed, keyed by label, in first-seen order. Runs that differ in any
+    identity field are different settings, never one mean: where two settings would share a label (the same method
+    and settings given, but another sampler, data, method source, default or version), each label is given what
+    sets it apart (`naive [dpmsolver++, 10 steps]`, `naive [data 1a2b3c4d]`)."""
+    by_key: dict[str, list[Run]] = {}
     for run in runs:
-        groups.setdefault(run.label, []).append(run)
+        by_key.setdefault(run.identity.setting_key(), []).append(run)
+    by_label: dict[str, list[str]] = {}
+    for key, members in by_key.items():
+        by_label.setdefault(members[0].label, []).append(key)
+    for keys in by_label.values():
+        if len(keys) > 1:
+            for key, note in zip(keys, _notes([by_key[k][0].identity for k in keys]), strict=True):
+                for run in by_key[key]:
+                    run.note = note
+    groups = {members[0].label: members for members in by_key.values()}
     for label, members in groups.items():
         seeds = [r.seed for r in members]
         if len(set(seeds)) != len(seeds):
