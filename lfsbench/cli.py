@@ -143,7 +143,7 @@ def summary_table(summary: dict, title: str) -> Table:
         if value is None:  # e.g. the in-context control of a method without one
             continue
         point = value["value"] if isinstance(value, dict) else value
-        interval = f"[{m.format(value['ci_low'])}, {m.format(value['ci_high'])}]" if m.interval else ""
+        interval = f"[{m.format(value['ci_low'])}, {m.format(value['ci_high'])}]" if m.has_interval else ""
         better = {True: "higher", False: "lower", None: ""}[m.higher_is_better]
         table.add_row(key, m.format(point), interval, better, m.definition)
     if "keeps" in summary:

@@ -317,7 +317,8 @@ class Runner:
         order = [c.name for c in self.concepts]
         for metric in ("TA", "IA"):
             self.folder.write_matrix(metric, tables.matrix(rows, metric, order))
-        summary = tables.summarize(rows, scores, cost, self.learned_in, drift_scale, self.plan.bootstrap)
+        given = {"drift_seed_scale": drift_scale}
+        summary = tables.summarize(scores, cost, self.learned_in, given, self.plan.bootstrap)
         summary = {
             "method": self.method_name,
             "protocol": self.protocol.name,

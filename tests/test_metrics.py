@@ -171,7 +171,7 @@ def test_session_rows_matrices_and_forgetting_on_a_known_run():
     assert ((rows.session == 0) & (rows.metric == "IAD")).sum() == 0  # nothing learned before session 0
     ia = tables.matrix(rows, "IA", ["a", "b"])
     np.testing.assert_allclose(ia.to_numpy(), [[0.8, NAN], [0.9, 0.7], [0.6, 0.5]])
-    summary = tables.summarize(rows, scores, pd.DataFrame(), LEARNED, 0.5, 200)
+    summary = tables.summarize(scores, pd.DataFrame(), LEARNED, {"drift_seed_scale": 0.5}, 200)
     assert summary["sessions_finished"] == 3 and summary["concepts"] == 2
     assert summary["IA"]["value"] == pytest.approx(0.55)
     assert summary["IAD"]["value"] == pytest.approx(0.2)  # mean of a's 0.2 and b's 0.2
@@ -257,7 +257,7 @@ def test_memorization_and_class_retention_figures_on_known_scores():
     assert _value(rows, 1, "cat", "class_TA_drop") == pytest.approx(0.125)  # paired: 0.15, 0.1, 0.15, 0.1
     assert _value(rows, 1, "cat", "class_accuracy") == pytest.approx(0.5)
     assert _value(rows, 1, "cat", "class_accuracy_base") == pytest.approx(1.0)
-    summary = tables.summarize(rows, history, pd.DataFrame(), {"a": 0}, 0.5, 200)
+    summary = tables.summarize(history, pd.DataFrame(), {"a": 0}, {"drift_seed_scale": 0.5}, 200)
     for metric, expected in (
         ("IA", 0.5),
         ("IA_shots", 0.7),

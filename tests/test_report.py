@@ -6,6 +6,7 @@ import itertools
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -488,3 +489,66 @@ def test_a_study_refuses_a_finished_run_made_with_other_settings(tmp_path, monke
     ):
         study_module.run_study(spec)
     assert len(started) == 1
+
+
+def _ia_squared(rows):
+    """The one function a new per-image metric needs: its value per image, from the score records."""
+    return rows.ia**2
+
+
+def test_a_metric_is_one_entry_and_one_function(runs, tiny_weights, tmp_path, monkeypatch):
+    """A per-image metric registered in the metric table (here, in this test) is computed and shown by every view it
+    names: session rows and summary.json (a rebuilt summary), the report's summary table and paired comparisons,
+    and a `check` threshold; with a proportion's interval where it declares one. No other code changes."""
+    import dataclasses
+    import shutil
+
+    from lfsbench.evaluation import tables
+    from lfsbench.evaluation.metrics import METRICS, Metric
+    from lfsbench.evaluation.records import Kind
+    from lfsbench.results import RunFolder
+
+    squared = Metric(
+        name="IA_squared",
+        short="IA²",
+        axis="IA squared",
+        title="IA squared",
+        higher_is_better=True,
+        definition="the square of each image's IA, averaged",
+        views="session summary headline pairs cli",
+        reads=Kind.CONCEPT,
+        score=_ia_squared,
+    )
+    above = dataclasses.replace(
+        squared, name="IA_above_half", score=lambda rows: rows.ia > 0.5, interval="proportion", definition="IA > 0.5"
+    )
+    for metric in (squared, above):
+        monkeypatch.setitem(METRICS, metric.name, metric)
+    for name, method, seed, settings in (
+        ("naive-0", "naive", 0, {}),
+        ("naive-1", "naive", 1, {}),
+        ("lfs-0", "lfs", 0, {"context_strength": 0.5}),
+    ):
+        shutil.copytree(runs / name, tmp_path / "runs" / name)
+        (tmp_path / "runs" / name / "summary.json").unlink()  # rebuilt when the finished run is run again
+        tiny_run(tiny_weights, tmp_path / "runs" / name, method, seed, settings)
+    summaries = [json.loads((tmp_path / "runs" / f"naive-{s}" / "summary.json").read_text()) for s in (0, 1)]
+    scores = pd.read_csv(tmp_path / "runs" / "naive-0" / "scores" / "session_02.csv")
+    ia = scores[scores.kind == "concept"].ia
+    assert summaries[0]["IA_squared"]["value"] == pytest.approx((ia**2).mean())
+    share = summaries[0]["IA_above_half"]
+    assert share["value"] == pytest.approx((ia > 0.5).mean()) and share["ci_low"] < share["ci_high"]  # Wilson
+    history = RunFolder(tmp_path / "runs" / "naive-0").scores()  # a session's rows, as the runner computes them
+    learned_in = {"circle-1": 0, "square-1": 1, "circle-2": 2}
+    rows = tables.session_rows(scores, history, 2, learned_in, {"circle": 0, "square": 1}, 100)
+    assert set(rows[rows.metric == "IA_squared"].name) == set(learned_in)
+    make_report([tmp_path / "runs"], tmp_path / "report")
+    table = pd.read_csv(tmp_path / "report" / "summary.csv").set_index("setting")
+    assert table.loc[NAIVE, "IA_squared"] == pytest.approx(np.mean([s["IA_squared"]["value"] for s in summaries]))
+    assert "IA_squared" in (tmp_path / "report" / "summary.md").read_text()
+    assert {"IA_squared", "IA_above_half"} <= set(pd.read_csv(tmp_path / "report" / "pairs.csv").metric)
+    checks = [
+        {"name": "squared", "value": f"{NAIVE}.IA_squared", "min": 0.0},
+        {"name": "impossible", "value": f"{NAIVE}.IA_squared", "max": -1.0},
+    ]
+    assert [r["passed"] for r in run_checks([tmp_path / "runs"], thresholds(checks))] == [True, False]

@@ -45,6 +45,20 @@ def bootstrap_ci(values, n_resamples: int = 1000, level: float = 0.95, seed: int
     return float(v.mean()), float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
 
 
+def wilson_interval(outcomes, level: float = 0.95) -> tuple[float, float, float]:
+    """The share of 1s among 0/1 outcomes with its Wilson score interval (never of zero width, inside [0, 1])."""
+    from scipy import stats
+
+    v = _np(outcomes).astype(float).ravel()
+    n = len(v)
+    if n == 0:
+        return float("nan"), float("nan"), float("nan")
+    p, z = v.mean(), stats.norm.ppf(0.5 + level / 2)
+    centre = (p + z**2 / (2 * n)) / (1 + z**2 / n)
+    half = z * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / (1 + z**2 / n)
+    return float(p), float(centre - half), float(centre + half)
+
+
 def roc_auc(positive_scores, negative_scores) -> float:
     """Probability that a random positive scores above a random negative (ties count half)."""
     pos, neg = _np(positive_scores).ravel()[:, None], _np(negative_scores).ravel()[None, :]

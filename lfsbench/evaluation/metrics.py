@@ -1,11 +1,38 @@
-"""THE table of the benchmark's metrics: one entry per reported figure, read by everything that shows one.
+"""THE table of the benchmark's metrics: one entry per reported figure, read by everything that computes or shows one.
 
-Scoring (session rows), the run summary, report tables and plots, `lfsbench check` and `lfsbench run`'s closing
-table take names, labels, directions and definitions from here; none of them spells a metric's name or label
-itself. `docs/metrics.md` explains each in full. Where a metric is shown is a set of views:
+An entry says what a figure is (its name, labels, direction, one-line definition, and where it is shown: its
+views) and how it is computed from a run's per-image score records (scores/session_XX.csv, evaluation/records.py):
+
+    reads       the record kind whose images it averages (a concept's images, a class prompt's, the control's, ...)
+    score       the per-image value: a column of those records (`"ia"`) or a function of them (`_gap`)
+    against     pair each image with the same image (name, prompt, seed) of another kind; `score` then sees that
+                image's columns suffixed `_other` (the class TA drop: the base model's image; the control's gain)
+    aggregate   how images become the figure:
+                  mean         the mean over the images: per concept or class in a session's rows, over every image
+                               of the session in its figure
+                  drop         IAD's: per concept, the mean of `of`'s values in the session that taught it minus now;
+                               the figure is the mean over the concepts learned before the session
+                  peak_drop    forgetting_max's: per concept, the highest mean of `of`'s values since it was learned
+                               (sessions before now) minus now; the figure is the mean over those concepts
+                  at_learning  per concept, the mean of `of`'s values in the session that taught it; the figure is the
+                               mean over the concepts learned so far
+                  count        a number `count` works out from the at-learning values of other metrics
+                  given        a number the runner computes itself (the drift scale)
+    of          the metric whose per-image values drop, peak_drop and at_learning read
+    interval    images: a bootstrap over images within a run (drop and peak_drop: within each concept);
+                proportion: a Wilson score interval on the count of a 0/1 value within a run; none. Over seeds a
+                report combines every kind with a Student t interval on the per-seed figures (report/aggregate.py)
+    optional    the figure exists only where a run has values for it (DINO, two-concept prompts, a control, class
+                accuracy); any other figure is NaN where it has none
+
+evaluation/tables.py computes every view from this table: session rows, session figures, the run summary,
+per-session curves, and the per-image values of paired comparisons. Reports, plots, `lfsbench check`, trackers
+and `lfsbench run`'s closing table read names, labels, directions and definitions from here; none of them spells a
+metric. Adding a per-image metric is one entry here (its `reads` and `score`, the one function) and a paragraph in
+docs/metrics.md; `register` adds one from outside the package (a plugin, or a test). Where a metric is shown:
 
     session   a row metric of sessions/session_XX.csv (per concept or class, with its interval)
-    summary   a key of summary.json with {value, ci_low, ci_high} (interval=True) or a plain number
+    summary   a key of summary.json with {value, ci_low, ci_high} (an interval) or a plain number
     curve     a panel of the report's forgetting curves (curves.csv, curves.png), against session
     headline  a column of the report's summary table, "value [95% interval]"
     plain     a column of the report's "other figures and cost" table (no interval)
@@ -18,7 +45,18 @@ itself. `docs/metrics.md` explains each in full. Where a metric is shown is a se
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from lfsbench.evaluation import functional as F
+from lfsbench.evaluation.records import Kind
+
+Score = str | Callable[[pd.DataFrame], object]  # a column of the records, or a function of them (one value per row)
+AtLearning = Callable[[str], dict[str, np.ndarray]]  # metric -> {concept: its per-image values when it was learned}
 
 
 @dataclass(frozen=True)
@@ -30,7 +68,14 @@ class Metric:
     higher_is_better: bool | None  # None: neither (a scale, a count)
     definition: str  # one line; docs/metrics.md has the full text
     views: str = ""  # space-separated views (see the module docstring)
-    interval: bool = True  # reported with a 95% interval
+    reads: Kind | None = None  # the record kind of its per-image values
+    score: Score | None = None  # their value: a column or a function of the records
+    against: Kind | None = None  # pair each image with the same image of this kind (its columns suffixed _other)
+    aggregate: Literal["mean", "drop", "peak_drop", "at_learning", "count", "given"] = "mean"
+    of: str | None = None  # drop, peak_drop, at_learning: whose per-image values
+    count: Callable[[AtLearning], float] | None = None  # aggregate "count"
+    interval: Literal["images", "proportion", "none"] = "images"
+    optional: bool = False  # only where a run has values (else NaN in the summary)
     fmt: str = "{:.3f}"
     scale: float = 1.0  # plots multiply by this (bytes -> MB)
     bounds: tuple[float, float] | None = None  # the figure's range (shares: 0 to 1); intervals are clipped to it
@@ -41,7 +86,71 @@ class Metric:
     def shown_in(self, view: str) -> bool:
         return view in self.views.split()
 
+    @property
+    def has_interval(self) -> bool:
+        return self.interval != "none"
 
+    @property
+    def per_image(self) -> bool:
+        """Whether it has values of its own per image (else it is built from another metric's, or given)."""
+        return self.reads is not None
+
+    @property
+    def row_kind(self) -> str:
+        """Whether its session rows are per concept or per class (the `kind` column of sessions/session_XX.csv)."""
+        return "class" if self.reads in (Kind.CLASS, Kind.BASE_CLASS) else "concept"
+
+    @property
+    def source(self) -> str:
+        """The metric whose per-image values it reads: itself, or `of`."""
+        return self.of or self.name
+
+    def values(self, scores: pd.DataFrame) -> pd.DataFrame:
+        """Its per-image values in `scores`: one row per image (name, prompt, seed, value), NaN dropped."""
+        rows = scores[scores.kind == self.reads]
+        if self.against is not None:
+            other = scores[scores.kind == self.against]
+            rows = rows.merge(other, on=["session", *IMAGE_KEYS], suffixes=("", "_other"))
+        value = rows[self.score] if isinstance(self.score, str) else self.score(rows)
+        out = rows[["session", *IMAGE_KEYS]].assign(value=np.asarray(value, dtype=float))
+        return out[out.value.notna()]
+
+    def interval_of(self, values: np.ndarray, n_boot: int) -> tuple[float, float, float]:
+        """The mean of per-image values with this metric's interval within a run."""
+        if self.interval == "proportion":
+            return F.wilson_interval(values)
+        return F.bootstrap_ci(values, n_boot)
+
+
+IMAGE_KEYS = ["name", "prompt", "seed"]  # what pairs an image of one run with the same image of another
+
+
+def _gap(rows: pd.DataFrame):
+    return rows.ia_shots - rows.ia
+
+
+def _clip_score(rows: pd.DataFrame):
+    return F.clip_score(rows.ta.to_numpy())
+
+
+def _class_ta_drop(rows: pd.DataFrame):
+    return rows.ta_other - rows.ta  # the base model's image (other) minus the current model's
+
+
+def _gain_over_control(rows: pd.DataFrame):
+    return rows.ia - rows.ia_other  # the method's image minus the control's (same context and noise)
+
+
+def _concepts_above_base(at_learning: AtLearning) -> int:
+    ia, base = at_learning("IA"), at_learning("IA_base_class_prompt")
+    return int(sum(ia[c].mean() > base[c].mean() for c in ia if c in base))
+
+
+def _concepts(at_learning: AtLearning) -> int:
+    return len(at_learning("IA"))
+
+
+CONCEPT, CLASS, CONTROL, MULTI = Kind.CONCEPT, Kind.CLASS, Kind.CONTROL, Kind.MULTI
 METRICS: dict[str, Metric] = {
     m.name: m
     for m in [
@@ -54,6 +163,8 @@ METRICS: dict[str, Metric] = {
             higher_is_better=True,
             definition="mean cos(E_i(x), E_t(p~)) over a concept's images, p~ = the prompt without the modifier token",
             views="session summary curve headline cli sweep scale pairs",
+            reads=CONCEPT,
+            score="ta",
         ),
         Metric(
             name="CLIPScore",
@@ -63,6 +174,8 @@ METRICS: dict[str, Metric] = {
             higher_is_better=True,
             definition="2.5 * max(TA cosine, 0) per image, the scale CustomConcept101's numbers use",
             views="session summary cli",
+            reads=CONCEPT,
+            score=_clip_score,
         ),
         Metric(
             name="IA",
@@ -73,6 +186,8 @@ METRICS: dict[str, Metric] = {
             definition="mean cos(E_i(x), E_i(r)) over a concept's images x and its held-out reference images r "
             "(all pairs); no method sees the references",
             views="session summary curve headline cli sweep scale pairs",
+            reads=CONCEPT,
+            score="ia",
         ),
         Metric(
             name="IA_shots",
@@ -83,6 +198,8 @@ METRICS: dict[str, Metric] = {
             definition="IA against the concept's training shots instead of held-out views: the figure "
             "CustomConcept101's evaluation reports; rewards copying the shots",
             views="session summary curve headline cli",
+            reads=CONCEPT,
+            score="ia_shots",
         ),
         Metric(
             name="memorization_gap",
@@ -93,6 +210,8 @@ METRICS: dict[str, Metric] = {
             definition="IA_shots - IA per image, averaged: about 0 for a model that learned the concept, large for "
             "one that reproduces its shots",
             views="session summary curve headline cli sweep pairs",
+            reads=CONCEPT,
+            score=_gap,
         ),
         Metric(
             name="copy_rate",
@@ -103,6 +222,8 @@ METRICS: dict[str, Metric] = {
             definition="share of a concept's images whose RMS pixel distance to the nearest training shot is below "
             "the 5th percentile of its held-out references' own distance (unseen views: 0.05)",
             views="session summary curve headline cli sweep pairs",
+            reads=CONCEPT,
+            score="copied",
             bounds=(0.0, 1.0),
         ),
         Metric(
@@ -113,6 +234,8 @@ METRICS: dict[str, Metric] = {
             higher_is_better=False,
             definition="mean over earlier concepts of IA[s(c)][c] - IA[T][c] (Avalanche), IA against held-out views",
             views="session summary curve headline cli sweep scale pairs",
+            aggregate="drop",
+            of="IA",
         ),
         Metric(
             name="IAD_shots",
@@ -122,6 +245,8 @@ METRICS: dict[str, Metric] = {
             higher_is_better=False,
             definition="IAD computed from IA_shots (the CustomConcept101-compatible figure)",
             views="session summary plain cli",
+            aggregate="drop",
+            of="IA_shots",
         ),
         Metric(
             name="IA_dino",
@@ -132,6 +257,9 @@ METRICS: dict[str, Metric] = {
             definition="IA with DINO ViT-S/16 class-token embeddings instead of the evaluator's (all pairs with the "
             "held-out references); only where the protocol names a DINO model (none on the toy world)",
             views="session summary curve headline cli pairs",
+            reads=CONCEPT,
+            score="ia_dino",
+            optional=True,
         ),
         Metric(
             name="IA_dino_shots",
@@ -141,6 +269,9 @@ METRICS: dict[str, Metric] = {
             higher_is_better=None,
             definition="IA_dino against the training shots: CustomConcept101's 'DINO image alignment' column",
             views="session summary cli",
+            reads=CONCEPT,
+            score="ia_dino_shots",
+            optional=True,
         ),
         Metric(
             name="IAD_dino",
@@ -150,6 +281,9 @@ METRICS: dict[str, Metric] = {
             higher_is_better=False,
             definition="IAD computed from IA_dino (held-out references)",
             views="session summary cli",
+            aggregate="drop",
+            of="IA_dino",
+            optional=True,
         ),
         Metric(
             name="multi_TA",
@@ -160,6 +294,9 @@ METRICS: dict[str, Metric] = {
             definition="TA of images of prompts that name two learned concepts (modifier tokens removed); only where "
             "the protocol has multi_concept pairs",
             views="session summary curve cli",
+            reads=MULTI,
+            score="ta",
+            optional=True,
         ),
         Metric(
             name="multi_IA",
@@ -170,6 +307,9 @@ METRICS: dict[str, Metric] = {
             definition="IA of each two-concept image against each of its two concepts' held-out references, averaged "
             "(the published multi-concept image alignment, held out)",
             views="session summary curve cli",
+            reads=MULTI,
+            score="ia",
+            optional=True,
         ),
         Metric(
             name="multi_IA_dino",
@@ -179,6 +319,9 @@ METRICS: dict[str, Metric] = {
             higher_is_better=True,
             definition="multi_IA with DINO embeddings (where the protocol names a DINO model)",
             views="session summary cli",
+            reads=MULTI,
+            score="ia_dino",
+            optional=True,
         ),
         Metric(
             name="forgetting_max",
@@ -189,6 +332,8 @@ METRICS: dict[str, Metric] = {
             definition="max over u of IA[u][c] - IA[T][c] (Mammoth), u from s(c) to T-1 among the sessions after "
             "which c was evaluated (all of them unless the protocol has evaluation checkpoints)",
             views="session summary plain cli",
+            aggregate="peak_drop",
+            of="IA",
         ),
         Metric(
             name="IA_right_after_learning",
@@ -198,6 +343,8 @@ METRICS: dict[str, Metric] = {
             higher_is_better=True,
             definition="mean over concepts of IA[s(c)][c], the IA a concept reaches in the session that teaches it",
             views="summary plain cli",
+            aggregate="at_learning",
+            of="IA",
         ),
         Metric(
             name="IA_base_class_prompt",
@@ -208,7 +355,10 @@ METRICS: dict[str, Metric] = {
             definition="IA of the base model's bare class-prompt images against a concept's held-out references: "
             "the bar learning must clear",
             views="session summary plain cli",
-            interval=False,
+            reads=Kind.BASE_CLASS_FOR_CONCEPT,
+            score="ia",
+            aggregate="at_learning",
+            interval="none",
         ),
         Metric(
             name="IA_class_prompt",
@@ -219,6 +369,8 @@ METRICS: dict[str, Metric] = {
             definition="IA of the current model's class-prompt images against a concept's held-out references (high "
             "when it leaks into its class)",
             views="session",
+            reads=Kind.CLASS_FOR_CONCEPT,
+            score="ia",
         ),
         Metric(
             name="IA_class_prompt_right_after_learning",
@@ -228,7 +380,9 @@ METRICS: dict[str, Metric] = {
             higher_is_better=None,
             definition="mean over concepts of IA_class_prompt in the session that teaches the concept",
             views="summary",
-            interval=False,
+            aggregate="at_learning",
+            of="IA_class_prompt",
+            interval="none",
         ),
         Metric(
             name="concepts_above_base_class_prompt_right_after_learning",
@@ -238,7 +392,9 @@ METRICS: dict[str, Metric] = {
             higher_is_better=True,
             definition="concepts whose IA right after learning exceeds their base class prompt's IA",
             views="summary cli",
-            interval=False,
+            aggregate="count",
+            count=_concepts_above_base,
+            interval="none",
             fmt="{:.0f}",
         ),
         Metric(
@@ -249,7 +405,9 @@ METRICS: dict[str, Metric] = {
             higher_is_better=None,
             definition="concepts learned by the last session",
             views="summary",
-            interval=False,
+            aggregate="count",
+            count=_concepts,
+            interval="none",
             fmt="{:.0f}",
         ),
         # ---- classes of the learned concepts (relevant concepts forgetting)
@@ -261,6 +419,8 @@ METRICS: dict[str, Metric] = {
             higher_is_better=True,
             definition="TA of the class prompts (the evaluation prompts without the modifier token)",
             views="session summary curve headline cli",
+            reads=CLASS,
+            score="ta",
         ),
         Metric(
             name="class_TA_base",
@@ -270,6 +430,8 @@ METRICS: dict[str, Metric] = {
             higher_is_better=None,
             definition="class TA of the base model (same class prompts and seeds): class_TA_drop's reference",
             views="session summary plain cli",
+            reads=Kind.BASE_CLASS,
+            score="ta",
         ),
         Metric(
             name="class_TA_drop",
@@ -279,6 +441,9 @@ METRICS: dict[str, Metric] = {
             higher_is_better=False,
             definition="base model's class TA minus the current model's, paired by class, prompt and seed",
             views="session summary curve headline cli sweep pairs",
+            reads=CLASS,
+            against=Kind.BASE_CLASS,
+            score=_class_ta_drop,
         ),
         Metric(
             name="class_accuracy",
@@ -289,6 +454,9 @@ METRICS: dict[str, Metric] = {
             definition="share of class-prompt images the evaluator classifies (zero-shot, nearest class text) as the "
             "asked class; toy: among its five shape classes, elsewhere among the protocol's classes",
             views="session summary curve headline cli pairs",
+            reads=CLASS,
+            score="class_correct",
+            optional=True,
             bounds=(0.0, 1.0),
         ),
         Metric(
@@ -299,6 +467,9 @@ METRICS: dict[str, Metric] = {
             higher_is_better=None,
             definition="class accuracy of the base model's images of the same class prompts and seeds",
             views="session summary plain cli",
+            reads=Kind.BASE_CLASS,
+            score="class_correct",
+            optional=True,
         ),
         Metric(
             name="drift",
@@ -310,6 +481,8 @@ METRICS: dict[str, Metric] = {
             "how far same-seed samples moved from the base model's, read against the seed scale; not whether the "
             "class survived (class_accuracy, class_TA_drop)",
             views="session summary curve headline cli sweep scale pairs",
+            reads=CLASS,
+            score="drift",
         ),
         Metric(
             name="drift_seed_scale",
@@ -319,7 +492,8 @@ METRICS: dict[str, Metric] = {
             higher_is_better=None,
             definition="the drift between two seeds of the same class prompt on the base model: drift's reference",
             views="summary plain cli",
-            interval=False,
+            aggregate="given",
+            interval="none",
         ),
         # ---- in-context control (methods that generate from stored context)
         Metric(
@@ -330,6 +504,9 @@ METRICS: dict[str, Metric] = {
             higher_is_better=None,
             definition="IA of the base model generating from the method's stored contexts, strength and seeds",
             views="session summary curve headline cli",
+            reads=CONTROL,
+            score="ia",
+            optional=True,
         ),
         Metric(
             name="TA_control",
@@ -339,6 +516,9 @@ METRICS: dict[str, Metric] = {
             higher_is_better=None,
             definition="TA of the base model generating from the method's stored contexts, strength and seeds",
             views="session summary cli",
+            reads=CONTROL,
+            score="ta",
+            optional=True,
         ),
         Metric(
             name="copy_rate_control",
@@ -348,6 +528,9 @@ METRICS: dict[str, Metric] = {
             higher_is_better=None,
             definition="copy rate of the base model generating from the method's stored contexts",
             views="session summary cli",
+            reads=CONTROL,
+            score="copied",
+            optional=True,
         ),
         Metric(
             name="IA_gain_over_control",
@@ -357,6 +540,10 @@ METRICS: dict[str, Metric] = {
             higher_is_better=True,
             definition="IA of the method minus IA of the base model from the same contexts, paired by prompt and seed",
             views="summary headline cli sweep",
+            reads=CONCEPT,
+            against=CONTROL,
+            score=_gain_over_control,
+            optional=True,
         ),
         # ---- cost (per session in cost.csv; summary.json's cost block)
         Metric(
@@ -367,7 +554,7 @@ METRICS: dict[str, Metric] = {
             higher_is_better=False,
             definition="wall seconds of the session's training",
             views="cost",
-            interval=False,
+            interval="none",
             fmt="{:.1f}",
         ),
         Metric(
@@ -378,7 +565,7 @@ METRICS: dict[str, Metric] = {
             higher_is_better=False,
             definition="wall seconds of the session's evaluation images",
             views="cost",
-            interval=False,
+            interval="none",
             fmt="{:.0f}",
         ),
         Metric(
@@ -389,7 +576,7 @@ METRICS: dict[str, Metric] = {
             higher_is_better=False,
             definition="mean wall seconds of training per session",
             views="plain cli",
-            interval=False,
+            interval="none",
             fmt="{:.1f}",
         ),
         Metric(
@@ -400,7 +587,7 @@ METRICS: dict[str, Metric] = {
             higher_is_better=False,
             definition="wall seconds of generating every evaluation image of the run",
             views="plain",
-            interval=False,
+            interval="none",
             fmt="{:.0f}",
         ),
         Metric(
@@ -411,7 +598,7 @@ METRICS: dict[str, Metric] = {
             higher_is_better=False,
             definition="bytes of data (images, latents) the method keeps between sessions; what it is: `keeps`",
             views="cost plain",
-            interval=False,
+            interval="none",
             fmt="{:,.0f}",
             scale=1e-6,
         ),
@@ -423,7 +610,7 @@ METRICS: dict[str, Metric] = {
             higher_is_better=False,
             definition="peak memory of a session (RSS on CPU, allocated on GPU); of a run: its largest session's",
             views="cost plain",
-            interval=False,
+            interval="none",
             fmt="{:.0f}",
         ),
     ]
@@ -442,3 +629,15 @@ COST_FIGURES = [
 def in_view(view: str) -> list[str]:
     """Names of the metrics shown in a view, in table order."""
     return [name for name, m in METRICS.items() if m.shown_in(view)]
+
+
+def register(metric: Metric) -> Metric:
+    """Add a metric to the table (from a plugin or a test); every view that lists it computes and shows it."""
+    if metric.name in METRICS:
+        raise ValueError(f"metric {metric.name!r} is registered twice")
+    if metric.aggregate == "mean" and metric.reads is None:
+        raise ValueError(f"metric {metric.name!r} averages per-image values: give it `reads` and `score`")
+    if metric.aggregate in ("drop", "peak_drop") and metric.of not in METRICS:
+        raise ValueError(f"metric {metric.name!r}: `of` must name a registered per-image metric")
+    METRICS[metric.name] = metric
+    return metric

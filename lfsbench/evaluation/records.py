@@ -41,3 +41,14 @@ class Kind(str, Enum):
 
     def __str__(self) -> str:
         return self.value
+
+
+MEASURED = {  # the columns each record kind must have as numbers (a NaN there means the images are not numbers)
+    Kind.CONCEPT: ("ta", "ia", "ia_shots", "shot_distance"),
+    Kind.CONTROL: ("ta", "ia", "ia_shots"),
+    Kind.CLASS: ("ta", "drift"),
+    Kind.BASE_CLASS: ("ta",),
+    Kind.BASE_CLASS_FOR_CONCEPT: ("ia",),
+    Kind.CLASS_FOR_CONCEPT: ("ia",),
+    Kind.MULTI: ("ta", "ia"),
+}

@@ -51,10 +51,6 @@ def combine_seeds(values, lows, highs, bounds: tuple[float, float] | None = None
     return value, low, high
 
 
-SUMMARY_METRICS = [m for m in in_view("summary") if METRICS[m].interval]  # means over seeds with intervals
-PLAIN_FIGURES = [m for m in in_view("summary") if not METRICS[m].interval]  # means over seeds
-
-
 def _plain(summary: dict, key: str) -> float:
     value = summary.get(key, np.nan)
     return value["value"] if isinstance(value, dict) else value
@@ -78,12 +74,12 @@ def summary_table(groups: dict[str, list[Run]]) -> pd.DataFrame:
             "seeds": " ".join(str(r.seed) for r in sorted(runs, key=lambda r: r.seed)),
             "sessions": runs[0].summary["sessions_finished"],
         }
-        for metric in SUMMARY_METRICS:
+        for metric in (m for m in in_view("summary") if METRICS[m].has_interval):  # means over seeds, intervals
             present = [_triple(r.summary[metric]) for r in runs if metric in r.summary]
             if present:
                 v, lo, hi = combine_seeds(*zip(*present, strict=True), bounds=METRICS[metric].bounds)
                 row.update({metric: v, f"{metric}_low": lo, f"{metric}_high": hi})
-        for key in PLAIN_FIGURES:
+        for key in (m for m in in_view("summary") if not METRICS[m].has_interval):  # means over seeds
             row[key] = float(np.mean([_plain(r.summary, key) for r in runs]))
         for key in COST_FIGURES:
             row[key] = float(np.mean([r.summary.get("cost", {}).get(key, np.nan) for r in runs]))
@@ -155,7 +151,6 @@ def scalability_table(curves: pd.DataFrame, sessions: int, at: list[int] | None 
 
 
 SWEEP_MIN_VALUES = 3  # a knob is swept when at least this many settings differ in it alone
-SWEEP_METRICS = in_view("sweep")
 
 
 def _is_number(value) -> bool:
@@ -207,14 +202,11 @@ def sweeps_table(groups: dict[str, list[Run]], table: pd.DataFrame) -> pd.DataFr
                         "x": float(value) if numeric else np.nan,
                         "setting": label,
                     }
-                    for metric in SWEEP_METRICS:
+                    for metric in in_view("sweep"):
                         if metric in by_label.columns and pd.notna(by_label.at[label, metric]):
                             row.update({m: by_label.at[label, m] for m in (metric, f"{metric}_low", f"{metric}_high")})
                     rows.append(row)
     return pd.DataFrame(rows)
-
-
-ORDER_METRICS = in_view("headline")
 
 
 def orders_table(groups: dict[str, list[Run]], table: pd.DataFrame) -> pd.DataFrame:
@@ -229,7 +221,7 @@ def orders_table(groups: dict[str, list[Run]], table: pd.DataFrame) -> pd.DataFr
     for setting, labels in by_setting.items():
         if len({groups[label][0].order_seed for label in labels}) < 2:
             continue
-        for metric in ORDER_METRICS:
+        for metric in in_view("headline"):
             if metric not in final.columns:
                 continue
             values = final.loc[labels, metric].astype(float).dropna()
@@ -297,9 +289,6 @@ def ia_matrix(runs: list[Run]) -> pd.DataFrame:
     return sum(frames) / len(frames)
 
 
-PAIR_METRICS = in_view("pairs")
-
-
 def _last_values(run: Run) -> pd.DataFrame:
     scores = run.scores()
     return tables.image_values(scores, int(scores.session.max()), run.learned_in())
@@ -322,7 +311,7 @@ def pairs_table(groups: dict[str, list[Run]], n_boot: int = N_BOOT) -> pd.DataFr
         common = sorted(set(values[a]) & set(values[b]))
         if not common:
             continue
-        for metric in PAIR_METRICS:
+        for metric in in_view("pairs"):
             per_seed = []
             for seed in common:
                 va, vb = (values[x][seed] for x in (a, b))

@@ -9,10 +9,6 @@ from pathlib import Path
 import pandas as pd
 
 from lfsbench.evaluation.metrics import METRICS, in_view
-from lfsbench.report.aggregate import SWEEP_METRICS
-
-HEADLINE = in_view("headline")  # value [interval] columns of the summary table
-PLAIN = in_view("plain")  # the "other figures and cost" columns
 
 
 def _cell(row: pd.Series, metric: str) -> str:
@@ -26,13 +22,13 @@ def _cell(row: pd.Series, metric: str) -> str:
 
 def display_table(table: pd.DataFrame) -> pd.DataFrame:
     """The summary as people read it: value [95% interval] per metric, then the plain figures."""
-    shown = [m for m in HEADLINE if m in table.columns]
+    shown = [m for m in in_view("headline") if m in table.columns]
     out = pd.DataFrame({"setting": table.setting, "seeds": table.seeds})
     for metric in shown:
         out[metric] = [_cell(row, metric) for _, row in table.iterrows()]
-    for key in PLAIN:
+    for key in in_view("plain"):  # the "other figures and cost" columns
         m = METRICS[key]
-        if m.interval and f"{key}_low" in table:
+        if m.has_interval and f"{key}_low" in table:
             out[m.short] = [_cell(row, key) for _, row in table.iterrows()]
             continue
         values = table[key] if key in table else [float("nan")] * len(table)
@@ -58,7 +54,7 @@ def display_scalability(scale: pd.DataFrame) -> pd.DataFrame:
 def display_sweeps(sweeps: pd.DataFrame) -> pd.DataFrame:
     """Knob sweeps as people read them: one row per sweep and value, final metrics with intervals."""
     out = pd.DataFrame({"sweep": sweeps.sweep, "value": sweeps.value})
-    for metric in SWEEP_METRICS:
+    for metric in in_view("sweep"):
         if metric in sweeps.columns:
             out[metric] = [_cell(row, metric) for _, row in sweeps.iterrows()]
     return out
@@ -217,9 +213,9 @@ def page(
         "contexts: IA gained over it is what the method learned. `keeps` says what a method stores between "
         "sessions.</p>",
         "<h2>Summary</h2>",
-        _table(shown[["setting", "seeds"] + [m for m in HEADLINE if m in table.columns]]),
+        _table(shown[["setting", "seeds"] + [m for m in in_view("headline") if m in table.columns]]),
         "<h3>Other figures and cost</h3>",
-        _table(shown[["setting"] + [METRICS[key].short for key in PLAIN] + ["keeps"]]),
+        _table(shown[["setting"] + [METRICS[key].short for key in in_view("plain")] + ["keeps"]]),
     ]
     if pairs is not None and len(pairs):
         parts += [

@@ -15,13 +15,10 @@ from PIL import Image  # noqa: E402
 from lfsbench.evaluation.metrics import METRICS, in_view  # noqa: E402
 from lfsbench.results import RunFolder  # noqa: E402
 
-CURVES = in_view("curve")  # quality panels, in table order (evaluation/metrics.py)
-COSTS = in_view("cost")
-
 
 def forgetting_curves(curves: pd.DataFrame, path: Path, drift_scale: float | None = None) -> Path:
     """One panel per metric against session; one line per setting with its 95% band."""
-    metrics = [m for m in CURVES if m in set(curves.metric)]
+    metrics = [m for m in in_view("curve") if m in set(curves.metric)]  # quality panels, in table order
     cols = 3
     rows = -(-len(metrics) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.9 * rows), squeeze=False)
@@ -58,10 +55,11 @@ def forgetting_curves(curves: pd.DataFrame, path: Path, drift_scale: float | Non
 
 def cost_curves(curves: pd.DataFrame, path: Path) -> Path:
     """Cost against session, one line per setting (mean over seeds; band = range of seed means by bootstrap)."""
-    fig, axes = plt.subplots(1, len(COSTS), figsize=(4.6 * len(COSTS), 3.9), squeeze=False)
+    costs = in_view("cost")
+    fig, axes = plt.subplots(1, len(costs), figsize=(4.6 * len(costs), 3.9), squeeze=False)
     settings = list(dict.fromkeys(curves.setting))
     colours = plt.get_cmap("tab10")
-    for ax, metric in zip(axes.flat, COSTS, strict=False):
+    for ax, metric in zip(axes.flat, costs, strict=False):
         title, unit, scale = METRICS[metric].title, METRICS[metric].axis, METRICS[metric].scale
         for i, setting in enumerate(settings):
             g = curves[(curves.setting == setting) & (curves.metric == metric)].sort_values("session")
