@@ -78,9 +78,10 @@ class Backbone:
                 "vae/, text_encoder/, tokenizer/ and scheduler/)."
             )
         if "XL" in json.loads((folder / "model_index.json").read_text()).get("_class_name", ""):
-            from lfsbench.sdxl import SDXLBackbone  # two text encoders and added-time conditioning
-
-            return SDXLBackbone.from_pretrained(folder, device, dtype, name)
+            raise LfsbenchError(
+                f"{folder} holds an SDXL pipeline: load it with lfsbench.models.load_backbone_folder (or name the "
+                "folder as a backbone), which loads it as lfsbench.sdxl.SDXLBackbone."
+            )
         quiet_libraries()
         pipe = StableDiffusionPipeline.from_pretrained(
             folder, dtype=dtype, safety_checker=None, feature_extractor=None, requires_safety_checker=False

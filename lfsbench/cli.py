@@ -145,9 +145,11 @@ def summary_table(summary: dict, title: str) -> Table:
         point = value["value"] if isinstance(value, dict) else value
         interval = f"[{m.format(value['ci_low'])}, {m.format(value['ci_high'])}]" if m.has_interval else ""
         better = {True: "higher", False: "lower", None: ""}[m.higher_is_better]
-        table.add_row(key, m.format(point), interval, better, m.definition)
+        table.add_row(key, m.format(point), interval, better, escape(m.definition))
     if "keeps" in summary:
-        table.add_row("keeps", summary["keeps"], "", "", "what the method keeps between sessions besides its weights")
+        table.add_row(
+            "keeps", escape(summary["keeps"]), "", "", "what the method keeps between sessions besides its weights"
+        )
     return table
 
 
@@ -351,42 +353,34 @@ def data_command(
 
 @app.command("ls")
 @friendly_errors
-def ls(what: str = typer.Argument(..., help="methods or protocols")):
-    """List the registered methods (with their settings) or the shipped protocols."""
-    if what == "methods":
-        from lfsbench.method import all_methods
+def ls(
+    what: str = typer.Argument(..., help="methods, protocols, metrics, executors, trackers, backbones or evaluators."),
+    name: str | None = typer.Argument(None, help="With `methods`: one method's every setting, default and preset."),
+    as_json: bool = typer.Option(False, "--json", help="Print the listing as JSON (one object per row)."),
+):
+    """List what is registered: methods (with their settings), protocols, metrics, executors, trackers, backbones
+    and evaluators."""
+    from lfsbench import catalog
 
-        table = Table(title="methods")
-        for col in ("name", "from", "description", "settings (defaults)"):
-            table.add_column(col)
-        for name, cls, origin in all_methods():
-            if cls is None:  # an installed method that fails to load: listed with its error
-                table.add_row(name, escape(origin), "", "")
-                continue
-            knobs = ", ".join(f"{k}={f.default}" for k, f in cls.Config.model_fields.items())
-            table.add_row(name, escape(origin), escape(cls.description), escape(knobs))
-        console.print(table)
+    if what not in catalog.LISTINGS:
+        raise LfsbenchError(f"`lfsbench ls {what}`: list one of {', '.join(catalog.KINDS)}.")
+    if name is not None and what != "methods":
+        raise LfsbenchError(f"`lfsbench ls {what} {name}`: only `ls methods NAME` shows one entry in full.")
+    rows = catalog.method_settings(name) if name else catalog.LISTINGS[what]()
+    if as_json:
+        print(json.dumps(rows, indent=1))
+        return
+    table = Table(title=f"{what}: {name}" if name else what)
+    for col in rows[0] if rows else ():
+        table.add_column(col, overflow="fold")
+    for row in rows:
+        table.add_row(*(escape(str(v)) for v in row.values()))
+    console.print(table)
+    if what == "methods" and not name:
         console.print(
-            "A method of your own runs without installing: --method path/to/file.py:ClassName (docs/custom-methods.md)."
+            "`lfsbench ls methods NAME` shows one method's settings in full. A method of your own runs without "
+            "installing: --method path/to/file.py:ClassName (docs/custom-methods.md)."
         )
-    elif what == "protocols":
-        from lfsbench.protocol import builtin_protocols, load_protocol
-
-        table = Table(title="protocols")
-        for col in ("name", "sessions", "concepts", "description"):
-            table.add_column(col)
-        for name in sorted(builtin_protocols()):
-            proto = load_protocol(name)
-            table.add_row(name, str(len(proto.sessions)), str(len(proto.concepts)), proto.description)
-        table.add_row(
-            "folder",
-            "one per subfolder",
-            "",
-            "built in: your own folder (--data PATH), one subfolder of images per concept, optional concepts.yaml",
-        )
-        console.print(table)
-    else:
-        raise LfsbenchError(f"`lfsbench ls {what}`: list 'methods' or 'protocols'.")
 
 
 @app.command("bench")

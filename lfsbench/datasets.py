@@ -18,7 +18,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from lfsbench.errors import LfsbenchError, path_part_problem, validation_problems
-from lfsbench.protocol import PromptTemplates, Protocol
+from lfsbench.prompts import PromptTemplates
+from lfsbench.protocol import Protocol
 from lfsbench.readers import (  # noqa: F401 (re-exported: the readers are part of this module's API)
     HF_PREFIX,
     DatasetConcept,
@@ -202,8 +203,12 @@ def register(spec: DatasetSpec) -> DatasetSpec:
 
 
 def dataset_spec(name: str) -> DatasetSpec:
+    """The registered source a protocol's `source.kind` names (checked here, where the source is first used)."""
     if name not in DATASETS:
-        raise LfsbenchError(f"Unknown concept source {name!r}: the sources are {', '.join(DATASETS)}.")
+        raise LfsbenchError(
+            f"Unknown concept source {name!r} (a protocol's source.kind): the sources are {', '.join(DATASETS)}. "
+            "Fix the protocol's source: kind:."
+        )
     return DATASETS[name]
 
 

@@ -21,8 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lfsbench.errors import LfsbenchError, RunFolderBusy
 from lfsbench.identity import RunIdentity
+from lfsbench.registry import Registry
 
-EXECUTORS = ("local", "ray", "submitit")
 ENV_PREFIX = "LFSBENCH_"  # dataset locations (LFSBENCH_CC101, ...): passed on to Ray workers
 
 
@@ -253,3 +253,50 @@ def run_submitit(jobs: list[RunJob], console, options: SlurmOptions, log_folder:
             progress.update(bar, advance=1)
     if failed or busy:
         raise _failures_error(failed, busy, len(jobs), f"submitit ({options.cluster}); logs in {log_folder}")
+
+
+# ---------------------------------------------------------------- the registry
+
+
+@dataclass
+class Launch:
+    """What `lfsbench study` tells an executor about how to run its jobs (each executor uses what applies to it)."""
+
+    console: object  # a rich Console for messages and progress
+    announce: Callable[[RunJob], None] = lambda job: None  # called as a job starts (local)
+    workers: int | None = None  # ray: runs at once on CPUs
+    address: str | None = None  # ray: the cluster to join
+    threads: int | None = None  # torch threads per run
+    slurm: SlurmOptions = field(default_factory=SlurmOptions)  # submitit: the spec's slurm: section
+    log_folder: Path = Path("submitit")  # submitit: where its logs go
+    name: str = "study"  # submitit: the job array's name
+
+
+@dataclass(frozen=True)
+class Executor:
+    """Where a study's runs execute: one registered entry each (`lfsbench ls executors`)."""
+
+    name: str
+    description: str
+    extra: str | None  # the pip extra that installs what it needs (None: the core install)
+    run: Callable[[list[RunJob], Launch], None]
+
+
+EXECUTORS: Registry[Executor] = Registry("executor")
+for _executor in (
+    Executor("local", "one run after another in this process", None, lambda jobs, go: run_local(jobs, go.announce)),
+    Executor(
+        "ray",
+        "Ray tasks on a cluster (--address) or a local one: runs split the cores, or take one GPU each; a killed "
+        "worker's run is retried and resumes",
+        "ray",
+        lambda jobs, go: run_ray(jobs, go.console, address=go.address, workers=go.workers, threads=go.threads),
+    ),
+    Executor(
+        "submitit",
+        "one Slurm job array through submitit, with the spec's slurm: options (cluster: local runs it here)",
+        "slurm",
+        lambda jobs, go: run_submitit(jobs, go.console, go.slurm, go.log_folder, go.name),
+    ),
+):
+    EXECUTORS.register(_executor.name)(_executor)

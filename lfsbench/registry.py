@@ -44,3 +44,7 @@ class Registry(Generic[T]):
 
     def items(self):
         return sorted(self._items.items())
+
+    def in_order(self) -> list[T]:
+        """The registered objects in the order they were registered (where order decides, e.g. name matching)."""
+        return list(self._items.values())

@@ -24,9 +24,9 @@ SD_FILES = ["model_index.json", "scheduler/*", "tokenizer/*", "text_encoder/*", 
 SDXL_FILES = ["tokenizer_2/*", "text_encoder_2/*"]
 
 
-def load_cached(name: str, device=None) -> Backbone:
-    """`sd-v1-5`, `sdxl-base-1.0` (or any `owner/name` repository) from the local Hugging Face cache; an SDXL
-    checkpoint loads as `lfsbench.sdxl.SDXLBackbone`."""
+def cached_folder(name: str) -> Path:
+    """The folder of `sd-v1-5`, `sdxl-base-1.0` (or any `owner/name` repository) in the local Hugging Face cache;
+    one that is not there is an error that says what to fetch."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
@@ -46,7 +46,7 @@ def load_cached(name: str, device=None) -> Backbone:
         raise LfsbenchError(
             f"The cached copy of {repo} in {folder} lacks unet/; fetch it again with hf download {repo}."
         )
-    return Backbone.from_pretrained(folder, device=device, name=name)
+    return Path(folder)
 
 
 RANDOM_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}

@@ -25,7 +25,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from lfsbench.errors import LfsbenchError, load_yaml_model
-from lfsbench.executors import EXECUTORS, RunJob, SlurmOptions, run_local, run_ray, run_submitit
+from lfsbench.executors import EXECUTORS, Launch, RunJob, SlurmOptions
 from lfsbench.identity import RunIdentity, resolve_identity
 from lfsbench.results import RunFolder
 
@@ -158,7 +158,7 @@ def run_study(
 
     check_tracker(track)
     if executor not in EXECUTORS:
-        raise LfsbenchError(f"--executor {executor!r} is not known: use one of {', '.join(EXECUTORS)}.")
+        raise LfsbenchError(f"--executor {executor!r} is not known: use one of {', '.join(EXECUTORS.names())}.")
     runs = plan(study)  # every cell is checked before the first one runs
     k, n = shard
     jobs, position = [], {}
@@ -177,12 +177,18 @@ def run_study(
         if console:
             console.print(f"[{position[job.output]}/{len(runs)}] {job.output}")
 
-    if jobs and executor == "local":
-        run_local(jobs, announce)
-    elif jobs and executor == "ray":
-        run_ray(jobs, console or _quiet(), address=address, workers=workers, threads=threads)
-    elif jobs:
-        run_submitit(jobs, console or _quiet(), study.slurm, study_root(study) / "submitit", study.name)
+    if jobs:
+        launch = Launch(
+            console or _quiet(),
+            announce,
+            workers=workers,
+            address=address,
+            threads=threads,
+            slurm=study.slurm,
+            log_folder=study_root(study) / "submitit",
+            name=study.name,
+        )
+        EXECUTORS.get(executor).run(jobs, launch)
     return [run.output for run in runs]
 
 

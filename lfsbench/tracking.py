@@ -16,10 +16,10 @@ import os
 from pathlib import Path
 
 from lfsbench.errors import LfsbenchError
+from lfsbench.registry import Registry
 from lfsbench.results import RunFolder
 
-TRACKERS = ("mlflow", "tensorboard", "wandb")
-PACKAGES = {"mlflow": "mlflow", "tensorboard": "tensorboard", "wandb": "wandb"}
+TRACKERS: Registry[type] = Registry("tracker")  # name -> backend class (its `package` and `description`)
 TABLES = ("config.json", "summary.json", "summary.csv", "cost.csv", "ia_matrix.csv", "ta_matrix.csv")
 N_BOOT = 200  # intervals are not logged, only values: a small bootstrap keeps per-session logging cheap
 
@@ -29,13 +29,14 @@ def check_tracker(kind: str | None) -> None:
     if kind is None:
         return
     if kind not in TRACKERS:
-        raise LfsbenchError(f"--track {kind!r} is not known: use one of {', '.join(TRACKERS)}.")
+        raise LfsbenchError(f"--track {kind!r} is not known: use one of {', '.join(TRACKERS.names())}.")
     import importlib.util
 
-    if importlib.util.find_spec(PACKAGES[kind]) is None:
+    package = TRACKERS.get(kind).package
+    if importlib.util.find_spec(package) is None:
         raise LfsbenchError(
-            f"--track {kind} needs the {PACKAGES[kind]} package, which the core install leaves out. Install it with: "
-            f"pip install 'lfsbench[track]' (or pip install {PACKAGES[kind]})."
+            f"--track {kind} needs the {package} package, which the core install leaves out. Install it with: "
+            f"pip install 'lfsbench[track]' (or pip install {package})."
         )
 
 
@@ -55,7 +56,7 @@ class Tracker:
         self._ids_file = self.folder.path / "tracking.json"
         self.is_new = self.stored_id() is None  # a tracked run starts here (else: a resumed one goes on)
         self._closed = False
-        self._backend = {"mlflow": _MLflow, "tensorboard": _TensorBoard, "wandb": _Wandb}[kind](self)
+        self._backend = TRACKERS.get(kind)(self)
 
     def params(self) -> dict:
         """The run's identity as flat parameters (lfsbench/identity.py): method, seed, protocol, its key and setting
@@ -136,7 +137,11 @@ class Tracker:
         return len(done)
 
 
+@TRACKERS.register("mlflow")
 class _MLflow:
+    package = "mlflow"
+    description = "MLflow: $MLFLOW_TRACKING_URI (else MLflow's default store here), experiment lfsbench-PROTOCOL"
+
     def __init__(self, tracker: Tracker):
         import mlflow
 
@@ -173,7 +178,11 @@ class _MLflow:
         self.mlflow.end_run(status="FAILED" if failed else "FINISHED")
 
 
+@TRACKERS.register("tensorboard")
 class _TensorBoard:
+    package = "tensorboard"
+    description = "TensorBoard event files in RUN/tensorboard/ (tensorboard --logdir runs)"
+
     def __init__(self, tracker: Tracker):
         from torch.utils.tensorboard import SummaryWriter
 
@@ -205,7 +214,11 @@ class _TensorBoard:
         self.writer.close()
 
 
+@TRACKERS.register("wandb")
 class _Wandb:
+    package = "wandb"
+    description = "Weights & Biases: project $WANDB_PROJECT (default lfsbench), offline unless $WANDB_MODE says"
+
     def __init__(self, tracker: Tracker):
         import wandb
 

@@ -8,8 +8,29 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from lfsbench.concepts import Concept, session_view
-from lfsbench.method import all_methods, create_method
+from lfsbench.method import (
+    METHODS,
+    GeneratesControl,
+    Method,
+    MethodConfig,
+    UsesEvaluator,
+    _import_methods,
+    all_methods,
+    create_method,
+    method_class,
+)
 from lfsbench.toy import load_toy_backbone, load_toy_evaluator
+
+_import_methods()
+REGISTERED = METHODS.names()  # the contract tests below run over every registered method: a new one is tested too
+SMALL = {"class_images": 1, "class_image_steps": 1, "dfkd_steps": 2, "dfkd_batch_size": 1}
+
+
+def small(name: str, **settings) -> dict:
+    """`settings` and, of SMALL, those the method has: the fewest prior images and distillation steps."""
+    fields = method_class(name).Config.model_fields
+    return {**settings, **{k: v for k, v in SMALL.items() if k in fields}}
+
 
 TINY = {"steps": 3, "batch_size": 2}
 PROMPTS = ["a <new1> square", "a <new2> ring", "a square", "a <new1> square on a gray background"]
@@ -27,7 +48,7 @@ def concepts():
 def learned(name, weights, settings=None, sessions=2, evaluator=False):
     method = create_method(name, {**TINY, **(settings or {})})
     method.setup(load_toy_backbone(weights=weights), seed=0)
-    if evaluator:
+    if evaluator or isinstance(method, UsesEvaluator):
         method.use_evaluator(load_toy_evaluator(weights=weights))
     cs = concepts()
     for t in range(sessions):
@@ -37,6 +58,21 @@ def learned(name, weights, settings=None, sessions=2, evaluator=False):
 
 def test_all_five_methods_are_registered():
     assert {"naive", "custom-diffusion", "dreambooth", "replay", "lfs"} <= {name for name, _, _ in all_methods()}
+
+
+@pytest.mark.parametrize("name", REGISTERED)
+def test_every_registered_method_keeps_the_contract(name):
+    """What the runner, `lfsbench ls` and the docs rely on: a description, knobs in a MethodConfig with a default each
+    (the toy preset), presets that name only its knobs, the three hooks a method must define, and what it keeps
+    between sessions said in words."""
+    cls = method_class(name)
+    assert issubclass(cls, Method) and cls.description
+    assert issubclass(cls.Config, MethodConfig) and all(not f.is_required() for f in cls.Config.model_fields.values())
+    for preset, values in cls.presets.items():
+        assert set(values) <= set(cls.Config.model_fields), (preset, set(values) - set(cls.Config.model_fields))
+        create_method(name, preset=preset)  # every preset validates
+    assert all(getattr(cls, hook) is not getattr(Method, hook) for hook in ("learn", "state_dict", "load_state_dict"))
+    assert isinstance(create_method(name).keeps(), str)
 
 
 @pytest.mark.parametrize("name", ["naive", "custom-diffusion", "replay", "lfs"])
@@ -171,37 +207,31 @@ def test_dreambooth_class_images_come_from_the_base_model(tiny_weights):
     assert db.trainable_parameters() >= sum(p.numel() for p in base.unet.parameters())
 
 
-@pytest.mark.parametrize(
-    "name", ["naive", "custom-diffusion", "replay", "lfs", "dreambooth", "lora", "c-lora", "o-lora"]
-)
+@pytest.mark.parametrize("name", REGISTERED)
 def test_state_round_trips_through_safetensors(name, tiny_weights, tmp_path):
     """What the runner saves after a session restores a method that generates the same images (resume)."""
-    settings = {"class_images": 2, "class_image_steps": 2} if name in ("custom-diffusion", "dreambooth") else {}
+    settings = small(name)
     method = learned(name, tiny_weights, settings)
     save_file({k: v.contiguous() for k, v in method.state_dict().items()}, tmp_path / "state.safetensors")
     restored = create_method(name, {**TINY, **settings})
     restored.setup(load_toy_backbone(weights=tiny_weights), seed=0)
+    if isinstance(restored, UsesEvaluator):
+        restored.use_evaluator(load_toy_evaluator(weights=tiny_weights))
     restored.load_state_dict(load_file(tmp_path / "state.safetensors"))
     assert restored.tokens == method.tokens and restored.stored_bytes() == method.stored_bytes()
     assert torch.allclose(restored.generate(PROMPTS, SEEDS, 3, 5.0), method.generate(PROMPTS, SEEDS, 3, 5.0), atol=1e-5)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-@pytest.mark.parametrize(
-    "name", ["naive", "custom-diffusion", "dreambooth", "replay", "lfs", "lora", "c-lora", "o-lora"]
-)
+@pytest.mark.parametrize("name", REGISTERED)
 def test_every_method_runs_with_half_precision_weights(name, dtype, tiny_weights):
     """The GPU default is half-precision frozen weights; the CPU reproduces its dtype bugs (DreamBooth trained a float32
     UNet whose float32 latents met the half VAE). Two sessions (DFKD and the control run from the second), then
     images, all finite."""
-    small = {
-        "lfs": {"dfkd_steps": 2, "dfkd_batch_size": 1},
-        "custom-diffusion": {"class_images": 1, "class_image_steps": 1},
-        "dreambooth": {"class_images": 1, "class_image_steps": 1},
-    }  # float16 is about 10x slower than float32 on the CPU: the fewest images and steps that run every code path
-    method = create_method(name, {"steps": 2, "batch_size": 1, **small.get(name, {})})
+    # float16 is about 10x slower than float32 on the CPU: the fewest images and steps that run every code path
+    method = create_method(name, small(name, steps=2, batch_size=1))
     method.setup(load_toy_backbone(weights=tiny_weights, dtype=dtype), seed=0)
-    if name == "lfs":
+    if isinstance(method, UsesEvaluator):
         method.use_evaluator(load_toy_evaluator(weights=tiny_weights))
     cs = concepts()
     for t in range(2):
@@ -209,7 +239,7 @@ def test_every_method_runs_with_half_precision_weights(name, dtype, tiny_weights
     prompts, seeds = [PROMPTS[0], PROMPTS[2]], SEEDS[:2]  # a learned concept (lfs: from its context) and a class
     images = method.generate(prompts, seeds, 2, 5.0)  # 2: image-to-image at strength 0.85 needs a step
     assert images.dtype == torch.float32 and images.shape[0] == len(prompts) and torch.isfinite(images).all()
-    if name == "lfs":
+    if isinstance(method, GeneratesControl):
         control = method.generate_control(prompts, seeds, 2, 5.0, prompts)
         assert control is not None and torch.isfinite(control).all()
 
