@@ -609,7 +609,14 @@ def toy_check(
     concepts = protocol_concepts(protocol)
     result = run_check(concepts, out=out, quick=quick, weights=weights or WEIGHTS_DIR)
     if record:
-        stamp = {"measured": time.strftime("%Y-%m-%d"), "protocol": protocol, "quick": quick}
+        from lfsbench.models import folder_fingerprint
+
+        stamp = {
+            "measured": time.strftime("%Y-%m-%d"),
+            "protocol": protocol,
+            "quick": quick,
+            "weights_sha256": folder_fingerprint(Path(weights or WEIGHTS_DIR)),  # what passed (tests compare it)
+        }
         (Path(weights or WEIGHTS_DIR) / "fitness.json").write_text(json.dumps({**stamp, **result.as_dict()}, indent=2))
     if as_json:
         print(json.dumps(result.as_dict()))

@@ -1,4 +1,6 @@
-"""The toy world's fitness gates (BENCHMARK.md section 5), asserted on the shipped weights through the CLI."""
+"""The toy world's fitness gates (docs/toyworld.md), asserted on the shipped weights through the CLI. Measuring
+them takes minutes, so they run with `-m slow`; the default suite checks instead that the shipped weights are
+byte for byte the ones whose gates passed when `lfsbench toy check --record` last measured them."""
 
 import json
 
@@ -6,6 +8,19 @@ import pytest
 from typer.testing import CliRunner
 
 from lfsbench.cli import app
+from lfsbench.models import folder_fingerprint
+from lfsbench.toy import WEIGHTS_DIR
+
+
+def test_the_shipped_weights_are_the_ones_whose_gates_passed():
+    """A rebuilt or edited toy world cannot skip its gates: its weights' hash differs from the one recorded with the
+    last passing full check until `lfsbench toy check --record` measures them again (and they pass)."""
+    record = json.loads((WEIGHTS_DIR / "fitness.json").read_text())
+    assert record["passed"] and not record["quick"] and record["protocol"] == "toy"
+    assert all(g["passed"] for g in record["gates"])
+    assert record["weights_sha256"] == folder_fingerprint(WEIGHTS_DIR), (
+        "the shipped toy weights changed since their gates were measured: run `lfsbench toy check --record`"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -21,17 +36,20 @@ def gate(report, prefix):
     return [g for g in report["gates"] if g["name"].startswith(prefix)]
 
 
+@pytest.mark.slow
 def test_evaluator_zero_shot(check):
     report, _, _ = check
     assert gate(report, "evaluator class accuracy")[0]["value"] >= 0.90
     assert gate(report, "evaluator colour accuracy")[0]["value"] >= 0.95
 
 
+@pytest.mark.slow
 def test_evaluator_tells_concepts_from_same_class_distractors(check):
     report, _, _ = check
     assert min(report["figures"]["concept_auc"].values()) >= 0.95
 
 
+@pytest.mark.slow
 def test_backbone_draws_the_asked_class_and_colour(check):
     report, _, _ = check
     figures = report["figures"]["backbone"]
@@ -39,11 +57,13 @@ def test_backbone_draws_the_asked_class_and_colour(check):
     assert figures["generated_colour_acc"] >= 0.80
 
 
+@pytest.mark.slow
 def test_autoencoder_keeps_concepts(check):
     report, _, _ = check
     assert min(report["figures"]["autoencoder_ratio"].values()) >= 0.90
 
 
+@pytest.mark.slow
 def test_every_toy_concept_is_learnable_in_one_session(check):
     report, _, _ = check
     learn = report["figures"]["learnability"]
@@ -52,6 +72,7 @@ def test_every_toy_concept_is_learnable_in_one_session(check):
         assert figures["gain"] >= 0.15, (name, figures)
 
 
+@pytest.mark.slow
 def test_check_passes_and_writes_grids(check):
     report, out, exit_code = check
     assert report["passed"] and exit_code == 0
