@@ -24,6 +24,43 @@ def invoke(*args: str) -> tuple[int, str]:
     return result.exit_code, " ".join(result.output.split())
 
 
+TINY_PROTOCOL = {  # the toy protocol cut to three sessions and a handful of images: a tiny run takes seconds
+    "sessions": [["circle-1"], ["square-1"], ["circle-2"]],
+    "evaluation": {"images_per_prompt": 2, "steps": 3, "bootstrap": 100},
+}
+TINY_SETTINGS = {"steps": 2, "batch_size": 2}
+
+
+def tiny_runner(weights, out, method="naive", seed=0, overrides=None, protocol=None):
+    """A Runner of `method` on the tiny protocol with the tiny build's models (TINY_SETTINGS unless `overrides`
+    replace them)."""
+    from lfsbench.identity import identity_of
+    from lfsbench.protocol import load_protocol
+    from lfsbench.runner import Runner
+    from lfsbench.toy import load_toy_backbone, load_toy_evaluator
+
+    settings = {**TINY_SETTINGS, **(overrides or {})}
+    identity = identity_of(load_protocol("toy", protocol or TINY_PROTOCOL), method, settings, seed)
+    return Runner(identity, out, load_toy_backbone(weights=weights), load_toy_evaluator(weights=weights))
+
+
+def tiny_run(weights, out, method="naive", seed=0, overrides=None, protocol=None):
+    """A finished tiny run in `out` (see tiny_runner); returns `out`."""
+    tiny_runner(weights, out, method, seed, overrides, protocol).run()
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_runs(tiny_weights, tmp_path_factory):
+    """Finished tiny runs that many test files read, built once per test session: naive at seeds 0 and 1, and lfs
+    (context strength 0.5) at seed 0. Tests copy a run before changing it."""
+    root = tmp_path_factory.mktemp("tiny_runs")
+    tiny_run(tiny_weights, root / "naive-0", "naive", 0)
+    tiny_run(tiny_weights, root / "naive-1", "naive", 1)
+    tiny_run(tiny_weights, root / "lfs-0", "lfs", 0, {"context_strength": 0.5})
+    return root
+
+
 def use_tiny_weights(monkeypatch, weights) -> None:
     """Make every Runner (`lfsbench run`, `lfsbench study` in this process) load the tiny build's models instead of
     the shipped ones: the CLI's code path at the tiny build's speed."""

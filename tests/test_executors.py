@@ -106,10 +106,12 @@ def test_ray_study_matches_the_local_one_and_survives_a_killed_worker(local_runs
 
 
 def test_submitit_runs_the_gate_study_into_the_same_folders(tmp_path):
-    """The CI gate's study (every method) through submitit's local executor, shrunk to seconds per run; then
-    `lfsbench study` again finds everything finished and writes the report."""
+    """The CI gate's study through submitit's local executor (two of its cells, one with a prior, shrunk to seconds
+    per run: each is a process of its own); then `lfsbench study` again finds everything finished and writes the
+    report."""
     pytest.importorskip("submitit")
     gate = yaml.safe_load(Path("tests/regression/gate.yaml").read_text())
+    gate["cells"] = [c for c in gate["cells"] if c["method"] in ("naive", "custom-diffusion")]  # two of its cells
     prior = {"class_images": 2, "class_image_steps": 2}
     for cell in gate["cells"]:
         cell["settings"] = {**cell.get("settings", {}), **TINY, **(prior if cell["method"] in PRIOR else {})}
@@ -121,12 +123,12 @@ def test_submitit_runs_the_gate_study_into_the_same_folders(tmp_path):
     assert code == 0, output
     assert "job array" in output and "submitit" in output
     folders = [run.output for run in plan(Study.model_validate(gate))]
-    assert len(folders) == 6 and all(RunFolder(f).is_finished(2) for f in folders)
+    assert len(folders) == 2 and all(RunFolder(f).is_finished(2) for f in folders)
     assert list((tmp_path / "gate" / "submitit").glob("*_log.out"))  # submitit's logs, beside the runs
     code, output = invoke("study", spec)  # local again: nothing left to run, the report is written
     assert code == 0, output
-    assert output.count("finished, skipped") == 6
-    assert len(pd.read_csv(tmp_path / "gate" / "report" / "summary.csv")) == 6
+    assert output.count("finished, skipped") == 2
+    assert len(pd.read_csv(tmp_path / "gate" / "report" / "summary.csv")) == 2
 
 
 PRIOR = ("custom-diffusion", "dreambooth")

@@ -10,36 +10,29 @@ import os
 
 import pandas as pd
 import pytest
-from conftest import invoke
+from conftest import TINY_PROTOCOL, invoke, tiny_runner
 
 from lfsbench.errors import LfsbenchError
-from lfsbench.identity import identity_of
 from lfsbench.protocol import load_protocol
 from lfsbench.results import RunFolder
-from lfsbench.runner import Runner
-from lfsbench.toy import load_toy_backbone, load_toy_evaluator
 
-FAST = {
-    "sessions": [["circle-1"], ["square-1"], ["circle-2"]],
-    "evaluation": {"images_per_prompt": 2, "steps": 3, "bootstrap": 100},
-}
+FAST = TINY_PROTOCOL
 QUALITY = ("TA", "IA", "IAD", "class_TA", "drift", "forgetting_max", "IA_right_after_learning")
 
 
 def make_runner(weights, output):
-    spec = identity_of(load_protocol("toy", FAST), "naive", {"steps": 2, "batch_size": 2})
-    return Runner(spec, output, load_toy_backbone(weights=weights), load_toy_evaluator(weights=weights))
+    return tiny_runner(weights, output)
 
 
 def quality(summary: dict) -> dict:
     return {k: summary[k]["value"] if isinstance(summary[k], dict) else summary[k] for k in QUALITY}
 
 
-@pytest.fixture(scope="module")
-def straight(tiny_weights, tmp_path_factory):
-    """An uninterrupted run: what every interrupted or damaged one must come back to."""
-    out = tmp_path_factory.mktemp("straight") / "run"
-    return out, make_runner(tiny_weights, out).run()
+@pytest.fixture
+def straight(tiny_runs):
+    """An uninterrupted run (the shared tiny naive run): what every interrupted or damaged one must come back to."""
+    out = tiny_runs / "naive-0"
+    return out, RunFolder(out).summary()
 
 
 def _copy(src, dst):

@@ -5,22 +5,15 @@ import multiprocessing as mp
 
 import pandas as pd
 import pytest
+from conftest import TINY_PROTOCOL, tiny_runner
 
 from lfsbench.errors import LfsbenchError
-from lfsbench.identity import identity_of
-from lfsbench.protocol import load_protocol
-from lfsbench.runner import Runner
-from lfsbench.toy import load_toy_backbone, load_toy_evaluator
 
-FAST = {
-    "sessions": [["circle-1"], ["square-1"], ["circle-2"]],
-    "evaluation": {"images_per_prompt": 2, "steps": 3, "bootstrap": 100},
-}
+FAST = TINY_PROTOCOL
 
 
 def make_runner(weights, output, method="naive", overrides=None, protocol_overrides=FAST):
-    spec = identity_of(load_protocol("toy", protocol_overrides), method, overrides or {"steps": 2, "batch_size": 2})
-    return Runner(spec, output, load_toy_backbone(weights=weights), load_toy_evaluator(weights=weights))
+    return tiny_runner(weights, output, method, 0, overrides, protocol_overrides)
 
 
 def test_run_writes_the_documented_folder(tiny_weights, tmp_path):
