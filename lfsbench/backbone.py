@@ -53,6 +53,8 @@ def resolve_device_and_dtype(device=None, dtype=None) -> tuple[torch.device, tor
 class Backbone:
     """A Stable-Diffusion-shaped text-to-image model (tokenizer, text encoder, UNet, VAE, scheduler)."""
 
+    fingerprint: str | None = None  # of its weights, where its loader knows them (toy): the base-model cache's key
+
     def __init__(self, pipeline, name: str = "backbone"):
         self.pipeline = pipeline
         self.name = name

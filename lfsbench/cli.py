@@ -73,6 +73,9 @@ def run(
     track: str | None = typer.Option(
         None, help="Also send each session's figures, the summary and image grids to mlflow, tensorboard or wandb."
     ),
+    cache: bool = typer.Option(
+        True, help="Share the base model's work with other runs ($LFSBENCH_CACHE, else ~/.cache/lfsbench)."
+    ),
 ):
     """Run one method through a lifelong protocol; rerunning the same command resumes it."""
     from lfsbench.identity import resolve_identity
@@ -114,7 +117,7 @@ def run(
         identity = resolve_identity(canonical_method(method), protocol or "toy", settings, seed, data)
         output = output or identity.default_folder(Path("runs"))
     console.print(f"run folder: [bold]{escape(str(output))}[/] (identity {identity.key()})")
-    summary = Runner(identity, output, track=track).run()
+    summary = Runner(identity, output, track=track, cache=cache).run()
     console.print(
         summary_table(
             summary,
@@ -258,6 +261,10 @@ def study(
     track: str | None = typer.Option(
         None, help="Also send each session's figures, the summary and image grids to mlflow, tensorboard or wandb."
     ),
+    cache: bool = typer.Option(
+        True,
+        help="Runs share the base model's work ($LFSBENCH_CACHE, else ~/.cache/lfsbench); --no-cache: each its own.",
+    ),
 ):
     """Run every cell of a study (skipping finished runs, resuming partial ones), then report it."""
     from lfsbench.report import make_report
@@ -265,7 +272,9 @@ def study(
 
     loaded = load_study(spec)
     part = parse_shard(shard)
-    folders = run_study(loaded, console, part, executor, workers=workers, address=address, threads=threads, track=track)
+    folders = run_study(
+        loaded, console, part, executor, workers=workers, address=address, threads=threads, track=track, cache=cache
+    )
     root = folders[0].parent.parent
     console.print(f"{len(folders)} runs of study {loaded.name!r} in [bold]{root}[/]")
     if not report:
@@ -609,7 +618,7 @@ def toy_check(
     concepts = protocol_concepts(protocol)
     result = run_check(concepts, out=out, quick=quick, weights=weights or WEIGHTS_DIR)
     if record:
-        from lfsbench.models import folder_fingerprint
+        from lfsbench.fingerprint import folder_fingerprint
 
         stamp = {
             "measured": time.strftime("%Y-%m-%d"),

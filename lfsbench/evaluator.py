@@ -61,6 +61,8 @@ def cached_open_clip_weights(model: str, tag: str) -> tuple[str, dict]:
 class Evaluator:
     """L2-normalised image and text embeddings from an open_clip model."""
 
+    fingerprint: str | None = None  # of its weights, where its loader knows them (toy): the base-model cache's key
+
     def __init__(self, model, tokenizer, image_size: int, mean, std, name: str = "evaluator"):
         self.model = model.eval().requires_grad_(False)
         self.tokenizer = tokenizer

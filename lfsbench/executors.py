@@ -57,6 +57,7 @@ class RunJob:
     cwd: str = field(default_factory=os.getcwd)  # relative protocol files and run folders are relative to this
     threads: int | None = None  # torch's thread count in the worker (None: torch's default)
     track: str | None = None  # a tracker each session's figures also go to (lfsbench/tracking.py)
+    cache: bool = True  # share the base model's work with the other runs (lfsbench/cache.py)
 
 
 def execute_run(job: RunJob) -> str:
@@ -69,7 +70,7 @@ def execute_run(job: RunJob) -> str:
         os.chdir(job.cwd)
     if job.threads:
         torch.set_num_threads(job.threads)
-    Runner(job.identity, Path(job.output), track=job.track).run()
+    Runner(job.identity, Path(job.output), track=job.track, cache=job.cache).run()
     return job.output
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -9,7 +10,10 @@ import pandas as pd
 import torch
 from rich.console import Console
 
+from lfsbench import backbone as backbone_module
+from lfsbench import evaluator as evaluator_module
 from lfsbench.backbone import Backbone
+from lfsbench.cache import Cache, code_fingerprint
 from lfsbench.concepts import Concept, ConceptPair, load_concepts, load_pairs, session_view
 from lfsbench.dino import load_dino
 from lfsbench.errors import LfsbenchError
@@ -26,6 +30,7 @@ from lfsbench.progress import progress_bar
 from lfsbench.results import RunFolder, atomic_save_tensors, atomic_write_csv, load_tensors
 
 console = Console()
+BASE_CODE = code_fingerprint(sys.modules[__name__], backbone_module, evaluator_module, plan)  # computes base work
 DRIFT_SCALE_SEED_OFFSET = 500_000  # the second seed of a prompt, for the seed-to-seed drift scale
 IMAGES_KEPT = 8  # generated images saved per concept / class and session
 
@@ -40,11 +45,13 @@ class Runner:
         backbone: Backbone | None = None,
         evaluator: Evaluator | None = None,
         track: str | None = None,
+        cache: bool = True,
     ):
         """Run the run `identity` names (lfsbench/identity.py) into `output`. Before anything loads, the method's
         source, the data and the weights are fingerprinted again: a run whose recorded identity they no longer match
         (an edited method, other images in the data folder) is refused, naming what changed. `track`: also send each
-        session's figures to a tracker (lfsbench/tracking.py: mlflow, tensorboard, wandb)."""
+        session's figures to a tracker (lfsbench/tracking.py: mlflow, tensorboard, wandb). `cache`: share the base
+        model's work with other runs (lfsbench/cache.py); False computes it for this run alone."""
         from lfsbench.tracking import check_tracker
 
         check_tracker(track)
@@ -58,6 +65,7 @@ class Runner:
                 "same command without --resume, or another --output) to make the new run."
             )
         self.track = track
+        self.cache = Cache.default(cache)
         self.identity = identity
         self.method_name = identity.method_name
         self.protocol = identity.protocol
@@ -94,26 +102,57 @@ class Runner:
     # ------------------------------------------------------------ base model
 
     def _base(self) -> tuple[dict[str, torch.Tensor], float]:
-        """The base model's class-image embeddings (for drift) and the seed-to-seed drift scale; cached in base/."""
-        cached = self.folder.base_state()
-        if cached is not None:
-            return cached
+        """The base model's class-image embeddings (for drift) and the seed-to-seed drift scale; kept in base/ for
+        resume, and each class's shared with every run of the same base model and evaluation (lfsbench/cache.py)."""
+        kept = self.folder.base_state()
+        if kept is not None:
+            return kept
         emb, scales = {}, []
         for noun in self.class_first:
-            job = plan.class_job(self.protocol, noun, self.concepts)
-            images = self._scored_form(
-                self.backbone.generate(job.prompts, job.seeds, self.plan.steps, self.plan.guidance)
-            )
-            other_seeds = [s + DRIFT_SCALE_SEED_OFFSET for s in job.seeds]
-            other = self._scored_form(
-                self.backbone.generate(job.prompts, other_seeds, self.plan.steps, self.plan.guidance)
-            )
-            emb[noun] = self.scorer.embed(images).contiguous()
-            scales.append(functional.paired_drift_scores(self.scorer.embed(other), emb[noun]).mean())
-            save_grid(images[:IMAGES_KEPT], self.folder.base_class_grid(noun))
+            base = self._base_class(noun)
+            emb[noun] = base["embeddings"]
+            scales.append(functional.paired_drift_scores(base["other_embeddings"], emb[noun]).mean())
+            save_grid(base["images"], self.folder.base_class_grid(noun))
         scale = float(sum(scales) / len(scales))
         self.folder.write_base_state(emb, scale)
         return emb, scale
+
+    def _base_class(self, noun: str) -> dict[str, torch.Tensor]:
+        """The base model's images of a class's prompts and seeds, embedded, and of a second seed each (the drift
+        scale), with the first few images for the report: from the cache, or computed and cached."""
+        job = plan.class_job(self.protocol, noun, self.concepts)
+        other_seeds = [s + DRIFT_SCALE_SEED_OFFSET for s in job.seeds]
+        bb, evaluation = self.backbone, self.plan
+        key = self.cache.key(
+            {
+                "what": "base model class images",
+                "backbone": bb.fingerprint,
+                "evaluator": self.evaluator.fingerprint,
+                "prompts": job.prompts,
+                "seeds": job.seeds,
+                "other_seeds": other_seeds,
+                "evaluation": evaluation.model_dump(
+                    mode="json", include={"sampler", "steps", "guidance", "precision", "quantize"}
+                ),
+                "device": bb.device.type,
+                "dtype": str(bb.weight_dtype),
+                "resolution": bb.resolution,
+                "torch": torch.__version__,
+                "code": BASE_CODE,
+            }
+        )
+        cached = self.cache.get(key)
+        if cached is not None:
+            return cached
+        images = self._scored_form(bb.generate(job.prompts, job.seeds, evaluation.steps, evaluation.guidance))
+        other = self._scored_form(bb.generate(job.prompts, other_seeds, evaluation.steps, evaluation.guidance))
+        base = {
+            "embeddings": self.scorer.embed(images).contiguous(),
+            "other_embeddings": self.scorer.embed(other).contiguous(),
+            "images": images[:IMAGES_KEPT].contiguous(),
+        }
+        self.cache.put(key, base)
+        return base
 
     # ------------------------------------------------------------ one session
 

@@ -145,6 +145,7 @@ def run_study(
     address: str | None = None,
     threads: int | None = None,
     track: str | None = None,
+    cache: bool = True,
 ) -> list[Path]:
     """Run every missing run of the study (resuming partial ones) on `executor`; returns the run folders.
 
@@ -153,7 +154,8 @@ def run_study(
     every cell first and returns every run folder. `executor`: 'local' (one run after another in this process),
     'ray' (Ray tasks; `address` of a cluster, else a local one with `workers` concurrent runs), 'submitit' (a Slurm
     job array with the spec's `slurm:` options). `threads`: torch's threads per run (default: the worker's share of
-    its machine's cores on ray and submitit, torch's default locally). `track`: a tracker every run also logs to."""
+    its machine's cores on ray and submitit, torch's default locally). `track`: a tracker every run also logs to.
+    `cache`: the runs share the base model's work (lfsbench/cache.py)."""
     from lfsbench.tracking import check_tracker
 
     check_tracker(track)
@@ -169,7 +171,7 @@ def run_study(
             if console:
                 console.print(f"[{i + 1}/{len(runs)}] {run.output}: finished, skipped")
             continue
-        job = RunJob(run.identity, str(run.output), threads=threads, track=track)
+        job = RunJob(run.identity, str(run.output), threads=threads, track=track, cache=cache)
         jobs.append(job)
         position[job.output] = i + 1
 

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+
 import pytest
 import torch
 
 from lfsbench.toy.recipe import Recipe
 
 torch.set_num_threads(2)
+# the base-model cache of the tests' runs (tiny builds and the shipped weights alike) stays with the test session
+os.environ["LFSBENCH_CACHE"] = tempfile.mkdtemp(prefix="lfsbench-test-cache-")
 
 
 def invoke(*args: str) -> tuple[int, str]:
@@ -31,9 +36,9 @@ TINY_PROTOCOL = {  # the toy protocol cut to three sessions and a handful of ima
 TINY_SETTINGS = {"steps": 2, "batch_size": 2}
 
 
-def tiny_runner(weights, out, method="naive", seed=0, overrides=None, protocol=None):
+def tiny_runner(weights, out, method="naive", seed=0, overrides=None, protocol=None, **options):
     """A Runner of `method` on the tiny protocol with the tiny build's models (TINY_SETTINGS unless `overrides`
-    replace them)."""
+    replace them); `options` go to the Runner (track, cache)."""
     from lfsbench.identity import identity_of
     from lfsbench.protocol import load_protocol
     from lfsbench.runner import Runner
@@ -41,7 +46,7 @@ def tiny_runner(weights, out, method="naive", seed=0, overrides=None, protocol=N
 
     settings = {**TINY_SETTINGS, **(overrides or {})}
     identity = identity_of(load_protocol("toy", protocol or TINY_PROTOCOL), method, settings, seed)
-    return Runner(identity, out, load_toy_backbone(weights=weights), load_toy_evaluator(weights=weights))
+    return Runner(identity, out, load_toy_backbone(weights=weights), load_toy_evaluator(weights=weights), **options)
 
 
 def tiny_run(weights, out, method="naive", seed=0, overrides=None, protocol=None):
@@ -69,9 +74,9 @@ def use_tiny_weights(monkeypatch, weights) -> None:
 
     original = Runner.__init__
 
-    def init(self, identity, output, backbone=None, evaluator=None, track=None):
+    def init(self, identity, output, backbone=None, evaluator=None, **options):
         models = load_toy_backbone(weights=weights), load_toy_evaluator(weights=weights)
-        original(self, identity, output, *models, track)
+        original(self, identity, output, *models, **options)
 
     monkeypatch.setattr(Runner, "__init__", init)
 

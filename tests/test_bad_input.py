@@ -277,7 +277,7 @@ def _captured_runs(monkeypatch):
 
     seen = []
 
-    def init(self, spec, output, backbone=None, evaluator=None, track=None):
+    def init(self, spec, output, backbone=None, evaluator=None, **options):
         seen.append((spec, output))
 
     monkeypatch.setattr(Runner, "__init__", init)

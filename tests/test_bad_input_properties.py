@@ -90,7 +90,7 @@ def monkeypatch_module():
     from lfsbench.runner import Runner
 
     mp = pytest.MonkeyPatch()
-    mp.setattr(Runner, "__init__", lambda self, spec, output, backbone=None, evaluator=None, track=None: None)
+    mp.setattr(Runner, "__init__", lambda self, spec, output, **options: None)
     mp.setattr(Runner, "run", lambda self: {"sessions_finished": 1})
     yield mp
     mp.undo()

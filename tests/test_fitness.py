@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from lfsbench.cli import app
-from lfsbench.models import folder_fingerprint
+from lfsbench.fingerprint import folder_fingerprint
 from lfsbench.toy import WEIGHTS_DIR
 
 

@@ -131,9 +131,9 @@ def _die_inside(weights, out, where: str, session: int):
     if where == "state":
         from safetensors.torch import save_file
 
-        def dying_save(tensors, path):
-            save_file(tensors, path)  # the temporary file is written; the kill comes before the rename
-            if f"session_{session:02d}" in path.name:
+        def dying_save(tensors, path, metadata=None):
+            save_file(tensors, path, metadata=metadata)  # the temporary file is written; the kill comes before rename
+            if f"session_{session:02d}" in os.path.basename(path):
                 os._exit(9)
 
         import safetensors.torch

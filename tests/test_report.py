@@ -407,7 +407,7 @@ def test_a_run_by_hand_and_the_same_study_cell_write_one_folder(cli, spec, tmp_p
 
     monkeypatch.chdir(tmp_path)
     seen = []
-    monkeypatch.setattr(Runner, "__init__", lambda self, identity, output, track=None: seen.append((identity, output)))
+    monkeypatch.setattr(Runner, "__init__", lambda self, identity, output, **options: seen.append((identity, output)))
     monkeypatch.setattr(Runner, "run", lambda self: {"sessions_finished": 1})
     code, output = invoke("run", "-m", "lfs", "-o", cli)
     assert code == 0, output
@@ -433,7 +433,7 @@ def test_study_shards_split_the_runs_without_overlap(tmp_path, monkeypatch):
         }
     )
     started = []
-    monkeypatch.setattr(Runner, "__init__", lambda self, spec, output, track=None: setattr(self, "out", output))
+    monkeypatch.setattr(Runner, "__init__", lambda self, spec, output, **options: setattr(self, "out", output))
     monkeypatch.setattr(Runner, "run", lambda self: started.append(self.out))
     shards = []
     for k in (1, 2):
@@ -461,7 +461,7 @@ def test_a_study_refuses_a_finished_run_made_with_other_settings(tmp_path, monke
     run.output.mkdir(parents=True)
     (run.output / "config.json").write_text(json.dumps(run.identity.to_config()))
     started = []
-    monkeypatch.setattr(Runner, "__init__", lambda self, spec, output, track=None: setattr(self, "out", output))
+    monkeypatch.setattr(Runner, "__init__", lambda self, spec, output, **options: setattr(self, "out", output))
     monkeypatch.setattr(Runner, "run", lambda self: started.append(self.out))
     study_module.run_study(spec)  # the same run: it resumes
     assert started == [run.output]
