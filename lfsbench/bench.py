@@ -73,11 +73,13 @@ def reference_training(backbone: Backbone, concept: Concept, prompt: str, steps:
     """diffusers' `train_custom_diffusion.py` loop on naive's parameters: VAE and text encoding inside every step."""
     from lfsbench import training
 
-    token_ids = [training.add_modifier_token(backbone, concept.token, concept.class_noun)]
+    token_id = training.add_modifier_token(backbone, concept.token, concept.class_noun)
     kv = training.install_trainable_kv(backbone)
-    tokens = training.TokenEmbeddingTrainer(backbone, token_ids)
+    embeddings = training.token_embeddings(backbone)  # the whole matrix trains; other rows' gradients are zeroed
+    for weight in embeddings:
+        weight.requires_grad_(True)
     optimizer = torch.optim.AdamW(
-        [{"params": kv, "lr": config.kv_lr}, {"params": tokens.weights, "lr": config.token_lr}], weight_decay=0.0
+        [{"params": kv, "lr": config.kv_lr}, {"params": embeddings, "lr": config.token_lr}], weight_decay=0.0
     )
     generator = torch.Generator(backbone.device).manual_seed(0)
     images = concept.images.to(backbone.device)
@@ -89,10 +91,12 @@ def reference_training(backbone: Backbone, concept: Concept, prompt: str, steps:
             loss = training.noise_prediction_loss(backbone, latents, context, generator)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        tokens.mask_gradient()
+        for weight in embeddings:
+            keep = torch.zeros(weight.shape[0], 1, dtype=torch.bool, device=weight.device)
+            keep[token_id] = True
+            weight.grad.mul_(keep)
         optimizer.step()
-    tokens.stop()
-    for p in kv:
+    for p in [*kv, *embeddings]:
         p.requires_grad_(False)
 
 

@@ -211,6 +211,16 @@ def _with_threads(job: RunJob, threads: int | None) -> RunJob:
     return replace(job, threads=job.threads or threads)
 
 
+def submitit_threads(options: SlurmOptions, runs: int) -> int:
+    """Torch threads of each run: its `cpus_per_task` on Slurm; on this machine (cluster local or debug), where the
+    array's processes share its cores, at most its share of them (8 threads in each of two processes on 2 cores ran
+    3x slower than one thread each)."""
+    if options.cluster == "slurm":
+        return options.cpus_per_task
+    at_once = 1 if options.cluster == "debug" else min(runs, options.array_parallelism or runs)
+    return min(options.cpus_per_task, max(1, (os.cpu_count() or 1) // max(1, at_once)))
+
+
 def run_submitit(jobs: list[RunJob], console, options: SlurmOptions, log_folder: Path, name: str) -> None:
     """One Slurm job array over the runs (submitit), waiting for them; each run gets `options`' resources.
 
@@ -235,7 +245,8 @@ def run_submitit(jobs: list[RunJob], console, options: SlurmOptions, log_folder:
         mem_gb=options.mem_gb,
         **slurm,
     )
-    submitted = executor.map_array(execute_run, [_with_threads(job, options.cpus_per_task) for job in jobs])
+    threads = submitit_threads(options, len(jobs))
+    submitted = executor.map_array(execute_run, [_with_threads(job, threads) for job in jobs])
     by_id = {j.job_id: job for j, job in zip(submitted, jobs, strict=True)}
     console.print(
         f"{len(jobs)} runs submitted through submitit ({options.cluster}) as job array "

@@ -6,7 +6,7 @@ identity (lfsbench/identity.py), which config.json holds.
     run/
       config.json            the run's identity: resolved protocol, method settings, source, data and weights
                              fingerprints, seed, version
-      meta.json              library versions, git revision, device, start time
+      meta.json              library versions, git revision, device, torch threads, start time
       base/                  the base model's class-image embeddings (for drift) and the drift scale;
         NOUN.png, shots/NAME.png   the base model's class images, each concept's shots (for reports)
       state/session_XX.safetensors   the method's state after session XX (resume, and delta bytes)
@@ -248,11 +248,15 @@ class RunFolder:
                     f"Cannot write the run folder {self.path} ({err.strerror}). Nothing was trained. Choose a folder "
                     "you can write with --output, or fix its permissions."
                 ) from None
+            import torch
+
             meta = {
                 "versions": library_versions(),
                 "git_revision": git_revision(),
                 "python": platform.python_version(),
                 "device": device,
+                "torch_threads": torch.get_num_threads(),  # each session's are in cost.csv (a resume may differ)
+                "cpu_count": os.cpu_count(),
                 "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
             }
             atomic_write_text(self.path / "meta.json", json.dumps(meta, indent=2))

@@ -26,7 +26,7 @@ from lfsbench.images import save_grid
 from lfsbench.memory import peak_memory_mb, reset_peak_memory
 from lfsbench.method import GeneratesControl, ReportsSteps, UsesEvaluator, method_class, validated_config
 from lfsbench.models import load_backbone, load_evaluator
-from lfsbench.progress import progress_bar
+from lfsbench.progress import PlainLog, progress_bar
 from lfsbench.results import RunFolder, atomic_save_tensors, atomic_write_csv, load_tensors
 
 console = Console()
@@ -294,6 +294,7 @@ class Runner:
             self.method.load_state_dict(load_tensors(self.folder.state_file(done[-1])))
             console.print(f"resuming {self.folder.path}: sessions 0-{done[-1]} already finished")
         sessions = self.protocol.sessions
+        log = PlainLog(console, f"{self.method_name} on {self.protocol.name}", len(sessions), len(done))
         with progress_bar() as progress:
             task = progress.add_task(
                 f"{self.method_name} on {self.protocol.name}", total=len(sessions), completed=len(done)
@@ -334,6 +335,7 @@ class Runner:
                         "train_s": train_s,
                         **seconds,
                         "peak_memory_mb": peak_memory_mb(device),
+                        "threads": torch.get_num_threads(),
                         "trainable_parameters": self.method.trainable_parameters(),
                         "delta_bytes": state_path.stat().st_size,
                         "stored_bytes": self.method.stored_bytes(),
@@ -345,6 +347,9 @@ class Runner:
                 if tracker:
                     tracker.session(t)
                 progress.update(task, advance=1)
+                log.finished(
+                    f"session {t}", f"training {train_s:.0f} s, generating and scoring {sum(seconds.values()):.0f} s"
+                )
         if done and len(done) == len(sessions):  # nothing left to run: the summary is rebuilt from the session files
             self._write_summary(drift_scale)
         if tracker:

@@ -59,6 +59,17 @@ def test_ray_plan_splits_cores_and_gives_each_run_a_gpu():
     assert ray_plan({"CPU": 2.0}, 2, 3) == (1.0, 0.0, 3)  # --threads wins
 
 
+def test_submitit_runs_on_this_machine_share_its_cores(monkeypatch):
+    from lfsbench.executors import SlurmOptions, submitit_threads
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert submitit_threads(SlurmOptions(cluster="slurm"), 4) == 8  # Slurm: the task's cpus_per_task
+    assert submitit_threads(SlurmOptions(cluster="local"), 4) == 1  # 4 processes on 2 cores
+    assert submitit_threads(SlurmOptions(cluster="local"), 1) == 2
+    assert submitit_threads(SlurmOptions(cluster="debug"), 4) == 2  # one after another
+    assert submitit_threads(SlurmOptions(cluster="local", cpus_per_task=1), 1) == 1
+
+
 @pytest.fixture(scope="module")
 def local_runs(tmp_path_factory):
     """The tiny study on the local executor, one thread (as each Ray worker below): what every executor must match."""

@@ -265,3 +265,50 @@ def test_custom_diffusion_prior_from_a_folder_of_real_images(tiny_weights, tmp_p
         method.class_images("a circle", "circle")
     with pytest.raises(LfsbenchError, match="needs class_images_dir"):
         create_method("custom-diffusion", {"class_images_from": "folder"})
+
+
+def test_token_rows_train_as_the_whole_matrix_with_other_rows_masked_would(tiny_weights):
+    """train_session trains only the modifier tokens' rows (a small parameter put in by a forward hook): the trained
+    rows, the K/V and the loss curve equal diffusers' way (AdamW over the whole matrix, other rows' gradients zeroed),
+    no other row moves, and after training the embedding is a plain lookup again."""
+    from lfsbench import training
+
+    images = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+
+    def setup():
+        bb = load_toy_backbone(weights=tiny_weights)
+        token = training.add_modifier_token(bb, "<new1>", "circle")
+        source = training.TrainingData(images, ["a <new1> circle"] * 4)
+        return bb, token, source, training.install_trainable_kv(bb)
+
+    bb, token, source, kv = setup()
+    before = training.token_embeddings(bb)[0].detach().clone()
+    losses = training.train_session(bb, [source], [{"params": kv, "lr": 1e-3}], [token], 5e-3, 6, 2, 0)
+    after = training.token_embeddings(bb)[0]
+    moved = (after != before).any(dim=1).nonzero().flatten().tolist()
+    assert moved == [token]
+    assert not bb.text_encoder.get_input_embeddings()._forward_hooks
+
+    ref, ref_token, ref_source, ref_kv = setup()  # the dense loop, written out as diffusers' example does it
+    matrix = training.token_embeddings(ref)[0].requires_grad_(True)
+    optimizer = torch.optim.AdamW([{"params": ref_kv, "lr": 1e-3}, {"params": [matrix], "lr": 5e-3}], weight_decay=0)
+    generator = torch.Generator().manual_seed(0)
+    mean, std = ref.posterior(ref_source.images)
+    ref_losses = []
+    for _ in range(6):
+        idx = torch.randint(0, 4, (2,), generator=generator)
+        eps = torch.randn(mean[idx].shape, generator=generator)
+        latents = (mean[idx] + std[idx] * eps) * ref.vae.config.scaling_factor
+        context = ref.encode_prompts([ref_source.prompts[i] for i in idx.tolist()])
+        loss = training.noise_prediction_loss(ref, latents, context, generator)
+        optimizer.zero_grad()
+        loss.backward()
+        keep = torch.zeros(matrix.shape[0], 1, dtype=torch.bool)
+        keep[ref_token] = True
+        matrix.grad.mul_(keep)
+        optimizer.step()
+        ref_losses.append(loss.item())
+    assert losses == pytest.approx(ref_losses, abs=1e-6)
+    torch.testing.assert_close(after[token], matrix[ref_token].detach(), atol=1e-6, rtol=0)
+    for ours, theirs in zip(kv, ref_kv, strict=True):  # 6 steps of lr 1e-3 move them ~6e-3; float rounding 2e-6
+        torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)

@@ -5,6 +5,7 @@ import multiprocessing as mp
 
 import pandas as pd
 import pytest
+import torch
 from conftest import TINY_PROTOCOL, tiny_runner
 
 from lfsbench.errors import LfsbenchError
@@ -16,7 +17,7 @@ def make_runner(weights, output, method="naive", overrides=None, protocol_overri
     return tiny_runner(weights, output, method, 0, overrides, protocol_overrides)
 
 
-def test_run_writes_the_documented_folder(tiny_weights, tmp_path):
+def test_run_writes_the_documented_folder(tiny_weights, tmp_path, capsys):
     out = tmp_path / "run"
     summary = make_runner(
         tiny_weights, out, "custom-diffusion", {"steps": 2, "batch_size": 2, "class_images": 2, "class_image_steps": 2}
@@ -46,9 +47,14 @@ def test_run_writes_the_documented_folder(tiny_weights, tmp_path):
     assert summary["IA"]["value"] == pytest.approx(scores[scores.kind == "concept"].ia.mean())
     assert summary["IA"]["ci_low"] <= summary["IA"]["value"] <= summary["IA"]["ci_high"]
     meta = json.loads((out / "meta.json").read_text())
-    assert meta["versions"]["torch"] and "started" in meta
+    assert meta["versions"]["torch"] and "started" in meta and meta["torch_threads"] == torch.get_num_threads()
     cost = pd.read_csv(out / "cost.csv")
     assert (cost.train_s > 0).all() and (cost.delta_bytes > 0).all() and (cost.trainable_parameters > 0).all()
+    assert (cost.threads == torch.get_num_threads()).all()
+    # off a terminal (a Slurm log, nohup), a plain line per session with elapsed time and time left
+    lines = [line for line in capsys.readouterr().out.splitlines() if "finished (" in line]
+    assert [line.split(": ")[1].split(" finished")[0] for line in lines] == ["session 0", "session 1", "session 2"]
+    assert "(3/3)" in lines[-1] and "elapsed 0:0" in lines[-1] and "about 0:00:00 left" in lines[-1]
 
 
 def _run_and_die(weights, out, sessions_before_kill):
