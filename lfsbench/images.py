@@ -66,6 +66,11 @@ def load_image_file(path) -> torch.Tensor:
     try:
         with Image.open(path) as img:
             return _rgb(img)
+    except Image.DecompressionBombError as err:
+        raise LfsbenchError(
+            f"Refused image {path}: its header claims more pixels than Pillow decodes safely ({err}). A corrupt file "
+            "or a decompression bomb; replace or delete it (few-shot images need only a few hundred pixels a side)."
+        ) from None
     except (UnidentifiedImageError, OSError) as err:
         raise LfsbenchError(
             f"Cannot read image {path}: {err}. Replace or delete the file (it may be truncated or not an image)."

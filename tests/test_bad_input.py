@@ -362,3 +362,18 @@ def test_a_concept_with_a_single_image_is_told_it_needs_two(concept_folder):
         (concept_folder / "my_mug" / f"{i}.png").unlink()
     code, out = invoke("validate", "folder", "--data", str(concept_folder), "-o", "shots=1")
     assert code == 2 and "'my_mug'" in out and "at least two images" in out and "-o shots=0" not in out
+
+
+def test_an_image_claiming_too_many_pixels_is_refused_with_its_name(tmp_path, monkeypatch):
+    """A header claiming more pixels than Pillow decodes safely (a decompression bomb) is a clear error, not a
+    traceback (Pillow's limit is lowered here so a small file stands for a 40000 x 40000 header)."""
+    from PIL import Image
+
+    from lfsbench.errors import LfsbenchError
+    from lfsbench.images import load_image_file
+
+    path = tmp_path / "bomb.png"
+    Image.new("RGB", (32, 32)).save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    with pytest.raises(LfsbenchError, match=r"Refused image .*bomb\.png.*decompression bomb"):
+        load_image_file(path)
