@@ -1,4 +1,4 @@
-"""LFS-Diffusion (lifelong few-shot customization), as lfsbench interprets it (BENCHMARK.md section 6).
+"""LFS-Diffusion (lifelong few-shot customization), as lfsbench interprets it (docs/methods.md).
 
 Per session, on top of naive K/V + modifier-token training:
 1. Data-free knowledge distillation (DFKD), from the second session on: the model as it

@@ -1,4 +1,4 @@
-"""The benchmark's metrics as pure functions over embeddings and per-image values (BENCHMARK.md section 3), and the
+"""The benchmark's metrics as pure functions over embeddings and per-image values (docs/metrics.md), and the
 intervals around them: bootstraps over images within a run, Student-t over seeds.
 
 Embeddings are L2-normalised rows.

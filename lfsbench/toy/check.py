@@ -1,4 +1,4 @@
-"""`lfsbench toy check`: is the toy world fit for purpose? Measures every gate of BENCHMARK.md section 5."""
+"""`lfsbench toy check`: is the toy world fit for purpose? Measures every gate of docs/toyworld.md."""
 
 from __future__ import annotations
 
