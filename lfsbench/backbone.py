@@ -35,7 +35,7 @@ def default_device() -> torch.device:
 
 # Evaluation samplers (protocol field evaluation.sampler): the name -> a diffusers scheduler class and the settings it
 # takes beside the backbone's noise schedule. DDIM is the standard; DPM-Solver++ (2nd order, multistep) reaches
-# comparable images in fewer steps, with different numbers (README, "Speed").
+# comparable images in fewer steps, with different numbers (docs/speed.md).
 SAMPLERS = {
     "ddim": ("DDIMScheduler", {}),
     "dpmsolver++": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 2}),

@@ -94,16 +94,10 @@ class Cache:
         """Keep an entry (atomically); a cache that cannot be written is skipped, never an error of the run."""
         if self.folder is None or key is None:
             return
-        from safetensors.torch import save_file
-
-        from lfsbench.results import _temporary
+        from lfsbench.results import atomic_save_tensors
 
         tensors = {name: t.contiguous().cpu() for name, t in tensors.items()}
-        path = self._path(key)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = _temporary(path)
-            save_file(tensors, tmp, metadata={"sha256": _digest(tensors)})
-            os.replace(tmp, path)
+            atomic_save_tensors(tensors, self._path(key), metadata={"sha256": _digest(tensors)})
         except OSError:
             pass

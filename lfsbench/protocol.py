@@ -40,7 +40,7 @@ class EvaluationPlan(_Strict):
     sampler: Literal["ddim", "dpmsolver++"] = Field(
         "ddim",
         description="the evaluation sampler (the base model's images too; training never samples with it): DDIM, "
-        "the standard, or DPM-Solver++ (2nd order, made for fewer steps); changes the numbers (README, Speed)",
+        "the standard, or DPM-Solver++ (2nd order, made for fewer steps); changes the numbers (docs/speed.md)",
     )
     steps: int = Field(25, ge=1)
     precision: Literal["model", "bfloat16"] = Field(

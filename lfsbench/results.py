@@ -49,13 +49,14 @@ def atomic_write_text(path: Path, text: str):
     os.replace(tmp, path)
 
 
-def atomic_save_tensors(tensors: dict, path: Path):
-    """safetensors' save_file via a temporary file and rename (a kill while saving leaves the old file or none)."""
+def atomic_save_tensors(tensors: dict, path: Path, metadata: dict[str, str] | None = None):
+    """safetensors' save_file via a temporary file and rename (a kill while saving leaves the old file or none);
+    `metadata` goes into the file's header."""
     from safetensors.torch import save_file
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temporary(path)
-    save_file(tensors, tmp)
+    save_file(tensors, tmp, metadata=metadata)
     os.replace(tmp, path)
 
 
