@@ -11,8 +11,10 @@ import torch
 from lfsbench.toy.recipe import Recipe
 
 torch.set_num_threads(2)
-# the base-model cache of the tests' runs (tiny builds and the shipped weights alike) stays with the test session
-os.environ["LFSBENCH_CACHE"] = tempfile.mkdtemp(prefix="lfsbench-test-cache-")
+# the base-model cache of the tests' runs (tiny builds and the shipped weights alike) stays with the test session,
+# and is removed with it
+_CACHE = tempfile.TemporaryDirectory(prefix="lfsbench-test-cache-")
+os.environ["LFSBENCH_CACHE"] = _CACHE.name
 
 
 def invoke(*args: str) -> tuple[int, str]:

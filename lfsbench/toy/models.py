@@ -149,6 +149,7 @@ def register_evaluator_config(recipe: Recipe):
 
     import open_clip
 
-    folder = Path(tempfile.mkdtemp(prefix="lfsbench-clipcfg-"))
-    (folder / f"{EVALUATOR_MODEL_NAME}.json").write_text(json.dumps(evaluator_model_config(recipe)))
-    open_clip.add_model_config(folder)
+    with tempfile.TemporaryDirectory(prefix="lfsbench-clipcfg-") as tmp:  # read when added, so removed after
+        folder = Path(tmp)
+        (folder / f"{EVALUATOR_MODEL_NAME}.json").write_text(json.dumps(evaluator_model_config(recipe)))
+        open_clip.add_model_config(folder)
