@@ -182,7 +182,10 @@ def export(
     """Copy finished runs without their method states: every score, table and image, for reports, in a fraction of
     the size (a study gathered from machines or sessions that share no disk; results to publish)."""
     from lfsbench.report.runs import find_runs
+    from lfsbench.results import refuse_overlap
 
+    for root in runs:  # before anything is copied: the output may neither hold nor sit inside what is exported
+        refuse_overlap(root, output)
     exported, unfinished = [], []
     for root in runs:
         for run in find_runs([root]):

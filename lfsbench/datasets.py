@@ -17,7 +17,7 @@ from typing import NamedTuple
 import torch
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
-from lfsbench.errors import LfsbenchError, path_part_problem, validation_problems
+from lfsbench.errors import LfsbenchError, path_part_problem, strict_yaml, validation_problems
 from lfsbench.prompts import PromptTemplates
 from lfsbench.protocol import Protocol
 from lfsbench.readers import (  # noqa: F401 (re-exported: the readers are part of this module's API)
@@ -128,7 +128,7 @@ def read_concepts_yaml(root: Path) -> dict[str, FolderConcept]:
     if not path.is_file():
         return {}
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = strict_yaml(path.read_text()) or {}
     except yaml.YAMLError as err:
         raise LfsbenchError(f"{path} is not valid YAML: {err}. Fix the syntax at the line shown.") from None
     try:

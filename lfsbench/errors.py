@@ -18,13 +18,41 @@ def validation_problems(err) -> str:
     return "; ".join(f"{'.'.join(map(str, e['loc'])) or '(top level)'}: {e['msg']}" for e in err.errors())
 
 
+def strict_yaml(text: str):
+    """YAML as `yaml.safe_load` reads it, except that a key given twice in one mapping is an error (yaml.YAMLError
+    naming the key and its line), never the last one winning: a second `checks:` or `min:` must not silently
+    replace the first."""
+    import yaml
+
+    class StrictLoader(yaml.SafeLoader):
+        pass
+
+    def mapping(loader, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = loader.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    f"while reading the mapping at line {node.start_mark.line + 1}",
+                    node.start_mark,
+                    f"the key {key!r} is given twice (lines {seen[key] + 1} and {key_node.start_mark.line + 1})",
+                    key_node.start_mark,
+                )
+            seen[key] = key_node.start_mark.line
+        return loader.construct_mapping(node, deep=deep)
+
+    StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
+    return yaml.load(text, Loader=StrictLoader)  # a SafeLoader: plain data only
+
+
 def load_yaml_model(path: Path, model, what: str, fix: str):
-    """Read a YAML file into a pydantic model; bad YAML or bad fields become one LfsbenchError naming the file."""
+    """Read a YAML file into a pydantic model; bad YAML (a key given twice included) or bad fields become one
+    LfsbenchError naming the file."""
     import yaml
     from pydantic import ValidationError
 
     try:
-        return model.model_validate(yaml.safe_load(Path(path).read_text()))
+        return model.model_validate(strict_yaml(Path(path).read_text()))
     except ValidationError as err:
         raise LfsbenchError(f"{what} {path} is not valid: {validation_problems(err)}. {fix}") from None
     except yaml.YAMLError as err:

@@ -20,37 +20,82 @@ never a pass.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from lfsbench.errors import LfsbenchError, load_yaml_model
 from lfsbench.evaluation.metrics import METRICS
 from lfsbench.report.runs import Run, find_runs, group_by_setting, same_protocol
 
 
+def _number(value):
+    """A bound is a number as written: `yes`, `true` or `"0.5"` are not read as 1.0 or 0.5."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"must be a number, not {value!r}")
+    return value
+
+
+Number = Annotated[float, BeforeValidator(_number)]
+
+
+def _metric_of(ref: str):
+    """The metric a SETTING.METRIC reference names, where it is one of the metric table's (the longest match)."""
+    names = [m for m in METRICS if ref.endswith("." + m)]
+    return METRICS[max(names, key=len)] if names else None
+
+
 class Check(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str
     value: str
-    min: float | None = None
-    max: float | None = None
+    min: Number | None = None
+    max: Number | None = None
     less_than: str | None = None
     greater_than: str | None = None
-    margin: float = 0.0
+    margin: Number = 0.0
     why: str = ""
 
     @model_validator(mode="after")
     def _one_bound(self):
         if all(b is None for b in (self.min, self.max, self.less_than, self.greater_than)):
             raise ValueError("needs a bound: min, max, less_than or greater_than")
+        never = self.never_fails()
+        if never:
+            raise ValueError(f"can never fail ({never}); a check must be able to catch a regression")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"can never pass (min {self.min:g} is above max {self.max:g})")
         return self
+
+    def never_fails(self) -> str | None:
+        """Why this check would pass whatever the runs measure (None where it can fail)."""
+        for bound in (self.min, self.max, self.margin):
+            if bound is not None and not np.isfinite(bound):
+                return "an infinite bound"
+        if self.value in (self.less_than, self.greater_than) and self.margin <= 0:
+            return f"it compares {self.value} with itself"
+        metric = _metric_of(self.value)
+        relation = self.less_than is not None or self.greater_than is not None
+        if metric is not None and metric.bounds is not None and not relation:
+            low, high = metric.bounds
+            if (self.min is None or self.min <= low) and (self.max is None or self.max >= high):
+                return f"{metric.name} always lies in [{low:g}, {high:g}]"
+        return None
 
 
 class Thresholds(BaseModel):
     model_config = ConfigDict(extra="forbid")
     protocol: str
-    checks: list[Check]
+    checks: list[Check] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _names_once(self):
+        names = [c.name for c in self.checks]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"check names must differ; given more than once: {', '.join(twice)}")
+        return self
 
 
 def load_thresholds(path: Path) -> Thresholds:
@@ -110,6 +155,13 @@ def _lookup(ref: str, groups: dict[str, list[Run]], check: str) -> float:
 def run_checks(paths: list[Path], thresholds: Thresholds) -> list[dict]:
     """Every check's measured value, bound and verdict."""
     runs = find_runs(paths)
+    unfinished = [r for r in runs if not r.finished]
+    if unfinished:
+        described = ", ".join("{} ({} of {} sessions)".format(r.path, *r.sessions) for r in unfinished)
+        raise LfsbenchError(
+            f"The gate reads finished runs only, and these stopped early: {described}. Their figures are not the "
+            "protocol's. Finish them (run the same command again, which resumes) or leave them out."
+        )
     protocol = same_protocol(runs)
     if protocol["name"] != thresholds.protocol:
         raise LfsbenchError(

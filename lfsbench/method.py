@@ -140,6 +140,13 @@ class GeneratesControl:
         """
         raise NotImplementedError
 
+    def control_key(self, prompts: list[str], seeds: list[int]) -> dict | None:
+        """What the control's images of `prompts` and `seeds` depend on beyond the base model, the evaluation settings
+        and the data (the contexts it would start from, their strength), as JSON-able values; None where they also
+        depend on what the method trained. Where given, the runner keeps the control's scores in the base-model
+        cache (lfsbench/cache.py) and reuses them in later sessions and runs with the same key."""
+        return None
+
 
 METHODS: Registry[type[Method]] = Registry("method")
 ENTRY_POINT_GROUP = "lfsbench.methods"  # installed packages add methods here: NAME = "package.module:ClassName"

@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from lfsbench.errors import LfsbenchError, path_part_problem
+from lfsbench.errors import LfsbenchError, path_part_problem, strict_yaml
 from lfsbench.prompts import PromptTemplates
 
 
@@ -36,6 +36,15 @@ class EvaluationPlan(_Strict):
         "datasets with their own prompts (cc101, dreambooth) use those",
     )
     images_per_prompt: int = Field(16, ge=1)
+    between_images_per_prompt: int | None = Field(
+        None,
+        ge=1,
+        description="at most this many images per prompt (each prompt's first seeds) of a concept or class evaluated "
+        "after a session "
+        "that neither taught it nor is the last session or a checkpoint: the curves' in-between points, which no "
+        "summary figure reads; unset: images_per_prompt everywhere. Sized from the noise components "
+        "(docs/speed.md); forgetting_max, whose peak runs over those points, grows noisier",
+    )
     max_prompts: int | None = Field(None, ge=1, description="use only the first N of a concept's prompts (quick runs)")
     sampler: Literal["ddim", "dpmsolver++"] = Field(
         "ddim",
@@ -227,7 +236,7 @@ def _read(path: Path, chain: tuple[Path, ...] = ()) -> dict:
             f"Protocol {path} includes itself (through {' -> '.join(map(str, chain))}); remove the cycle."
         )
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = strict_yaml(path.read_text()) or {}
     except yaml.YAMLError as err:
         raise LfsbenchError(f"Protocol {path} is not valid YAML: {err}. Fix the syntax at the line shown.") from None
     if not isinstance(data, dict):

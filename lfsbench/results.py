@@ -380,6 +380,7 @@ class RunFolder:
                 "cannot resume). Finish it first: run the same command again, which resumes it."
             )
         target = RunFolder(dest)
+        refuse_overlap(self.path, target.path)
         if target.path.exists() and any(target.path.iterdir()):
             if not target.is_exported() or target.identity() != identity:
                 raise LfsbenchError(
@@ -396,10 +397,27 @@ class RunFolder:
             patterns.append("*.png")
         skip = shutil.ignore_patterns(*patterns)
 
-        def ignored(folder: str, names: list[str]) -> set[str]:
-            return {*skip(folder, names), *(top & set(names) if Path(folder) == self.path else ())}
+        links: list[str] = []
 
-        shutil.copytree(self.path, tmp, ignore=ignored)
+        def ignored(folder: str, names: list[str]) -> set[str]:
+            # a run writes no links: one found here is never followed (it could point out of the run, or loop)
+            linked = {n for n in names if os.path.islink(os.path.join(folder, n))}
+            links.extend(str(Path(folder, n).relative_to(self.path)) for n in sorted(linked))
+            return {*skip(folder, names), *linked, *(top & set(names) if Path(folder) == self.path else ())}
+
+        try:
+            shutil.copytree(self.path, tmp, ignore=ignored)
+        except (OSError, shutil.Error) as err:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise LfsbenchError(
+                f"Cannot export {self.path} to {target.path}: {err}. Nothing was written there (the partial copy "
+                "was removed). Export to a folder you can write, with room for the run."
+            ) from None
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        if links:
+            left_out.append(f"links, never followed: {', '.join(links)}")
         marker = {
             "source": str(self.path.resolve()),
             "exported": time.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -473,3 +491,15 @@ class RunFolder:
         if not self.has_summary() or self.finished_sessions() != list(range(sessions)):
             return False
         return self.summary().get("sessions_finished") == sessions
+
+
+def refuse_overlap(source: Path, target: Path) -> None:
+    """Refuse to write a copy of `source` at `target` where one holds the other (or they are one folder): an export
+    onto its own run, or into it, would delete or nest what it copies."""
+    src, dst = Path(source).resolve(), Path(target).resolve()
+    if dst == src or src in dst.parents or dst in src.parents:
+        where = "is" if dst == src else "is inside" if src in dst.parents else "contains"
+        raise LfsbenchError(
+            f"The export target {target} {where} {source}, which is being exported: writing there would delete or "
+            "nest what is being copied. Nothing was changed. Export to a folder outside the runs (-O exports/NAME)."
+        )

@@ -17,7 +17,9 @@ from lfsbench.cache import Cache, code_fingerprint
 from lfsbench.concepts import Concept, ConceptPair, load_concepts, load_pairs, session_view
 from lfsbench.dino import load_dino
 from lfsbench.errors import LfsbenchError
+from lfsbench.evaluation import copying as copying_module
 from lfsbench.evaluation import functional, plan, tables
+from lfsbench.evaluation import scorer as scorer_module
 from lfsbench.evaluation.records import Kind
 from lfsbench.evaluation.scorer import ConceptReferences, Scorer
 from lfsbench.evaluator import Evaluator
@@ -31,6 +33,7 @@ from lfsbench.results import RunFolder, atomic_save_tensors, atomic_write_csv, l
 
 console = Console()
 BASE_CODE = code_fingerprint(sys.modules[__name__], backbone_module, evaluator_module, plan)  # computes base work
+SCORING_CODE = code_fingerprint(scorer_module, functional, copying_module)  # computes the control's scores
 DRIFT_SCALE_SEED_OFFSET = 500_000  # the second seed of a prompt, for the seed-to-seed drift scale
 IMAGES_KEPT = 8  # generated images saved per concept / class and session
 
@@ -156,6 +159,14 @@ class Runner:
 
     # ------------------------------------------------------------ one session
 
+    def _full_count(self, t: int, what: Concept | str) -> bool:
+        """Whether a concept (or a class noun) evaluated after session t gets every image (plan.full_count_session)."""
+        if isinstance(what, Concept):
+            taught = {self.learned_in[what.name]}
+        else:
+            taught = {self.learned_in[c.name] for c in self.concepts if c.class_noun == what}
+        return plan.full_count_session(self.protocol, t, taught)
+
     def _generate_plan(self, jobs: list[plan.Job]) -> tuple[list[torch.Tensor], float]:
         """Every job's images from one batch plan: the jobs' prompts and seeds back to back, the backbone's
         `generation_batch` images per call to the method. Each image has its own generator, so it is the same
@@ -179,8 +190,9 @@ class Runner:
         learned = plan.evaluated_concepts(self.protocol, self.concepts, t)
         nouns = plan.classes_of(learned)
         pairs = plan.evaluated_pairs(self.protocol, self.pairs, t)
-        class_jobs = [plan.class_job(self.protocol, noun, self.concepts) for noun in nouns]
-        concept_jobs = [plan.concept_job(self.protocol, concept) for concept in learned]
+        full = {noun: self._full_count(t, noun) for noun in nouns} | {c.name: self._full_count(t, c) for c in learned}
+        class_jobs = [plan.class_job(self.protocol, noun, self.concepts, full=full[noun]) for noun in nouns]
+        concept_jobs = [plan.concept_job(self.protocol, concept, full=full[concept.name]) for concept in learned]
         multi_jobs = [plan.multi_job(self.protocol, pair) for pair in pairs]
         generated, gen_s = self._generate_plan(class_jobs + concept_jobs + multi_jobs)
         t0 = time.time()
@@ -193,9 +205,10 @@ class Runner:
         class_emb = dict(zip(nouns, embedded[of_classes], strict=True))
         for noun, job, images in zip(nouns, class_jobs, generated[of_classes], strict=True):
             t0 = time.time()
-            records += self.scorer.score(t, job, class_emb[noun], base=base_emb[noun])
             # the base model's images of the same prompts and seeds (embedded once per run): class TA and accuracy
             base_job = plan.class_job(self.protocol, noun, self.concepts, Kind.BASE_CLASS)
+            same = torch.as_tensor(plan.in_job(base_job, job))
+            records += self.scorer.score(t, job, class_emb[noun], base=base_emb[noun][same])
             records += self.scorer.score(t, base_job, base_emb[noun])
             eval_s += time.time() - t0
             save_grid(images[:IMAGES_KEPT], self.folder.class_grid(t, noun))
@@ -207,7 +220,7 @@ class Runner:
             records += self.scorer.score(t, job, emb, concept=refs, images=images)
             eval_s += time.time() - t0
             if isinstance(self.method, GeneratesControl):
-                control, seconds = self._control(t, concept, refs)
+                control, seconds = self._control(t, concept, refs, full[concept.name])
                 records += control
                 gen_s += seconds
             t0 = time.time()
@@ -238,11 +251,16 @@ class Runner:
         references = concept.references[torch.as_tensor(found["nearest_reference"])]
         save_grid(torch.cat([images, shots, references]), path, columns=len(images))
 
-    def _control(self, t: int, concept: Concept, refs: ConceptReferences) -> tuple[list[dict], float]:
+    def _control(self, t: int, concept: Concept, refs: ConceptReferences, full: bool) -> tuple[list[dict], float]:
         """The base model from the method's stored contexts (same strength and seeds): what copying alone reaches.
         Returns its score records and the seconds its generation took."""
-        job = plan.concept_job(self.protocol, concept, Kind.CONTROL)
+        job = plan.concept_job(self.protocol, concept, Kind.CONTROL, full=full)
         t0 = time.time()
+        key = self._control_key(concept, job)
+        cached = self.cache.get(key)
+        if cached is not None:  # the same control in an earlier session or run: its scores and first images
+            save_grid(cached.pop("images"), self.folder.control_grid(t, concept.name))
+            return self.scorer.records(t, job, {c: v.numpy() for c, v in cached.items()}), time.time() - t0
         images = self.method.generate_control(
             job.prompts, job.seeds, self.plan.steps, self.plan.guidance, job.text_prompts
         )
@@ -251,7 +269,41 @@ class Runner:
             return [], seconds
         images = self._scored_form(images)
         save_grid(images[:IMAGES_KEPT], self.folder.control_grid(t, concept.name))
-        return self.scorer.score(t, job, self.scorer.embed(images), concept=refs, images=images), seconds
+        values = self.scorer.values(job, self.scorer.embed(images), concept=refs, images=images)
+        self.cache.put(key, {"images": images[:IMAGES_KEPT], **{c: torch.as_tensor(v) for c, v in values.items()}})
+        return self.scorer.records(t, job, values), seconds
+
+    def _control_key(self, concept: Concept, job: plan.Job) -> str | None:
+        """The cache key of a concept's control scores: everything they depend on (None: not cached, where the
+        method's control depends on what it trained, or a model has no fingerprint)."""
+        method_part = self.method.control_key(job.prompts, job.seeds)
+        if method_part is None:
+            return None
+        bb = self.backbone
+        return self.cache.key(
+            {
+                "what": "control scores",
+                "backbone": bb.fingerprint,
+                "evaluator": self.evaluator.fingerprint,
+                "dino": "none" if self.scorer.dino is None else getattr(self.scorer.dino, "fingerprint", None),
+                "data": self.identity.data.fingerprint,
+                "shots": self.protocol.shots,
+                "references": self.protocol.references,
+                "concept": concept.name,
+                "prompts": job.text_prompts,
+                "seeds": job.seeds,
+                "evaluation": self.plan.model_dump(
+                    mode="json", include={"sampler", "steps", "guidance", "precision", "quantize"}
+                ),
+                "device": bb.device.type,
+                "dtype": str(bb.weight_dtype),
+                "resolution": bb.resolution,
+                "torch": torch.__version__,
+                "code": BASE_CODE,
+                "scoring": SCORING_CODE,
+                "method": {"source": (self.identity.method.source or {}).get("sha256"), **method_part},
+            }
+        )
 
     def run(self) -> dict:
         """Run (or resume) every session, holding the run folder's lock; returns the summary."""

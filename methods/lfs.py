@@ -21,6 +21,7 @@ With `dfkd=false` and `icgen=false` it trains and generates exactly like `naive`
 
 from __future__ import annotations
 
+import hashlib
 import random
 from typing import Literal
 
@@ -218,6 +219,16 @@ class LFSDiffusion(KVTokenMethod, GeneratesControl, UsesEvaluator):
         contexts = self.select_contexts(prompts, seeds)
         with base_kv(self.backbone):
             return self._generate(plain_prompts, seeds, steps, guidance, contexts)
+
+    def control_key(self, prompts, seeds):
+        """The control is the base model (`base_kv`) from the selected contexts: its images depend on nothing lfs
+        trained, only on which stored latents each image starts from and the strength."""
+        if not self.config.icgen:
+            return None
+        digest = hashlib.sha256()
+        for context in self.select_contexts(prompts, seeds):
+            digest.update(b"none" if context is None else context.float().contiguous().numpy().tobytes())
+        return {"contexts": digest.hexdigest(), "strength": self.config.context_strength}
 
     # ------------------------------------------------------------ state
 

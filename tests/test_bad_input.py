@@ -377,3 +377,14 @@ def test_an_image_claiming_too_many_pixels_is_refused_with_its_name(tmp_path, mo
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
     with pytest.raises(LfsbenchError, match=r"Refused image .*bomb\.png.*decompression bomb"):
         load_image_file(path)
+
+
+def test_a_key_given_twice_in_a_protocol_or_concepts_yaml_is_named(concept_folder, tmp_path):
+    """D3's duplicate keys, wherever lfsbench reads YAML: the second `shots:` used to replace the first silently."""
+    protocol = tmp_path / "p.yaml"
+    protocol.write_text("include: toy\nname: p\nshots: 2\nshots: 3\n")
+    code, out = invoke("validate", protocol)
+    assert code == 2 and "Traceback" not in out and "'shots' is given twice" in out and str(protocol) in out, out
+    (concept_folder / "concepts.yaml").write_text("my_cat: {class: cat}\nmy_cat: {class: dog}\n")
+    code, out = invoke("validate", "folder", "--data", str(concept_folder))
+    assert code == 2 and "'my_cat' is given twice" in out and "concepts.yaml" in out, out

@@ -107,3 +107,31 @@ def test_an_unreadable_entry_is_a_miss(tmp_path, damage):
     path = next((tmp_path / "base").rglob("*.safetensors"))
     path.write_bytes(path.read_bytes()[:20] if damage == "truncate" else b"not safetensors at all")
     assert cache.get(key) is None and cache.misses == 1
+
+
+def test_lfs_control_is_generated_once_per_concept_and_scores_as_uncached(tiny_weights, tmp_path, monkeypatch):
+    """The control (the base model from lfs's stored contexts) depends on nothing lfs trains: it is generated once
+    per concept and reused in later sessions and by other runs (another training seed), with equal scores; a
+    setting it depends on (the context strength) is another entry."""
+    monkeypatch.setenv("LFSBENCH_CACHE", str(tmp_path / "cache"))
+    three = {**TWO, "sessions": [["circle-1"], ["square-1"], ["circle-2"]]}
+
+    def lfs(out, cache=True, seed=0, strength=0.5):
+        runner = tiny_runner(
+            tiny_weights, out, "lfs", seed, {**SETTINGS, "context_strength": strength}, three, cache=cache
+        )
+        runner.run()
+        return runner.cache
+
+    lfs(tmp_path / "alone", cache=False)
+    first = lfs(tmp_path / "first")
+    # base class images: circle, square (misses); controls: circle-1 x3 sessions, square-1 x2, circle-2 x1 -> 3 misses
+    assert (first.hits, first.misses) == (3, 5)
+    assert_same_scores(tmp_path / "alone", tmp_path / "first")
+    control = scores(tmp_path / "first")
+    control = control[control.kind == "control"]
+    assert set(control.session) == {0, 1, 2} and len(control[control.name == "circle-1"]) == 3 * 8
+    other_seed = lfs(tmp_path / "seed1", seed=1)
+    assert (other_seed.hits, other_seed.misses) == (8, 0)
+    stronger = lfs(tmp_path / "stronger", strength=0.7)
+    assert stronger.misses == 3  # the controls again, at another strength; the base images are shared

@@ -261,7 +261,7 @@ def test_gate_passes_fails_and_names_the_metric(runs):
         thresholds(
             [
                 {"name": "sane TA", "value": NAIVE + ".TA", "min": -1, "max": 1},
-                {"name": "relation", "value": NAIVE + ".TA", "less_than": NAIVE + ".TA", "margin": 0},
+                {"name": "relation", "value": NAIVE + ".TA.ci_low", "less_than": NAIVE + ".TA.ci_high"},
             ]
         ),
     )
@@ -284,6 +284,33 @@ def test_gate_cli_exit_code_and_bad_file(runs, tmp_path):
     path.write_text("protocol: toy\nchecks:\n  - name: no bound\n    value: naive.TA\n")
     with pytest.raises(LfsbenchError, match="needs a bound"):
         load_thresholds(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("protocol: toy\nchecks: []\n", "at least 1"),  # "all 0 checks passed" before
+        ("protocol: toy\nchecks: []\nchecks:\n  - {name: a, value: naive.TA, min: 0.9}\n", "given twice"),
+        ("protocol: toy\nchecks:\n  - {name: a, value: naive.TA, min: 0.9, min: 0.1}\n", "given twice"),
+        ("protocol: toy\nchecks:\n  - {name: a, value: naive.TA, max: yes}\n", "must be a number"),
+        ("protocol: toy\nchecks:\n  - {name: a, value: naive.TA, min: '0.5'}\n", "must be a number"),
+        ("protocol: toy\nchecks:\n  - {name: a, value: naive.TA, less_than: naive.TA}\n", "with itself"),
+        ("protocol: toy\nchecks:\n  - {name: a, value: naive.copy_rate, max: 1}\n", "always lies in"),
+        ("protocol: toy\nchecks:\n  - {name: a, value: naive.TA, min: -.inf}\n", "infinite bound"),
+        ("protocol: toy\nchecks:\n  - {name: a, value: naive.TA, min: 0.5, max: 0.1}\n", "can never pass"),
+        (
+            "protocol: toy\nchecks:\n  - {name: a, value: naive.TA, min: 0}\n  - {name: a, value: naive.IA, min: 0}\n",
+            "more than once",
+        ),
+    ],
+)
+def test_a_thresholds_file_that_could_not_gate_is_refused(tmp_path, text, problem):
+    """D3 of the reliability probe: each of these passed the gate, or dropped or replaced a check, without a word."""
+    path = tmp_path / "thresholds.yaml"
+    path.write_text(text)
+    with pytest.raises(LfsbenchError, match=problem) as err:
+        load_thresholds(path)
+    assert str(path) in str(err.value)
 
 
 def test_study_runs_cells_once(tiny_weights, tmp_path, monkeypatch):
@@ -532,3 +559,61 @@ def test_a_metric_is_one_entry_and_one_function(runs, tiny_weights, tmp_path, mo
         {"name": "impossible", "value": f"{NAIVE}.IA_squared", "max": -1.0},
     ]
     assert [r["passed"] for r in run_checks([tmp_path / "runs"], thresholds(checks))] == [True, False]
+
+
+def test_export_never_writes_onto_or_into_what_it_exports(tiny_runs, tmp_path):
+    """D0 of the reliability probe: exporting a folder of exports onto itself deleted every export in it; exporting
+    a run into itself nested the copy inside the run. Both are refused before anything is written."""
+    import shutil
+
+    gathered = tmp_path / "gathered"
+    code, out = invoke("export", tiny_runs / "naive-0", "-O", gathered / "naive-0")
+    assert code == 0, out
+    before = sorted(str(p.relative_to(gathered)) for p in gathered.rglob("*"))
+    for target in (gathered, gathered / "sub"):
+        code, out = invoke("export", gathered, "-O", target)
+        assert code == 2 and "Traceback" not in out and "Nothing was changed" in out, out
+    run = tmp_path / "run"
+    shutil.copytree(tiny_runs / "naive-0", run)
+    code, out = invoke("export", run, "-O", run / "copy")
+    assert code == 2 and "is inside" in out and not (run / "copy").exists(), out
+    assert sorted(str(p.relative_to(gathered)) for p in gathered.rglob("*")) == before
+
+
+def test_export_never_follows_links(tiny_runs, tmp_path):
+    """D6: a link in a run folder (to a file outside it, or a loop) is left out of the export and named in its
+    marker, never copied through; nothing temporary is left behind."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_runs / "naive-0", run)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not part of the run")
+    (run / "notes.txt").symlink_to(secret)
+    (run / "scores" / "loop").symlink_to(run / "scores")
+    code, out = invoke("export", run, "-O", tmp_path / "out")
+    assert code == 0, out
+    copy = tmp_path / "out" / "run"
+    assert not (copy / "notes.txt").exists() and not (copy / "scores" / "loop").exists()
+    left_out = " ".join(json.loads((copy / "exported.json").read_text())["left_out"])
+    assert "notes.txt" in left_out and "loop" in left_out
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["run"]
+
+
+def test_a_run_stopped_early_is_refused_by_the_gate_and_marked_in_reports(tiny_runs, tmp_path):
+    """D4: `check` passed a run killed after session 0 of 3 on its session-0 numbers, and `report` showed it as
+    finished. A run stopped early is refused by the gate and labelled `after N of M sessions` in reports."""
+    import shutil
+
+    stopped = tmp_path / "runs" / "naive-0"
+    shutil.copytree(tiny_runs / "naive-0", stopped)
+    for t in (1, 2):
+        (stopped / "scores" / f"session_{t:02d}.csv").unlink()
+    summary = json.loads((stopped / "summary.json").read_text())
+    (stopped / "summary.json").write_text(json.dumps({**summary, "sessions_finished": 1}))
+    checks = thresholds([{"name": "learns", "value": NAIVE + ".IA", "min": 0.0}])
+    with pytest.raises(LfsbenchError, match=r"stopped early: .*naive-0 \(1 of 3 sessions\)"):
+        run_checks([tmp_path / "runs"], checks)
+    make_report([tmp_path / "runs"], tmp_path / "report")
+    settings = pd.read_csv(tmp_path / "report" / "summary.csv").setting.tolist()
+    assert settings == [f"{NAIVE} [after 1 of 3 sessions]"]

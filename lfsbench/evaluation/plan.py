@@ -4,7 +4,9 @@ After session t the model generates, for every class of the concepts evaluated, 
 then for every concept evaluated its own prompts with its modifier token (and, for methods that
 generate from stored context, the same prompts from the base model: the control). Every concept learned so far is
 evaluated, except after sessions that are not checkpoints of a protocol with checkpoints: then only the concepts
-just learned. Each prompt is drawn with the same seeds after every session.
+just learned. Each prompt is drawn with the same seeds after every session; where the protocol sets
+`evaluation.between_images_per_prompt`, a concept or class in a cell the summary does not read (neither the session
+that taught it nor the last session nor a checkpoint: full_count_session) gets only each prompt's first seeds.
 """
 
 from __future__ import annotations
@@ -29,10 +31,22 @@ class Job:
     class_noun: str
 
 
-def image_seeds(protocol: Protocol) -> list[int]:
-    """The seeds of each prompt's images (the same after every session)."""
+def full_count_session(protocol: Protocol, t: int, taught_in: set[int]) -> bool:
+    """Whether a concept or class evaluated after session t is a full-count cell: t taught it (`taught_in`: the
+    sessions that taught the concept, or a concept of the class), or t is the last session or a checkpoint. The
+    summary reads only these cells (IA after the last session, IAD against IA right after learning); the others are
+    the in-between points of the curves."""
+    return t in taught_in or t == len(protocol.sessions) - 1 or t + 1 in protocol.evaluation.checkpoints
+
+
+def image_seeds(protocol: Protocol, full: bool = True) -> list[int]:
+    """The seeds of each prompt's images (the same after every session): `images_per_prompt` of them in a
+    full-count cell, the first `between_images_per_prompt` (where set) in the others."""
     plan = protocol.evaluation
-    return [plan.seed + j for j in range(plan.images_per_prompt)]
+    n = plan.images_per_prompt
+    if not full and plan.between_images_per_prompt is not None:
+        n = min(n, plan.between_images_per_prompt)
+    return [plan.seed + j for j in range(n)]
 
 
 def _expand(templates: list[str], phrase: str, seeds: list[int]) -> tuple[list[str], list[int]]:
@@ -53,16 +67,19 @@ def class_templates(noun: str, concepts: list[Concept]) -> list[str]:
     return templates[: max(len(c.prompts) for c in of_class)]
 
 
-def class_job(protocol: Protocol, noun: str, concepts: list[Concept], kind: Kind = Kind.CLASS) -> Job:
+def class_job(
+    protocol: Protocol, noun: str, concepts: list[Concept], kind: Kind = Kind.CLASS, full: bool = True
+) -> Job:
     """The class prompts (class_templates) with the bare class noun: the current model's (CLASS) or the base
-    model's (BASE_CLASS) images."""
-    prompts, seeds = _expand(class_templates(noun, concepts), noun, image_seeds(protocol))
+    model's (BASE_CLASS) images; `full`: a full-count cell (image_seeds)."""
+    prompts, seeds = _expand(class_templates(noun, concepts), noun, image_seeds(protocol, full))
     return Job(kind, noun, prompts, seeds, prompts, noun)
 
 
-def concept_job(protocol: Protocol, concept: Concept, kind: Kind = Kind.CONCEPT) -> Job:
-    """The concept's evaluation prompts with its modifier token (TA against the same without it)."""
-    seeds = image_seeds(protocol)
+def concept_job(protocol: Protocol, concept: Concept, kind: Kind = Kind.CONCEPT, full: bool = True) -> Job:
+    """The concept's evaluation prompts with its modifier token (TA against the same without it); `full`: a
+    full-count cell (image_seeds)."""
+    seeds = image_seeds(protocol, full)
     prompts, per_image = _expand(concept.prompts, concept.phrase(), seeds)
     plain, _ = _expand(concept.prompts, concept.phrase(with_token=False), seeds)
     return Job(kind, concept.name, prompts, per_image, plain, concept.class_noun)
@@ -74,6 +91,13 @@ def multi_job(protocol: Protocol, pair: ConceptPair) -> Job:
     prompts = [t.format(pair.first.phrase(), pair.second.phrase()) for t in pair.prompts for _ in seeds]
     plain = [t.format(pair.first.class_noun, pair.second.class_noun) for t in pair.prompts for _ in seeds]
     return Job(Kind.MULTI, pair.name, prompts, seeds * len(pair.prompts), plain, "")
+
+
+def in_job(full: Job, part: Job) -> list[bool]:
+    """Which images of `full` are those of `part`, the same job with fewer seeds per prompt (the base model's class
+    images of a class evaluated with fewer)."""
+    wanted = set(zip(part.prompts, part.seeds, strict=True))
+    return [(p, s) in wanted for p, s in zip(full.prompts, full.seeds, strict=True)]
 
 
 def evaluated_pairs(protocol: Protocol, pairs: list[ConceptPair], t: int) -> list[ConceptPair]:

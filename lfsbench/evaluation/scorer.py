@@ -78,6 +78,22 @@ class Scorer:
         """Per image: TA against the job's text prompts. With `concept` (and the `images`): IA against its held-out
         references and its shots, and copy detection. With `base` (the base model's embeddings, same prompts and
         seeds): drift. Class jobs: zero-shot class accuracy."""
+        return self.records(t, job, self.values(job, emb, concept, images, base))
+
+    @staticmethod
+    def records(t: int, job: Job, values: dict[str, np.ndarray]) -> list[dict]:
+        """The score records of session t from a job's per-image values (`values`: a column -> one value per image)."""
+        return _records(t, job.kind, job.name, job, values)
+
+    def values(
+        self,
+        job: Job,
+        emb: torch.Tensor,
+        concept: ConceptReferences | None = None,
+        images: torch.Tensor | None = None,
+        base: torch.Tensor | None = None,
+    ) -> dict[str, np.ndarray]:
+        """`score`'s per-image values, by column (NaN where the job's kind has none)."""
         values = {column: np.full(len(job.prompts), NAN) for column in ALL_COLUMNS}
         values["ta"] = F.text_alignment_scores(emb, self.evaluator.encode_texts(job.text_prompts))
         if concept is not None:
@@ -89,7 +105,7 @@ class Scorer:
             values["drift"] = F.paired_drift_scores(emb, base)
         if job.kind in (Kind.CLASS, Kind.BASE_CLASS):
             values["class_correct"] = self.class_correct(emb, job.class_noun)
-        return _records(t, job.kind, job.name, job, values)
+        return values
 
     @staticmethod
     def _alignment(emb: torch.Tensor, dino: torch.Tensor | None, refs: ConceptReferences) -> dict[str, np.ndarray]:

@@ -61,6 +61,16 @@ class Run:
         return f"{plan.sampler}, {plan.steps} steps{precision}"
 
     @property
+    def sessions(self) -> tuple[int, int]:
+        """(sessions finished, sessions of its protocol): a run stopped early has fewer of the first."""
+        return int(self.summary.get("sessions_finished", 0)), len(self.identity.protocol.sessions)
+
+    @property
+    def finished(self) -> bool:
+        done, total = self.sessions
+        return done == total
+
+    @property
     def folder(self) -> RunFolder:
         return RunFolder(self.path)
 
@@ -166,6 +176,11 @@ def group_by_setting(runs: list[Run]) -> dict[str, list[Run]]:
             for key, note in zip(keys, _notes([by_key[k][0].identity for k in keys]), strict=True):
                 for run in by_key[key]:
                     run.note = note
+    for members in by_key.values():  # a run stopped early is shown as such wherever its label appears
+        for run in members:
+            if not run.finished:
+                unfinished = "after {} of {} sessions".format(*run.sessions)
+                run.note = f"{run.note}, {unfinished}" if run.note else unfinished
     groups = {members[0].label: members for members in by_key.values()}
     for label, members in groups.items():
         seeds = [r.seed for r in members]
