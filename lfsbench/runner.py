@@ -120,6 +120,23 @@ class Runner:
         self.folder.write_base_state(emb, scale)
         return emb, scale
 
+    def _base_key_parts(self) -> dict:
+        """What every base-model cache entry depends on: the models' weights, how evaluation images are sampled, the
+        device, dtype and resolution, torch, and the code that computes base work."""
+        bb = self.backbone
+        return {
+            "backbone": bb.fingerprint,
+            "evaluator": self.evaluator.fingerprint,
+            "evaluation": self.plan.model_dump(
+                mode="json", include={"sampler", "steps", "guidance", "precision", "quantize"}
+            ),
+            "device": bb.device.type,
+            "dtype": str(bb.weight_dtype),
+            "resolution": bb.resolution,
+            "torch": torch.__version__,
+            "code": BASE_CODE,
+        }
+
     def _base_class(self, noun: str) -> dict[str, torch.Tensor]:
         """The base model's images of a class's prompts and seeds, embedded, and of a second seed each (the drift
         scale), with the first few images for the report: from the cache, or computed and cached."""
@@ -128,20 +145,11 @@ class Runner:
         bb, evaluation = self.backbone, self.plan
         key = self.cache.key(
             {
+                **self._base_key_parts(),
                 "what": "base model class images",
-                "backbone": bb.fingerprint,
-                "evaluator": self.evaluator.fingerprint,
                 "prompts": job.prompts,
                 "seeds": job.seeds,
                 "other_seeds": other_seeds,
-                "evaluation": evaluation.model_dump(
-                    mode="json", include={"sampler", "steps", "guidance", "precision", "quantize"}
-                ),
-                "device": bb.device.type,
-                "dtype": str(bb.weight_dtype),
-                "resolution": bb.resolution,
-                "torch": torch.__version__,
-                "code": BASE_CODE,
             }
         )
         cached = self.cache.get(key)
@@ -279,12 +287,10 @@ class Runner:
         method_part = self.method.control_key(job.prompts, job.seeds)
         if method_part is None:
             return None
-        bb = self.backbone
         return self.cache.key(
             {
+                **self._base_key_parts(),
                 "what": "control scores",
-                "backbone": bb.fingerprint,
-                "evaluator": self.evaluator.fingerprint,
                 "dino": "none" if self.scorer.dino is None else getattr(self.scorer.dino, "fingerprint", None),
                 "data": self.identity.data.fingerprint,
                 "shots": self.protocol.shots,
@@ -292,14 +298,6 @@ class Runner:
                 "concept": concept.name,
                 "prompts": job.text_prompts,
                 "seeds": job.seeds,
-                "evaluation": self.plan.model_dump(
-                    mode="json", include={"sampler", "steps", "guidance", "precision", "quantize"}
-                ),
-                "device": bb.device.type,
-                "dtype": str(bb.weight_dtype),
-                "resolution": bb.resolution,
-                "torch": torch.__version__,
-                "code": BASE_CODE,
                 "scoring": SCORING_CODE,
                 "method": {"source": (self.identity.method.source or {}).get("sha256"), **method_part},
             }
