@@ -53,7 +53,8 @@ def render_pool(recipe: Recipe) -> Pool:
     reserved = world.reserved_patterns(world.concept_catalogue(recipe.world.catalogue_size))
     n = recipe.world.pool_objects
     apps = [world.sample_appearance(rng, reserved, recipe.world.twotone_rate) for _ in range(n)]
-    places = [[world.sample_placement(rng) for _ in range(2)] for _ in range(n)]
+    spec = world.get_world(recipe.world.version)
+    places = [[world.sample_placement(rng, spec, a.cls) for _ in range(2)] for a in apps]
     images = np.empty((n, 2, world.IMAGE_SIZE, world.IMAGE_SIZE, 3), np.uint8)
     chunk = 2000
     for start in range(0, n, chunk):

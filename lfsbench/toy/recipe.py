@@ -10,6 +10,7 @@ class _Strict(BaseModel):
 
 
 class WorldRecipe(_Strict):
+    version: int = 1  # lfsbench/toy/world.py WORLDS; recipes written before versions existed are world 1
     image_size: int = 32
     pool_objects: int = 16000  # distinct objects pre-rendered for training, each in 2 views
     twotone_rate: float = 0.3

@@ -1,8 +1,15 @@
 """The procedural toy world: shapes, captions, concepts, and a vectorised renderer.
 
 Everything is deterministic given a seed. The world is deliberately simple (five
-bold silhouettes, plain backgrounds, little jitter) because a tiny diffusion model
-trained on two CPU cores must learn to draw it; see docs/toyworld.md.
+bold silhouettes, plain backgrounds) because a tiny diffusion model trained on two
+CPU cores must learn to draw it; see docs/toyworld.md.
+
+Two versions exist (`WORLDS`). Version 1 keeps every render near the middle (2 px of
+jitter, radius 10-12, 3 backgrounds), so a copied shot and a new view are nearly the
+same image. Version 2 spreads the nuisance (position wherever the object fits, radius
+7.5-11, rotation up to 30 degrees for the shapes that have one, 8 backgrounds) so that a
+new view almost never reproduces a shot, which is what lets copying be measured
+(lfsbench/toy/oracle.py reads every nuisance factor back from the pixels).
 """
 
 from __future__ import annotations
@@ -34,16 +41,63 @@ HIDDEN_COLOURS = {
     "lime": (175, 245, 85),
     "lavender": (165, 145, 250),
 }
+# Every background of every world version, in one order (attribute codes index it); a world uses a prefix.
 BACKGROUNDS = {
     "black": (15, 15, 15),
     "gray": (115, 115, 115),
     "navy": (20, 25, 75),
+    "maroon": (95, 15, 30),
+    "forest": (20, 75, 35),
+    "plum": (75, 30, 90),
+    "slate": (55, 70, 90),
+    "khaki": (150, 140, 95),
 }
 FILLS = ("solid", "striped")
 SPLITS = ("vertical", "horizontal", "diagonal")  # how a two-tone shape is divided
 
 # Attribute slots of a caption / image, in the order used by attribute codes.
 ATTRIBUTES = ("class", "colour", "fill", "background", "twotone")
+ROTATING = ("square", "triangle", "cross")  # classes with an orientation (circle and ring look the same turned)
+SYMMETRY = {"square": 90.0, "cross": 90.0, "triangle": 120.0}  # degrees after which a ROTATING class looks the same
+# How far a class reaches from its centre, in radii, at any rotation (a square's corner: 0.82 * sqrt 2).
+EXTENT = {"circle": 1.0, "ring": 1.0, "square": 1.16, "cross": 1.06, "triangle": 1.22}
+
+
+@dataclass(frozen=True)
+class WorldSpec:
+    """What varies between the world versions: the nuisance of a render."""
+
+    version: int
+    backgrounds: tuple[str, ...]
+    radius: tuple[float, float]  # pixels
+    jitter: float | None  # centre within +-jitter px of the middle; None: anywhere the object fits
+    rotation: float  # largest |rotation| in degrees, for the ROTATING classes
+    margin: float = 1.0  # px kept free between the object and the edge (jitter None): the border is background
+
+    def describe(self) -> str:
+        where = f"centre within {self.jitter:g} px of the middle" if self.jitter is not None else "anywhere it fits"
+        turn = f", rotation up to {self.rotation:g} degrees" if self.rotation else ""
+        return (
+            f"world {self.version}: {len(self.backgrounds)} backgrounds, radius {self.radius[0]:g}-{self.radius[1]:g} "
+            f"px, {where}{turn}"
+        )
+
+
+WORLDS = {
+    1: WorldSpec(1, ("black", "gray", "navy"), (10.0, 12.0), 2.0, 0.0),
+    2: WorldSpec(2, tuple(BACKGROUNDS), (7.5, 11.0), None, 30.0),
+}
+DEFAULT_WORLD = 1  # the world the shipped weights in lfsbench/toy/weights were built on
+
+
+def get_world(version: int | WorldSpec | None = None) -> WorldSpec:
+    """The spec of a world version (None: the default); a clear error names the versions that exist."""
+    if isinstance(version, WorldSpec):
+        return version
+    version = DEFAULT_WORLD if version is None else version
+    if version not in WORLDS:
+        raise KeyError(f"no toy world version {version!r}; the versions are {', '.join(map(str, WORLDS))}")
+    return WORLDS[version]
 
 
 @dataclass(frozen=True)
@@ -68,6 +122,7 @@ class Placement:
     cx: float  # centre, in pixels of the final image
     cy: float
     radius: float
+    rotation: float = 0.0  # degrees, counter-clockwise on screen; 0 for classes without an orientation
 
 
 @dataclass(frozen=True)
@@ -138,15 +193,30 @@ def concept_by_name(name: str, catalogue: list[ToyConcept] | None = None) -> Toy
 # ---------------------------------------------------------------- sampling
 
 
-def sample_placement(rng: np.random.Generator, backgrounds=tuple(BACKGROUNDS)) -> Placement:
-    """A random placement: background, up to 2 px of jitter, radius 10 to 12 px."""
+def sample_placement(
+    rng: np.random.Generator, spec: WorldSpec | int | None = None, cls: str | None = None, background: str | None = None
+) -> Placement:
+    """A random placement in a world (default: DEFAULT_WORLD); `background` fixes it (a prompt that names one).
+
+    World 1 draws background, centre jitter and radius in that order (its random stream is what the shipped
+    weights and every earlier run used). World 2 draws radius first, then a centre wherever the object's bounding
+    circle fits, then a rotation for the classes with an orientation.
+    """
+    spec = get_world(spec)
+    drawn = spec.backgrounds[int(rng.integers(len(spec.backgrounds)))]
+    background = background or drawn
     centre = IMAGE_SIZE / 2
-    return Placement(
-        background=backgrounds[int(rng.integers(len(backgrounds)))],
-        cx=centre + rng.uniform(-2, 2),
-        cy=centre + rng.uniform(-2, 2),
-        radius=rng.uniform(10, 12),
-    )
+    if spec.jitter is not None:
+        cx, cy = centre + rng.uniform(-spec.jitter, spec.jitter), centre + rng.uniform(-spec.jitter, spec.jitter)
+        radius = rng.uniform(*spec.radius)
+    else:
+        radius = rng.uniform(*spec.radius)
+        reach = radius * EXTENT.get(cls, max(EXTENT.values())) + spec.margin
+        low, high = reach, IMAGE_SIZE - reach
+        cx, cy = rng.uniform(low, high), rng.uniform(low, high)
+    turn = rng.uniform(-spec.rotation, spec.rotation) if spec.rotation else 0.0
+    rotation = turn if cls in ROTATING else 0.0
+    return Placement(background=background, cx=cx, cy=cy, radius=radius, rotation=rotation)
 
 
 def sample_appearance(rng: np.random.Generator, reserved: set[tuple], twotone_rate: float = 0.3) -> Appearance:
@@ -249,7 +319,10 @@ def render(appearances: list[Appearance], placements: list[Placement]) -> np.nda
     rad = np.array([p.radius for p in placements])[:, None, None]
     x = (gx[None] - cx) / rad
     y = (gy[None] - cy) / rad
-    masks = _shape_masks(x, y)
+    # the silhouette turns; the two-tone split stays in the image's frame (it is the concept's identity)
+    theta = np.deg2rad(np.array([p.rotation for p in placements]))[:, None, None]
+    cos, sin = np.cos(theta), np.sin(theta)
+    masks = _shape_masks(cos * x - sin * y, sin * x + cos * y)
     out = np.empty((n, size, size, 3), dtype=np.float32)
     stripes = ((gx + gy) // 3).astype(int) % 2 == 0
     for i, (app, place) in enumerate(zip(appearances, placements, strict=True)):
@@ -273,11 +346,19 @@ def render(appearances: list[Appearance], placements: list[Placement]) -> np.nda
 SHOT_SEED = 0  # the renders a method trains on (a protocol's shots)
 CHECK_SEED = 1  # held-out renders for the evaluator's build checks (lfsbench/toy/check.py)
 REFERENCE_SEED = 2  # a run's held-out IA references: no training, method or check code draws this stream
+ORACLE_SEED = 3  # the `oracle` ceiling's fresh renders (lfsbench/methods/ceilings.py)
+NULL_SEED = 4  # fresh renders that measure the copy rate's null (lfsbench/toy/copying.py)
 
 
-def concept_renders(concept: ToyConcept, count: int, seed: int) -> np.ndarray:
+def concept_placements(concept: ToyConcept, count: int, seed: int, world: WorldSpec | int | None = None) -> list:
+    """The placements of `concept_renders(concept, count, seed, world)`: every render's recorded nuisance."""
+    spec = get_world(world)
+    rng = np.random.default_rng([seed, zlib.crc32(concept.name.encode())])
+    return [sample_placement(rng, spec, concept.cls) for _ in range(count)]
+
+
+def concept_renders(concept: ToyConcept, count: int, seed: int, world: WorldSpec | int | None = None) -> np.ndarray:
     """`count` renders of a concept at varied placements and backgrounds (seeds: SHOT_SEED, CHECK_SEED,
     REFERENCE_SEED); the first k renders of a seed do not depend on `count`."""
-    rng = np.random.default_rng([seed, zlib.crc32(concept.name.encode())])
-    placements = [sample_placement(rng) for _ in range(count)]
+    placements = concept_placements(concept, count, seed, world)
     return render([concept.appearance] * count, placements)

@@ -1,0 +1,114 @@
+"""World v2, the attribute oracle and the toy world's copy detection (lfsbench/toy/world.py, oracle.py, copying.py)."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+
+from lfsbench.toy import copying, oracle, world
+
+
+def _concept(name="circle-1"):
+    return world.concept_by_name(name)
+
+
+def test_world_one_renders_are_unchanged():
+    """World 1 is what the shipped weights and every earlier run used: its renders must not move by one bit."""
+    refs = world.concept_renders(_concept(), 16, seed=world.REFERENCE_SEED)
+    assert hashlib.md5(refs.tobytes()).hexdigest().startswith("ef12fc61")
+
+
+def test_world_two_keeps_the_border_background_and_spreads_the_nuisance():
+    spec = world.get_world(2)
+    rng = np.random.default_rng(0)
+    catalogue = world.concept_catalogue()
+    concepts = [catalogue[int(k)] for k in rng.integers(len(catalogue), size=400)]
+    places = [world.sample_placement(rng, spec, c.cls) for c in concepts]
+    images = world.render([c.appearance for c in concepts], places).astype(int)
+    border = np.concatenate([images[:, 0], images[:, -1], images[:, :, 0], images[:, :, -1]], axis=1)
+    expected = np.array([world.BACKGROUNDS[p.background] for p in places])[:, None]
+    assert np.abs(border - expected).max() == 0  # the object never touches the edge
+    assert {p.background for p in places} == set(world.BACKGROUNDS)
+    cx = np.array([p.cx for p in places])
+    assert cx.max() - cx.min() > 12  # positions across the canvas, not v1's +-2 px
+    turned = [p.rotation for p, c in zip(places, concepts, strict=True) if c.cls in world.ROTATING]
+    assert max(turned) > 20 and min(turned) < -20
+    assert all(p.rotation == 0 for p, c in zip(places, concepts, strict=True) if c.cls not in world.ROTATING)
+
+
+def test_unknown_world_version_is_a_clear_error():
+    with pytest.raises(KeyError, match="versions are 1, 2"):
+        world.get_world(7)
+
+
+def test_oracle_recovers_every_attribute_of_renders():
+    r = oracle.recovery(count=150, seed=5, world_version=2)
+    assert r["background accuracy"] == 1.0
+    assert r["class accuracy"] == 1.0
+    assert r["pattern accuracy"] >= 0.99
+    assert r["centre error p99 px"] < 0.5
+    assert r["radius error p99 px"] < 0.5
+    assert r["rotation error p99 deg"] < 3.0
+
+
+def test_oracle_reads_world_one_and_float_images():
+    c = _concept("square-1")
+    images = world.concept_renders(c, 8, seed=world.CHECK_SEED, world=1)
+    places = world.concept_placements(c, 8, seed=world.CHECK_SEED, world=1)
+    as_float = images.transpose(0, 3, 1, 2).astype(np.float32) / 255.0  # lfsbench's NCHW [0, 1] format
+    reading = oracle.read(as_float, 1)
+    assert list(reading.background) == [p.background for p in places]
+    assert set(reading.cls) == {"square"}
+    assert np.abs(reading.cx - [p.cx for p in places]).max() < 0.5
+
+
+@pytest.fixture(scope="module")
+def circle_copying():
+    c = _concept("circle-1")
+    shots = world.concept_renders(c, 6, seed=world.SHOT_SEED, world=2)
+    return c, shots, copying.ConceptCopying.of(c.cls, shots, 2)
+
+
+def test_returned_shots_are_copies_that_follow_no_prompt(circle_copying):
+    concept, shots, copy = circle_copying
+    prompts = ["a circle on a navy background"] * len(shots)
+    out = copy.measure(shots, prompts)
+    assert out["nuisance_copy"].tolist() == [1.0] * 6
+    assert out["layout_copy"].tolist() == [1.0] * 6
+    backgrounds = [p.background for p in world.concept_placements(concept, 6, world.SHOT_SEED, 2)]
+    assert out["complies"].tolist() == [float(b == "navy") for b in backgrounds]
+
+
+def test_fresh_renders_copy_at_the_null_and_follow_the_prompt(circle_copying):
+    """A perfect generator of new views: compliance 1, and the copy rate the null states (which is at most 1%)."""
+    concept, _, copy = circle_copying
+    rng = np.random.default_rng([11, 3])
+    spec = world.get_world(2)
+    wanted = ["navy", "khaki", None]
+    places = [world.sample_placement(rng, spec, concept.cls, wanted[i % 3]) for i in range(600)]
+    asked = [wanted[i % 3] for i in range(600)]
+    prompts = ["a circle" if w is None else f"a circle on a {w} background" for w in asked]
+    out = copy.measure(world.render([concept.appearance] * 600, places), prompts)
+    stated = ~np.isnan(out["complies"])
+    assert stated.sum() == 400 and out["complies"][stated].mean() == 1.0
+    null = out["copy_null"].mean()
+    assert null <= 0.01
+    # the rate the oracle reads on renders agrees with the null computed on the renderer's parameters
+    sd = np.sqrt(max(null, 1e-3) * (1 - null) / 600)
+    assert abs(out["nuisance_copy"].mean() - null) < 4 * sd + 0.003
+    assert out["layout_null"].mean() >= null
+
+
+def test_a_blank_image_of_the_right_background_does_not_comply(circle_copying):
+    _, _, copy = circle_copying
+    blank = np.broadcast_to(np.array(world.BACKGROUNDS["navy"], np.uint8), (2, 32, 32, 3)).copy()
+    out = copy.measure(blank, ["a circle on a navy background"] * 2)
+    assert out["complies"].tolist() == [0.0, 0.0]
+
+
+def test_stated_background():
+    assert copying.stated_background("a two-tone circle on a khaki background") == "khaki"
+    assert copying.stated_background("a circle") is None
+    assert copying.stated_background("a circle on a purple background") is None  # not a colour of the world
