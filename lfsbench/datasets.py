@@ -98,8 +98,9 @@ def _toy_concepts(protocol: Protocol, root: Path | None) -> list[LoadedConcept]:
             concept = world.concept_by_name(name, catalogue)
         except KeyError as err:
             raise LfsbenchError(f"Protocol {protocol.name!r}: {err.args[0]}. Fix the name under sessions:.") from None
-        shots = to_float(world.concept_renders(concept, protocol.shots, seed=world.SHOT_SEED))
-        references = to_float(world.concept_renders(concept, protocol.references, seed=world.REFERENCE_SEED))
+        version = protocol.source.world
+        shots = to_float(world.concept_renders(concept, protocol.shots, world.SHOT_SEED, version))
+        references = to_float(world.concept_renders(concept, protocol.references, world.REFERENCE_SEED, version))
         out.append(LoadedConcept(name, concept.cls, shots, references, []))
     return out
 

@@ -16,6 +16,8 @@ with isinstance (a method inherits only what it uses):
 - `ReportsSteps`: reports training progress step by step (`self.on_step(done, total)`);
 - `UsesEvaluator`: its algorithm uses the benchmark's CLIP-family model (LFS-Diffusion's
   similarity-based context selection); scoring never goes through the method;
+- `RendersToyWorld`: it draws the toy world itself (the `oracle` ceiling), so the runner tells it the
+  protocol's world version;
 - `GeneratesControl`: it generates from stored context, so the runner also asks it for the
   control (the base model from the same contexts, strength and seeds).
 
@@ -125,6 +127,16 @@ class UsesEvaluator:
 
     def use_evaluator(self, evaluator):
         self.evaluator = evaluator
+
+
+class RendersToyWorld:
+    """Capability: the method draws the toy world itself (the `oracle` ceiling); the runner tells it which world
+    version the protocol renders its concepts in (None: not the toy world) after setup."""
+
+    toy_world: int | None = None
+
+    def use_toy_world(self, version: int | None):
+        self.toy_world = version
 
 
 class GeneratesControl:
@@ -350,8 +362,11 @@ def all_methods() -> list[tuple[str, type[Method], str]]:
 
 
 def preset_for(backbone: str) -> str:
-    """The preset a backbone gets: `toy` (the Config defaults) or `stable-diffusion` (everything else)."""
-    return "toy" if backbone == "toy" else "stable-diffusion"
+    """The preset a backbone gets: `toy` (the Config defaults, for every shipped toy backbone) or `stable-diffusion`
+    (everything else)."""
+    from lfsbench.toy import NAMED_WEIGHTS
+
+    return "toy" if backbone in NAMED_WEIGHTS else "stable-diffusion"
 
 
 def validated_config(cls: type[Method], name: str, preset: str = "toy", overrides: dict | None = None) -> MethodConfig:

@@ -64,10 +64,16 @@ def load_backbone_folder(folder: Path, device=None, dtype=None, name: str | None
     return Backbone.from_pretrained(folder, device=device, dtype=dtype, name=name)
 
 
-def _toy_backbone(name: str, device):
-    from lfsbench.toy import load_toy_backbone
+def _is_toy(name: str) -> bool:
+    from lfsbench.toy import NAMED_WEIGHTS
 
-    return load_toy_backbone(device=device)
+    return name in NAMED_WEIGHTS
+
+
+def _toy_backbone(name: str, device):
+    from lfsbench.toy import NAMED_WEIGHTS, load_toy_backbone
+
+    return load_toy_backbone(device=device, weights=NAMED_WEIGHTS[name], name=name)
 
 
 def _random_sd(name: str, device):
@@ -98,7 +104,13 @@ def _cached(name: str, device):
 
 _kind(
     BACKBONES,
-    ModelKind("toy", "the toy world's backbone, shipped with lfsbench", "toy", lambda n: n == "toy", _toy_backbone),
+    ModelKind(
+        "toy",
+        "the toy world's backbone, shipped with lfsbench (toy: world 1, toy-v2: world 2)",
+        "toy",
+        _is_toy,
+        _toy_backbone,
+    ),
 )
 _kind(
     BACKBONES,
@@ -135,9 +147,9 @@ _kind(
 
 
 def _toy_evaluator(name: str, device):
-    from lfsbench.toy import load_toy_evaluator
+    from lfsbench.toy import NAMED_WEIGHTS, load_toy_evaluator
 
-    return load_toy_evaluator(device=device)
+    return load_toy_evaluator(device=device, weights=NAMED_WEIGHTS[name])
 
 
 def _open_clip(name: str, device):
@@ -159,7 +171,13 @@ def _open_clip(name: str, device):
 
 _kind(
     EVALUATORS,
-    ModelKind("toy", "the toy world's evaluator, shipped with lfsbench", "toy", lambda n: n == "toy", _toy_evaluator),
+    ModelKind(
+        "toy",
+        "the toy world's evaluator, shipped with lfsbench (toy: world 1, toy-v2: world 2)",
+        "toy",
+        _is_toy,
+        _toy_evaluator,
+    ),
 )
 _kind(
     EVALUATORS,
@@ -188,9 +206,9 @@ def weights_fingerprint(name: str) -> str | None:
     (`toy`: the package's toy world); None for any other name (a checkpoint is identified by its name and folder:
     hashing gigabytes on every run would cost more than it tells). Part of a run's identity, so runs on a rebuilt
     toy world are never pooled with runs on the one before."""
-    if name != "toy":
-        return None
     from lfsbench.fingerprint import folder_fingerprint
-    from lfsbench.toy import WEIGHTS_DIR
+    from lfsbench.toy import NAMED_WEIGHTS
 
-    return folder_fingerprint(WEIGHTS_DIR)
+    if name not in NAMED_WEIGHTS or not NAMED_WEIGHTS[name].exists():  # a missing folder fails when it is loaded
+        return None
+    return folder_fingerprint(NAMED_WEIGHTS[name])

@@ -16,6 +16,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from lfsbench.errors import LfsbenchError, path_part_problem, strict_yaml
 from lfsbench.prompts import PromptTemplates
+from lfsbench.toy.world import WORLDS
 
 
 class _Strict(BaseModel):
@@ -27,6 +28,20 @@ class Source(_Strict):
         "toy"  # a registered source of concepts (lfsbench/datasets.py, which checks it): toy, folder, cc101, ...
     )
     path: str | None = None  # where the data lives (not used by the toy source)
+    world: int | None = Field(
+        None,
+        description="toy source only: the toy world version its concepts are rendered in (lfsbench/toy/world.py); "
+        "unset: world 1, the one the `toy` backbone and evaluator were built on (`toy-v2`: world 2)",
+    )
+
+    @model_validator(mode="after")
+    def _world_is_toy(self) -> Source:
+        if self.world is not None:
+            if self.kind != "toy":
+                raise ValueError(f"source.world names a toy world version; this source is {self.kind!r}")
+            if self.world not in WORLDS:
+                raise ValueError(f"no toy world version {self.world}; the versions are {', '.join(map(str, WORLDS))}")
+        return self
 
 
 class EvaluationPlan(_Strict):
@@ -188,6 +203,11 @@ class Protocol(_Strict):
     @property
     def concepts(self) -> list[str]:
         return [c for session in self.sessions for c in session]
+
+    @property
+    def toy_world(self) -> int | None:
+        """The toy world version its concepts are rendered in (None: not the toy source)."""
+        return (self.source.world or 1) if self.source.kind == "toy" else None
 
     def learned_in(self) -> dict[str, int]:
         """Each concept's session (counted from 0), in protocol order."""

@@ -26,14 +26,26 @@ from lfsbench.evaluator import Evaluator
 from lfsbench.identity import RunIdentity, current, legacy_refusal
 from lfsbench.images import save_grid
 from lfsbench.memory import peak_memory_mb, reset_peak_memory
-from lfsbench.method import GeneratesControl, ReportsSteps, UsesEvaluator, method_class, validated_config
+from lfsbench.method import (
+    GeneratesControl,
+    RendersToyWorld,
+    ReportsSteps,
+    UsesEvaluator,
+    method_class,
+    validated_config,
+)
 from lfsbench.models import load_backbone, load_evaluator
 from lfsbench.progress import PlainLog, progress_bar
 from lfsbench.results import RunFolder, atomic_save_tensors, atomic_write_csv, load_tensors
+from lfsbench.toy import check_world
+from lfsbench.toy import copying as toy_copying
+from lfsbench.toy import oracle as toy_oracle
+from lfsbench.toy.world import get_world
 
 console = Console()
 BASE_CODE = code_fingerprint(sys.modules[__name__], backbone_module, evaluator_module, plan)  # computes base work
-SCORING_CODE = code_fingerprint(scorer_module, functional, copying_module)  # computes the control's scores
+# computes the control's scores
+SCORING_CODE = code_fingerprint(scorer_module, functional, copying_module, toy_copying, toy_oracle)
 DRIFT_SCALE_SEED_OFFSET = 500_000  # the second seed of a prompt, for the seed-to-seed drift scale
 IMAGES_KEPT = 8  # generated images saved per concept / class and session
 
@@ -74,13 +86,19 @@ class Runner:
         self.protocol = identity.protocol
         self.plan = identity.protocol.evaluation
         self.folder = RunFolder(output)
+        if self.protocol.toy_world is not None:
+            models = {"backbone": self.protocol.backbone, "evaluator": self.protocol.evaluator}
+            check_world(self.protocol.name, self.protocol.toy_world, models)
         self.backbone = backbone or load_backbone(self.protocol.backbone)
         self.evaluator = evaluator or load_evaluator(self.protocol.evaluator)
         data = identity.data.path
         self.concepts: list[Concept] = load_concepts(self.protocol, data, self.backbone.resolution)
         self.pairs: list[ConceptPair] = load_pairs(self.protocol, self.concepts, data)
         self.dino = load_dino(self.protocol.dino, device=self.evaluator.device) if self.protocol.dino else None
-        self.scorer = Scorer(self.evaluator, plan.class_vocabulary(self.protocol, self.concepts), self.dino)
+        vocabulary = plan.class_vocabulary(self.protocol, self.concepts)
+        world = self.protocol.toy_world
+        oracle_world = world if world is not None and get_world(world).oracle_figures else None
+        self.scorer = Scorer(self.evaluator, vocabulary, self.dino, oracle_world)
         cls = method_class(identity.method.name)  # created once, from the settings the identity resolved
         self.method = cls(validated_config(cls, identity.method.name, identity.method.preset, identity.method.settings))
         self.learned_in = self.protocol.learned_in()
@@ -340,6 +358,8 @@ class Runner:
         self.method.setup(self.backbone, self.identity.seed)
         if isinstance(self.method, UsesEvaluator):
             self.method.use_evaluator(self.evaluator)
+        if isinstance(self.method, RendersToyWorld):
+            self.method.use_toy_world(self.protocol.toy_world)
         if done:
             self.method.load_state_dict(load_tensors(self.folder.state_file(done[-1])))
             console.print(f"resuming {self.folder.path}: sessions 0-{done[-1]} already finished")

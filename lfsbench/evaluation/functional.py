@@ -59,6 +59,19 @@ def wilson_interval(outcomes, level: float = 0.95) -> tuple[float, float, float]
     return float(p), float(centre - half), float(centre + half)
 
 
+def excess_interval(excess, level: float = 0.95) -> tuple[float, float, float]:
+    """The mean of per-image excesses e = c - n (c a 0/1 outcome, n < 1 its probability under a null) with an
+    interval: the Wilson interval of the share of 1s (c = 1 exactly where e > 0) shifted by the mean null. Never of
+    zero width, unlike a bootstrap of all-zero outcomes."""
+    e = _np(excess).astype(float).ravel()
+    if len(e) == 0:
+        return float("nan"), float("nan"), float("nan")
+    hits = (e > 0).astype(float)
+    null = float((hits - e).mean())
+    p, low, high = wilson_interval(hits, level)
+    return p - null, low - null, high - null
+
+
 def roc_auc(positive_scores, negative_scores) -> float:
     """Probability that a random positive scores above a random negative (ties count half)."""
     pos, neg = _np(positive_scores).ravel()[:, None], _np(negative_scores).ravel()[None, :]

@@ -20,7 +20,9 @@ views) and how it is computed from a run's per-image score records (scores/sessi
                   given        a number the runner computes itself (the drift scale)
     of          the metric whose per-image values drop, peak_drop and at_learning read
     interval    images: a bootstrap over images within a run (drop and peak_drop: within each concept);
-                proportion: a Wilson score interval on the count of a 0/1 value within a run; none. Over seeds a
+                proportion: a Wilson score interval on the count of a 0/1 value within a run; excess: a 0/1 value
+                minus its probability under a null (per image, below 1), the Wilson interval of the count shifted
+                by the mean null (functional.excess_interval); none. Over seeds a
                 report combines every kind with a Student t interval on the per-seed figures (report/aggregate.py)
     optional    the figure exists only where a run has values for it (DINO, two-concept prompts, a control, class
                 accuracy); any other figure is NaN where it has none
@@ -74,7 +76,7 @@ class Metric:
     aggregate: Literal["mean", "drop", "peak_drop", "at_learning", "count", "given"] = "mean"
     of: str | None = None  # drop, peak_drop, at_learning: whose per-image values
     count: Callable[[AtLearning], float] | None = None  # aggregate "count"
-    interval: Literal["images", "proportion", "none"] = "images"
+    interval: Literal["images", "proportion", "excess", "none"] = "images"
     optional: bool = False  # only where a run has values (else NaN in the summary)
     fmt: str = "{:.3f}"
     scale: float = 1.0  # plots multiply by this (bytes -> MB)
@@ -119,6 +121,8 @@ class Metric:
         """The mean of per-image values with this metric's interval within a run."""
         if self.interval == "proportion":
             return F.wilson_interval(values)
+        if self.interval == "excess":
+            return F.excess_interval(values)
         return F.bootstrap_ci(values, n_boot)
 
 
@@ -135,6 +139,18 @@ def _clip_score(rows: pd.DataFrame):
 
 def _class_ta_drop(rows: pd.DataFrame):
     return rows.ta_other - rows.ta  # the base model's image (other) minus the current model's
+
+
+def _copy_excess(rows: pd.DataFrame):
+    return rows.nuisance_copy - rows.copy_null  # a copy (0/1) minus the chance a fresh render of the prompt is one
+
+
+def _layout_copy_excess(rows: pd.DataFrame):
+    return rows.layout_copy - rows.layout_null
+
+
+def _novel_ia(rows: pd.DataFrame):
+    return rows.ia.where((rows.complies == 1) & (rows.nuisance_copy == 0))  # NaN elsewhere: not averaged
 
 
 def _gain_over_control(rows: pd.DataFrame):
@@ -225,6 +241,108 @@ METRICS: dict[str, Metric] = {
             reads=CONCEPT,
             score="copied",
             bounds=(0.0, 1.0),
+        ),
+        # ---- the toy world's attribute oracle (lfsbench/toy/copying.py): what a copy cannot fake
+        Metric(
+            name="compliance",
+            short="compliance",
+            axis="share of images that show what the prompt asks",
+            title="Prompt compliance (toy oracle)",
+            higher_is_better=True,
+            definition="share of a concept's images in which the toy oracle reads the prompt's class and, where the "
+            "prompt names one, its background; toy world only",
+            views="session summary curve headline cli pairs",
+            reads=CONCEPT,
+            score="complies",
+            interval="proportion",
+            optional=True,
+            bounds=(0.0, 1.0),
+        ),
+        Metric(
+            name="nuisance_copy_rate",
+            short="copy rate (oracle)",
+            axis="share of images that repeat a shot's view",
+            title="Copy rate (toy oracle: background, position, size, rotation)",
+            higher_is_better=False,
+            definition="share of a concept's images whose background, centre, radius and rotation, as the toy oracle "
+            "reads them, all match one training shot's within the stated tolerances; toy world only",
+            views="session summary cli",
+            reads=CONCEPT,
+            score="nuisance_copy",
+            interval="proportion",
+            optional=True,
+            bounds=(0.0, 1.0),
+        ),
+        Metric(
+            name="copy_null",
+            short="copy null",
+            axis="copy rate of fresh renders",
+            title="Copy rate's null (fresh renders of the same prompts)",
+            higher_is_better=None,
+            definition="the probability that a fresh render of the concept under the same prompt matches a shot as "
+            "nuisance_copy_rate counts (what a perfect generator of new views scores); toy world only",
+            views="session summary cli",
+            reads=CONCEPT,
+            score="copy_null",
+            interval="none",
+            optional=True,
+        ),
+        Metric(
+            name="copy_excess",
+            short="copy excess",
+            axis="copy rate minus its null",
+            title="Copy excess (toy oracle)",
+            higher_is_better=False,
+            definition="nuisance_copy_rate minus copy_null: the share of images that repeat a shot beyond what new "
+            "views do by chance (0: no copying); toy world only",
+            views="session summary curve headline cli pairs",
+            reads=CONCEPT,
+            score=_copy_excess,
+            interval="excess",
+            optional=True,
+            bounds=(-1.0, 1.0),
+        ),
+        Metric(
+            name="layout_copy_rate",
+            short="layout copy rate",
+            axis="share of images that repeat a shot's layout",
+            title="Layout copy rate (toy oracle: background and position)",
+            higher_is_better=False,
+            definition="share of a concept's images whose background and centre match one training shot's; toy "
+            "world only",
+            views="session summary cli",
+            reads=CONCEPT,
+            score="layout_copy",
+            interval="proportion",
+            optional=True,
+            bounds=(0.0, 1.0),
+        ),
+        Metric(
+            name="layout_copy_excess",
+            short="layout copy excess",
+            axis="layout copy rate minus its null",
+            title="Layout copy excess (toy oracle)",
+            higher_is_better=False,
+            definition="layout_copy_rate minus the same rate for fresh renders of the same prompts; toy world only",
+            views="session summary cli",
+            reads=CONCEPT,
+            score=_layout_copy_excess,
+            interval="excess",
+            optional=True,
+            bounds=(-1.0, 1.0),
+        ),
+        Metric(
+            name="novel_IA",
+            short="novel IA",
+            axis="IA of images that comply and do not copy",
+            title="Novel-view image alignment (toy oracle)",
+            higher_is_better=True,
+            definition="IA over the images that comply with their prompt and copy no shot: what learning, not "
+            "copying, earns; toy world only",
+            views="session summary curve headline cli",
+            reads=CONCEPT,
+            score=_novel_ia,
+            optional=True,
         ),
         Metric(
             name="IAD",
@@ -531,6 +649,48 @@ METRICS: dict[str, Metric] = {
             reads=CONTROL,
             score="copied",
             optional=True,
+        ),
+        Metric(
+            name="compliance_control",
+            short="compliance control",
+            axis="compliance of the control",
+            title="Prompt compliance of the in-context control (toy oracle)",
+            higher_is_better=None,
+            definition="compliance of the base model's images from the method's stored contexts; toy world only",
+            views="session summary cli",
+            reads=CONTROL,
+            score="complies",
+            interval="proportion",
+            optional=True,
+            bounds=(0.0, 1.0),
+        ),
+        Metric(
+            name="copy_excess_control",
+            short="copy excess control",
+            axis="copy excess of the control",
+            title="Copy excess of the in-context control (toy oracle)",
+            higher_is_better=None,
+            definition="copy_excess of the base model's images from the method's stored contexts; toy world only",
+            views="session summary cli",
+            reads=CONTROL,
+            score=_copy_excess,
+            interval="excess",
+            optional=True,
+            bounds=(-1.0, 1.0),
+        ),
+        Metric(
+            name="layout_copy_rate_control",
+            short="layout copy rate control",
+            axis="layout copy rate of the control",
+            title="Layout copy rate of the in-context control (toy oracle)",
+            higher_is_better=None,
+            definition="layout_copy_rate of the base model's images from the method's stored contexts; toy world only",
+            views="session summary cli",
+            reads=CONTROL,
+            score="layout_copy",
+            interval="proportion",
+            optional=True,
+            bounds=(0.0, 1.0),
         ),
         Metric(
             name="IA_gain_over_control",

@@ -127,7 +127,9 @@ def class_vocabulary(protocol: Protocol, concepts: list[Concept]) -> dict[str, s
     """The classes a class-prompt image is classified among (zero-shot, class accuracy), each with the text that
     names it (the training prompt with the noun): on the toy world its five shape classes, elsewhere the protocol's
     classes; None where there are fewer than two."""
-    if protocol.evaluator == "toy":
+    from lfsbench.toy import NAMED_WEIGHTS
+
+    if protocol.evaluator in NAMED_WEIGHTS:
         from lfsbench.toy.world import CLASSES
 
         nouns = list(CLASSES)

@@ -2,7 +2,7 @@
 class-prompt images and a concept's references.
 
     session  kind  name  prompt  seed  ta  ia  ia_shots  drift  shot_distance  reference_distance  copied
-    class_correct  ia_dino  ia_dino_shots
+    class_correct  ia_dino  ia_dino_shots  complies  nuisance_copy  layout_copy  copy_null  layout_null
 
 `ta` is the cosine to the prompt without the modifier token; `ia` the mean cosine to the concept's held-out
 references, `ia_shots` to its training shots; `drift` 1 - the cosine to the base model's image for the same prompt
@@ -10,7 +10,11 @@ and seed; `shot_distance` / `reference_distance` the RMS pixel difference to the
 reference, `copied` 1 where the first is below the concept's copy threshold (evaluation/copying.py);
 `class_correct` 1 where the evaluator classifies a class-prompt image (zero-shot) as the asked class; `ia_dino` /
 `ia_dino_shots` the mean cosine of DINO embeddings to the held-out references / the shots (lfsbench/dino.py), where
-the protocol names a DINO model. NaN where a kind has none.
+the protocol names a DINO model. On the toy world, as its attribute oracle reads an image (lfsbench/toy/copying.py):
+`complies` 1 where it shows what the prompt states (the class, and the background where the prompt names one);
+`nuisance_copy` 1 where its background, centre, radius and rotation all match one training shot's, `layout_copy` 1
+where its background and centre do; `copy_null` / `layout_null` the probability of each for a fresh render of the
+concept under the same prompt. NaN where a kind has none.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ from __future__ import annotations
 from enum import Enum
 
 COLUMNS = ("ta", "ia", "ia_shots", "drift", "shot_distance", "reference_distance", "copied", "class_correct")
-OPTIONAL_COLUMNS = ("ia_dino", "ia_dino_shots")  # added since; NaN in runs made before them or without a DINO model
+# added since; NaN in runs made before them, without a DINO model (ia_dino*) or off the toy world (the oracle's five)
+OPTIONAL_COLUMNS = ("ia_dino", "ia_dino_shots", "complies", "nuisance_copy", "layout_copy", "copy_null", "layout_null")
+ORACLE_COLUMNS = OPTIONAL_COLUMNS[2:]  # what lfsbench/toy/copying.py measures
 ALL_COLUMNS = (*COLUMNS, *OPTIONAL_COLUMNS)  # what a record of this version holds
 
 

@@ -12,6 +12,7 @@ from lfsbench.evaluation import functional as F
 from lfsbench.evaluation.copying import CopySpace
 from lfsbench.evaluation.plan import Job
 from lfsbench.evaluation.records import ALL_COLUMNS, Kind
+from lfsbench.toy.copying import ConceptCopying
 
 NAN = float("nan")
 
@@ -26,6 +27,7 @@ class ConceptReferences:
     copy: CopySpace
     dino_references: torch.Tensor | None = None  # DINO embeddings of the references: IA_dino (None: no DINO model)
     dino_shots: torch.Tensor | None = None  # and of the shots: IA_dino_shots
+    oracle: ConceptCopying | None = None  # the toy world's: compliance and nuisance copies (None: not the toy world)
 
 
 class Scorer:
@@ -33,11 +35,14 @@ class Scorer:
 
     `vocabulary` maps class nouns to the text that names them for zero-shot classification (class accuracy); None
     where the evaluator has no vocabulary of classes. `dino`: the DINO encoder of IA_dino (lfsbench/dino.py), or None.
+    `toy_world`: the toy world version the concepts were rendered in, whose attribute oracle then reads compliance
+    and copies (lfsbench/toy/copying.py); None off the toy world.
     """
 
-    def __init__(self, evaluator, vocabulary: dict[str, str] | None = None, dino=None):
+    def __init__(self, evaluator, vocabulary: dict[str, str] | None = None, dino=None, toy_world: int | None = None):
         self.evaluator = evaluator
         self.dino = dino
+        self.toy_world = toy_world
         self._concepts: dict[str, ConceptReferences] = {}
         self.classes = list(vocabulary) if vocabulary else []
         self._class_texts = self.evaluator.encode_texts(list(vocabulary.values())) if vocabulary else None
@@ -49,12 +54,14 @@ class Scorer:
         """A concept's references, computed once per run."""
         if concept.name not in self._concepts:
             dino = self.dino.encode_images if self.dino is not None else lambda images: None
+            toy = ConceptCopying.of(concept.class_noun, concept.images, self.toy_world) if self.toy_world else None
             self._concepts[concept.name] = ConceptReferences(
                 self.embed(concept.references),
                 self.embed(concept.images),
                 CopySpace.of(concept.images, concept.references),
                 dino(concept.references),
                 dino(concept.images),
+                toy,
             )
         return self._concepts[concept.name]
 
@@ -76,7 +83,8 @@ class Scorer:
         base: torch.Tensor | None = None,
     ) -> list[dict]:
         """Per image: TA against the job's text prompts. With `concept` (and the `images`): IA against its held-out
-        references and its shots, and copy detection. With `base` (the base model's embeddings, same prompts and
+        references and its shots, and copy detection (on the toy world also compliance and nuisance copies, read by
+        its oracle). With `base` (the base model's embeddings, same prompts and
         seeds): drift. Class jobs: zero-shot class accuracy."""
         return self.records(t, job, self.values(job, emb, concept, images, base))
 
@@ -101,6 +109,8 @@ class Scorer:
             values.update(self._alignment(emb, dino, concept))
             copies = concept.copy.measure(images)
             values.update({c: copies[c] for c in ("shot_distance", "reference_distance", "copied")})
+            if concept.oracle is not None:
+                values.update(concept.oracle.measure(images, job.text_prompts))
         if base is not None:
             values["drift"] = F.paired_drift_scores(emb, base)
         if job.kind in (Kind.CLASS, Kind.BASE_CLASS):

@@ -3,9 +3,9 @@
 A copied shot shows the concept, so image alignment cannot punish it; what a copy cannot do is draw a view that
 no shot shows, or follow a prompt the shot does not. Per generated image of a concept's prompt:
 
-    complies        1 when the oracle reads what the prompt states: the background it names ("... on a navy
-                    background") and an object of the concept's class (a clean silhouette: template fit at least
-                    FIT_MIN); NaN when the prompt names no background
+    complies        1 when the oracle reads what the prompt states: an object of the concept's class (a clean
+                    silhouette: template fit at least FIT_MIN) and, where the prompt names one, the background
+                    ("... on a navy background")
     nuisance_copy   1 when its nuisance tuple (background, centre, radius, rotation) matches one training shot's
                     within TOLERANCE (both read by the oracle)
     layout_copy     1 when background and centre alone match one shot's
@@ -116,7 +116,7 @@ class ConceptCopying:
         wanted = [stated_background(p) for p in prompts]
         drawn = (reading.cls == self.cls) & (reading.fit >= FIT_MIN)
         pairs = zip(wanted, reading.background, drawn, strict=True)
-        complies = np.array([np.nan if w is None else float(w == b and d) for w, b, d in pairs])
+        complies = np.array([float(d and (w is None or w == b)) for w, b, d in pairs])
         nulls = np.array([self.null(p) for p in prompts]).reshape(len(prompts), 2)
         return {
             "complies": complies,

@@ -118,6 +118,22 @@ class Reading:
         return (*self.colours[i][:2], self.split[i])
 
 
+def appearance(reading: Reading) -> world.Appearance:
+    """The one appearance that N readings of the same object agree on most (class, and pattern or colour and fill):
+    what makes a concept itself, read from its shots."""
+    from collections import Counter
+
+    cls = Counter(reading.cls).most_common(1)[0][0]
+    patterns = Counter(reading.pattern(i) for i in range(len(reading)))
+    pattern = patterns.most_common(1)[0][0]
+    if pattern is not None:
+        return world.Appearance(cls, pattern=pattern)
+    firsts = Counter(c[0] for c in reading.colours if c)
+    colour = firsts.most_common(1)[0][0].split("/")[0] if firsts else next(iter(world.COLOURS))
+    striped = sum(any(k.endswith("/stripe") for k in c) for c in reading.colours) > len(reading) / 2
+    return world.Appearance(cls, colour=colour, fill="striped" if striped else "solid")
+
+
 def as_uint8_nhwc(images) -> np.ndarray:
     """uint8 NHWC from uint8 NHWC arrays or float NCHW tensors/arrays in [0, 1] (lfsbench's image format)."""
     if hasattr(images, "detach"):
