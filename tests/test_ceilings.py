@@ -80,9 +80,10 @@ def test_a_world_one_protocol_has_no_oracle_figures(tiny_runs):
 
 
 def test_oracle_refuses_data_that_is_not_the_toy_world(tiny_weights, tmp_path):
-    from methods.ceilings import Oracle
+    from lfsbench.method import method_class
 
-    method = Oracle(Oracle.Config())
+    oracle = method_class("oracle")
+    method = oracle(oracle.Config())
     method.setup(load_toy_backbone(weights=tiny_weights), 0)
     method.use_toy_world(None)
     with pytest.raises(LfsbenchError, match="toy world"):

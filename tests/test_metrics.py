@@ -209,7 +209,8 @@ def test_session_figures_and_the_control_gain_are_paired():
     assert figures["IAD"]["value"] == pytest.approx(0.8 - 0.65)  # over a only (b was learned in session 1)
     curves = tables.run_curves(scores, pd.DataFrame(columns=["session"]), LEARNED, 200)
     # these scores have no DINO column and no two-concept images
-    assert set(curves.metric) == set(in_view("curve")) - {"IA_dino", "multi_TA", "multi_IA"}
+    oracle = {"compliance", "copy_excess", "novel_IA"}  # toy world 2 only
+    assert set(curves.metric) == set(in_view("curve")) - {"IA_dino", "multi_TA", "multi_IA", *oracle}
     assert curves[(curves.session == 1) & (curves.metric == "IAD")].value.item() == pytest.approx(0.15)
 
 

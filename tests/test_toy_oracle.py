@@ -91,8 +91,7 @@ def test_fresh_renders_copy_at_the_null_and_follow_the_prompt(circle_copying):
     asked = [wanted[i % 3] for i in range(600)]
     prompts = ["a circle" if w is None else f"a circle on a {w} background" for w in asked]
     out = copy.measure(world.render([concept.appearance] * 600, places), prompts)
-    stated = ~np.isnan(out["complies"])
-    assert stated.sum() == 400 and out["complies"][stated].mean() == 1.0
+    assert out["complies"].mean() == 1.0
     null = out["copy_null"].mean()
     assert null <= 0.01
     # the rate the oracle reads on renders agrees with the null computed on the renderer's parameters
