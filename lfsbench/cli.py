@@ -609,17 +609,22 @@ def toy_check(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON line instead of a table."),
     out: Path = typer.Option(Path("toy-check"), help="Folder for the PNG grids."),
     quick: bool = typer.Option(False, help="Fewer images and training steps (a smoke test, not the gates)."),
-    weights: Path | None = typer.Option(None, help="Weights folder to check (default: the shipped ones)."),
-    protocol: str = typer.Option("toy", help="Protocol whose concepts the concept gates use."),
+    weights: Path | None = typer.Option(
+        None, help="Weights folder to check (default: the shipped models the protocol names, e.g. toy-v2)."
+    ),
+    protocol: str = typer.Option("toy", help="Protocol whose concepts and prompts the gates use."),
     record: bool = typer.Option(False, help="Write the result as fitness.json beside the checked weights."),
 ):
     """Measure the toy world's fitness gates on the shipped weights and print them."""
-    from lfsbench.toy import WEIGHTS_DIR
+    from lfsbench.protocol import load_protocol
+    from lfsbench.toy import NAMED_WEIGHTS
     from lfsbench.toy.check import run_check
     from lfsbench.toy.protocol_concepts import protocol_concepts
 
     concepts = protocol_concepts(protocol)
-    result = run_check(concepts, out=out, quick=quick, weights=weights or WEIGHTS_DIR)
+    proto = load_protocol(protocol)
+    weights = weights or NAMED_WEIGHTS.get(proto.backbone, NAMED_WEIGHTS["toy"])  # the protocol's own toy models
+    result = run_check(concepts, out=out, quick=quick, weights=weights, prompts=list(proto.evaluation.prompts))
     if record:
         from lfsbench.fingerprint import folder_fingerprint
 
@@ -627,9 +632,9 @@ def toy_check(
             "measured": time.strftime("%Y-%m-%d"),
             "protocol": protocol,
             "quick": quick,
-            "weights_sha256": folder_fingerprint(Path(weights or WEIGHTS_DIR)),  # what passed (tests compare it)
+            "weights_sha256": folder_fingerprint(Path(weights)),  # what passed (tests compare it)
         }
-        (Path(weights or WEIGHTS_DIR) / "fitness.json").write_text(json.dumps({**stamp, **result.as_dict()}, indent=2))
+        (Path(weights) / "fitness.json").write_text(json.dumps({**stamp, **result.as_dict()}, indent=2))
     if as_json:
         print(json.dumps(result.as_dict()))
     else:
@@ -640,7 +645,7 @@ def toy_check(
             table.add_row(
                 escape(g.name),
                 f"{g.value:.3f}",
-                f">= {g.bound:.2f}",
+                f"{'<=' if g.at_most else '>='} {g.bound:.2f}",
                 "[green]yes[/]" if g.passed else "[red]NO[/]",
                 g.detail,
             )

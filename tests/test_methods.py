@@ -13,23 +13,30 @@ from lfsbench.method import (
     GeneratesControl,
     Method,
     MethodConfig,
+    RendersToyWorld,
     UsesEvaluator,
     _import_methods,
     all_methods,
     create_method,
     method_class,
 )
-from lfsbench.toy import load_toy_backbone, load_toy_evaluator
+from lfsbench.images import to_float
+from lfsbench.toy import load_toy_backbone, load_toy_evaluator, world
 
 _import_methods()
 REGISTERED = METHODS.names()  # the contract tests below run over every registered method: a new one is tested too
 SMALL = {"class_images": 1, "class_image_steps": 1, "dfkd_steps": 2, "dfkd_batch_size": 1}
 
 
-def small(name: str, **settings) -> dict:
-    """`settings` and, of SMALL, those the method has: the fewest prior images and distillation steps."""
+def knobs(name: str, settings: dict) -> dict:
+    """Of `settings`, those the method has (the ceilings have no training knobs at all)."""
     fields = method_class(name).Config.model_fields
-    return {**settings, **{k: v for k, v in SMALL.items() if k in fields}}
+    return {k: v for k, v in settings.items() if k in fields}
+
+
+def small(name: str, **settings) -> dict:
+    """`settings` and SMALL (the fewest prior images and distillation steps), kept to the knobs the method has."""
+    return knobs(name, {**settings, **SMALL})
 
 
 TINY = {"steps": 3, "batch_size": 2}
@@ -38,18 +45,28 @@ SEEDS = [0, 1, 2, 3]
 
 
 def concepts():
-    g = torch.Generator().manual_seed(0)
-    return [
-        Concept("a", "square", "<new1>", torch.rand(3, 3, 32, 32, generator=g), torch.rand(2, 3, 32, 32)),
-        Concept("b", "ring", "<new2>", torch.rand(3, 3, 32, 32, generator=g), torch.rand(2, 3, 32, 32)),
-    ]
+    """A square and a ring of the toy world (world 1, the tiny build's), 3 shots each, and 2 noise class images."""
+    catalogue = world.concept_catalogue()
+    out = []
+    for name, cls, token in (("a", "square", "<new1>"), ("b", "ring", "<new2>")):
+        concept = next(c for c in catalogue if c.cls == cls)
+        shots = to_float(world.concept_renders(concept, 3, world.SHOT_SEED, 1))
+        out.append(Concept(name, cls, token, shots, torch.rand(2, 3, 32, 32)))
+    return out
+
+
+def prepared(method: Method, weights, dtype=torch.float32, evaluator: bool = False) -> Method:
+    """`method` set up on the tiny build, with the evaluator and the toy world where it asks for them."""
+    method.setup(load_toy_backbone(weights=weights, dtype=dtype), seed=0)
+    if evaluator or isinstance(method, UsesEvaluator):
+        method.use_evaluator(load_toy_evaluator(weights=weights))
+    if isinstance(method, RendersToyWorld):
+        method.use_toy_world(1)
+    return method
 
 
 def learned(name, weights, settings=None, sessions=2, evaluator=False):
-    method = create_method(name, {**TINY, **(settings or {})})
-    method.setup(load_toy_backbone(weights=weights), seed=0)
-    if evaluator or isinstance(method, UsesEvaluator):
-        method.use_evaluator(load_toy_evaluator(weights=weights))
+    method = prepared(create_method(name, knobs(name, {**TINY, **(settings or {})})), weights, evaluator=evaluator)
     cs = concepts()
     for t in range(sessions):
         method.learn(session_view(t, [cs[t]], "a {}", cs[:t]))
@@ -213,12 +230,10 @@ def test_state_round_trips_through_safetensors(name, tiny_weights, tmp_path):
     settings = small(name)
     method = learned(name, tiny_weights, settings)
     save_file({k: v.contiguous() for k, v in method.state_dict().items()}, tmp_path / "state.safetensors")
-    restored = create_method(name, {**TINY, **settings})
-    restored.setup(load_toy_backbone(weights=tiny_weights), seed=0)
-    if isinstance(restored, UsesEvaluator):
-        restored.use_evaluator(load_toy_evaluator(weights=tiny_weights))
+    restored = prepared(create_method(name, knobs(name, {**TINY, **settings})), tiny_weights)
     restored.load_state_dict(load_file(tmp_path / "state.safetensors"))
-    assert restored.tokens == method.tokens and restored.stored_bytes() == method.stored_bytes()
+    assert set(restored.state_dict()) == set(method.state_dict())
+    assert restored.stored_bytes() == method.stored_bytes()
     assert torch.allclose(restored.generate(PROMPTS, SEEDS, 3, 5.0), method.generate(PROMPTS, SEEDS, 3, 5.0), atol=1e-5)
 
 
@@ -229,10 +244,7 @@ def test_every_method_runs_with_half_precision_weights(name, dtype, tiny_weights
     UNet whose float32 latents met the half VAE). Two sessions (DFKD and the control run from the second), then
     images, all finite."""
     # float16 is about 10x slower than float32 on the CPU: the fewest images and steps that run every code path
-    method = create_method(name, small(name, steps=2, batch_size=1))
-    method.setup(load_toy_backbone(weights=tiny_weights, dtype=dtype), seed=0)
-    if isinstance(method, UsesEvaluator):
-        method.use_evaluator(load_toy_evaluator(weights=tiny_weights))
+    method = prepared(create_method(name, small(name, steps=2, batch_size=1)), tiny_weights, dtype)
     cs = concepts()
     for t in range(2):
         method.learn(session_view(t, [cs[t]], "a {}", cs[:t]))

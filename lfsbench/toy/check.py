@@ -11,7 +11,7 @@ import torch
 
 from lfsbench.evaluation import functional as metrics
 from lfsbench.images import save_grid, to_float
-from lfsbench.toy import WEIGHTS_DIR, load_toy_backbone, load_toy_evaluator, world
+from lfsbench.toy import WEIGHTS_DIR, copying, load_toy_backbone, load_toy_evaluator, oracle, weights_world, world
 
 HELD_OUT_SEED = 777  # renders for the evaluator checks: a seed stream the build never uses
 SHOT_SEED, HELD_OUT_CONCEPT_SEED = world.SHOT_SEED, world.CHECK_SEED
@@ -25,10 +25,11 @@ class Gate:
     value: float
     bound: float
     detail: str = ""
+    at_most: bool = False  # the value must not exceed the bound (an error, a rate of chance copies)
 
     @property
     def passed(self) -> bool:
-        return bool(self.value >= self.bound)
+        return bool(self.value <= self.bound if self.at_most else self.value >= self.bound)
 
 
 @dataclass
@@ -62,12 +63,12 @@ def classify(evaluator, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     return cls, col
 
 
-def evaluator_zero_shot(evaluator, n: int = 1000) -> dict:
+def evaluator_zero_shot(evaluator, n: int = 1000, version: int = 1) -> dict:
     """Class and colour accuracy on fresh renders no build ever saw."""
     rng = np.random.default_rng(HELD_OUT_SEED)
     reserved = world.reserved_patterns(world.concept_catalogue())
     apps = [world.sample_appearance(rng, reserved) for _ in range(n)]
-    images = to_float(world.render(apps, [world.sample_placement(rng) for _ in apps]))
+    images = to_float(world.render(apps, [world.sample_placement(rng, version, a.cls) for a in apps]))
     cls, col = classify(evaluator, images)
     true_cls = np.array([world.CLASSES.index(a.cls) for a in apps])
     named = np.array([not a.twotone for a in apps])
@@ -75,23 +76,25 @@ def evaluator_zero_shot(evaluator, n: int = 1000) -> dict:
     return {"class_acc": float((cls == true_cls).mean()), "colour_acc": float((col[named] == true_col[named]).mean())}
 
 
-def concept_auc(evaluator, concepts: list[world.ToyConcept], shots: int) -> dict:
-    """Per concept: ROC AUC of 'mean cosine to the shots' for held-out renders vs same-class distractors."""
+def concept_auc(evaluator, concepts: list[world.ToyConcept], shots: int, version: int = 1) -> dict:
+    """Per concept: ROC AUC of 'mean cosine to the shots' for held-out renders vs same-class distractors, all at
+    placements of the world's nuisance (so, on world 2, identity across position, size, rotation and background)."""
     catalogue = world.concept_catalogue()
     reserved = world.reserved_patterns(catalogue)
     rng = np.random.default_rng(HELD_OUT_SEED + 1)
     aucs = {}
     for concept in concepts:
-        refs = evaluator.encode_images(to_float(world.concept_renders(concept, shots, SHOT_SEED)))
-        pos = evaluator.encode_images(to_float(world.concept_renders(concept, 32, HELD_OUT_CONCEPT_SEED)))
+        refs = evaluator.encode_images(to_float(world.concept_renders(concept, shots, SHOT_SEED, version)))
+        pos = evaluator.encode_images(to_float(world.concept_renders(concept, 32, HELD_OUT_CONCEPT_SEED, version)))
         others = [o for o in catalogue if o.cls == concept.cls and o.name != concept.name]
-        neg_imgs = [world.concept_renders(o, 4, HELD_OUT_CONCEPT_SEED) for o in others]
+        neg_imgs = [world.concept_renders(o, 4, HELD_OUT_CONCEPT_SEED, version) for o in others]
         random_twotone = []
         while len(random_twotone) < 32:
             app = world.sample_appearance(rng, reserved, twotone_rate=1.0)
             if app.cls == concept.cls:
                 random_twotone.append(app)
-        neg_imgs.append(world.render(random_twotone, [world.sample_placement(rng) for _ in random_twotone]))
+        places = [world.sample_placement(rng, version, a.cls) for a in random_twotone]
+        neg_imgs.append(world.render(random_twotone, places))
         neg = evaluator.encode_images(to_float(np.concatenate(neg_imgs)))
         aucs[concept.name] = metrics.roc_auc(
             metrics.image_alignment_scores(pos, refs), metrics.image_alignment_scores(neg, refs)
@@ -99,14 +102,16 @@ def concept_auc(evaluator, concepts: list[world.ToyConcept], shots: int) -> dict
     return aucs
 
 
-def backbone_class_prompts(backbone, evaluator, seeds: int, steps: int, guidance: float, out: Path | None) -> dict:
+def backbone_class_prompts(
+    backbone, evaluator, seeds: int, steps: int, guidance: float, out: Path | None, version: int = 1
+) -> dict:
     """Generate 'a {colour} {class}' for every pair and classify; the same for real renders (the ceiling)."""
     pairs = [(c, k) for k in world.CLASSES for c in world.COLOURS]
     prompts = [f"a {c} {k}" for c, k in pairs for _ in range(seeds)]
     images = backbone.generate(prompts, list(range(seeds)) * len(pairs), steps=steps, guidance=guidance)
     rng = np.random.default_rng(HELD_OUT_SEED + 2)
     apps = [world.Appearance(k, colour=c) for c, k in pairs for _ in range(seeds)]
-    real = to_float(world.render(apps, [world.sample_placement(rng) for _ in apps]))
+    real = to_float(world.render(apps, [world.sample_placement(rng, version, a.cls) for a in apps]))
     true_cls = np.array([world.CLASSES.index(k) for c, k in pairs for _ in range(seeds)])
     true_col = np.array([list(world.COLOURS).index(c) for c, k in pairs for _ in range(seeds)])
     figures = {}
@@ -119,12 +124,12 @@ def backbone_class_prompts(backbone, evaluator, seeds: int, steps: int, guidance
     return figures
 
 
-def autoencoder_round_trip(backbone, evaluator, concepts, shots: int) -> dict:
+def autoencoder_round_trip(backbone, evaluator, concepts, shots: int, version: int = 1) -> dict:
     """Per concept: IA of VAE reconstructions of held-out renders divided by the originals' IA."""
     ratios = {}
     for concept in concepts:
-        refs = evaluator.encode_images(to_float(world.concept_renders(concept, shots, SHOT_SEED)))
-        originals = to_float(world.concept_renders(concept, 32, HELD_OUT_CONCEPT_SEED))
+        refs = evaluator.encode_images(to_float(world.concept_renders(concept, shots, SHOT_SEED, version)))
+        originals = to_float(world.concept_renders(concept, 32, HELD_OUT_CONCEPT_SEED, version))
         with torch.no_grad():
             latents = backbone.vae.encode(originals.to(backbone.device) * 2 - 1).latent_dist.mean
             recon = ((backbone.vae.decode(latents).sample.float().cpu() + 1) / 2).clamp(0, 1)
@@ -144,6 +149,7 @@ def learnability(
     guidance: float,
     out: Path | None,
     weights: Path = WEIGHTS_DIR,
+    version: int = 1,
 ):
     """Per concept: IA after one Custom-Diffusion-style session minus IA of the bare class prompt."""
     from lfsbench.training import TrainingData, add_modifier_token, train_kv_session
@@ -151,7 +157,7 @@ def learnability(
     results, grids = {}, []
     for concept in concepts:
         backbone = load_toy_backbone(weights=weights)  # fresh: each concept is learned from the base model
-        shots_img = to_float(world.concept_renders(concept, shots, SHOT_SEED))
+        shots_img = to_float(world.concept_renders(concept, shots, SHOT_SEED, version))
         refs = evaluator.encode_images(shots_img)
         seeds = list(range(n_images))
         bare = backbone.generate([f"a {concept.cls}"] * n_images, seeds, steps=steps, guidance=guidance)
@@ -175,33 +181,97 @@ def learnability(
     return results
 
 
+def backbone_follows_backgrounds(backbone, seeds: int, steps: int, guidance: float, out: Path | None, version: int):
+    """Generate 'a {class} on a {background} background' for every pair; the oracle reads class and background.
+    A prompt is followed when the oracle reads both as asked from a clean object (the compliance of docs/metrics.md)."""
+    spec = world.get_world(version)
+    pairs = [(k, b) for k in world.CLASSES for b in spec.backgrounds]
+    prompts = [f"a {k} on a {b} background" for k, b in pairs for _ in range(seeds)]
+    images = backbone.generate(prompts, list(range(seeds)) * len(pairs), steps=steps, guidance=guidance)
+    reading = oracle.read(images, spec)
+    want_cls = np.array([k for k, _ in pairs for _ in range(seeds)], dtype=object)
+    want_bg = np.array([b for _, b in pairs for _ in range(seeds)], dtype=object)
+    clean = reading.fit >= copying.FIT_MIN
+    if out is not None:
+        save_grid(images[::seeds][: 8 * len(spec.backgrounds)], out / "backbone_backgrounds.png", columns=8)
+    return {
+        "images": len(prompts),
+        "follows": float(np.mean(clean & (reading.cls == want_cls) & (reading.background == want_bg))),
+        "background": float(np.mean(reading.background == want_bg)),
+        "class": float(np.mean(clean & (reading.cls == want_cls))),
+    }
+
+
+def copy_nulls(concepts: list[world.ToyConcept], prompts: list[str], shots: int, version: int) -> dict:
+    """Per concept and prompt template: the chance that a fresh render of the concept matches a shot (the copy null
+    that the oracle's copy rates are read against, lfsbench/toy/copying.py)."""
+    nulls = {}
+    for concept in concepts:
+        detector = copying.ConceptCopying.of(
+            concept.cls, world.concept_renders(concept, shots, SHOT_SEED, version), version
+        )
+        for template in prompts:
+            nulls[f"{concept.name} | {template}"] = detector.null(template.format(concept.cls))[0]
+    return nulls
+
+
+def _oracle_gates(result: CheckResult, backbone, concepts, shots, prompts, quick, steps, guidance, out, version):
+    """The gates of a world whose runs get the oracle's figures: the oracle reads renders exactly, fresh views of a
+    concept rarely match its shots (so a copy is evidence), and the backbone can follow a stated background (so
+    compliance has range)."""
+    rec = oracle.recovery(200 if quick else 1000, seed=HELD_OUT_SEED, world_version=version)
+    result.gates += [
+        Gate("oracle reads renders: background, class and pattern (worst)", min(
+            rec["background accuracy"], rec["class accuracy"], rec["pattern accuracy"]), 0.99, "fresh renders"),
+        Gate("oracle reads renders: centre error p99 (px)", rec["centre error p99 px"], 0.5,
+             f"median {rec['centre error median px']:.3f}; copy tolerance {copying.TOLERANCE.centre:g}", at_most=True),
+        Gate("oracle reads renders: radius error p99 (px)", rec["radius error p99 px"], 0.5,
+             f"median {rec['radius error median px']:.3f}; copy tolerance {copying.TOLERANCE.radius:g}", at_most=True),
+    ]  # fmt: skip
+    nulls = copy_nulls(concepts, prompts, shots, version)
+    worst = max(nulls, key=nulls.get)
+    result.gates.append(
+        Gate("copy null: fresh renders that match a shot (worst concept and prompt)", nulls[worst], 0.02,
+             f"{worst}; mean {np.mean(list(nulls.values())):.4f}", at_most=True)
+    )  # fmt: skip
+    follows = backbone_follows_backgrounds(backbone, 1 if quick else 2, steps, guidance, out, version)
+    result.gates.append(
+        Gate("backbone: 'a {class} on a {background} background' followed (oracle)", follows["follows"], 0.5,
+             f"background read as asked {follows['background']:.3f}; class {follows['class']:.3f}")
+    )  # fmt: skip
+    result.figures.update({"oracle_recovery": rec, "copy_null": nulls, "backbone_backgrounds": follows})
+
+
 def run_check(
     concepts: list[world.ToyConcept],
     shots: int = 6,
     out: Path | None = None,
     quick: bool = False,
     weights: Path = WEIGHTS_DIR,
+    prompts: list[str] | None = None,
 ) -> CheckResult:
-    """Measure every fitness gate on the shipped (or given) weights."""
+    """Measure every fitness gate on the shipped (or given) weights; `prompts` are the protocol's prompt templates
+    (for the copy null of a world with oracle figures)."""
     from lfsbench.training import KVTrainingConfig
 
     torch.manual_seed(0)
+    version = weights_world(weights)
     evaluator = load_toy_evaluator(weights=weights)
     backbone = load_toy_backbone(weights=weights)
     result = CheckResult()
     if out is not None:
         save_grid(
-            to_float(np.concatenate([world.concept_renders(c, 8, SHOT_SEED) for c in concepts])),
+            to_float(np.concatenate([world.concept_renders(c, 8, SHOT_SEED, version) for c in concepts])),
             out / "concept_shots.png",
             columns=8,
         )
 
-    zs = evaluator_zero_shot(evaluator, n=300 if quick else 1000)
+    zs = evaluator_zero_shot(evaluator, n=300 if quick else 1000, version=version)
     result.gates += [
         Gate("evaluator class accuracy (zero-shot)", zs["class_acc"], 0.90, "held-out renders"),
         Gate("evaluator colour accuracy (zero-shot)", zs["colour_acc"], 0.95, "held-out renders"),
     ]
-    aucs = concept_auc(evaluator, concepts, shots)
+    aucs = concept_auc(evaluator, concepts, shots, version)
     worst = min(aucs, key=aucs.get)
     result.gates.append(
         Gate(
@@ -212,7 +282,7 @@ def run_check(
         )
     )
     steps, guidance = 25, 5.0
-    bb = backbone_class_prompts(backbone, evaluator, 2 if quick else 4, steps, guidance, out)
+    bb = backbone_class_prompts(backbone, evaluator, 2 if quick else 4, steps, guidance, out, version)
     result.gates += [
         Gate(
             "backbone: generated class prompts read as that class",
@@ -227,13 +297,14 @@ def run_check(
             f"real renders of the same prompts: {bb['real_colour_acc']:.3f}",
         ),
     ]
-    ratios = autoencoder_round_trip(backbone, evaluator, concepts, shots)
+    ratios = autoencoder_round_trip(backbone, evaluator, concepts, shots, version)
     worst = min(ratios, key=ratios.get)
     result.gates.append(
         Gate("autoencoder keeps concepts: IA(recon) / IA(original) (worst)", ratios[worst], 0.90, worst)
     )
     config = KVTrainingConfig(steps=60 if quick else 200)
-    learn = learnability(evaluator, concepts, shots, config, 16 if quick else 32, steps, guidance, out, weights)
+    n_images = 16 if quick else 32
+    learn = learnability(evaluator, concepts, shots, config, n_images, steps, guidance, out, weights, version)
     for name, fig in learn.items():
         result.gates.append(
             Gate(
@@ -243,11 +314,16 @@ def run_check(
                 f"class prompt {fig['ia_class_prompt']:.3f} -> learned {fig['ia_learned']:.3f}",
             )
         )
-    result.figures = {
-        "evaluator": zs,
-        "concept_auc": aucs,
-        "backbone": bb,
-        "autoencoder_ratio": ratios,
-        "learnability": learn,
-    }
+    result.figures.update(
+        {
+            "world": version,
+            "evaluator": zs,
+            "concept_auc": aucs,
+            "backbone": bb,
+            "autoencoder_ratio": ratios,
+            "learnability": learn,
+        }
+    )
+    if world.get_world(version).oracle_figures:
+        _oracle_gates(result, backbone, concepts, shots, prompts or ["a {}"], quick, steps, guidance, out, version)
     return result
