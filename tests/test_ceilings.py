@@ -30,11 +30,12 @@ WORLD2 = {  # the tiny protocol on toy world 2, with toy-v2's prompts
 
 
 @pytest.fixture(scope="module")
-def ceiling_runs(tiny_weights, tmp_path_factory):
+def ceiling_runs(tiny_weights, tiny_dino, tmp_path_factory):
     root = tmp_path_factory.mktemp("ceilings")
     out = {}
     for method in ("retrieval", "oracle"):  # the ceilings have no knobs (no TINY_SETTINGS)
-        identity = identity_of(load_protocol("toy", WORLD2), method, {}, 0)
+        # with a DINO model (a tiny random ViT): the real-data copy detectors run beside the oracle's
+        identity = identity_of(load_protocol("toy", {**WORLD2, "dino": str(tiny_dino)}), method, {}, 0)
         backbone, evaluator = load_toy_backbone(weights=tiny_weights), load_toy_evaluator(weights=tiny_weights)
         Runner(identity, root / method, backbone, evaluator).run()
         out[method] = root / method
@@ -65,6 +66,15 @@ def test_oracle_learns_perfectly_without_copying(ceiling_runs):
     assert rate["ci_low"] <= s["copy_null"] <= rate["ci_high"]  # at its null
     assert s["copy_excess"]["ci_low"] < 0 < s["copy_excess"]["ci_high"]
     assert s["novel_IA"]["value"] == pytest.approx(s["IA"]["value"], abs=0.02)  # nothing is left out
+
+
+def test_the_real_data_detectors_tell_the_copier_from_the_learner(ceiling_runs):
+    """The detectors that need no oracle (relative pixel distance, DINO similarity) flag every retrieval image and
+    the oracle's fresh renders at about their calibrated 5%: the intervals do not meet."""
+    copier, learner = _summary(ceiling_runs["retrieval"]), _summary(ceiling_runs["oracle"])
+    for name in ("copy_rate_relative", "copy_rate_dino"):
+        assert copier[name]["value"] == 1.0
+        assert learner[name]["value"] < 0.25 and learner[name]["ci_high"] < copier[name]["ci_low"], name
 
 
 def test_oracle_columns_are_recorded_for_concept_images_only(ceiling_runs):

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from lfsbench.evaluation.copying import CopySpace
+from lfsbench.evaluation.copying import FALSE_POSITIVE_RATE, CopySpace, FeatureCopy
 from lfsbench.identity import identity_of
 from lfsbench.images import to_float
 from lfsbench.method import Method, MethodConfig
@@ -104,6 +104,7 @@ def fresh_summary(tmp_path_factory):
 
 def test_a_method_that_returns_its_shots_copies(shots_summary):
     assert shots_summary["copy_rate"]["value"] >= 0.9
+    assert shots_summary["copy_rate_relative"]["value"] >= 0.9
     # each image is one of the shots IA_shots averages over; the toy evaluator is built to ignore placement and
     # background, so the gap stays small here (copy_rate is the toy world's copy detector)
     assert shots_summary["memorization_gap"]["ci_low"] > 0
@@ -111,6 +112,7 @@ def test_a_method_that_returns_its_shots_copies(shots_summary):
 
 def test_fresh_views_of_the_concept_do_not_copy_and_have_no_memorization_gap(fresh_summary, shots_summary):
     assert fresh_summary["copy_rate"]["value"] <= 0.15
+    assert fresh_summary["copy_rate_relative"]["ci_high"] < shots_summary["copy_rate_relative"]["ci_low"]
     gap = fresh_summary["memorization_gap"]
     assert abs(gap["value"]) < 0.03
     assert gap["value"] < shots_summary["memorization_gap"]["value"]
@@ -129,6 +131,31 @@ def test_held_out_views_are_copies_at_the_calibrated_rate():
     fresh = to_float(world.concept_renders(concept, 200, seed=FRESH_SEED))
     assert space.measure(fresh)["copied"].mean() < 0.15
     assert space.measure(shots)["copied"].mean() == 1.0
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_the_real_data_detectors_flag_copies_and_held_out_views_at_their_stated_rate(version, tiny_dino):
+    """The detectors that need no oracle (the relative pixel distance of Carlini et al. 2023, DINO similarity; a tiny
+    random ViT stands in for DINO): 5% of the references they were calibrated on by construction, about that for
+    fresh views, every exact copy of a shot; in both toy worlds."""
+    from lfsbench.dino import load_dino
+
+    concept = world.concept_by_name("square-1")
+    shots = to_float(world.concept_renders(concept, 6, world.SHOT_SEED, version))
+    references = to_float(world.concept_renders(concept, 200, world.REFERENCE_SEED, version))
+    fresh = to_float(world.concept_renders(concept, 200, FRESH_SEED, version))
+    space = CopySpace.of(shots, references)
+    assert space.measure(references)["relative_copy"].mean() == pytest.approx(FALSE_POSITIVE_RATE, abs=0.011)
+    assert space.measure(fresh)["relative_copy"].mean() < 0.15
+    assert space.measure(shots)["relative_copy"].mean() == 1.0
+    dino = load_dino(str(tiny_dino))
+    detector = FeatureCopy.of(dino.encode_images(shots), dino.encode_images(references))
+    assert detector.measure(dino.encode_images(references)).mean() == pytest.approx(FALSE_POSITIVE_RATE, abs=0.011)
+    assert detector.measure(dino.encode_images(fresh)).mean() < 0.15
+    assert detector.measure(dino.encode_images(shots)).mean() == 1.0
+    # one shot: the relative distance is always 1, so it is not computed (NaN, left out of the rate)
+    single = CopySpace.of(shots[:1], references)
+    assert np.isnan(single.measure(fresh[:4])["relative_copy"]).all()
 
 
 def test_the_copies_picture_puts_each_image_over_its_nearest_shot(shots_run):

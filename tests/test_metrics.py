@@ -210,7 +210,8 @@ def test_session_figures_and_the_control_gain_are_paired():
     curves = tables.run_curves(scores, pd.DataFrame(columns=["session"]), LEARNED, 200)
     # these scores have no DINO column and no two-concept images
     oracle = {"compliance", "copy_excess", "novel_IA"}  # toy world 2 only
-    assert set(curves.metric) == set(in_view("curve")) - {"IA_dino", "multi_TA", "multi_IA", *oracle}
+    detectors = {"copy_rate_relative", "copy_rate_dino"}  # their columns (relative_copy, dino_copy) are not here
+    assert set(curves.metric) == set(in_view("curve")) - {"IA_dino", "multi_TA", "multi_IA", *oracle, *detectors}
     assert curves[(curves.session == 1) & (curves.metric == "IAD")].value.item() == pytest.approx(0.15)
 
 

@@ -242,6 +242,37 @@ METRICS: dict[str, Metric] = {
             score="copied",
             bounds=(0.0, 1.0),
         ),
+        Metric(
+            name="copy_rate_relative",
+            short="copy rate (relative)",
+            axis="share of images that copy a shot (relative distance)",
+            title="Copy rate (relative pixel distance)",
+            higher_is_better=False,
+            definition="share of a concept's images whose distance to the nearest training shot over the mean "
+            "distance to its 3 nearest shots (Carlini et al. 2023) is below the 5th percentile of its held-out "
+            "references' own (unseen views: 0.05); needs at least 2 shots",
+            views="session summary curve headline cli pairs",
+            reads=CONCEPT,
+            score="relative_copy",
+            interval="proportion",
+            optional=True,
+            bounds=(0.0, 1.0),
+        ),
+        Metric(
+            name="copy_rate_dino",
+            short="copy rate (DINO)",
+            axis="share of images that copy a shot (DINO)",
+            title="Copy rate (DINO similarity)",
+            higher_is_better=False,
+            definition="share of a concept's images whose DINO cosine to the nearest training shot is above the 95th "
+            "percentile of its held-out references' own (unseen views: 0.05); with a DINO model",
+            views="session summary curve headline cli pairs",
+            reads=CONCEPT,
+            score="dino_copy",
+            interval="proportion",
+            optional=True,
+            bounds=(0.0, 1.0),
+        ),
         # ---- the toy world's attribute oracle (lfsbench/toy/copying.py): what a copy cannot fake
         Metric(
             name="compliance",

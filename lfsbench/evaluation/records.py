@@ -3,6 +3,7 @@ class-prompt images and a concept's references.
 
     session  kind  name  prompt  seed  ta  ia  ia_shots  drift  shot_distance  reference_distance  copied
     class_correct  ia_dino  ia_dino_shots  complies  nuisance_copy  layout_copy  copy_null  layout_null
+    relative_copy  dino_copy
 
 `ta` is the cosine to the prompt without the modifier token; `ia` the mean cosine to the concept's held-out
 references, `ia_shots` to its training shots; `drift` 1 - the cosine to the base model's image for the same prompt
@@ -14,7 +15,10 @@ the protocol names a DINO model. On the toy world, as its attribute oracle reads
 `complies` 1 where it shows what the prompt states (the class, and the background where the prompt names one);
 `nuisance_copy` 1 where its background, centre, radius and rotation all match one training shot's, `layout_copy` 1
 where its background and centre do; `copy_null` / `layout_null` the probability of each for a fresh render of the
-concept under the same prompt. NaN where a kind has none.
+concept under the same prompt. The copy detectors of real data (evaluation/copying.py), each flagging 5% of the
+held-out references by construction: `relative_copy` 1 where the relative pixel distance to the shots (Carlini et al.
+2023) is below the concept's threshold, `dino_copy` 1 where the DINO cosine to the nearest shot is above it (with a
+DINO model). NaN where a kind has none.
 """
 
 from __future__ import annotations
@@ -22,9 +26,10 @@ from __future__ import annotations
 from enum import Enum
 
 COLUMNS = ("ta", "ia", "ia_shots", "drift", "shot_distance", "reference_distance", "copied", "class_correct")
-# added since; NaN in runs made before them, without a DINO model (ia_dino*) or off the toy world (the oracle's five)
-OPTIONAL_COLUMNS = ("ia_dino", "ia_dino_shots", "complies", "nuisance_copy", "layout_copy", "copy_null", "layout_null")
-ORACLE_COLUMNS = OPTIONAL_COLUMNS[2:]  # what lfsbench/toy/copying.py measures
+# added since; NaN in runs made before them, without a DINO model (ia_dino*, dino_copy), off the toy world (the
+# oracle's five) or with a single shot (relative_copy)
+ORACLE_COLUMNS = ("complies", "nuisance_copy", "layout_copy", "copy_null", "layout_null")  # lfsbench/toy/copying.py
+OPTIONAL_COLUMNS = ("ia_dino", "ia_dino_shots", *ORACLE_COLUMNS, "relative_copy", "dino_copy")
 ALL_COLUMNS = (*COLUMNS, *OPTIONAL_COLUMNS)  # what a record of this version holds
 
 

@@ -9,7 +9,7 @@ import torch
 
 from lfsbench.concepts import Concept
 from lfsbench.evaluation import functional as F
-from lfsbench.evaluation.copying import CopySpace
+from lfsbench.evaluation.copying import CopySpace, FeatureCopy
 from lfsbench.evaluation.plan import Job
 from lfsbench.evaluation.records import ALL_COLUMNS, Kind
 from lfsbench.toy.copying import ConceptCopying
@@ -28,6 +28,7 @@ class ConceptReferences:
     dino_references: torch.Tensor | None = None  # DINO embeddings of the references: IA_dino (None: no DINO model)
     dino_shots: torch.Tensor | None = None  # and of the shots: IA_dino_shots
     oracle: ConceptCopying | None = None  # the toy world's: compliance and nuisance copies (None: not the toy world)
+    dino_copy: FeatureCopy | None = None  # copy detection in DINO's space (None: no DINO model)
 
 
 class Scorer:
@@ -55,13 +56,15 @@ class Scorer:
         if concept.name not in self._concepts:
             dino = self.dino.encode_images if self.dino is not None else lambda images: None
             toy = ConceptCopying.of(concept.class_noun, concept.images, self.toy_world) if self.toy_world else None
+            dino_references, dino_shots = dino(concept.references), dino(concept.images)
             self._concepts[concept.name] = ConceptReferences(
                 self.embed(concept.references),
                 self.embed(concept.images),
                 CopySpace.of(concept.images, concept.references),
-                dino(concept.references),
-                dino(concept.images),
+                dino_references,
+                dino_shots,
                 toy,
+                FeatureCopy.of(dino_shots, dino_references) if dino_shots is not None else None,
             )
         return self._concepts[concept.name]
 
@@ -108,7 +111,9 @@ class Scorer:
             dino = self.dino.encode_images(images) if concept.dino_references is not None else None
             values.update(self._alignment(emb, dino, concept))
             copies = concept.copy.measure(images)
-            values.update({c: copies[c] for c in ("shot_distance", "reference_distance", "copied")})
+            values.update({c: copies[c] for c in ("shot_distance", "reference_distance", "copied", "relative_copy")})
+            if dino is not None and concept.dino_copy is not None:
+                values["dino_copy"] = concept.dino_copy.measure(dino)
             if concept.oracle is not None:
                 values.update(concept.oracle.measure(images, job.text_prompts))
         if base is not None:
