@@ -8,6 +8,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from lfsbench.concepts import Concept, session_view
+from lfsbench.images import to_float
 from lfsbench.method import (
     METHODS,
     GeneratesControl,
@@ -20,7 +21,6 @@ from lfsbench.method import (
     create_method,
     method_class,
 )
-from lfsbench.images import to_float
 from lfsbench.toy import load_toy_backbone, load_toy_evaluator, world
 
 _import_methods()
