@@ -22,6 +22,13 @@ def weights_world(weights: Path) -> int:
 
 
 def _require(folder: Path) -> Path:
+    if not folder.exists() and NAMED_WEIGHTS["toy-v2"] in (folder, folder.parent):
+        raise LfsbenchError(
+            f"Toy world 2's models (toy-v2) are not shipped yet: {NAMED_WEIGHTS['toy-v2']} does not exist (their first "
+            "build failed its fitness gates, docs/toyworld.md). Build them with `lfsbench toy build --recipe R "
+            f'--output {NAMED_WEIGHTS["toy-v2"]}`, R a recipe JSON holding {{"world": {{"version": 2}}}}, check '
+            "them with `lfsbench toy check --protocol toy-v2`, or use -p toy (world 1)."
+        )
     if not folder.exists():
         raise LfsbenchError(
             f"The toy weights are missing: {folder} does not exist. They ship with the package; in a source "
