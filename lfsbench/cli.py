@@ -508,15 +508,15 @@ def validate(
     if dataset_spec(proto.source.kind).published:
         _describe_dataset(proto, data_root(proto, data))
     concepts = load_concepts(proto, data, resolution=64)  # reads (and so checks) every image
-    table = Table(title=f"protocol {proto.name}: {len(proto.sessions)} sessions, {len(concepts)} concepts")
+    table = Table(title=f"protocol {escape(proto.name)}: {len(proto.sessions)} sessions, {len(concepts)} concepts")
     for col in ("session", "concept", "class", "token", "shots (train)", "references (held out)", "eval prompts"):
         table.add_column(col)
     for c in concepts:
         table.add_row(
             str(learned[c.name]),
-            c.name,
-            c.class_noun,
-            c.token,
+            escape(c.name),
+            escape(c.class_noun),
+            escape(c.token),
             str(len(c.images)),
             str(len(c.references)),
             str(len(c.prompts)),
@@ -536,7 +536,7 @@ def validate(
     )
     pairs = load_pairs(proto, concepts, data)  # reads (and so checks) the published pair list where there is one
     if proto.multi_concept is not None:
-        named = ", ".join(p.name for p in pairs[:6]) + (", ..." if len(pairs) > 6 else "")
+        named = ", ".join(escape(p.name) for p in pairs[:6]) + (", ..." if len(pairs) > 6 else "")
         console.print(
             f"multi-concept: {len(pairs)} pairs of this protocol's concepts, each scored once both are learned"
             + (f" ({named})" if pairs else "")

@@ -156,7 +156,7 @@ def _folder_concepts(protocol: Protocol, root: Path) -> list[LoadedConcept]:
                 f"Concept folder {folder} does not exist. Protocol {protocol.name!r} names concept {name!r}; "
                 f"put its images in {folder}/ or fix the name under sessions:."
             )
-        files = image_files(folder)
+        files = image_files(folder, root)
         if not files:
             raise LfsbenchError(
                 f"Concept folder {folder} holds no images (.jpg, .png, .webp). Add the concept's few-shot images there."

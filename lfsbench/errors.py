@@ -73,4 +73,21 @@ def path_part_problem(name: str) -> str | None:
         return "it starts with '.' or '~'"
     if any(ord(c) < 32 for c in name):
         return "it holds a control character"
+    if len(name.encode()) > MAX_NAME_BYTES:
+        return f"it is {len(name.encode())} bytes long; a name may have {MAX_NAME_BYTES} (file names hold 255)"
     return None
+
+
+MAX_NAME_BYTES = 100  # two concept names make one file name (multi_A+B.png), which a file system caps at 255 bytes
+# a run's images/session_NN/ holds NAME.png for each concept beside these grids (lfsbench/results.py)
+IMAGE_PREFIXES = ("class_", "control_", "copies_", "multi_")
+
+
+def concept_name_problem(name: str) -> str | None:
+    """Why `name` cannot name a concept (None if it can): it must be a path part (`path_part_problem`) whose image
+    grid cannot be taken for a class's, a control's, a copy sheet's or a pair's (`IMAGE_PREFIXES`)."""
+    problem = path_part_problem(name)
+    taken = [prefix for prefix in IMAGE_PREFIXES if name.startswith(prefix)]
+    if problem is None and taken:
+        problem = f"it starts with {taken[0]!r}, which names other image grids of a run"
+    return problem

@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from lfsbench.errors import LfsbenchError, path_part_problem, strict_yaml
+from lfsbench.errors import LfsbenchError, concept_name_problem, strict_yaml
 from lfsbench.prompts import PromptTemplates
 from lfsbench.toy.world import WORLDS
 
@@ -176,7 +176,7 @@ class Protocol(_Strict):
             if not session:
                 raise ValueError(f"session {i} introduces no concept")
             for name in session:
-                problem = path_part_problem(name)
+                problem = concept_name_problem(name)
                 if problem:
                     raise ValueError(f"concept name {name!r} cannot name a folder or file ({problem})")
                 if name in seen:

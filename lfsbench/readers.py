@@ -56,11 +56,22 @@ def _inside(path: Path, root: Path) -> bool:
     return Path(path).resolve().is_relative_to(Path(root).resolve())
 
 
-def image_files(folder: Path) -> list[Path]:
-    """The image files of a folder (IMAGE_SUFFIXES), in file-name order; none if it is not a folder."""
+def image_files(folder: Path, root: Path | None = None) -> list[Path]:
+    """The image files of a folder (IMAGE_SUFFIXES), in file-name order; none if it is not a folder.
+
+    A data source is read only under its root (default: the folder): a folder or image that is a symbolic link to
+    somewhere else is an error naming it, never followed."""
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    root = folder if root is None else root
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    for path in (folder, *files):
+        if not _inside(path, root):
+            raise LfsbenchError(
+                f"{path} is a link to {path.resolve()}, outside the data folder {Path(root).resolve()}; lfsbench "
+                "reads a data source only under its folder. Copy the images into the folder instead of linking them."
+            )
+    return files
 
 
 # ---------------------------------------------------------------- CustomConcept101
@@ -108,7 +119,7 @@ def read_cc101(root: Path) -> dict[str, DatasetConcept]:
         if bad:
             raise LfsbenchError(f"{prompt_file}: prompt {bad[0]!r} has no '{{}}' placeholder for the concept.")
         concepts[image_dir.name] = DatasetConcept(
-            image_dir.name, noun, image_dir, prompts, prompt_file, image_files(image_dir)
+            image_dir.name, noun, image_dir, prompts, prompt_file, image_files(image_dir, root)
         )
     return concepts
 
@@ -194,7 +205,7 @@ def read_dreambooth(root: Path) -> dict[str, DatasetConcept]:
         return read_dreambooth_hub(str(root)[len(HF_PREFIX) :])
     folder = _dreambooth_dataset_dir(root)
     listing = folder / "prompts_and_classes.txt"
-    return _dreambooth_concepts(listing, folder, lambda subject: image_files(folder / subject))
+    return _dreambooth_concepts(listing, folder, lambda subject: image_files(folder / subject, folder))
 
 
 def _dreambooth_concepts(listing: Path, folder: Path, images_of) -> dict[str, DatasetConcept]:

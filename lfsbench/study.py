@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from lfsbench.errors import LfsbenchError, load_yaml_model
 from lfsbench.executors import EXECUTORS, Launch, RunJob, SlurmOptions
@@ -36,6 +36,19 @@ class Cell(BaseModel):
     protocol: str | None = None  # replaces the study's protocol for this cell
     settings: dict[str, Any] = Field(default_factory=dict)
     grid: dict[str, list[Any]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _grid_is_complete(self):
+        empty = [key for key, values in self.grid.items() if not values]
+        if empty:
+            raise ValueError(f"grid values of {', '.join(empty)} are empty lists: such a cell has no runs")
+        both = sorted(set(self.grid) & set(self.settings))
+        if both:
+            raise ValueError(
+                f"{', '.join(both)} is both a fixed setting and a grid key: the grid would silently replace the "
+                "setting; keep it in one of them"
+            )
+        return self
 
 
 class Study(BaseModel):

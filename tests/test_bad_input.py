@@ -127,6 +127,43 @@ def test_concept_names_that_would_leave_their_folders_are_refused(tmp_path, name
     assert code == 2 and "cannot name a folder or file" in out and "Traceback" not in out
 
 
+@pytest.mark.parametrize(
+    ("name", "says"),
+    [("x" * 101, "101 bytes long"), ("class_circle", "'class_'"), ("control_a", "'control_'"), ("multi_x", "'multi_'")],
+)
+def test_concept_names_a_run_could_not_write_are_refused(tmp_path, name, says):
+    """A name too long for multi_A+B.png, or one whose grid would be taken for a class's or a pair's (D10, D12)."""
+    proto = tmp_path / "p.yaml"
+    proto.write_text(f"include: toy\nname: p\nsessions: [[circle-1], ['{name}']]\n")
+    code, out = invoke("validate", str(proto))
+    assert code == 2 and "cannot name a folder or file" in out and says in out and "Traceback" not in out
+
+
+def test_validate_prints_names_as_written_not_as_markup(concept_folder):
+    (concept_folder / "my_cat").rename(concept_folder / "[red]cat")
+    (concept_folder / "concepts.yaml").write_text("'[red]cat': {class: '[bold]pet'}\n")
+    code, out = invoke("validate", "folder", "--data", str(concept_folder))
+    assert code == 0, out
+    assert "[red]cat" in out and "[bold]pet" in out
+
+
+def test_a_data_folder_never_follows_a_link_out_of_itself(concept_folder, tmp_path):
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(outside / "secret.png")
+    (concept_folder / "my_cat" / "9.png").symlink_to(outside / "secret.png")
+    code, out = invoke("validate", "folder", "--data", str(concept_folder))
+    assert code == 2 and "9.png" in out and "outside the data folder" in out and "Traceback" not in out
+    (concept_folder / "my_cat" / "9.png").unlink()
+    (concept_folder / "linked").symlink_to(outside, target_is_directory=True)
+    code, out = invoke("validate", "folder", "--data", str(concept_folder))
+    assert code == 2 and "linked" in out and "outside the data folder" in out
+    (concept_folder / "inner").symlink_to(concept_folder / "my_mug", target_is_directory=True)
+    (concept_folder / "linked").unlink()
+    code, out = invoke("validate", "folder", "--data", str(concept_folder))
+    assert code == 0, out  # a link that stays inside the folder is read
+
+
 def test_class_noun_from_concepts_yaml_that_is_a_path_is_refused(concept_folder):
     (concept_folder / "concepts.yaml").write_text("my_cat: {class: ../../outside}\n")
     code, out = invoke("validate", "folder", "--data", str(concept_folder))
@@ -263,6 +300,24 @@ def test_a_study_with_a_bad_cell_fails_before_running_any(tmp_path, monkeypatch)
     )
     code, out = invoke("study", spec)
     assert code == 2 and "run 2 of 2" in out and "stepz" in out and not started
+
+
+@pytest.mark.parametrize(
+    ("cell", "says"),
+    [
+        ({"method": "naive", "grid": {"steps": []}}, "empty lists"),
+        ({"method": "naive", "settings": {"steps": 3}, "grid": {"steps": [4, 5]}}, "both a fixed setting and a grid"),
+    ],
+)
+def test_a_study_with_an_empty_grid_or_a_shadowed_setting_is_refused(tmp_path, cell, says):
+    import yaml
+
+    spec = tmp_path / "s.yaml"
+    spec.write_text(
+        yaml.safe_dump({"name": "s", "output": str(tmp_path / "o"), "protocol": "toy-quick", "cells": [cell]})
+    )
+    code, out = invoke("study", spec)
+    assert code == 2 and says in out and "Traceback" not in out and not (tmp_path / "o").exists()
 
 
 def test_error_messages_are_not_read_as_markup(tmp_path):

@@ -36,12 +36,13 @@ class Pool:
     images: np.ndarray  # (N, 2, 32, 32, 3) uint8
     image_codes: np.ndarray  # (N, 2, 5)
     appearance_ids: np.ndarray  # (N,) equal for identical appearances
+    background_said: float | None = None  # WorldRecipe.background_said
 
     def captions(self, rng: np.random.Generator, idx: np.ndarray, view: np.ndarray):
         """Fresh random captions (texts and attribute codes) for the chosen objects and views."""
         texts, codes = [], []
         for i, v in zip(idx, view, strict=True):
-            text, said = world.sample_caption(rng, self.appearances[i], self.backgrounds[i][v])
+            text, said = world.sample_caption(rng, self.appearances[i], self.backgrounds[i][v], self.background_said)
             texts.append(text)
             codes.append(said)
         return texts, np.stack(codes)
@@ -63,7 +64,8 @@ def render_pool(recipe: Recipe) -> Pool:
             images[sl, v] = world.render(apps[sl], [p[v] for p in places[sl]])
     codes = np.stack([[world.attribute_codes(a, p.background) for p in pl] for a, pl in zip(apps, places, strict=True)])
     keys = {a: i for i, a in enumerate(dict.fromkeys(apps))}
-    return Pool(apps, [[p.background for p in pl] for pl in places], images, codes, np.array([keys[a] for a in apps]))
+    ids = np.array([keys[a] for a in apps])
+    return Pool(apps, [[p.background for p in pl] for pl in places], images, codes, ids, recipe.world.background_said)
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:

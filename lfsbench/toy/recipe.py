@@ -15,6 +15,8 @@ class WorldRecipe(_Strict):
     pool_objects: int = 16000  # distinct objects pre-rendered for training, each in 2 views
     twotone_rate: float = 0.3
     catalogue_size: int = 60  # reserved concepts, never shown in training
+    # chance that a training caption names the background; None: world 1's 30% (see world.sample_caption)
+    background_said: float | None = None
 
 
 class EvaluatorRecipe(_Strict):

@@ -254,11 +254,15 @@ def caption(appearance: Appearance, background: str | None = None, fill: bool = 
     return text
 
 
-def sample_caption(rng: np.random.Generator, appearance: Appearance, background: str) -> tuple[str, np.ndarray]:
+def sample_caption(
+    rng: np.random.Generator, appearance: Appearance, background: str, background_said: float | None = None
+) -> tuple[str, np.ndarray]:
     """A caption with attributes randomly dropped, and its attribute codes (-1 = not said).
 
     Half of the captions are class-focused ("a circle", "a red circle"): the
     calibration probe found that this is what teaches shape rather than colour.
+    `background_said` is the chance that any caption names the background; None keeps
+    world 1's mix (30%: only the descriptive half names it, 60% of the time).
     """
     u = rng.random()
     if u < 0.25:
@@ -267,6 +271,8 @@ def sample_caption(rng: np.random.Generator, appearance: Appearance, background:
         say = dict(colour=True, fill=False, background=False)
     else:
         say = dict(colour=rng.random() < 0.8, fill=rng.random() < 0.7, background=rng.random() < 0.6)
+    if background_said is not None:
+        say["background"] = bool(rng.random() < background_said)
     bg = background if say["background"] else None
     text = caption(appearance, bg, fill=say["fill"], colour=say["colour"])
     codes = attribute_codes(appearance, background)
