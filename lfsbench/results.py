@@ -20,6 +20,7 @@ identity (lfsbench/identity.py), which config.json holds.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import itertools
 import json
 import os
@@ -284,6 +285,8 @@ class RunFolder:
         t = 0
         exported = self.is_exported()
         while self.session_csv(t).is_file() and self.scores_csv(t).is_file() and (exported or self.state_readable(t)):
+            if self.damaged_tables(t):
+                break
             done.append(t)
             t += 1
         return done
@@ -306,13 +309,86 @@ class RunFolder:
         return sorted(stale)
 
     def session_rows(self) -> pd.DataFrame:
-        frames = [pd.read_csv(self.session_csv(t)) for t in self.finished_sessions()]
+        frames = [self._read_csv(self.session_csv(t)) for t in self.finished_sessions()]
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+    # ------------------------------------------------------------ digests: a session's tables as written
+
+    @property
+    def digests_file(self) -> Path:
+        return self.path / "digests.json"
+
+    def _digests(self) -> dict[str, str] | None:
+        """digests.json as written ({} where there is none; None where it cannot be read)."""
+        f = self.digests_file
+        if not f.is_file():
+            return {}
+        try:
+            data = json.loads(f.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    def write_session_table(self, path: Path, frame: pd.DataFrame):
+        """Write a session's scores or session CSV and record its SHA-256 first (digests.json), so a table truncated
+        or edited afterwards is found (`damaged_tables`) instead of silently changing a report's curves."""
+        text = frame.to_csv(index=False)
+        digests = self._digests() or {}
+        digests[path.relative_to(self.path).as_posix()] = hashlib.sha256(text.encode()).hexdigest()
+        atomic_write_text(self.digests_file, json.dumps(digests, indent=1, sort_keys=True))
+        atomic_write_text(path, text)
+
+    def damaged_tables(self, t: int | None = None) -> list[Path]:
+        """Session tables (of session t, or of every session) that differ from what the run wrote. Tables with no
+        digest (written before digests existed) are not checked, nor is anything when digests.json is unreadable
+        (`check_intact` names that)."""
+        wanted = [self.scores_csv(t), self.session_csv(t)] if t is not None else None
+        damaged = []
+        for name, digest in sorted((self._digests() or {}).items()):
+            path = self.path / name
+            if (wanted is None or path in wanted) and path.is_file():
+                if hashlib.sha256(path.read_bytes()).hexdigest() != digest:
+                    damaged.append(path)
+        return damaged
+
+    def check_intact(self):
+        """Refuse to be read (report, check, export, track) when a session table changed after the run wrote it or
+        the summary counts sessions the tables no longer hold, naming the files and the fix."""
+        fix = (
+            "Export it again from the run it was exported from."
+            if self.is_exported()
+            else f"`lfsbench run --resume {self.path}` redoes the sessions they belong to."
+        )
+        damaged = self.damaged_tables()
+        problem = None
+        if self._digests() is None:
+            problem = "digests.json, the record of its session tables as written, cannot be read"
+            fix = "Rerun the run into a new folder, or delete digests.json to read its tables unverified."
+        elif damaged:
+            names = ", ".join(p.relative_to(self.path).as_posix() for p in damaged)
+            problem = f"{names} differ from what the run wrote (truncated or edited; digests.json has the originals)"
+        elif self.has_summary():
+            counted, held = self.summary().get("sessions_finished", 0), len(self.finished_sessions())
+            if isinstance(counted, int) and counted > held:
+                problem = f"summary.json counts {counted} finished sessions but the session tables hold {held}"
+        if problem:
+            raise LfsbenchError(
+                f"The run in {self.path} is damaged: {problem}, so its figures cannot be trusted. {fix}"
+            )
+
+    def _read_csv(self, path: Path) -> pd.DataFrame:
+        try:
+            return pd.read_csv(path)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+            raise LfsbenchError(
+                f"{path} is not a readable table ({type(err).__name__}: {str(err).strip()}). "
+                f"`lfsbench run --resume {self.path}` redoes its session."
+            ) from None
 
     def scores(self) -> pd.DataFrame:
         from lfsbench.evaluation.records import COLUMNS, with_optional_columns
 
-        frames = [pd.read_csv(self.scores_csv(t)) for t in self.finished_sessions()]
+        frames = [self._read_csv(self.scores_csv(t)) for t in self.finished_sessions()]
         if any(set(COLUMNS) - set(frame.columns) for frame in frames):
             raise self._older_run()
         frames = [with_optional_columns(frame) for frame in frames]

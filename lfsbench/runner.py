@@ -36,7 +36,7 @@ from lfsbench.method import (
 )
 from lfsbench.models import load_backbone, load_evaluator
 from lfsbench.progress import PlainLog, progress_bar
-from lfsbench.results import RunFolder, atomic_save_tensors, atomic_write_csv, load_tensors
+from lfsbench.results import RunFolder, atomic_save_tensors, load_tensors
 from lfsbench.toy import check_world
 from lfsbench.toy import copying as toy_copying
 from lfsbench.toy import oracle as toy_oracle
@@ -396,7 +396,7 @@ class Runner:
                         "metric of this session would mean anything and nothing of it is kept. Usually training "
                         "diverged: lower the learning rates (-o kv_lr=..., -o token_lr=..., -o lr=...) and run again."
                     )
-                atomic_write_csv(self.folder.scores_csv(t), scores)
+                self.folder.write_session_table(self.folder.scores_csv(t), scores)
                 history = pd.concat([self.folder.scores(), scores], ignore_index=True)
                 rows = tables.session_rows(scores, history, t, self.learned_in, self.class_first, self.plan.bootstrap)
                 self.folder.write_cost_row(
@@ -412,7 +412,7 @@ class Runner:
                         **{f"learn_{k}": v for k, v in learn_figures.items()},
                     }
                 )
-                atomic_write_csv(self.folder.session_csv(t), rows)  # written last: marks the session finished
+                self.folder.write_session_table(self.folder.session_csv(t), rows)  # written last: marks it finished
                 self._write_summary(drift_scale)
                 if tracker:
                     tracker.session(t)

@@ -107,6 +107,37 @@ def test_damaged_config_and_summary_are_named(tiny_weights, straight, tmp_path):
     assert code == 2 and "config.json is not valid JSON" in out
 
 
+def test_a_truncated_or_edited_session_table_is_named_then_redone(tiny_weights, straight, tmp_path):
+    """Found (D7): a truncated scores CSV silently changed the report's curves while the summary kept the old
+    numbers, and a rerun on the damaged folder gave a traceback."""
+    src, summary = straight
+    run = _copy(src, tmp_path / "run")
+    scores = run / "scores" / "session_01.csv"
+    text = scores.read_text()
+    scores.write_text(text[: len(text) // 2])  # cut mid-row
+    assert RunFolder(run).finished_sessions() == [0]
+    for command in (("report", str(run), "-O", str(tmp_path / "rep")), ("export", str(run), "-O", str(tmp_path / "x"))):
+        code, out = invoke(*command)
+        assert code == 2 and "scores/session_01.csv differ from what the run wrote" in out and "--resume" in out
+        assert "Traceback" not in out and not (tmp_path / "rep").exists() and not (tmp_path / "x").exists()
+    assert quality(make_runner(tiny_weights, run).run()) == pytest.approx(quality(summary), abs=1e-6)
+    assert scores.read_text() == text  # redone, to what it was
+    RunFolder(run).check_intact()
+    edited = run / "sessions" / "session_02.csv"
+    edited.write_text(edited.read_text().replace("0.", "0.9", 1))  # a number changed by hand
+    with pytest.raises(LfsbenchError, match="sessions/session_02.csv differ"):
+        RunFolder(run).check_intact()
+
+
+def test_a_session_table_that_is_not_a_table_is_named(tmp_path):
+    """Runs written before digests existed are not verified, but an unreadable table is named, not a traceback."""
+    folder = RunFolder(tmp_path / "old")
+    folder.session_csv(0).parent.mkdir(parents=True)
+    folder.session_csv(0).write_bytes(b'a,b\n"1,2\n')
+    with pytest.raises(LfsbenchError, match="session_00.csv is not a readable table"):
+        folder._read_csv(folder.session_csv(0))
+
+
 def test_a_locked_run_folder_is_refused(tiny_weights, tmp_path):
     out = tmp_path / "run"
     runner = make_runner(tiny_weights, out)

@@ -97,6 +97,7 @@ def find_runs(paths: list[Path]) -> list[Run]:
         candidates = [root] if RunFolder(root).is_run() else sorted(p.parent for p in root.rglob(config_name))
         for folder in map(RunFolder, candidates):
             if folder.has_summary():
+                folder.check_intact()
                 found.append(Run(folder.path, folder.identity(), folder.summary()))
     if not found:
         raise LfsbenchError(
