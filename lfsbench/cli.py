@@ -306,8 +306,11 @@ def track_command(
     check_tracker(to)
     found = find_runs(runs)
     for run in found:
-        sessions = Tracker(to, run.path).replay()
-        console.print(f"{run.path}: {sessions} sessions sent to {to}")
+        tracker = Tracker(to, run.path)
+        before = len(tracker.sent())
+        sessions = tracker.replay()
+        already = f" ({before} sent before, not sent again)" if before else ""
+        console.print(f"{escape(str(run.path))}: {sessions} sessions sent to {to}{already}")
     console.print(f"{len(found)} runs sent to {to}")
 
 

@@ -415,7 +415,7 @@ class Runner:
                 self.folder.write_session_table(self.folder.session_csv(t), rows)  # written last: marks it finished
                 self._write_summary(drift_scale)
                 if tracker:
-                    tracker.session(t)
+                    tracker.session(t, again=True)
                 progress.update(task, advance=1)
                 log.finished(
                     f"session {t}", f"training {train_s:.0f} s, generating and scoring {sum(seconds.values()):.0f} s"
@@ -423,7 +423,7 @@ class Runner:
         if done and len(done) == len(sessions):  # nothing left to run: the summary is rebuilt from the session files
             self._write_summary(drift_scale)
         if tracker:
-            tracker.finish()
+            tracker.finish(again=True)
         return self.folder.summary()
 
     def _write_summary(self, drift_scale: float):

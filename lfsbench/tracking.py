@@ -54,7 +54,6 @@ class Tracker:
         self.identity = identity
         self.name = self.folder.path.name
         self._ids_file = self.folder.path / "tracking.json"
-        self.is_new = self.stored_id() is None  # a tracked run starts here (else: a resumed one goes on)
         self._closed = False
         self._backend = TRACKERS.get(kind)(self)
 
@@ -76,38 +75,51 @@ class Tracker:
                 params[key] = value
         return params
 
-    def stored_id(self) -> str | None:
+    def _stored(self) -> dict:
+        """tracking.json: per tracker, its run id (`kind`) and what was sent to it (`kind.sessions`, `kind.final`)."""
         if self._ids_file.is_file():
             try:
-                return json.loads(self._ids_file.read_text()).get(self.kind)
-            except (json.JSONDecodeError, AttributeError):
-                return None
-        return None
+                data = json.loads(self._ids_file.read_text())
+                return data if isinstance(data, dict) else {}
+            except json.JSONDecodeError:
+                return {}
+        return {}
 
-    def keep_id(self, run_id: str) -> None:
+    def _record(self, key: str, value) -> None:
         from lfsbench.results import atomic_write_text
 
-        ids = {}
-        if self._ids_file.is_file():
-            try:
-                ids = json.loads(self._ids_file.read_text())
-            except json.JSONDecodeError:
-                ids = {}
-        ids[self.kind] = run_id
-        atomic_write_text(self._ids_file, json.dumps(ids, indent=1))
+        atomic_write_text(self._ids_file, json.dumps({**self._stored(), key: value}, indent=1))
 
-    def session(self, t: int) -> None:
-        """Log session t's curve figures (quality once every learned concept was evaluated, and cost)."""
+    def stored_id(self) -> str | None:
+        return self._stored().get(self.kind)
+
+    def keep_id(self, run_id: str) -> None:
+        self._record(self.kind, run_id)
+
+    def sent(self) -> list[int]:
+        """The sessions already sent to this tracker (so sending again never logs a point twice)."""
+        return list(self._stored().get(f"{self.kind}.sessions", []))
+
+    def session(self, t: int, again: bool = False) -> None:
+        """Log session t's curve figures (quality once every learned concept was evaluated, and cost) unless they were
+        sent before; `again`: a session the run has just (re)done is always sent."""
         from lfsbench.evaluation import tables
 
+        if t in self.sent() and not again:
+            return
         learned_in = self.identity.protocol.learned_in()
         rows = tables.session_curve(self.folder.scores(), self.folder.cost(), learned_in, t, N_BOOT)
         metrics = {r["metric"]: float(r["value"]) for r in rows if math.isfinite(float(r["value"]))}
         images = sorted((self.folder.path / "images" / f"session_{t:02d}").glob("*.png"))
         self._backend.session(metrics, images, t)
+        self._record(f"{self.kind}.sessions", sorted({*self.sent(), t}))
 
-    def finish(self) -> None:
-        """Log the final summary (as `final/...` figures) and the run's tables."""
+    def finish(self, again: bool = False) -> None:
+        """Log the final summary (as `final/...` figures) and the run's tables unless they were sent before (`again`:
+        a run that has just finished always sends them)."""
+        if self._stored().get(f"{self.kind}.final") and not again:
+            self.close()
+            return
         summary = self.folder.summary() or {}
         final = {}
         for key, value in summary.items():
@@ -115,6 +127,7 @@ class Tracker:
             if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
                 final[f"final/{key}"] = float(value)
         self._backend.final(final, [self.folder.path / name for name in TABLES if (self.folder.path / name).is_file()])
+        self._record(f"{self.kind}.final", True)
         self.close()
 
     def close(self, failed: bool = False) -> None:
@@ -123,18 +136,18 @@ class Tracker:
             self._backend.close(failed)
 
     def catch_up(self, done: list[int]) -> None:
-        """A tracked run that starts on a resumed run folder: log the sessions finished before it."""
-        if self.is_new:
-            for t in done:
-                self.session(t)
-
-    def replay(self) -> int:
-        """Log every finished session, then the end (a run tracked after it ran); returns the sessions logged."""
-        done = self.folder.finished_sessions()
+        """A tracked run that starts on a resumed run folder: log the sessions finished before it not yet sent."""
         for t in done:
             self.session(t)
+
+    def replay(self) -> int:
+        """Log every finished session not yet sent, then the end (a run tracked after it ran); returns the sessions
+        logged by this call."""
+        todo = [t for t in self.folder.finished_sessions() if t not in self.sent()]
+        for t in todo:
+            self.session(t)
         self.finish()
-        return len(done)
+        return len(todo)
 
 
 @TRACKERS.register("mlflow")
@@ -217,7 +230,10 @@ class _TensorBoard:
 @TRACKERS.register("wandb")
 class _Wandb:
     package = "wandb"
-    description = "Weights & Biases: project $WANDB_PROJECT (default lfsbench), offline unless $WANDB_MODE says"
+    description = (
+        "Weights & Biases: project $WANDB_PROJECT (default lfsbench), offline unless $WANDB_MODE says, files in "
+        "$WANDB_DIR (default: the run folder)"
+    )
 
     def __init__(self, tracker: Tracker):
         import wandb
@@ -230,7 +246,7 @@ class _Wandb:
             id=run_id,
             resume="allow" if run_id else None,
             config=tracker.params(),
-            dir=str(tracker.folder.path),
+            dir=os.environ.get("WANDB_DIR") or str(tracker.folder.path),
             mode=os.environ.get("WANDB_MODE", "offline"),
         )
         if run_id is None:

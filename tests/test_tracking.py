@@ -119,6 +119,9 @@ def test_a_stored_run_is_sent_afterwards_and_bad_trackers_are_explained(tracked,
     assert "2 sessions sent to mlflow" in output
     (run,) = the_runs(store, "sent")
     assert len(store.get_metric_history(run.info.run_id, "TA")) == 2
+    code, output = invoke("track", copy, "--to", "mlflow")  # again: nothing is logged twice
+    assert code == 0 and "0 sessions sent to mlflow (2 sent before, not sent again)" in output
+    assert len(store.get_metric_history(run.info.run_id, "TA")) == 2 and len(the_runs(store, "sent")) == 1
     code, output = invoke("track", copy, "--to", "neptune")
     assert code == 2 and "--track 'neptune' is not known" in output
     with pytest.raises(LfsbenchError, match="holds no lfsbench run"):
@@ -143,3 +146,13 @@ def test_wandb_runs_offline_and_saves_the_tables(tracked, tmp_path, monkeypatch)
     files = {p.name for p in (offline / "files").iterdir()}
     assert {"summary.json", "config.json", "cost.csv"} <= files
     assert list((offline / "files" / "media" / "images").rglob("*.png"))  # the image grids went with the figures
+
+
+def test_wandb_writes_where_wandb_dir_says(tracked, tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "elsewhere"))
+    copy = untracked_copy(tracked[0], tmp_path / "run")
+    assert Tracker("wandb", copy).replay() == 2
+    assert list((tmp_path / "elsewhere" / "wandb").glob("offline-run-*")) and not (copy / "wandb").exists()
