@@ -208,29 +208,45 @@ def export(
 def check(
     runs: list[Path] = typer.Argument(..., help="Run folders, or folders that contain them."),
     thresholds: Path = typer.Option(..., "--thresholds", help="Thresholds file (tests/regression/thresholds.yaml)."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the checks as JSON (a list of {check, value, measured, bound, passed}) instead."
+    ),
+    junit: Path | None = typer.Option(None, "--junit", help="Also write the checks as a JUnit XML file, for CI."),
 ):
     """The regression gate: compare stored runs with a thresholds file; exit 1 if any check fails."""
-    from lfsbench.gate import load_thresholds, run_checks
+    import json
+
+    from lfsbench.gate import junit_xml, load_thresholds, run_checks
+    from lfsbench.results import atomic_write_text
 
     results = run_checks(runs, load_thresholds(thresholds))
+    failed = [r for r in results if not r["passed"]]
+    if junit is not None:
+        try:
+            junit.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(junit, junit_xml(results, thresholds))
+        except OSError as err:
+            raise LfsbenchError(f"Cannot write the JUnit file {junit} ({err.strerror}); pass a writable path.") from err
+    if as_json:
+        typer.echo(json.dumps(results, indent=1))
+        if failed:
+            raise typer.Exit(1)
+        return
     table = Table(title=f"lfsbench check against {thresholds}")
     for col in ("check", "value", "measured", "bound", "result"):
         table.add_column(col, overflow="fold")  # CI logs are 80 columns wide: wrap metric names, never cut them
     for r in results:
         table.add_row(
-            r["check"],
-            r["value"],
+            escape(r["check"]),
+            escape(r["value"]),
             f"{r['measured']:.3f}",
-            r["bound"],
+            escape(r["bound"]),
             "[green]pass[/]" if r["passed"] else "[red]FAIL[/]",
         )
     console.print(table)
-    failed = [r for r in results if not r["passed"]]
     if failed:
-        console.print(
-            f"[red]{len(failed)} of {len(results)} checks failed:[/] "
-            + "; ".join(f"{r['check']} ({r['value']} = {r['measured']:.3f}, needs {r['bound']})" for r in failed)
-        )
+        named = "; ".join(f"{r['check']} ({r['value']} = {r['measured']:.3f}, needs {r['bound']})" for r in failed)
+        console.print(f"[red]{len(failed)} of {len(results)} checks failed:[/] " + escape(named))
         raise typer.Exit(1)
     console.print(f"all {len(results)} checks passed")
 

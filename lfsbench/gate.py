@@ -196,3 +196,21 @@ def run_checks(paths: list[Path], thresholds: Thresholds) -> list[dict]:
             }
         )
     return results
+
+
+def junit_xml(results: list[dict], thresholds: Path) -> str:
+    """The checks as a JUnit XML test suite (one test case per check; a failed check is a <failure>), the report
+    format CI systems (GitLab, Jenkins, GitHub's test-report actions) show."""
+    from xml.etree import ElementTree as ET
+
+    failed = [r for r in results if not r["passed"]]
+    suite = ET.Element(
+        "testsuite", name=f"lfsbench check {thresholds}", tests=str(len(results)), failures=str(len(failed)), errors="0"
+    )
+    for r in results:
+        case = ET.SubElement(suite, "testcase", classname="lfsbench.check", name=r["check"])
+        ET.SubElement(case, "system-out").text = f"{r['value']} = {r['measured']:.6g} (needs {r['bound']})"
+        if not r["passed"]:
+            failure = ET.SubElement(case, "failure", message=f"{r['value']} = {r['measured']:.3f}, needs {r['bound']}")
+            failure.text = failure.get("message")
+    return ET.tostring(ET.ElementTree(suite).getroot(), encoding="unicode", xml_declaration=True) + "\n"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pandas as pd
 import pytest
@@ -281,6 +282,12 @@ def test_gate_cli_exit_code_and_bad_file(runs, tmp_path):
     )
     code, output = invoke("check", runs, "--thresholds", path)
     assert code == 1 and "naive forgets" in output and "FAIL" in output
+    code, output = invoke("check", runs, "--thresholds", path, "--json", "--junit", tmp_path / "ci" / "gate.xml")
+    (result,) = json.loads(output)
+    assert code == 1 and result["check"] == "naive forgets" and result["passed"] is False and result["measured"] < 5
+    suite = ElementTree.parse(tmp_path / "ci" / "gate.xml").getroot()
+    assert suite.get("tests") == "1" and suite.get("failures") == "1"
+    assert suite.find("testcase").get("name") == "naive forgets" and suite.find("testcase/failure") is not None
     path.write_text("protocol: toy\nchecks:\n  - name: no bound\n    value: naive.TA\n")
     with pytest.raises(LfsbenchError, match="needs a bound"):
         load_thresholds(path)
