@@ -49,7 +49,9 @@ def run(
         None, "--protocol", "-p", help="Protocol name or YAML file (`lfsbench ls protocols`; default: toy)."
     ),
     seed: int = typer.Option(0, help="Seed of training and generation."),
-    output: Path | None = typer.Option(None, "--output", help="Run folder (default: runs/PROTOCOL/METHOD-seedN)."),
+    output: Path | None = typer.Option(
+        None, "--output", "-O", help="Run folder (default: runs/PROTOCOL/METHOD-seedN)."
+    ),
     override: list[str] = typer.Option(
         [],
         "--set",
@@ -75,6 +77,9 @@ def run(
     ),
     cache: bool = typer.Option(
         True, help="Share the base model's work with other runs ($LFSBENCH_CACHE, else ~/.cache/lfsbench)."
+    ),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Print the run's resolved identity and folder, and run nothing."
     ),
 ):
     """Run one method through a lifelong protocol; rerunning the same command resumes it."""
@@ -116,6 +121,9 @@ def run(
         # unknown names and settings fail here, before any model loads
         identity = resolve_identity(canonical_method(method), protocol or "toy", settings, seed, data)
         output = output or identity.default_folder(Path("runs"))
+    if dry_run:
+        console.print(identity_table(identity, output))
+        return
     console.print(f"run folder: [bold]{escape(str(output))}[/] (identity {identity.key()})")
     summary = Runner(identity, output, track=track, cache=cache).run()
     console.print(
@@ -131,6 +139,31 @@ def run(
             "docs/metrics.md). On real data: -o dino=facebook/dino-vits16 with the model in the local cache."
         )
     console.print(f"results in [bold]{escape(str(output))}[/] (summary.json, sessions/, ia_matrix.csv, images/)")
+
+
+def identity_table(identity, output: Path) -> Table:
+    """What `run --dry-run` shows: every resolved field of the run's identity (the folder's config.json to be), the
+    folder, and what the folder holds now."""
+    from lfsbench.identity import field_order, flat_content
+    from lfsbench.results import RunFolder
+
+    folder = RunFolder(output)
+    total = len(identity.protocol.sessions)
+    if not folder.is_run():
+        state = "empty: the run starts at session 0"
+    elif folder.identity() is not None and not folder.identity().same_run(identity):
+        state = "holds another run: `lfsbench run` will refuse it"
+    else:
+        done = len(folder.finished_sessions())
+        state = "finished" if folder.is_finished(total) else f"{done} of {total} sessions finished: it resumes"
+    table = Table(title=f"{escape(identity.label)} on {escape(identity.protocol.name)}, seed {identity.seed} (dry run)")
+    table.add_column("field")
+    table.add_column("value", overflow="fold")
+    table.add_row("folder", f"{escape(str(output))} ({state})")
+    table.add_row("identity", identity.key())
+    for key, value in sorted(flat_content(identity).items(), key=lambda kv: field_order(kv[0])):
+        table.add_row(escape(key), escape(json.dumps(value) if not isinstance(value, str) else value))
+    return table
 
 
 def summary_table(summary: dict, title: str) -> Table:
@@ -284,13 +317,34 @@ def study(
         True,
         help="Runs share the base model's work ($LFSBENCH_CACHE, else ~/.cache/lfsbench); --no-cache: each its own.",
     ),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Check every cell and print each run's identity, folder and state; run nothing."
+    ),
 ):
     """Run every cell of a study (skipping finished runs, resuming partial ones), then report it."""
     from lfsbench.report import make_report
-    from lfsbench.study import load_study, parse_shard, run_study, unfinished_runs
+    from lfsbench.results import RunFolder
+    from lfsbench.study import load_study, parse_shard, plan, run_study, unfinished_runs
 
     loaded = load_study(spec)
     part = parse_shard(shard)
+    if dry_run:
+        table = Table(title=f"study {escape(loaded.name)}: the runs it asks for (nothing is run)")
+        for col in ("run", "method and settings", "seed", "identity", "folder", "state"):
+            table.add_column(col, overflow="fold")
+        planned = plan(loaded)
+        for i, run in enumerate(planned):
+            state = RunFolder(run.output)
+            done = len(state.finished_sessions()) if state.is_run() else 0
+            total = len(run.identity.protocol.sessions)
+            shown = "finished" if run.finished else (f"{done} of {total} sessions" if done else "to run")
+            mine = "" if i % part[1] == part[0] - 1 else " (another shard)"
+            table.add_row(
+                str(i + 1), escape(run.identity.label), str(run.identity.seed), run.identity.key(),
+                escape(str(run.output)), shown + mine,
+            )  # fmt: skip
+        console.print(table)
+        return
     folders = run_study(
         loaded, console, part, executor, workers=workers, address=address, threads=threads, track=track, cache=cache
     )
@@ -501,6 +555,31 @@ def bench_command(
     console.print(f"written: {output}")
 
 
+@app.command("show")
+@friendly_errors
+def show(
+    protocol: str = typer.Argument("toy", help="Protocol name or YAML file (`lfsbench ls protocols`)."),
+    override: list[str] = typer.Option(
+        [], "--set", "-o", help="KEY=VALUE: a protocol field, as `lfsbench run -o` takes it."
+    ),
+    data: Path | None = typer.Option(None, help="The data folder (needed by the `folder` protocol)."),
+):
+    """Print a protocol as it resolves (includes merged, overrides applied, every default filled in): each line is a
+    field `-o` accepts, written as `-o evaluation.steps=50`."""
+    import yaml
+
+    from lfsbench.protocol import load_protocol, parse_overrides
+
+    protocol_overrides, method_settings = parse_overrides(override)
+    if method_settings:
+        raise LfsbenchError(
+            f"show prints a protocol; {', '.join(method_settings)} is not a protocol field. `lfsbench ls methods "
+            "NAME` shows a method's settings."
+        )
+    resolved = load_protocol(protocol, protocol_overrides, data=data).model_dump(mode="json")
+    typer.echo(yaml.safe_dump(resolved, sort_keys=False, width=120).rstrip())
+
+
 @app.command("validate")
 @friendly_errors
 def validate(
@@ -596,7 +675,9 @@ def _describe_dataset(proto, root: Path):
 @toy_app.command("build")
 @friendly_errors
 def toy_build(
-    output: Path = typer.Option(None, help="Where the weights go (default: the package's lfsbench/toy/weights)."),
+    output: Path = typer.Option(
+        None, "--output", "-O", help="Where the weights go (default: the package's lfsbench/toy/weights)."
+    ),
     work: Path = typer.Option(
         Path(".lfsbench-toy-build"), help="Checkpoints; run again with the same folder to resume."
     ),
@@ -626,7 +707,7 @@ def toy_build(
 @friendly_errors
 def toy_check(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON line instead of a table."),
-    out: Path = typer.Option(Path("toy-check"), help="Folder for the PNG grids."),
+    out: Path = typer.Option(Path("toy-check"), "--output", "-O", "--out", help="Folder for the PNG grids."),
     quick: bool = typer.Option(False, help="Fewer images and training steps (a smoke test, not the gates)."),
     weights: Path | None = typer.Option(
         None, help="Weights folder to check (default: the shipped models the protocol names, e.g. toy-v2)."
