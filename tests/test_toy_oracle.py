@@ -111,3 +111,36 @@ def test_stated_background():
     assert copying.stated_background("a two-tone circle on a khaki background") == "khaki"
     assert copying.stated_background("a circle") is None
     assert copying.stated_background("a circle on a purple background") is None  # not a colour of the world
+
+
+class _RenderingBackbone:
+    """A stand-in backbone that draws "a {class} on a {background} background" with the renderer: on the asked
+    background (`follows`), or always on black (a backbone that ignores the stated background)."""
+
+    def __init__(self, follows: bool):
+        self.follows = follows
+
+    def generate(self, prompts, seeds, steps, guidance):
+        rng = np.random.default_rng(0)
+        apps, places = [], []
+        for prompt in prompts:
+            words = prompt.split()
+            cls, background = words[1], words[4] if self.follows else "black"
+            apps.append(world.Appearance(cls, "red"))
+            places.append(world.sample_placement(rng, 2, cls, background))
+        return world.render(apps, places)
+
+
+@pytest.mark.parametrize("follows", [True, False])
+def test_the_oracle_gates_pass_a_backbone_that_follows_backgrounds_and_fail_one_that_does_not(follows):
+    from lfsbench.toy.check import CheckResult, _oracle_gates
+
+    result = CheckResult()
+    concept = world.concept_by_name("circle-1", world.concept_catalogue())
+    _oracle_gates(result, _RenderingBackbone(follows), [concept], 6, ["a {}"], True, 1, 1.0, None, 2)
+    (follow,) = [g for g in result.gates if g.name.startswith("backbone:")]
+    assert all(g.passed for g in result.gates if g is not follow)  # the oracle and the null do not use the backbone
+    if follows:
+        assert follow.passed and follow.value > 0.95
+    else:
+        assert not follow.passed and follow.value == pytest.approx(1 / 8, abs=0.02)  # black of 8 backgrounds

@@ -76,7 +76,7 @@ class CopySpace:
             s,
             r,
             float(np.quantile(reference_to_shot, COPY_QUANTILE)),
-            float(np.quantile(relative, FALSE_POSITIVE_RATE)) if len(s) > 1 else float("nan"),
+            float(np.quantile(relative, FALSE_POSITIVE_RATE)),  # NaN with a single shot (relative_distance)
         )
 
     def measure(self, images: torch.Tensor) -> dict[str, np.ndarray]:
