@@ -9,24 +9,31 @@ from typer.testing import CliRunner
 
 from lfsbench.cli import app
 from lfsbench.fingerprint import folder_fingerprint
-from lfsbench.toy import WEIGHTS_DIR
+from lfsbench.toy import NAMED_WEIGHTS, weights_world
+
+SHIPPED = [name for name, folder in NAMED_WEIGHTS.items() if folder.exists()]  # toy (world 1); toy-v2 once it passes
 
 
-def test_the_shipped_weights_are_the_ones_whose_gates_passed():
+@pytest.mark.parametrize("name", SHIPPED)
+def test_the_shipped_weights_are_the_ones_whose_gates_passed(name):
     """A rebuilt or edited toy world cannot skip its gates: its weights' hash differs from the one recorded with the
-    last passing full check until `lfsbench toy check --record` measures them again (and they pass)."""
-    record = json.loads((WEIGHTS_DIR / "fitness.json").read_text())
-    assert record["passed"] and not record["quick"] and record["protocol"] == "toy"
+    last passing full check until `lfsbench toy check --record` measures them again (and they pass), on the protocol
+    of the same name, whose world the weights were built on."""
+    weights = NAMED_WEIGHTS[name]
+    record = json.loads((weights / "fitness.json").read_text())
+    assert record["passed"] and not record["quick"] and record["protocol"] == name
+    assert record["figures"].get("world", 1) == weights_world(weights)
     assert all(g["passed"] for g in record["gates"])
-    assert record["weights_sha256"] == folder_fingerprint(WEIGHTS_DIR), (
-        "the shipped toy weights changed since their gates were measured: run `lfsbench toy check --record`"
+    assert record["weights_sha256"] == folder_fingerprint(weights), (
+        f"the shipped {name} weights changed since their gates were measured: run "
+        f"`lfsbench toy check --protocol {name} --record`"
     )
 
 
-@pytest.fixture(scope="module")
-def check(tmp_path_factory):
+@pytest.fixture(scope="module", params=SHIPPED)
+def check(request, tmp_path_factory):
     out = tmp_path_factory.mktemp("toy-check")
-    result = CliRunner().invoke(app, ["toy", "check", "--json", "--out", str(out)])
+    result = CliRunner().invoke(app, ["toy", "check", "--json", "--protocol", request.param, "--output", str(out)])
     lines = [line for line in result.output.splitlines() if line.startswith("{")]
     assert len(lines) == 1, result.output
     return json.loads(lines[0]), out, result.exit_code
