@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 from pathlib import Path
@@ -68,6 +69,8 @@ def test_report_files_and_tables_match_the_runs(runs, tmp_path):
     # curves, cost, 2 heatmaps, 2 image grids, 2 copy pictures
     assert html.count("data:image/png;base64,") == 8 and "IA_control" in html
     assert "copy rate" in html and "memorization gap" in html and "shots as VAE latents" in html
+    assert "<td>2 (0, 1)</td>" in html  # a count of seeds, then which
+    assert "Evaluation: sampler ddim, steps" in html and "differ in evaluation settings" not in html
     assert {"train_s", "generate_s", "stored_bytes", "peak_memory_mb"} <= set(curves.metric)
     cost = pd.read_csv(runs / "lfs-0" / "cost.csv")
     train = curves[(curves.setting == label) & (curves.metric == "train_s")].sort_values("session")
@@ -624,3 +627,16 @@ def test_a_run_stopped_early_is_refused_by_the_gate_and_marked_in_reports(tiny_r
     make_report([tmp_path / "runs"], tmp_path / "report")
     settings = pd.read_csv(tmp_path / "report" / "summary.csv").setting.tolist()
     assert settings == [f"{NAIVE} [after 1 of 3 sessions]"]
+
+
+def test_the_page_says_which_evaluation_settings_its_runs_differ_in(runs):
+    from lfsbench.report.html import evaluation_settings
+    from lfsbench.report.runs import find_runs
+
+    found = find_runs([runs])
+    changed = found[0].identity.protocol.model_copy(
+        update={"evaluation": found[0].identity.protocol.evaluation.model_copy(update={"sampler": "dpmsolver++"})}
+    )
+    found[0] = dataclasses.replace(found[0], identity=found[0].identity.model_copy(update={"protocol": changed}))
+    text = evaluation_settings(found)
+    assert "differ in evaluation settings (sampler: ddim / dpmsolver++)" in text and "steps" in text.split("differ")[0]

@@ -20,6 +20,25 @@ def _cell(row: pd.Series, metric: str) -> str:
     return f"{row[metric]:.3f} [{low:.3f}, {high:.3f}]"
 
 
+def _seed_count(seeds: str) -> str:
+    """'0 1 2' (the summary's seed list) as the page shows it: '3 (0, 1, 2)'."""
+    listed = seeds.split()
+    return f"{len(listed)} ({', '.join(listed)})"
+
+
+EVALUATION_FIELDS = ("sampler", "steps", "guidance", "precision", "images_per_prompt", "seed", "quantize")
+
+
+def evaluation_settings(runs) -> str:
+    """How the runs' images were drawn and scored: the evaluation settings they share, then those they differ in
+    (with the values seen), so a page never hides that two settings were sampled differently."""
+    values = {f: sorted({str(getattr(r.identity.protocol.evaluation, f)) for r in runs}) for f in EVALUATION_FIELDS}
+    shared = ", ".join(f"{f} {v[0]}" for f, v in values.items() if len(v) == 1)
+    differ = "; ".join(f"{f}: {' / '.join(v)}" for f, v in values.items() if len(v) > 1)
+    text = f"Evaluation: {shared}."
+    return text + (f" The runs differ in evaluation settings ({differ}): compare them with care." if differ else "")
+
+
 def display_table(table: pd.DataFrame) -> pd.DataFrame:
     """The summary as people read it: value [95% interval] per metric, then the plain figures."""
     shown = [m for m in in_view("headline") if m in table.columns]
@@ -191,6 +210,7 @@ def page(
 ) -> str:
     plan = protocol["evaluation"]
     shown = display_table(table)
+    shown["seeds"] = [_seed_count(str(seeds)) for seeds in shown["seeds"]]
     parts = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>lfsbench report: "
         f"{htmllib.escape(protocol['name'])}</title>",
@@ -198,6 +218,7 @@ def page(
         f"<h1>lfsbench report: protocol <code>{htmllib.escape(protocol['name'])}</code></h1>",
         f"<p class='note'>{htmllib.escape(protocol.get('description', ''))} {len(protocol['sessions'])} sessions; "
         f"{len(plan['prompts'])} prompts x {plan['images_per_prompt']} images per concept; {len(runs)} runs. "
+        f"{htmllib.escape(evaluation_settings(runs))} "
         "Values are means at the last session; brackets are 95% intervals (a bootstrap over images with one seed, "
         "a Student t interval over the seeds where several were run). IA compares a concept's images with held-out "
         "views of it that no method saw; IA_shots "
