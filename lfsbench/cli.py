@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import time
@@ -26,14 +27,35 @@ app.add_typer(toy_app, name="toy")
 console = Console()
 
 
+def _storage_error(err: OSError) -> LfsbenchError | None:
+    """A full disk, a folder that cannot be written or a path through a file, as one paragraph naming the file and
+    the fix (None for other OS errors, which are bugs to see whole)."""
+    where = f" {err.filename}" if err.filename else ""
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return LfsbenchError(
+            f"Cannot write{where}: {err.strerror}. Free space on that disk (or point --output/-O elsewhere) and run "
+            "the same command again: a run resumes from its last finished session, and nothing half-written is kept."
+        )
+    if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.ENAMETOOLONG):
+        return LfsbenchError(
+            f"Cannot write or read{where}: {err.strerror}. Choose a folder you can write (--output/-O), or fix its "
+            "permissions."
+        )
+    return None
+
+
 def friendly_errors(fn):
-    """Print an LfsbenchError as one paragraph (no traceback) and exit with status 2."""
+    """Print an LfsbenchError (or a storage error: a full disk, a folder that cannot be written) as one paragraph (no
+    traceback) and exit with status 2."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except LfsbenchError as err:
+        except (LfsbenchError, OSError) as caught:
+            err = caught if isinstance(caught, LfsbenchError) else _storage_error(caught)
+            if err is None:
+                raise
             # the message is plain text: paths may hold [brackets] and :names: that rich would read as markup
             console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, emoji=False)
             raise typer.Exit(2) from None

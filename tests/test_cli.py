@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import errno
+import os
+
+import pytest
 import yaml
 from conftest import invoke
 
@@ -38,3 +42,29 @@ def test_show_prints_the_resolved_protocol_with_overrides(tmp_path):
     assert resolved["evaluation"]["steps"] == 10 and resolved["name"] == "toy-quick" and resolved["shots"] == 6
     code, out = invoke("show", "toy-quick", "-o", "stepz=3")
     assert code == 2 and "stepz" in out and "Traceback" not in out
+
+
+@pytest.mark.parametrize(
+    ("code", "says"), [(errno.ENOSPC, "Free space on that disk"), (errno.EROFS, "Choose a folder you can write")]
+)
+def test_a_full_disk_or_an_unwritable_folder_is_one_paragraph(code, says, capsys):
+    """D10: a full disk or an unwritable target gave a traceback."""
+    import typer
+
+    from lfsbench.cli import friendly_errors
+
+    @friendly_errors
+    def command():
+        raise OSError(code, os.strerror(code), "/data/run/summary.json")
+
+    with pytest.raises(typer.Exit) as exit_info:
+        command()
+    out = " ".join(capsys.readouterr().out.split())  # rich wraps at the terminal's width
+    assert exit_info.value.exit_code == 2 and says in out and "/data/run/summary.json" in out
+
+    @friendly_errors
+    def bug():
+        raise FileNotFoundError(errno.ENOENT, "gone", "x")  # not a storage problem: seen whole
+
+    with pytest.raises(FileNotFoundError):
+        bug()
