@@ -404,7 +404,7 @@ class RunFolder:
 
     def cost(self) -> pd.DataFrame:
         f = self.path / "cost.csv"
-        return pd.read_csv(f) if f.is_file() else pd.DataFrame()
+        return self._read_csv(f) if f.is_file() else pd.DataFrame()
 
     def write_cost_row(self, row: dict):
         cost = self.cost()
@@ -435,7 +435,13 @@ class RunFolder:
 
     def matrix(self, metric: str) -> pd.DataFrame:
         """metric[t][c] as written after the last finished session (index: session)."""
-        return pd.read_csv(self.matrix_csv(metric)).set_index("session")
+        matrix = self._read_csv(self.matrix_csv(metric))
+        if "session" not in matrix.columns:
+            raise LfsbenchError(
+                f"{self.matrix_csv(metric)} has no session column: it was edited or damaged. `lfsbench run --resume "
+                f"{self.path}` writes it again."
+            )
+        return matrix.set_index("session")
 
     # ------------------------------------------------------------ export
 
@@ -560,7 +566,17 @@ class RunFolder:
             raise LfsbenchError(
                 f"{self.path} has no summary.json: the run has not finished a session yet. Run it again to resume."
             )
-        return self._read_json(f, f"rebuild it from the session files with `lfsbench run --resume {self.path}`.")
+        from lfsbench.evaluation.metrics import METRICS
+
+        fix = f"rebuild it from the session files with `lfsbench run --resume {self.path}`."
+        summary = self._read_json(f, fix)
+        for key, entry in summary.items():  # a figure is a number, or {value: number, ci_low, ci_high, ...}
+            value = entry.get("value", 0.0) if isinstance(entry, dict) and key != "cost" else entry
+            if key in METRICS and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise LfsbenchError(f"{f}: {key} is {json.dumps(value)}, not a number; it was edited or damaged: {fix}")
+        if not isinstance(summary.get("sessions_finished", 0), int):
+            raise LfsbenchError(f"{f}: sessions_finished is not a whole number; it was edited or damaged: {fix}")
+        return summary
 
     def is_finished(self, sessions: int) -> bool:
         """Whether the run finished all `sessions` sessions of its protocol (and its summary is there)."""

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
+import shutil
+from pathlib import Path
 
 import pytest
 import yaml
@@ -68,3 +71,36 @@ def test_a_full_disk_or_an_unwritable_folder_is_one_paragraph(code, says, capsys
 
     with pytest.raises(FileNotFoundError):
         bug()
+
+
+COMMITTED_RUN = Path(__file__).parent.parent / "reports" / "orders" / "runs" / "toy" / "c-lora-order_seed=1-seed0"
+
+
+@pytest.mark.parametrize(("value", "shown"), [(None, "IA is null"), ("high", 'IA is "high"'), (True, "IA is true")])
+def test_a_summary_with_a_figure_that_is_not_a_number_is_named(tmp_path, value, shown):
+    """D10: a summary.json with a null or string figure gave a traceback in report and check."""
+    run = tmp_path / "run"
+    shutil.copytree(COMMITTED_RUN, run)
+    summary = json.loads((run / "summary.json").read_text())
+    summary["IA"]["value"] = value
+    (run / "summary.json").write_text(json.dumps(summary))
+    thresholds = tmp_path / "t.yaml"
+    thresholds.write_text("protocol: toy\nchecks:\n  - {name: a, value: c-lora.TA, min: 0.1}\n")
+    for command in (("report", run, "-O", tmp_path / "rep"), ("check", run, "--thresholds", thresholds)):
+        code, out = invoke(*command)
+        assert code == 2 and shown in out and "not a number" in out and "--resume" in out, out
+    assert not (tmp_path / "rep").exists()
+
+
+def test_garbage_cost_or_matrix_files_are_named(tmp_path):
+    from lfsbench.errors import LfsbenchError
+    from lfsbench.results import RunFolder
+
+    run = tmp_path / "run"
+    shutil.copytree(COMMITTED_RUN, run)
+    (run / "cost.csv").write_bytes(b'session,train_s\n"0,1\n')
+    with pytest.raises(LfsbenchError, match="cost.csv is not a readable table"):
+        RunFolder(run).cost()
+    (run / "ia_matrix.csv").write_text("nothing,here\n1,2\n")
+    with pytest.raises(LfsbenchError, match="ia_matrix.csv has no session column"):
+        RunFolder(run).matrix("IA")
