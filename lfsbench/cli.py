@@ -269,7 +269,7 @@ def check(
     junit: Path | None = typer.Option(None, "--junit", help="Also write the checks as a JUnit XML file, for CI."),
 ):
     """The regression gate: compare stored runs with a thresholds file; exit 1 if any check fails."""
-    import json
+    import math
 
     from lfsbench.gate import junit_xml, load_thresholds, run_checks
     from lfsbench.results import atomic_write_text
@@ -283,7 +283,8 @@ def check(
         except OSError as err:
             raise LfsbenchError(f"Cannot write the JUnit file {junit} ({err.strerror}); pass a writable path.") from err
     if as_json:
-        typer.echo(json.dumps(results, indent=1))
+        plain = [{**r, "measured": r["measured"] if math.isfinite(r["measured"]) else None} for r in results]
+        typer.echo(json.dumps(plain, indent=1))  # strict JSON: a figure that could not be measured is null
         if failed:
             raise typer.Exit(1)
         return
@@ -586,8 +587,8 @@ def show(
     ),
     data: Path | None = typer.Option(None, help="The data folder (needed by the `folder` protocol)."),
 ):
-    """Print a protocol as it resolves (includes merged, overrides applied, every default filled in): each line is a
-    field `-o` accepts, written as `-o evaluation.steps=50`."""
+    """Print a protocol as it resolves (includes merged, overrides applied, every default filled in): every field
+    `-o` accepts, nested fields dotted (`steps` under `evaluation:` is `-o evaluation.steps=50`)."""
     import yaml
 
     from lfsbench.protocol import load_protocol, parse_overrides

@@ -56,6 +56,17 @@ def _inside(path: Path, root: Path) -> bool:
     return Path(path).resolve().is_relative_to(Path(root).resolve())
 
 
+def link_root(folder: Path) -> Path:
+    """The folder whose inside a data source's links may point to: a Hugging Face cache snapshot's files are links
+    into its repository's blobs/ (`datasets--O--N/snapshots/REV/x -> ../../blobs/...`), so there it is the repository
+    folder; elsewhere the folder itself."""
+    folder = Path(folder)
+    for snapshot in (folder, *folder.parents):
+        if snapshot.parent.name == "snapshots" and (snapshot.parents[1] / "blobs").is_dir():
+            return snapshot.parents[1]
+    return folder
+
+
 def image_files(folder: Path, root: Path | None = None) -> list[Path]:
     """The image files of a folder (IMAGE_SUFFIXES), in file-name order; none if it is not a folder.
 
@@ -119,7 +130,7 @@ def read_cc101(root: Path) -> dict[str, DatasetConcept]:
         if bad:
             raise LfsbenchError(f"{prompt_file}: prompt {bad[0]!r} has no '{{}}' placeholder for the concept.")
         concepts[image_dir.name] = DatasetConcept(
-            image_dir.name, noun, image_dir, prompts, prompt_file, image_files(image_dir, root)
+            image_dir.name, noun, image_dir, prompts, prompt_file, image_files(image_dir, link_root(root))
         )
     return concepts
 
@@ -205,7 +216,7 @@ def read_dreambooth(root: Path) -> dict[str, DatasetConcept]:
         return read_dreambooth_hub(str(root)[len(HF_PREFIX) :])
     folder = _dreambooth_dataset_dir(root)
     listing = folder / "prompts_and_classes.txt"
-    return _dreambooth_concepts(listing, folder, lambda subject: image_files(folder / subject, folder))
+    return _dreambooth_concepts(listing, folder, lambda subject: image_files(folder / subject, link_root(folder)))
 
 
 def _dreambooth_concepts(listing: Path, folder: Path, images_of) -> dict[str, DatasetConcept]:

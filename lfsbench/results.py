@@ -43,11 +43,16 @@ def _temporary(path: Path) -> Path:
 
 
 def atomic_write_text(path: Path, text: str):
-    """Write via a temporary file and rename, so a kill never leaves a half-written file."""
+    """Write (UTF-8, the bytes `write_session_table` hashes) via a temporary file and rename, so a kill never leaves
+    a half-written file; a failed write (a full disk) removes its temporary file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temporary(path)
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def atomic_save_tensors(tensors: dict, path: Path, metadata: dict[str, str] | None = None):
@@ -333,7 +338,13 @@ class RunFolder:
         """Write a session's scores or session CSV and record its SHA-256 first (digests.json), so a table truncated
         or edited afterwards is found (`damaged_tables`) instead of silently changing a report's curves."""
         text = frame.to_csv(index=False)
-        digests = self._digests() or {}
+        digests = self._digests()
+        if digests is None:
+            raise LfsbenchError(
+                f"{self.digests_file}, the record of this run's session tables as written, cannot be read, so a "
+                "session written now could not be checked beside the others. Delete it to go on without the "
+                "earlier sessions' record, or rerun the run into a new folder."
+            )
         digests[path.relative_to(self.path).as_posix()] = hashlib.sha256(text.encode()).hexdigest()
         atomic_write_text(self.digests_file, json.dumps(digests, indent=1, sort_keys=True))
         atomic_write_text(path, text)
@@ -376,13 +387,18 @@ class RunFolder:
                 f"The run in {self.path} is damaged: {problem}, so its figures cannot be trusted. {fix}"
             )
 
+    def _repair(self) -> str:
+        """How to mend a damaged file of this run folder: resume the run, or export an exported copy again."""
+        if self.is_exported():
+            return "It is an exported copy: export it again from the run it was exported from."
+        return f"`lfsbench run --resume {self.path}` writes it again."
+
     def _read_csv(self, path: Path) -> pd.DataFrame:
         try:
             return pd.read_csv(path)
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
             raise LfsbenchError(
-                f"{path} is not a readable table ({type(err).__name__}: {str(err).strip()}). "
-                f"`lfsbench run --resume {self.path}` redoes its session."
+                f"{path} is not a readable table ({type(err).__name__}: {str(err).strip()}). {self._repair()}"
             ) from None
 
     def scores(self) -> pd.DataFrame:
@@ -438,8 +454,7 @@ class RunFolder:
         matrix = self._read_csv(self.matrix_csv(metric))
         if "session" not in matrix.columns:
             raise LfsbenchError(
-                f"{self.matrix_csv(metric)} has no session column: it was edited or damaged. `lfsbench run --resume "
-                f"{self.path}` writes it again."
+                f"{self.matrix_csv(metric)} has no session column: it was edited or damaged. {self._repair()}"
             )
         return matrix.set_index("session")
 
@@ -471,8 +486,11 @@ class RunFolder:
                 )
             shutil.rmtree(target.path)  # an earlier export of the same run: replaced by this one
         tmp = _temporary(target.path)
-        left_out = ["state/: the method's state after each session (needed only to resume)"]
-        top, patterns = {"state"}, [".lock", ".*.tmp"]
+        left_out = [
+            "state/: the method's state after each session (needed only to resume)",
+            "tracking.json: what was sent to trackers from the run (a copy is sent anew: lfsbench track)",
+        ]
+        top, patterns = {"state", "tracking.json"}, [".lock", ".*.tmp"]
         if not images:
             left_out.append("images/ and every other .png: the image grids")
             top.add("images")
@@ -568,10 +586,14 @@ class RunFolder:
             )
         from lfsbench.evaluation.metrics import METRICS
 
-        fix = f"rebuild it from the session files with `lfsbench run --resume {self.path}`."
+        fix = (
+            "export it again from the run it was exported from."
+            if self.is_exported()
+            else f"rebuild it from the session files with `lfsbench run --resume {self.path}`."
+        )
         summary = self._read_json(f, fix)
         for key, entry in summary.items():  # a figure is a number, or {value: number, ci_low, ci_high, ...}
-            value = entry.get("value", 0.0) if isinstance(entry, dict) and key != "cost" else entry
+            value = entry.get("value") if isinstance(entry, dict) else entry
             if key in METRICS and (isinstance(value, bool) or not isinstance(value, (int, float))):
                 raise LfsbenchError(f"{f}: {key} is {json.dumps(value)}, not a number; it was edited or damaged: {fix}")
         if not isinstance(summary.get("sessions_finished", 0), int):

@@ -423,7 +423,7 @@ class Runner:
         if done and len(done) == len(sessions):  # nothing left to run: the summary is rebuilt from the session files
             self._write_summary(drift_scale)
         if tracker:
-            tracker.finish(again=True)
+            tracker.finish(again=len(done) < len(sessions))  # sent again only when this call ran sessions
         return self.folder.summary()
 
     def _write_summary(self, drift_scale: float):

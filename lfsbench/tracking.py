@@ -54,6 +54,13 @@ class Tracker:
         self.identity = identity
         self.name = self.folder.path.name
         self._ids_file = self.folder.path / "tracking.json"
+        stored = self._stored()
+        if stored.get(kind) and f"{kind}.sessions" not in stored:
+            # tracked before lfsbench recorded what it sent: every finished session was sent as it finished
+            done = self.folder.finished_sessions()
+            self._record(f"{kind}.sessions", done)
+            total = len(self.identity.protocol.sessions)
+            self._record(f"{kind}.final", self.folder.has_summary() and len(done) == total)
         self._closed = False
         self._backend = TRACKERS.get(kind)(self)
 

@@ -442,3 +442,25 @@ def test_multi_concept_prompts_on_a_miniature_dreambooth(tiny_weights, tmp_path)
     assert set(rows[rows.metric == "multi_IA"].name) == {"dog", "backpack"}
     assert summary["multi_IA"]["value"] == pytest.approx(multi.ia.mean())
     assert "multi_IA_dino" not in summary
+
+
+def test_a_hub_cache_snapshot_whose_files_link_into_blobs_is_read(tmp_path, monkeypatch):
+    """A Hugging Face cache stores a snapshot's files as links into the repository's blobs/; reading them is not
+    following a link out of the data (which is refused elsewhere)."""
+    repo = tmp_path / "hub" / "datasets--google--dreambooth"
+    snapshot = repo / "snapshots" / ("0" * 40)
+    (repo / "blobs").mkdir(parents=True)
+    source = UPSTREAM / "dreambooth" / "dataset"
+    for i, path in enumerate([source / "prompts_and_classes.txt", *sorted((source / "dog").iterdir())]):
+        blob = repo / "blobs" / f"{i:040d}"
+        shutil.copy(path, blob)
+        link = snapshot / "dataset" / path.relative_to(source)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(Path("../" * (len(link.relative_to(repo).parts) - 1)) / "blobs" / blob.name)
+    concepts = datasets.read_dreambooth(Path(f"hf:{snapshot}"))
+    assert len(concepts["dog"].images) == len(list((source / "dog").iterdir())) > 0
+    outside = tmp_path / "elsewhere.jpg"
+    shutil.copy(next((source / "dog").iterdir()), outside)
+    (snapshot / "dataset" / "dog" / "zz.jpg").symlink_to(outside)
+    with pytest.raises(LfsbenchError, match="outside the data folder"):
+        datasets.read_dreambooth(snapshot)

@@ -4,6 +4,8 @@ run can be sent afterwards; W&B runs offline."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from conftest import invoke
 
@@ -122,6 +124,12 @@ def test_a_stored_run_is_sent_afterwards_and_bad_trackers_are_explained(tracked,
     code, output = invoke("track", copy, "--to", "mlflow")  # again: nothing is logged twice
     assert code == 0 and "0 sessions sent to mlflow (2 sent before, not sent again)" in output
     assert len(store.get_metric_history(run.info.run_id, "TA")) == 2 and len(the_runs(store, "sent")) == 1
+    (copy / "tracking.json").write_text(json.dumps({"mlflow": run.info.run_id}))  # as tracked before the record
+    code, output = invoke("track", copy, "--to", "mlflow")
+    assert code == 0 and "0 sessions sent to mlflow" in output
+    assert len(store.get_metric_history(run.info.run_id, "TA")) == 2
+    exported = RunFolder(copy).export(tmp_path / "exported")
+    assert not (exported / "tracking.json").exists()  # a copy is sent anew, wherever it goes
     code, output = invoke("track", copy, "--to", "neptune")
     assert code == 2 and "--track 'neptune' is not known" in output
     with pytest.raises(LfsbenchError, match="holds no lfsbench run"):

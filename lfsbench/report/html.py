@@ -26,7 +26,10 @@ def _seed_count(seeds: str) -> str:
     return f"{len(listed)} ({', '.join(listed)})"
 
 
-EVALUATION_FIELDS = ("sampler", "steps", "guidance", "precision", "images_per_prompt", "seed", "quantize")
+EVALUATION_FIELDS = (  # every field of the protocol's evaluation: section but its prompts and checkpoints
+    "sampler", "steps", "guidance", "precision", "images_per_prompt", "between_images_per_prompt", "max_prompts",
+    "seed", "bootstrap", "quantize",
+)  # fmt: skip
 
 
 def evaluation_settings(runs) -> str:

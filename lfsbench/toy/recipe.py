@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class _Strict(BaseModel):
@@ -16,7 +16,7 @@ class WorldRecipe(_Strict):
     twotone_rate: float = 0.3
     catalogue_size: int = 60  # reserved concepts, never shown in training
     # chance that a training caption names the background; None: world 1's 30% (see world.sample_caption)
-    background_said: float | None = None
+    background_said: float | None = Field(None, ge=0.0, le=1.0)
 
 
 class EvaluatorRecipe(_Strict):
