@@ -172,9 +172,12 @@ def identity_table(identity, output: Path) -> Table:
     folder = RunFolder(output)
     total = len(identity.protocol.sessions)
     if not folder.is_run():
-        state = "empty: the run starts at session 0"
+        holds = folder.path.is_dir() and any(folder.path.iterdir())
+        state = "holds files but no run: `lfsbench run` refuses it" if holds else "empty: the run starts at session 0"
+    elif folder.is_exported():
+        state = "an exported copy: `lfsbench run` refuses it (copies never resume)"
     elif folder.identity() is not None and not folder.identity().same_run(identity):
-        state = "holds another run: `lfsbench run` will refuse it"
+        state = "holds another run: `lfsbench run` refuses it"
     else:
         done = len(folder.finished_sessions())
         state = "finished" if folder.is_finished(total) else f"{done} of {total} sessions finished: it resumes"

@@ -21,6 +21,10 @@ def test_run_dry_run_prints_the_identity_and_folder_and_runs_nothing(tmp_path, m
     assert code == 0, out
     assert "method.settings.steps" in out and "protocol.evaluation.sampler" in out and "empty: the run starts" in out
     assert not (tmp_path / "r").exists()
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "notes.txt").write_text("mine")
+    code, out = invoke("run", "-m", "naive", "-p", "toy-quick", "-O", tmp_path / "r", "--dry-run")
+    assert code == 0 and "holds files but no run" in out
 
 
 def test_study_dry_run_lists_every_run_with_its_folder_and_state(tmp_path):
