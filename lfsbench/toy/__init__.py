@@ -24,10 +24,11 @@ def weights_world(weights: Path) -> int:
 def _require(folder: Path) -> Path:
     if not folder.exists() and NAMED_WEIGHTS["toy-v2"] in (folder, folder.parent):
         raise LfsbenchError(
-            f"Toy world 2's models (toy-v2) are not shipped yet: {NAMED_WEIGHTS['toy-v2']} does not exist (their first "
-            "build failed its fitness gates, docs/toyworld.md). Build them with `lfsbench toy build --recipe R "
-            f'--output {NAMED_WEIGHTS["toy-v2"]}`, R a recipe JSON holding {{"world": {{"version": 2}}}}, check '
-            "them with `lfsbench toy check --protocol toy-v2`, or use -p toy (world 1)."
+            f"Toy world 2's models (toy-v2) are not shipped yet: {NAMED_WEIGHTS['toy-v2']} does not exist (no build "
+            "has passed every fitness gate yet, docs/toyworld.md). Build them with `lfsbench toy build --recipe R "
+            f'--output {NAMED_WEIGHTS["toy-v2"]}`, R a recipe JSON such as {{"world": {{"version": 2, '
+            '"background_said": 0.8}}, check them with `lfsbench toy check --protocol toy-v2`, or use -p toy '
+            "(world 1)."
         )
     if not folder.exists():
         raise LfsbenchError(
