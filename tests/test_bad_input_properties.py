@@ -108,3 +108,68 @@ def _raw_invoke(*args):
 
         return 1, "Traceback\n" + "".join(traceback.format_exception(result.exception))
     return result.exit_code, result.output
+
+
+COMMITTED_RUN = os.path.join(
+    os.path.dirname(__file__), "..", "reports", "orders", "runs", "toy", "c-lora-order_seed=1-seed0"
+)
+SETTING = "c-lora [order 1]"  # the committed run's setting label
+refs = st.one_of(st.sampled_from([f"{SETTING}.TA", f"{SETTING}.copy_rate", "nope.TA", f"{SETTING}.nope"]), names)
+bounds = st.one_of(st.floats(-2, 2), st.floats(allow_nan=True), names, st.booleans(), st.none())
+check_entries = st.one_of(
+    st.fixed_dictionaries(  # anything
+        {"name": names, "value": refs},
+        optional={"min": bounds, "max": bounds, "less_than": refs, "greater_than": refs, "margin": bounds, "x": names},
+    ),
+    st.fixed_dictionaries(  # a check that can gate, so that passing and failing files are drawn too
+        {"name": st.uuids().map(str), "value": st.sampled_from([f"{SETTING}.TA", f"{SETTING}.IA"])},
+        optional={"min": st.floats(0, 0.6)},
+    ),
+)
+
+
+@SETTINGS
+@given(protocol=st.sampled_from(["toy", "toy", "toy-quick", ""]), checks=st.lists(check_entries, max_size=3))
+def test_random_thresholds_files(tmp_path_factory, protocol, checks):
+    """A thresholds file gates (exit 0 or 1) or is refused in one paragraph (exit 2); never a traceback."""
+    folder = tmp_path_factory.mktemp("t")
+    path = folder / "t.yaml"
+    path.write_text(yaml.safe_dump({"protocol": protocol, "checks": checks}, allow_unicode=True))
+    code, out = _raw_invoke("check", COMMITTED_RUN, "--thresholds", str(path))
+    _check(code if code != 1 else 0, out)
+    if code == 1:
+        assert "FAIL" in out
+
+
+cells = st.one_of(
+    st.sampled_from([{"method": "naive"}, {"method": "replay", "grid": {"steps": [2, 3]}}]),  # plannable
+    st.fixed_dictionaries(
+        {"method": st.one_of(st.sampled_from(["naive", "lfs", "replay"]), names)},
+        optional={
+            "settings": st.dictionaries(
+                st.sampled_from(["steps", "kv_lr", "evaluation.steps", "stepz"]), values, max_size=2
+            ),
+            "grid": st.dictionaries(
+                st.sampled_from(["steps", "batch_size", "shots"]), st.lists(values, max_size=3), max_size=2
+            ),
+        },
+    ),
+)
+
+
+@SETTINGS
+@given(seeds=st.lists(st.integers(-1, 3), max_size=3), cell_list=st.lists(cells, max_size=3))
+def test_random_study_specs(tmp_path_factory, seeds, cell_list):
+    """A study spec is planned (its dry run lists the runs) or refused in one paragraph before anything runs; it
+    never writes."""
+    folder = tmp_path_factory.mktemp("s")
+    spec = folder / "s.yaml"
+    spec.write_text(
+        yaml.safe_dump(
+            {"name": "s", "protocol": "toy-quick", "output": str(folder / "o"), "seeds": seeds, "cells": cell_list},
+            allow_unicode=True,
+        )
+    )
+    before = _files(folder.parent)
+    _check(*_raw_invoke("study", str(spec), "--dry-run"))
+    assert _files(folder.parent) == before
