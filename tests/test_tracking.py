@@ -5,6 +5,7 @@ run can be sent afterwards; W&B runs offline."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from conftest import invoke
@@ -164,3 +165,21 @@ def test_wandb_writes_where_wandb_dir_says(tracked, tmp_path, monkeypatch):
     copy = untracked_copy(tracked[0], tmp_path / "run")
     assert Tracker("wandb", copy).replay() == 2
     assert list((tmp_path / "elsewhere" / "wandb").glob("offline-run-*")) and not (copy / "wandb").exists()
+
+
+def test_two_runs_that_differ_only_in_sampler_differ_in_mlflow(store, tmp_path):
+    """What a tracker shows of a run is its whole identity: runs that differ only in the sampler are told apart."""
+    import shutil
+
+    committed = Path(__file__).parent.parent / "reports" / "orders" / "runs" / "toy" / "c-lora-order_seed=1-seed0"
+    for name, sampler in (("ddim-run", "ddim"), ("dpm-run", "dpmsolver++")):
+        copy = shutil.copytree(committed, tmp_path / name)
+        config = json.loads((copy / "config.json").read_text())
+        config["protocol"]["evaluation"]["sampler"] = sampler
+        (copy / "config.json").write_text(json.dumps(config))
+        code, output = invoke("track", copy, "--to", "mlflow")
+        assert code == 0, output
+    (ddim,), (dpm,) = the_runs(store, "ddim-run"), the_runs(store, "dpm-run")
+    differ = {k for k in ddim.data.params if ddim.data.params[k] != dpm.data.params.get(k)}
+    assert "protocol.evaluation.sampler" in differ and dpm.data.params["protocol.evaluation.sampler"] == "dpmsolver++"
+    assert differ <= {"protocol.evaluation.sampler", "identity", "setting", "label", "data.path"}
