@@ -58,6 +58,22 @@ def test_method_from_a_file_runs_and_records_its_source(tmp_path, monkeypatch):
     assert "Merge" in out and "Traceback" not in out
 
 
+def test_the_token_only_example_learns_its_token_and_leaves_the_model_alone(tmp_path, monkeypatch):
+    """examples/token_method.py (quoted whole in docs/custom-methods.md) runs, and changes no backbone weight."""
+    example = ROOT / "examples" / "token_method.py"
+    page = (ROOT / "docs" / "custom-methods.md").read_text()
+    assert example.read_text() in re.findall(r"```python\n(.*?)```", page, re.S)
+    monkeypatch.chdir(ROOT)
+    code, out = tiny_run("examples/token_method.py:TextualInversion", tmp_path / "run")
+    assert code == 0, out
+    folder = RunFolder(tmp_path / "run")
+    assert folder.is_finished(2) and folder.config()["method"]["settings"]["token_lr"] == 0.05
+    from lfsbench.results import load_tensors
+
+    state = load_tensors(folder.state_file(1))
+    assert sorted(state) == ["token.0000.<new1>", "token.0001.<new2>"]  # the tokens, and nothing of the model
+
+
 def test_edited_method_file_is_a_different_run(tmp_path):
     method_file = tmp_path / "mine.py"
     method_file.write_text(EXAMPLE.read_text())
