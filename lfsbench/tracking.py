@@ -116,7 +116,12 @@ class Tracker:
             return
         learned_in = self.identity.protocol.learned_in()
         rows = tables.session_curve(self.folder.scores(), self.folder.cost(), learned_in, t, N_BOOT)
-        metrics = {r["metric"]: float(r["value"]) for r in rows if math.isfinite(float(r["value"]))}
+        metrics = {}
+        for r in rows:  # each figure, and its 95% interval where it has one (`IA_low`, `IA_high`)
+            for key, suffix in (("value", ""), ("ci_low", "_low"), ("ci_high", "_high")):
+                value = float(r.get(key, float("nan")))
+                if math.isfinite(value) and (key == "value" or value != float(r["value"])):
+                    metrics[r["metric"] + suffix] = value
         images = sorted((self.folder.path / "images" / f"session_{t:02d}").glob("*.png"))
         self._backend.session(metrics, images, t)
         self._record(f"{self.kind}.sessions", sorted({*self.sent(), t}))
@@ -129,10 +134,12 @@ class Tracker:
             return
         summary = self.folder.summary() or {}
         final = {}
-        for key, value in summary.items():
-            value = value.get("value") if isinstance(value, dict) else value
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-                final[f"final/{key}"] = float(value)
+        for key, entry in summary.items():  # each figure, and its interval's bounds (`final/IA_low`, `final/IA_high`)
+            parts = entry if isinstance(entry, dict) else {"value": entry}
+            for part, suffix in (("value", ""), ("ci_low", "_low"), ("ci_high", "_high")):
+                value = parts.get(part)
+                if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+                    final[f"final/{key}{suffix}"] = float(value)
         self._backend.final(final, [self.folder.path / name for name in TABLES if (self.folder.path / name).is_file()])
         self._record(f"{self.kind}.final", True)
         self.close()

@@ -80,6 +80,10 @@ def test_mlflow_gets_every_session_the_summary_and_the_images(tracked, store):
         for point in history:
             assert point.value == pytest.approx(expected_curve(out, point.step, metric), abs=1e-9), metric
     assert run.data.metrics["final/IA"] == pytest.approx(summary["IA"]["value"])
+    assert run.data.metrics["final/IA_low"] == pytest.approx(summary["IA"]["ci_low"])  # and its interval
+    assert run.data.metrics["final/IA_high"] == pytest.approx(summary["IA"]["ci_high"])
+    ia_low = {m.step for m in store.get_metric_history(run.info.run_id, "IA_low")}
+    assert ia_low == {0, 1} and not store.get_metric_history(run.info.run_id, "train_s_low")  # cost has no interval
     artifacts = {a.path for a in store.list_artifacts(run.info.run_id, "tables")}
     assert {"tables/summary.json", "tables/config.json", "tables/cost.csv"} <= artifacts
     images = {a.path for a in store.list_artifacts(run.info.run_id, "images/session_01")}
