@@ -63,17 +63,14 @@ def _run_and_die(weights, out, sessions_before_kill):
 
     import lfsbench.results as results
 
-    original = results.atomic_write_csv
+    original = results.RunFolder.write_session_table
 
-    def write_then_maybe_die(path, frame):
-        original(path, frame)
+    def write_then_maybe_die(self, path, frame):
+        original(self, path, frame)
         if path.parent.name == "sessions" and len(list(path.parent.glob("session_*.csv"))) == sessions_before_kill:
             os._exit(9)
 
-    results.atomic_write_csv = write_then_maybe_die
-    import lfsbench.runner as runner
-
-    runner.atomic_write_csv = write_then_maybe_die
+    results.RunFolder.write_session_table = write_then_maybe_die
     make_runner(weights, out).run()
 
 
