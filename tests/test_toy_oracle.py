@@ -144,3 +144,61 @@ def test_the_oracle_gates_pass_a_backbone_that_follows_backgrounds_and_fail_one_
         assert follow.passed and follow.value > 0.95
     else:
         assert not follow.passed and follow.value == pytest.approx(1 / 8, abs=0.02)  # black of 8 backgrounds
+
+
+class _PixelEvaluator:
+    """A stand-in evaluator whose embedding is the image's pixels."""
+
+    def encode_images(self, images):
+        import torch
+
+        flat = torch.as_tensor(images).float().flatten(1)
+        return flat / flat.norm(dim=1, keepdim=True)
+
+
+class _LearningBackbone:
+    """A stand-in backbone that draws its concept's renders once a session trained with a seed in `learns`, and
+    plain red shapes otherwise; it records the seeds it trained and generated with."""
+
+    def __init__(self, concept, learns, log):
+        self.concept, self.learns, self.log, self.learned = concept, learns, log, False
+
+    def generate(self, prompts, seeds, steps, guidance):
+        from lfsbench.images import to_float
+
+        self.log["generated"].append(seeds[0])
+        if self.learned and "<new1>" in prompts[0]:
+            return to_float(world.concept_renders(self.concept, len(prompts), world.SHOT_SEED, 2))
+        places = [world.sample_placement(np.random.default_rng(s), 2, self.concept.cls) for s in seeds]
+        return to_float(world.render([world.Appearance(self.concept.cls, "red")] * len(prompts), places))
+
+
+def test_learnability_averages_its_gate_over_training_seeds(monkeypatch):
+    """The gate reads the mean gain over the training seeds, each seed trains with its own seed and generates with
+    seeds 1000 s + i, and one seed's gain cannot pass a concept on its own (docs/toyworld.md)."""
+    import lfsbench.training as training
+    from lfsbench.toy import check
+    from lfsbench.training import KVTrainingConfig
+
+    concept = world.concept_by_name("square-1", world.concept_catalogue())
+    log = {"generated": [], "trained": []}
+    backbones = []
+
+    def load(weights):
+        backbones.append(_LearningBackbone(concept, {1}, log))
+        return backbones[-1]
+
+    def train(backbone, data, token_ids, config):
+        log["trained"].append(config.seed)
+        backbone.learned = config.seed in backbone.learns
+
+    monkeypatch.setattr(check, "load_toy_backbone", load)
+    monkeypatch.setattr(training, "train_kv_session", train)
+    monkeypatch.setattr(training, "add_modifier_token", lambda backbone, token, cls: 0)
+    result = check.learnability(_PixelEvaluator(), [concept], 6, KVTrainingConfig(), 4, 1, 1.0, None, version=2)
+    fig = result["square-1"]
+    assert log["trained"] == [0, 1, 2] and len(backbones) == 3  # a fresh base model per seed
+    assert log["generated"] == [0, 0, 1000, 1000, 2000, 2000]  # class prompt and learned prompt, per seed
+    assert fig["seeds"] == [0, 1, 2]
+    assert fig["gains"][1] > 0.02 and fig["gains"][0] == fig["gains"][2] == pytest.approx(0, abs=1e-6)
+    assert fig["gain"] == pytest.approx(np.mean(fig["gains"]))
