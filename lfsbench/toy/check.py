@@ -183,7 +183,7 @@ def learnability(
             per_seed.append((ia_bare, ia_learned, train_s))
             if seed == seeds[0]:
                 grids += [shots_img, bare[:shots], learned[:shots]]  # one row each: shots, class prompt, learned
-        bare_ia, learned_ia, train_s = (np.array(column) for column in zip(*per_seed))
+        bare_ia, learned_ia, train_s = (np.array(column) for column in zip(*per_seed, strict=True))
         results[concept.name] = {
             "ia_class_prompt": float(bare_ia.mean()),
             "ia_learned": float(learned_ia.mean()),
