@@ -222,11 +222,19 @@ def report(
     concept: list[str] = typer.Option(
         [], "--concept", help="Concepts shown in the image grids (default: the first three)."
     ),
+    study_spec: Path | None = typer.Option(
+        None,
+        "--study",
+        help="Study spec whose `primary:` comparisons are Holm-corrected together (default: every comparison is "
+        "exploratory, Benjamini-Hochberg).",
+    ),
 ):
     """Tables, forgetting curves, IA heatmaps, image grids and an HTML page from stored runs (never trains)."""
     from lfsbench.report import make_report
+    from lfsbench.study import load_study
 
-    page = make_report(runs, output, concept or None)
+    primary = load_study(study_spec).primary_family() if study_spec else None
+    page = make_report(runs, output, concept or None, primary)
     console.print(f"report in [bold]{output}[/]: open {page}")
 
 
@@ -385,7 +393,7 @@ def study(
     by_protocol = sorted({f.parent for f in folders})  # one report per protocol: runs of different ones do not compare
     for folder in by_protocol:
         out = (output or root / "report") / (folder.name if len(by_protocol) > 1 else "")
-        page = make_report([f for f in folders if f.parent == folder], out)
+        page = make_report([f for f in folders if f.parent == folder], out, primary=loaded.primary_family())
         console.print(f"report of {folder.name}: [bold]{page}[/]")
 
 

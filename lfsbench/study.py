@@ -8,6 +8,9 @@
         settings: {icgen: false}          # fixed for this cell
         grid: {dfkd: [true, false]}        # every combination is one setting of the cell
       - method: naive
+    primary:                               # optional: the comparisons declared before the runs
+      against: [naive]                     # every setting against these settings (labels as in the report)
+      metrics: [IA, IAD]                   # on these paired metrics; Holm-corrected together
 
 A key whose first part is a protocol field (`sessions`, `evaluation.images_per_prompt`)
 overrides the protocol, as `lfsbench run -o` does; everything else is a method setting.
@@ -51,6 +54,28 @@ class Cell(BaseModel):
         return self
 
 
+class Primary(BaseModel):
+    """A study's primary comparisons, declared before its runs: every setting against each of `against` (setting
+    labels as the report names them: a method, or `method [knob=value]`) on each of `metrics` (metrics with paired
+    comparisons). `lfsbench report` Holm-corrects them together; every other comparison is exploratory."""
+
+    model_config = ConfigDict(extra="forbid")
+    against: list[str] = Field(min_length=1)
+    metrics: list[str] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _metrics_are_paired(self):
+        from lfsbench.evaluation.metrics import in_view
+
+        paired = in_view("pairs")
+        unknown = [m for m in self.metrics if m not in paired]
+        if unknown:
+            raise ValueError(
+                f"{', '.join(unknown)} has no paired comparison; the metrics that have one are {', '.join(paired)}"
+            )
+        return self
+
+
 class Study(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str
@@ -60,6 +85,15 @@ class Study(BaseModel):
     cells: list[Cell] = Field(min_length=1)
     output: str | None = None  # default: runs/studies/NAME
     slurm: SlurmOptions = Field(default_factory=SlurmOptions)  # how `--executor submitit` asks for resources
+    primary: Primary | None = None  # the comparisons declared before the runs (Holm); the rest are exploratory (BH)
+
+    def primary_family(self):
+        """The report's primary family (report.aggregate.PrimaryFamily) of this spec; an empty one if it has none."""
+        from lfsbench.report.aggregate import PrimaryFamily
+
+        if self.primary is None:
+            return PrimaryFamily()
+        return PrimaryFamily(tuple(self.primary.against), tuple(self.primary.metrics))
 
 
 def load_study(path: Path) -> Study:

@@ -320,6 +320,17 @@ def test_a_study_with_an_empty_grid_or_a_shadowed_setting_is_refused(tmp_path, c
     assert code == 2 and says in out and "Traceback" not in out and not (tmp_path / "o").exists()
 
 
+def test_a_study_whose_primary_comparisons_name_an_unpaired_metric_is_refused(tmp_path):
+    import yaml
+
+    spec = tmp_path / "s.yaml"
+    primary = {"against": ["naive"], "metrics": ["IA", "train_s"]}
+    cells = [{"method": "naive"}]
+    spec.write_text(yaml.safe_dump({"name": "s", "output": str(tmp_path / "o"), "cells": cells, "primary": primary}))
+    code, out = invoke("study", spec)
+    assert code == 2 and "train_s has no paired comparison" in out and not (tmp_path / "o").exists()
+
+
 def test_error_messages_are_not_read_as_markup(tmp_path):
     odd = tmp_path / "[bold]x:100:"
     code, out = invoke("validate", "folder", "--data", str(odd))

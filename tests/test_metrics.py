@@ -78,6 +78,25 @@ def test_mean_of_means_and_t_interval():
     assert np.isnan(metrics.t_interval([0.3])[1])  # one replicate: no spread to measure
 
 
+def test_multiplicity_corrections_and_p_values_on_known_values():
+    from scipy import stats
+
+    p = [0.01, 0.04, 0.03, 0.005, np.nan]
+    # Holm: sorted 0.005 x 4, 0.01 x 3, 0.03 x 2, 0.04 x 1, made monotone: 0.02, 0.03, 0.06, 0.06; NaN not counted
+    np.testing.assert_allclose(metrics.holm(p), [0.03, 0.06, 0.06, 0.02, np.nan])
+    # BH: p x 4 / rank = 0.02, 0.02, 0.04, 0.04 (already monotone)
+    np.testing.assert_allclose(metrics.benjamini_hochberg(p), [0.02, 0.04, 0.04, 0.02, np.nan])
+    assert metrics.holm([0.6, 0.7]).max() == 1.0 and len(metrics.holm([])) == 0
+    assert metrics.t_test_p([0.1, 0.095, 0.09]) == pytest.approx(stats.ttest_1samp([0.1, 0.095, 0.09], 0).pvalue)
+    assert np.isnan(metrics.t_test_p([0.2])) and np.isnan(metrics.t_test_p([0.2, 0.2]))
+    # bootstrap p: every draw above 0 -> the smallest p 999 draws allow; draws centred on 0 -> about 1
+    assert metrics.bootstrap_p(np.linspace(0.01, 1, 999)) == pytest.approx(2 / 1000)
+    assert metrics.bootstrap_p(np.linspace(-1, 1, 999)) > 0.95
+    rng = np.random.default_rng(1)  # a true difference of 0: p below 0.05 about 5% of the time
+    false_alarms = [metrics.bootstrap_p(metrics.bootstrap_means(rng.normal(0, 1, 64), 400)) < 0.05 for _ in range(300)]
+    assert 0.01 < np.mean(false_alarms) < 0.12
+
+
 def test_bootstrap_drop_point_and_interval():
     first = [np.array([0.8, 0.8, 0.8]), np.array([0.6, 0.6])]
     last = [np.array([0.5, 0.5]), np.array([0.6, 0.6, 0.6])]
@@ -329,6 +348,58 @@ def test_paired_comparisons_difference_the_same_images():
     assert bc.seeds == 1 and bc.difference == pytest.approx(0) and bc.verdict == "no difference shown"
     assert bc.interval.startswith("bootstrap over image pairs")
     assert ("A", "B", "drift") in pairs.index and ("A", "B", "class_TA_drop") in pairs.index
+
+
+def test_comparisons_are_corrected_within_their_family_and_refuse_verdicts_without_a_range():
+    """A study's primary comparisons (every setting against B on IA and IAD) are Holm-corrected together, the rest
+    Benjamini-Hochberg among themselves; a metric no run has shown can move (class TA drop), and a copy rate with
+    no copies in either setting, get no verdict and stay out of the correction; a rate with enough copies gets one."""
+    from scipy import stats
+
+    from lfsbench.report import aggregate
+
+    def setting(ia_now, shift, seeds, copied=0.0):
+        runs = []
+        for s in seeds:
+            run = _FakeRun(s, [([0.8] * 4, None, None), ([ia_now + shift * s] * 4, [0.7, 0.6, 0.7, 0.6], None)])
+            concept = run._scores.kind == "concept"
+            run._scores.loc[concept, "copied"] = np.where(run._scores[concept].seed % 2 == 0, copied, 0.0)
+            runs.append(run)
+        return runs
+
+    groups = {"A": setting(0.75, 0.01, [0, 1, 2]), "B": setting(0.55, 0.02, [0, 1, 2], copied=1.0)}
+    groups["C"] = setting(0.55, 0.02, [0, 1, 2])
+    primary = aggregate.PrimaryFamily(against=("B",), metrics=("IA", "IAD"))
+    pairs = aggregate.pairs_table(groups, n_boot=200, primary=primary).set_index(["a", "b", "metric"])
+    ab = pairs.loc[("A", "B", "IA")]  # per-seed differences 0.1, 0.095, 0.09: the t-test of the t-interval
+    assert ab.p_value == pytest.approx(stats.ttest_1samp([0.1, 0.095, 0.09], 0).pvalue)
+    assert ab.family == "primary" and ab.correction == "Holm" and ab.verdict == "A better"
+    family = pairs[(pairs.family == "primary") & pairs.p_adjusted.notna()]
+    assert set(family.index) == {(a, b, m) for a, b in (("A", "B"), ("B", "C")) for m in ("IA", "IAD")}
+    np.testing.assert_allclose(family.p_adjusted, metrics.holm(family.p_value))
+    tested = pairs[(pairs.family == "exploratory") & ~pairs.verdict.str.startswith("no verdict")]
+    assert ("A", "C", "IA") in tested.index and (tested.correction == "Benjamini-Hochberg").all()
+    np.testing.assert_allclose(tested.p_adjusted, metrics.benjamini_hochberg(tested.p_value))
+
+    drop = pairs.loc[("A", "B", "class_TA_drop")]
+    assert drop.verdict == f"no verdict: {METRICS['class_TA_drop'].unvalidated}" and np.isnan(drop.p_adjusted)
+    rare = pairs.loc[("A", "C", "copy_rate")]  # no copies in either: nothing to compare a rate on
+    assert rare.verdict == "no verdict: too few events (0 and 0 of 24 images)" and np.isnan(rare.p_adjusted)
+    copies = pairs.loc[("A", "B", "copy_rate")]  # B copies half its images (12 of 24): a rate with a range
+    assert (copies.events_a, copies.events_b, copies.images) == (0, 12, 24)
+    assert copies.difference == pytest.approx(-0.5) and copies.verdict == "A better"
+
+
+def test_ia_right_after_learning_pairs_each_concept_in_the_session_that_taught_it():
+    from lfsbench.report import aggregate
+
+    def setting(first):  # a learned at `first` in session 0; b at 0.7 and 0.6 in session 1 in both
+        return [_FakeRun(s, [([first] * 4, None, None), ([0.6] * 4, [0.7, 0.6, 0.7, 0.6], None)]) for s in (0, 1)]
+
+    pairs = aggregate.pairs_table({"D": setting(0.9), "E": setting(0.8)}, n_boot=200).set_index("metric")
+    # a: 0.9 vs 0.8 when learned, b: the same -> the mean over concepts differs by 0.05; IA now does not differ
+    assert pairs.loc["IA_right_after_learning"].difference == pytest.approx(0.05)
+    assert pairs.loc["IA"].difference == pytest.approx(0.0)
 
 
 def test_seeds_without_spread_are_not_shown_as_exact():

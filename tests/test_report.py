@@ -240,6 +240,26 @@ def test_report_compares_runs_sampled_differently_as_separate_settings(runs, tin
     assert list(pd.read_csv(tmp_path / "alone" / "summary.csv").setting) == [NAIVE]
 
 
+def test_report_holm_corrects_the_comparisons_a_study_declared_primary(runs, tmp_path):
+    """`lfsbench report --study SPEC` reads the spec's `primary:`: comparisons against the named setting on the named
+    metrics are one Holm family, every other comparison is exploratory; naming a setting no run is fails clearly."""
+    spec = tmp_path / "spec.yaml"
+    base = {"name": "p", "protocol": "toy-quick", "cells": [{"method": "naive"}]}
+    spec.write_text(yaml.safe_dump({**base, "primary": {"against": [NAIVE], "metrics": ["IA", "IAD"]}}))
+    code, out = invoke("report", runs, "-O", tmp_path / "report", "--study", spec)
+    assert code == 0, out
+    pairs = pd.read_csv(tmp_path / "report" / "pairs.csv")
+    declared = ((pairs.a == NAIVE) | (pairs.b == NAIVE)) & pairs.metric.isin(["IA", "IAD"])
+    assert declared.any() and (~declared).any()
+    assert (pairs[declared].family == "primary").all() and (pairs[declared].correction == "Holm").all()
+    assert (pairs[~declared].family == "exploratory").all()
+    assert "H " in (tmp_path / "report" / "pairs.md").read_text()
+
+    spec.write_text(yaml.safe_dump({**base, "primary": {"against": ["nave"], "metrics": ["IA"]}}))
+    code, out = invoke("report", runs, "-O", tmp_path / "typo", "--study", spec)
+    assert code == 2 and "against nave, which no run here is" in out and "Traceback" not in out
+
+
 def test_report_refuses_to_average_seeds_that_stopped_at_different_sessions(runs, tmp_path):
     """A seed killed before its last session has a summary of an earlier session: averaging it with finished seeds
     would mix sessions, so the report names the runs and the fix."""

@@ -91,7 +91,7 @@ def test_paired_difference_covers_the_true_difference():
         a = 0.62 + shared + rng.normal(0, 0.02, 64)
         b = 0.60 + shared + rng.normal(0, 0.02, 64)
         pairs = pd.DataFrame({"name": ["c"] * 64, "value": a - b})
-        _, lo, hi = aggregate.tables.paired_figure("IA", pairs, 400)
+        _, lo, hi, _ = aggregate.tables.paired_figure("IA", pairs, 400)
         covered += lo <= 0.02 <= hi
         widths.append(hi - lo)
     assert covered / trials >= 0.90

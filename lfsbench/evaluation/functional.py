@@ -34,15 +34,31 @@ def paired_drift_scores(emb, base_emb) -> np.ndarray:
     return 1.0 - np.sum(_np(emb) * _np(base_emb), axis=-1)
 
 
+def bootstrap_means(values, n_resamples: int = 1000, seed: int = 0) -> np.ndarray:
+    """Bootstrap draws of the mean of per-image values (resampling images)."""
+    v = _np(values).astype(float).ravel()
+    rng = np.random.default_rng(seed)
+    return v[rng.integers(0, len(v), size=(n_resamples, len(v)))].mean(axis=1)
+
+
 def bootstrap_ci(values, n_resamples: int = 1000, level: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
     """Mean and percentile-bootstrap interval of the mean of per-image values."""
     v = _np(values).astype(float).ravel()
     if len(v) == 0:
         return float("nan"), float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    means = v[rng.integers(0, len(v), size=(n_resamples, len(v)))].mean(axis=1)
+    means = bootstrap_means(v, n_resamples, seed)
     alpha = (1 - level) / 2
     return float(v.mean()), float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
+
+
+def bootstrap_p(draws) -> float:
+    """Two-sided p-value of "the mean is 0" from bootstrap draws of the mean: twice the smaller share of draws at
+    or beyond 0 on either side, counted as (k + 1) / (n + 1) so that it is never 0, at most 1."""
+    d = _np(draws).astype(float).ravel()
+    if len(d) == 0:
+        return float("nan")
+    k = min(int((d <= 0).sum()), int((d >= 0).sum()))
+    return float(min(1.0, 2 * (k + 1) / (len(d) + 1)))
 
 
 def wilson_interval(outcomes, level: float = 0.95) -> tuple[float, float, float]:
@@ -107,19 +123,24 @@ def bootstrap_peak_drop(
     return point, float(np.quantile(draws, 0.025)), float(np.quantile(draws, 0.975))
 
 
+def mean_of_means_draws(groups: list[np.ndarray], n_boot: int, seed: int = 0) -> tuple[float, np.ndarray]:
+    """The mean over groups (concepts) of each group's mean, and its bootstrap draws (resampling each group's
+    images)."""
+    groups = [np.asarray(g, dtype=float) for g in groups if len(g)]
+    if not groups:
+        return float("nan"), np.array([])
+    rng = np.random.default_rng(seed)
+    draws = np.mean([g[rng.integers(0, len(g), (n_boot, len(g)))].mean(1) for g in groups], axis=0)
+    return float(np.mean([g.mean() for g in groups])), draws
+
+
 def bootstrap_mean_of_means(groups: list[np.ndarray], n_boot: int, seed: int = 0) -> tuple[float, float, float]:
     """Mean over groups (concepts) of each group's mean, with a bootstrap over each group's images (e.g.
     IA_right_after_learning: one group per concept, its images in the session that taught it)."""
-    groups = [np.asarray(g, dtype=float) for g in groups if len(g)]
-    if not groups:
+    value, draws = mean_of_means_draws(groups, n_boot, seed)
+    if not len(draws):
         return float("nan"), float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    draws = np.mean([g[rng.integers(0, len(g), (n_boot, len(g)))].mean(1) for g in groups], axis=0)
-    return (
-        float(np.mean([g.mean() for g in groups])),
-        float(np.quantile(draws, 0.025)),
-        float(np.quantile(draws, 0.975)),
-    )
+    return value, float(np.quantile(draws, 0.025)), float(np.quantile(draws, 0.975))
 
 
 def t_interval(values, level: float = 0.95) -> tuple[float, float, float]:
@@ -138,3 +159,42 @@ def t_interval(values, level: float = 0.95) -> tuple[float, float, float]:
         return float(v[0]), float("nan"), float("nan")
     half = stats.t.ppf(0.5 + level / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
     return float(v.mean()), float(v.mean() - half), float(v.mean() + half)
+
+
+
+def t_test_p(values) -> float:
+    """Two-sided p-value of "the replicates' expected value is 0" (one-sample Student t, n - 1 degrees of freedom):
+    the test whose confidence interval t_interval gives. NaN with fewer than 2 finite replicates or no spread."""
+    from scipy import stats
+
+    v = _np(values).astype(float).ravel()
+    v = v[np.isfinite(v)]
+    if len(v) < 2 or np.ptp(v) == 0:
+        return float("nan")
+    t = v.mean() / (v.std(ddof=1) / np.sqrt(len(v)))
+    return float(2 * stats.t.sf(abs(t), len(v) - 1))
+
+
+def holm(p_values) -> np.ndarray:
+    """Holm's step-down adjusted p-values (family-wise error control); NaN stays NaN and is not counted."""
+    p = np.asarray(p_values, dtype=float)
+    out = np.full(p.shape, np.nan)
+    ok = np.flatnonzero(np.isfinite(p))
+    order = ok[np.argsort(p[ok], kind="stable")]
+    m = len(order)
+    adjusted = np.maximum.accumulate((m - np.arange(m)) * p[order]) if m else np.array([])
+    out[order] = np.minimum(adjusted, 1.0)
+    return out
+
+
+def benjamini_hochberg(p_values) -> np.ndarray:
+    """Benjamini-Hochberg q-values (false discovery rate control, scipy's false_discovery_control); NaN stays NaN
+    and is not counted."""
+    from scipy import stats
+
+    p = np.asarray(p_values, dtype=float)
+    out = np.full(p.shape, np.nan)
+    ok = np.isfinite(p)
+    if ok.any():
+        out[ok] = stats.false_discovery_control(p[ok], method="bh")
+    return out

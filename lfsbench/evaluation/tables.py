@@ -198,7 +198,7 @@ def order_free_prompts(history: pd.DataFrame) -> pd.DataFrame:
 def image_values(history: pd.DataFrame, t: int, learned_in: dict[str, int]) -> pd.DataFrame:
     """Per image after session t, the value each paired metric (the `pairs` view) averages: rows of (metric, name,
     prompt, seed, value). A drop's value is an earlier concept's image value when it was learned minus now (same
-    prompt and seed).
+    prompt and seed); an at-learning figure's value is a concept's image value in the session that taught it.
 
     Every run of a protocol draws the same prompts and seeds, so the same rows of two runs are the same image asked
     of two models: the paired comparisons of `lfsbench report` difference them row by row. Prompts are returned
@@ -214,20 +214,29 @@ def image_values(history: pd.DataFrame, t: int, learned_in: dict[str, int]) -> p
             first = every[every.session == every.name.map(learned_in)]
             earlier = now[now.name.map(learned_in) < t].merge(first, on=IMAGE_KEYS, suffixes=("", "_first"))
             now = earlier.assign(value=earlier.value_first - earlier.value)
+        elif m.aggregate == "at_learning":
+            every = values.all(m.source)
+            now = every[(every.session == every.name.map(learned_in)) & (every.session <= t)]
         elif m.aggregate != "mean":
-            raise ValueError(f"metric {name!r} is paired image by image, which needs a mean or a drop")
+            raise ValueError(f"metric {name!r} is paired image by image, which needs a mean, a drop or at_learning")
         frames.append(now[IMAGE_KEYS].assign(metric=name, value=now.value.to_numpy()))
     out = pd.concat(frames, ignore_index=True)
     return out[out.value.notna()][["metric", *IMAGE_KEYS, "value"]]
 
 
-def paired_figure(metric: str, pairs: pd.DataFrame, n_boot: int) -> tuple[float, float, float]:
+def paired_figure(metric: str, pairs: pd.DataFrame, n_boot: int) -> tuple[float, float, float, float]:
     """A paired metric's difference from per-image differences (`pairs`: name, value), computed as the summary
-    computes the figure: a drop (IAD) as the mean over concepts of their mean (bootstrap within each concept); a mean
-    as the mean over images (bootstrap over images)."""
-    if METRICS[metric].aggregate == "drop":
-        return F.bootstrap_mean_of_means([g.value.values for _, g in pairs.groupby("name", sort=False)], n_boot)
-    return F.bootstrap_ci(pairs.value.values, n_boot)
+    computes the figure, with its 95% bootstrap interval and the bootstrap's two-sided p-value of no difference
+    (functional.bootstrap_p): a drop (IAD) or an at-learning figure as the mean over concepts of their mean
+    (bootstrap within each concept); a mean as the mean over images (bootstrap over images)."""
+    if METRICS[metric].aggregate in ("drop", "at_learning"):
+        value, draws = F.mean_of_means_draws([g.value.values for _, g in pairs.groupby("name", sort=False)], n_boot)
+    else:
+        value, draws = float(pairs.value.mean()), F.bootstrap_means(pairs.value.values, n_boot)
+    if not len(draws):
+        return float("nan"), float("nan"), float("nan"), float("nan")
+    low, high = (float(q) for q in np.quantile(draws, [0.025, 0.975]))
+    return value, low, high, F.bootstrap_p(draws)
 
 
 def full_sessions(scores: pd.DataFrame, learned_in: dict[str, int]) -> list[int]:

@@ -7,8 +7,10 @@ report/
   cost.png                    training and generation seconds, stored bytes and peak memory against session
   scalability.csv, .md        per setting, after 5, 10, 20, 50... sessions (or the protocol's checkpoints):
                               TA, IA, IAD, drift and what reaching them cost
-  pairs.csv, pairs.md         every pair of settings: A minus B per headline metric, paired image by image, with a
-                              95% interval (t over seeds) and how many seeds agree in sign
+  pairs.csv, pairs.md         every pair of settings: A minus B per paired metric, image by image, with a 95%
+                              interval (t over seeds), how many seeds agree in sign, its p-value, the p-value
+                              corrected within its family (a study's declared primary comparisons: Holm; all
+                              others: Benjamini-Hochberg) and the verdict that allows
   sweeps.csv, .md, .png       where settings of a method differ in one knob only (3 values or more): final
                               metrics against the knob's value
   orders.csv, .md             settings run in several concept orders (order_seed): each headline figure's
@@ -35,8 +37,11 @@ def slug(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.=-]+", "_", label).strip("_")
 
 
-def make_report(paths: list[Path], out: Path, concepts: list[str] | None = None) -> Path:
-    """Write the report of the runs at or below `paths` into `out`; returns the HTML page."""
+def make_report(
+    paths: list[Path], out: Path, concepts: list[str] | None = None, primary: aggregate.PrimaryFamily | None = None
+) -> Path:
+    """Write the report of the runs at or below `paths` into `out`; returns the HTML page. `primary`: the
+    comparisons a study declared before its runs (its spec's `primary:`), Holm-corrected together."""
     runs = find_runs(paths)
     protocol = same_protocol(runs)
     groups = group_by_setting(runs)
@@ -57,7 +62,16 @@ def make_report(paths: list[Path], out: Path, concepts: list[str] | None = None)
     scale = aggregate.scalability_table(curves, n, sorted({*checkpoints, n}) if checkpoints else None)
     atomic_write_csv(out / "scalability.csv", scale)
     atomic_write_text(out / "scalability.md", html.markdown_scalability(scale))
-    pairs = aggregate.pairs_table(groups)
+    missing = sorted(set(primary.against) - set(groups)) if primary else []
+    if missing:
+        from lfsbench.errors import LfsbenchError
+
+        raise LfsbenchError(
+            f"The study's primary comparisons are against {', '.join(missing)}, which no run here is: the settings "
+            f"are {', '.join(groups)}. Fix `primary: against:` in the study spec to name settings as the report "
+            "labels them."
+        )
+    pairs = aggregate.pairs_table(groups, primary=primary)
     if len(pairs):
         atomic_write_csv(out / "pairs.csv", pairs)
         atomic_write_text(out / "pairs.md", html.markdown_pairs(pairs))

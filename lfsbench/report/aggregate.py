@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -294,17 +295,54 @@ def _last_values(run: Run) -> pd.DataFrame:
     return tables.image_values(scores, int(scores.session.max()), run.learned_in())
 
 
-def pairs_table(groups: dict[str, list[Run]], n_boot: int = N_BOOT) -> pd.DataFrame:
-    """Every pair of settings (A, B) with seeds in common: per paired metric, A minus B at the last session.
+MIN_EVENTS, MIN_EVENT_SHARE = 5, 0.01  # a rate's comparison needs this many images of its rarer outcome, and share
+
+
+@dataclass(frozen=True)
+class PrimaryFamily:
+    """The comparisons a study declares before its runs (its spec's `primary:`): every setting against each of
+    `against`, on each of `metrics`. They are Holm-corrected together; every other comparison is exploratory."""
+
+    against: tuple[str, ...] = ()
+    metrics: tuple[str, ...] = ()
+
+    def holds(self, a: str, b: str, metric: str) -> bool:
+        return metric in self.metrics and (a in self.against or b in self.against)
+
+
+def _rate_events(images: list[pd.DataFrame], metric: str) -> tuple[int, int] | None:
+    """For a figure whose per-image values are 0/1 outcomes (an excess: its value above 0): the number of images
+    with its rarer outcome, summed over seeds, and the number of images; None for any other figure."""
+    values = np.concatenate([frame.value.to_numpy() for frame in images])
+    hits = values > 0 if METRICS[metric].interval == "excess" else values
+    if METRICS[metric].interval != "excess" and not np.isin(values, (0.0, 1.0)).all():
+        return None
+    ones = int(np.sum(hits))
+    return min(ones, len(values) - ones), len(values)
+
+
+def pairs_table(
+    groups: dict[str, list[Run]], n_boot: int = N_BOOT, primary: PrimaryFamily | None = None
+) -> pd.DataFrame:
+    """Every pair of settings (A, B) with seeds in common: per paired metric, A minus B at the last session, with
+    its interval, p-value and the verdict its multiplicity correction allows.
 
     Both settings generate the same prompts with the same evaluation seeds, so each image of A has its twin in B
     (prompts compared order-free, tables.order_free_prompts). A metric whose images do not all have twins is not
     paired: a difference over the images two runs happen to share would not be the difference of their figures
     (IAD of runs in different concept orders covers different earlier concepts; runs with other prompts or seeds).
     Per common seed the difference is computed from the twins' differences (tables.paired_figure); over two or more
-    seeds the interval is a t-interval on the per-seed differences, with one it is the bootstrap over that seed's
-    image pairs (conditional on the seed). `seeds_agree` counts the seeds whose difference has the mean's sign.
+    seeds the interval is a t-interval on the per-seed differences and the p-value its t-test, with one it is the
+    bootstrap over that seed's image pairs (conditional on the seed). `seeds_agree` counts the seeds whose difference
+    has the mean's sign.
+
+    A verdict needs a corrected p below 0.05: the `primary` family (declared in the study spec) is Holm-corrected,
+    every other comparison Benjamini-Hochberg-corrected among the exploratory ones (`correction`, `p_adjusted`). No
+    verdict is given, and the comparison is left out of its family's correction, on a metric that no run has shown
+    can move (METRICS' `unvalidated`) or on a rate whose rarer outcome has fewer than 5 images, or under 1% of them,
+    in both settings (`events_a`, `events_b` of `images`).
     """
+    primary = primary or PrimaryFamily()
     values = {label: {r.seed: _last_values(r) for r in runs} for label, runs in groups.items()}
     rows = []
     for a, b in itertools.combinations(groups, 2):
@@ -312,7 +350,7 @@ def pairs_table(groups: dict[str, list[Run]], n_boot: int = N_BOOT) -> pd.DataFr
         if not common:
             continue
         for metric in in_view("pairs"):
-            per_seed = []
+            per_seed, images_a, images_b = [], [], []
             for seed in common:
                 va, vb = (values[x][seed] for x in (a, b))
                 ia, ib = va[va.metric == metric], vb[vb.metric == metric]
@@ -320,15 +358,20 @@ def pairs_table(groups: dict[str, list[Run]], n_boot: int = N_BOOT) -> pd.DataFr
                 if len(twins) and len(twins) == len(ia) == len(ib):  # every image has its twin, or no pair
                     diff = twins.assign(value=twins.value_x - twins.value_y)
                     per_seed.append(tables.paired_figure(metric, diff, n_boot))
+                    images_a.append(ia)
+                    images_b.append(ib)
             if not per_seed:
                 continue
             points = np.array([p[0] for p in per_seed])
             spread = len(per_seed) > 1 and np.ptp(points) > 0
             if spread:
                 value, low, high = F.t_interval(points)
+                p_value = F.t_test_p(points)
             else:  # one seed, or seeds whose differences are identical: the widest image-pair bootstrap
                 value = float(points.mean())
                 low, high = min(p[1] for p in per_seed), max(p[2] for p in per_seed)
+                p_value = max(p[3] for p in per_seed)
+            events_a, events_b = _rate_events(images_a, metric), _rate_events(images_b, metric)
             rows.append(
                 {
                     "a": a,
@@ -337,6 +380,8 @@ def pairs_table(groups: dict[str, list[Run]], n_boot: int = N_BOOT) -> pd.DataFr
                     "difference": value,
                     "ci_low": low,
                     "ci_high": high,
+                    "p_value": p_value,
+                    "family": "primary" if primary.holds(a, b, metric) else "exploratory",
                     "seeds": len(per_seed),
                     "seeds_agree": int((np.sign(points) == np.sign(value)).sum()) if value != 0 else 0,
                     "interval": "t over seeds"
@@ -344,18 +389,44 @@ def pairs_table(groups: dict[str, list[Run]], n_boot: int = N_BOOT) -> pd.DataFr
                     else "bootstrap over image pairs (one seed)"
                     if len(per_seed) == 1
                     else "bootstrap over image pairs (seeds identical)",
-                    "verdict": _verdict(metric, value, low, high, a, b),
+                    "events_a": events_a[0] if events_a else np.nan,
+                    "events_b": events_b[0] if events_b else np.nan,
+                    "images": events_a[1] if events_a else np.nan,
+                    "no_verdict": _no_verdict(metric, events_a, events_b),
                 }
             )
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    if not len(table):
+        return table
+    table["correction"] = np.where(table.family == "primary", "Holm", "Benjamini-Hochberg")
+    table["p_adjusted"] = np.nan
+    for family, correct in (("primary", F.holm), ("exploratory", F.benjamini_hochberg)):
+        tested = (table.family == family) & (table.no_verdict == "")
+        table.loc[tested, "p_adjusted"] = correct(table.loc[tested, "p_value"].to_numpy())
+    table["verdict"] = [
+        f"no verdict: {row.no_verdict}" if row.no_verdict else _verdict(row) for row in table.itertuples(index=False)
+    ]
+    return table.drop(columns="no_verdict")
 
 
-def _verdict(metric: str, value: float, low: float, high: float, a: str, b: str) -> str:
-    """Which setting the interval says is better (or higher, for a metric with no direction), if it excludes 0."""
-    if not (low > 0 or high < 0):
+def _no_verdict(metric: str, events_a: tuple[int, int] | None, events_b: tuple[int, int] | None) -> str:
+    """Why a comparison on `metric` can give no verdict ("" where it can)."""
+    if METRICS[metric].unvalidated:
+        return METRICS[metric].unvalidated
+    if events_a is not None and events_b is not None:
+        most, images = max(events_a[0], events_b[0]), events_a[1]
+        if most < MIN_EVENTS or most < MIN_EVENT_SHARE * images:
+            return f"too few events ({events_a[0]} and {events_b[0]} of {images} images)"
+    return ""
+
+
+def _verdict(row) -> str:
+    """Which setting the comparison says is better (or higher, for a metric with no direction): only where the
+    corrected p-value is below 0.05 and the interval excludes 0."""
+    if not (row.p_adjusted < 0.05 and (row.ci_low > 0 or row.ci_high < 0)):
         return "no difference shown"
-    higher = a if value > 0 else b
-    better = METRICS[metric].higher_is_better
+    higher = row.a if row.difference > 0 else row.b
+    better = METRICS[row.metric].higher_is_better
     if better is None:
         return f"{higher} higher"
-    return f"{higher if better else (b if higher == a else a)} better"
+    return f"{higher if better else (row.b if higher == row.a else row.a)} better"

@@ -125,26 +125,45 @@ def markdown_order_pairs(order_pairs: pd.DataFrame) -> str:
     )
 
 
+def _pair_cell(r) -> str:
+    """One comparison: "A - B [95% interval] k/n, p" with p corrected within its family (H: the study's primary
+    comparisons, Holm; q: the exploratory ones, Benjamini-Hochberg), or why it has no verdict."""
+    cell = f"{r.difference:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}] {r.seeds_agree}/{r.seeds}"
+    if r.verdict.startswith("no verdict"):
+        return f"{cell}, no verdict"
+    if r.p_adjusted != r.p_adjusted:  # NaN: no test (no spread, no images)
+        return cell
+    return f"{cell}, {'H' if r.family == 'primary' else 'q'} {r.p_adjusted:.3f}"
+
+
 def display_pairs(pairs: pd.DataFrame, emphasis: tuple[str, str] = ("**", "**")) -> pd.DataFrame:
-    """Paired comparisons as people read them: one row per pair, per metric "A - B [95% interval] k/n" (k of n seeds
-    agree in sign), emphasised where the interval excludes 0."""
+    """Paired comparisons as people read them: one row per pair, per metric "A - B [95% interval] k/n, p" (k of n
+    seeds agree in sign; p corrected within its family), emphasised where the verdict names a winner."""
     rows = []
     for (a, b), g in pairs.groupby(["a", "b"], sort=False):
         row = {"A": a, "B": b}
         for r in g.itertuples():
-            cell = f"{r.difference:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}] {r.seeds_agree}/{r.seeds}"
-            shown = r.verdict != "no difference shown"
+            cell = _pair_cell(r)
+            shown = r.verdict.endswith((" better", " higher"))
             row[METRICS[r.metric].short] = f"{emphasis[0]}{cell}{emphasis[1]}" if shown else cell
         rows.append(row)
     return pd.DataFrame(rows).fillna("-")
 
 
+PAIRS_NOTE = (
+    "A minus B at the last session, paired image by image (same prompts and seeds); 95% interval (Student t over "
+    "the seeds both ran, or a bootstrap over the image pairs with one seed); k/n seeds agree in sign. Then the "
+    "p-value of no difference corrected for multiplicity within its family: H, Holm over the study's primary "
+    "comparisons (declared in its spec before the runs); q, Benjamini-Hochberg over every other comparison. **Bold**: "
+    "a corrected p below 0.05 and an interval that excludes 0, the only differences this report supports. No "
+    "verdict: a metric no run has yet been shown to move, or a rate with fewer than 5 images (or 1%) of its rarer "
+    "outcome in both settings; pairs.csv says which. For IAD, memorization gap, copy rate, class TA drop and drift "
+    "lower is better."
+)
+
+
 def markdown_pairs(pairs: pd.DataFrame) -> str:
-    return (
-        "A minus B at the last session, paired image by image (same prompts and seeds); 95% interval (t over seeds, "
-        "or over image pairs with one seed); k/n seeds agree in sign. **Bold**: the interval excludes 0.\n\n"
-        + _markdown(display_pairs(pairs))
-    )
+    return PAIRS_NOTE + "\n\n" + _markdown(display_pairs(pairs))
 
 
 def _markdown(shown: pd.DataFrame) -> str:
@@ -244,11 +263,7 @@ def page(
     if pairs is not None and len(pairs):
         parts += [
             "<h2>Paired comparisons</h2>",
-            "<p class='note'>Setting A minus setting B at the last session, image by image: every setting draws the "
-            "same prompts with the same seeds. Brackets: 95% interval (Student t over the seeds both ran; with one "
-            "seed, a bootstrap over the image pairs, which holds that seed fixed). k/n: seeds whose difference has "
-            "the mean's sign. <b>Bold</b>: the interval excludes 0, the only differences this report supports. "
-            "For IAD, memorization gap, copy rate, class TA drop and drift lower is better.</p>",
+            f"<p class='note'>{htmllib.escape(PAIRS_NOTE).replace('**Bold**', '<b>Bold</b>')}</p>",
             _table(display_pairs(pairs, BOLD)),
         ]
     if orders is not None and len(orders):
