@@ -136,7 +136,7 @@ def bench(
     settings given to every method that has them (e.g. fewer prior images, `class_images`), recorded in the rows.
     `on_row` receives the rows so far after each one (the CLI writes them, so a bench stopped early keeps its rows).
     """
-    from lfsbench.method import UsesEvaluator, create_method, method_class, preset_for
+    from lfsbench.method import create_method, method_class, preset_for
 
     settings = settings or {}
 
@@ -158,8 +158,6 @@ def bench(
     def trainer(name: str) -> Callable[[], object]:
         method = create_method(name, given(name), preset_for(protocol.backbone))
         method.setup(load_backbone(), seed=0)
-        if isinstance(method, UsesEvaluator):
-            method.use_evaluator(evaluator)
         return lambda: method.learn(view)
 
     progress("training: the reference loop")

@@ -14,8 +14,8 @@ class nouns and training prompts) and is asked to `generate` images for prompts.
 What only some methods do is an optional capability, a small mixin the runner asks for
 with isinstance (a method inherits only what it uses):
 - `ReportsSteps`: reports training progress step by step (`self.on_step(done, total)`);
-- `UsesEvaluator`: its algorithm uses the benchmark's CLIP-family model (LFS-Diffusion's
-  similarity-based context selection); scoring never goes through the method;
+- `UsesEvaluator`: refused. A method never receives the model that scores it (it could tune against the
+  scorer): a method class that asks for it is an error before anything runs;
 - `RendersToyWorld`: it draws the toy world itself (the `oracle` ceiling), so the runner tells it the
   protocol's world version;
 - `GeneratesControl`: it generates from stored context, so the runner also asks it for the
@@ -121,12 +121,9 @@ class ReportsSteps:
 
 
 class UsesEvaluator:
-    """Capability: the method's algorithm uses the benchmark's evaluator, which the runner hands it after setup."""
-
-    evaluator = None
-
-    def use_evaluator(self, evaluator):
-        self.evaluator = evaluator
+    """Asking for the benchmark's scoring evaluator, which no method gets: `method_class` refuses a method that
+    subclasses this. A method that scored its own candidates with the scorer (to pick a context, a checkpoint, a
+    seed) would be tuned against the figures it is judged by. A method may bring an encoder of its own."""
 
 
 class RendersToyWorld:
@@ -284,7 +281,20 @@ def _checked(cls, name: str) -> type[Method]:
 
 
 def method_class(name: str) -> type[Method]:
-    """A built-in method by name, an installed one by entry-point name, or a `file.py:Class` / `module:Class`."""
+    """A built-in method by name, an installed one by entry-point name, or a `file.py:Class` / `module:Class`; a
+    method that asks for the scoring evaluator (`UsesEvaluator`) is refused."""
+    cls = _find_class(name)
+    if issubclass(cls, UsesEvaluator):
+        raise LfsbenchError(
+            f"Method {name!r} ({cls.__qualname__}) asks for the benchmark's evaluator (it subclasses UsesEvaluator), "
+            "which scores every image: a method that saw it could tune against its own score. No method gets it. "
+            "Remove UsesEvaluator and load an encoder of your own (another CLIP checkpoint than the protocol's "
+            "evaluator) if the method needs one."
+        )
+    return cls
+
+
+def _find_class(name: str) -> type[Method]:
     _import_methods()
     if name in METHODS:
         return METHODS.get(name)

@@ -30,7 +30,6 @@ from lfsbench.method import (
     GeneratesControl,
     RendersToyWorld,
     ReportsSteps,
-    UsesEvaluator,
     method_class,
     validated_config,
 )
@@ -356,8 +355,6 @@ class Runner:
             if not self.folder.references_grid(concept.name).is_file():
                 save_grid(concept.references[:IMAGES_KEPT], self.folder.references_grid(concept.name))
         self.method.setup(self.backbone, self.identity.seed)
-        if isinstance(self.method, UsesEvaluator):
-            self.method.use_evaluator(self.evaluator)
         if isinstance(self.method, RendersToyWorld):
             self.method.use_toy_world(self.protocol.toy_world)
         if done:

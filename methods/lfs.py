@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from pydantic import Field, model_validator
 
 from lfsbench.kv_method import SD_KV_PRESET, KVConfig, KVTokenMethod
-from lfsbench.method import METHODS, GeneratesControl, UsesEvaluator
+from lfsbench.method import METHODS, GeneratesControl
 from lfsbench.training import attn_processors, base_kv, frozen_kv_copy
 
 DFKD_SEED_OFFSET = 7919  # distillation draws from its own generator, so the training stream matches naive's
@@ -54,7 +54,9 @@ class LFSConfig(KVConfig):
     # in-context generation
     icgen: bool = True
     context_strength: float = 0.85  # toy sweep (docs/methods.md): largest IA gain over the control, least TA lost
-    context_selection: Literal["token", "similarity", "random", "none"] = "token"
+    # which stored context a prompt starts from; no choice by the scoring evaluator (similarity, until 2026-12-06):
+    # a method never sees the model that scores it (lfsbench/method.py, UsesEvaluator)
+    context_selection: Literal["token", "random", "none"] = "token"
     contexts_per_concept: int = Field(6, ge=1)
 
     @model_validator(mode="after")
@@ -69,7 +71,7 @@ class LFSConfig(KVConfig):
 
 
 @METHODS.register("lfs")
-class LFSDiffusion(KVTokenMethod, GeneratesControl, UsesEvaluator):
+class LFSDiffusion(KVTokenMethod, GeneratesControl):
     description = "LFS-Diffusion: K/V + token, data-free distillation from the previous model, in-context generation"
     Config = LFSConfig
     # Custom Diffusion's K/V budget for SD; distillation on every step with the training batch size
@@ -78,7 +80,6 @@ class LFSDiffusion(KVTokenMethod, GeneratesControl, UsesEvaluator):
     def __init__(self, config: LFSConfig):
         super().__init__(config)
         self.contexts: dict[str, torch.Tensor] = {}  # token -> scaled latents of its shots
-        self.context_embeddings: dict[str, torch.Tensor] = {}  # token -> evaluator embeddings (similarity selection)
 
     # ------------------------------------------------------------ learning
 
@@ -151,12 +152,8 @@ class LFSDiffusion(KVTokenMethod, GeneratesControl, UsesEvaluator):
 
     def keep_contexts(self, session):
         k = self.config.contexts_per_concept
-        if self.config.context_selection == "similarity" and self.evaluator is None:
-            raise ValueError("context_selection=similarity needs the evaluator: pass it with use_evaluator(evaluator)")
         for concept in session.concepts:
             self.contexts[concept.token] = self.backbone.encode_images(concept.images[:k], sample=False).cpu()
-            if self.config.context_selection == "similarity":
-                self.context_embeddings[concept.token] = self.evaluator.encode_images(concept.images[:k]).cpu()
 
     # ------------------------------------------------------------ generation
 
@@ -174,18 +171,10 @@ class LFSDiffusion(KVTokenMethod, GeneratesControl, UsesEvaluator):
             elif how == "token":
                 latents = self.contexts[named[0]]
                 out.append(latents[seed % len(latents)])
-            elif how == "random":
+            else:  # random
                 rng = random.Random(seed)
                 latents = self.contexts[rng.choice(tokens)]
                 out.append(latents[rng.randrange(len(latents))])
-            else:  # similarity: the stored context the evaluator finds closest to the prompt (tokens removed)
-                text = " ".join(w for w in prompt.split() if w not in self.contexts)
-                query = self.evaluator.encode_texts([text])[0].cpu()
-                sims = [
-                    (float(emb @ query), tok, i) for tok in tokens for i, emb in enumerate(self.context_embeddings[tok])
-                ]
-                _, tok, i = max(sims)
-                out.append(self.contexts[tok][i])
         return out
 
     def _generate(self, prompts, seeds, steps, guidance, contexts) -> torch.Tensor:
@@ -236,8 +225,6 @@ class LFSDiffusion(KVTokenMethod, GeneratesControl, UsesEvaluator):
         state = super().state_dict()
         for i, (tok, latents) in enumerate(self.contexts.items()):
             state[f"context.{i:04d}.{tok}"] = latents
-            if tok in self.context_embeddings:
-                state[f"context_embedding.{i:04d}.{tok}"] = self.context_embeddings[tok]
         return state
 
     def load_state_dict(self, state):
@@ -246,12 +233,9 @@ class LFSDiffusion(KVTokenMethod, GeneratesControl, UsesEvaluator):
             kind, _, tok = key.split(".", 2)
             if kind == "context":
                 self.contexts[tok] = state[key]
-            elif kind == "context_embedding":
-                self.context_embeddings[tok] = state[key]
 
     def stored_bytes(self) -> int:
-        tensors = list(self.contexts.values()) + list(self.context_embeddings.values())
-        return sum(t.numel() * t.element_size() for t in tensors)
+        return sum(t.numel() * t.element_size() for t in self.contexts.values())
 
     def keeps(self) -> str:
         # in-context generation keeps every shot's VAE latents: only distillation (DFKD) is data-free

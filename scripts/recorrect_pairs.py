@@ -13,6 +13,10 @@ settings (counted from the report's summary.csv rates and the protocol's concept
 
     python scripts/recorrect_pairs.py reports/seeds.yaml          # prints the claims that survive and those that fall
     python scripts/recorrect_pairs.py reports/seeds.yaml --csv    # every row, with p, q and the new verdict
+    python scripts/recorrect_pairs.py reports/seeds.yaml reports/seeds-lora.yaml   # one family over both reports
+
+Several reports are corrected as one family: docs/results.md reads `seeds/` and `seeds-lora/` side by side, so its
+claims from them are one family.
 """
 
 from __future__ import annotations
@@ -48,7 +52,8 @@ def rate_too_rare(row, summary: pd.DataFrame, images: int) -> bool:
     return most * images < MIN_EVENTS or most < MIN_EVENT_SHARE
 
 
-def recorrect(spec_path: Path) -> pd.DataFrame:
+def judged(spec_path: Path) -> pd.DataFrame:
+    """A report's pairs with their p-values and why a row gets no verdict ("" where it can get one)."""
     study = load_study(spec_path)
     folder = spec_path.with_suffix("")
     pairs = pd.read_csv(folder / "pairs.csv")
@@ -62,6 +67,12 @@ def recorrect(spec_path: Path) -> pd.DataFrame:
         or ("too few events" if rate_too_rare(row, summary, per_seed * row.seeds) else "")
         for row in pairs.itertuples(index=False)
     ]
+    return pairs.assign(report=str(folder))
+
+
+def recorrect(spec_paths: list[Path]) -> pd.DataFrame:
+    """The reports' pairs as one exploratory family: p, BH q-value, whether a verdict claimed before holds."""
+    pairs = pd.concat([judged(path) for path in spec_paths], ignore_index=True)
     tested = (pairs.no_verdict == "") & pairs.p_value.notna()
     pairs["q_value"] = np.nan
     pairs.loc[tested, "q_value"] = F.benjamini_hochberg(pairs.loc[tested, "p_value"].to_numpy())
@@ -71,8 +82,9 @@ def recorrect(spec_path: Path) -> pd.DataFrame:
 
 
 def main(argv: list[str]) -> None:
-    spec = Path(argv[0])
-    pairs = recorrect(spec)
+    specs = [Path(a) for a in argv if not a.startswith("--")]
+    pairs = recorrect(specs)
+    spec = " + ".join(map(str, specs))
     if "--csv" in argv:
         pairs.to_csv(sys.stdout, index=False)
         return
@@ -87,8 +99,8 @@ def main(argv: list[str]) -> None:
     for row in claimed.itertuples(index=False):
         status = "holds" if row.holds else f"falls ({row.no_verdict or 'q >= 0.05'})"
         print(
-            f"  {row.a} - {row.b} {row.metric}: {row.difference:+.3f} [{row.ci_low:+.3f}, {row.ci_high:+.3f}] "
-            f"p {row.p_value:.4f} q {row.q_value:.4f}: {status}"
+            f"  {row.report}: {row.a} - {row.b} {row.metric}: {row.difference:+.3f} "
+            f"[{row.ci_low:+.3f}, {row.ci_high:+.3f}] p {row.p_value:.4f} q {row.q_value:.4f}: {status}"
         )
 
 

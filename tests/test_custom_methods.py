@@ -169,6 +169,33 @@ def test_broken_method_files_get_one_paragraph_errors(tmp_path):
         method_class("merge")
 
 
+def test_a_method_that_asks_for_the_scoring_evaluator_is_refused(tmp_path):
+    """The integrity boundary: no method sees the model that scores it. A method that asks for it (UsesEvaluator) is
+    refused before anything loads or is written, by `run` and by a study, and no built-in method asks."""
+    from lfsbench.method import METHODS, UsesEvaluator, _import_methods
+
+    peeker = _write(
+        tmp_path / "peeker.py",
+        """
+        from lfsbench.method import UsesEvaluator
+        from lfsbench.methods.naive import Naive
+
+        class Peeker(Naive, UsesEvaluator):
+            pass
+        """,
+    )
+    with pytest.raises(LfsbenchError, match="asks for the benchmark's evaluator"):
+        create_method(f"{peeker}:Peeker")
+    code, out = tiny_run(f"{peeker}:Peeker", tmp_path / "run")
+    assert code == 2 and "No method gets it" in out and "Traceback" not in out and not (tmp_path / "run").exists()
+    spec = tmp_path / "study.yaml"
+    spec.write_text(f"name: s\noutput: {tmp_path / 'study'}\ncells:\n  - method: {peeker}:Peeker\n")
+    code, out = invoke("study", spec)
+    assert code == 2 and "asks for the benchmark's evaluator" in out and not (tmp_path / "study").exists()
+    _import_methods()
+    assert not [name for name in METHODS.names() if issubclass(METHODS.get(name), UsesEvaluator)]
+
+
 def test_installed_package_adds_a_method_through_its_entry_point(tmp_path):
     """A tiny external package, installed from a folder, adds `ext-naive` (entry point group lfsbench.methods):
     `lfsbench ls methods` lists it with its distribution, and `lfsbench run` runs it."""

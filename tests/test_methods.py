@@ -15,13 +15,12 @@ from lfsbench.method import (
     Method,
     MethodConfig,
     RendersToyWorld,
-    UsesEvaluator,
     _import_methods,
     all_methods,
     create_method,
     method_class,
 )
-from lfsbench.toy import load_toy_backbone, load_toy_evaluator, world
+from lfsbench.toy import load_toy_backbone, world
 
 _import_methods()
 REGISTERED = METHODS.names()  # the contract tests below run over every registered method: a new one is tested too
@@ -55,18 +54,16 @@ def concepts():
     return out
 
 
-def prepared(method: Method, weights, dtype=torch.float32, evaluator: bool = False) -> Method:
-    """`method` set up on the tiny build, with the evaluator and the toy world where it asks for them."""
+def prepared(method: Method, weights, dtype=torch.float32) -> Method:
+    """`method` set up on the tiny build, with the toy world where it asks for it."""
     method.setup(load_toy_backbone(weights=weights, dtype=dtype), seed=0)
-    if evaluator or isinstance(method, UsesEvaluator):
-        method.use_evaluator(load_toy_evaluator(weights=weights))
     if isinstance(method, RendersToyWorld):
         method.use_toy_world(1)
     return method
 
 
-def learned(name, weights, settings=None, sessions=2, evaluator=False):
-    method = prepared(create_method(name, knobs(name, {**TINY, **(settings or {})})), weights, evaluator=evaluator)
+def learned(name, weights, settings=None, sessions=2):
+    method = prepared(create_method(name, knobs(name, {**TINY, **(settings or {})})), weights)
     cs = concepts()
     for t in range(sessions):
         method.learn(session_view(t, [cs[t]], "a {}", cs[:t]))
@@ -190,12 +187,11 @@ def test_icgen_contexts_selection_and_control(tiny_weights):
     base = load_toy_backbone(weights=tiny_weights)
     expected = base.generate_from_latents(plain_prompts[:2], SEEDS[:2], torch.stack(contexts[:2]), 0.5, 4, 5.0)
     assert torch.allclose(control[:2], expected, atol=1e-5)
-    # random and similarity selection pick stored contexts; none picks nothing
-    for how in ("random", "similarity"):
-        other = learned("lfs", tiny_weights, {"dfkd": False, "context_selection": how}, evaluator=True)
-        picked = other.select_contexts(PROMPTS, SEEDS)
-        stored = torch.cat(list(other.contexts.values()))
-        assert picked[2] is None and all(any(torch.equal(p, s) for s in stored) for p in picked if p is not None)
+    # random selection picks stored contexts; none picks nothing
+    other = learned("lfs", tiny_weights, {"dfkd": False, "context_selection": "random"})
+    picked = other.select_contexts(PROMPTS, SEEDS)
+    stored = torch.cat(list(other.contexts.values()))
+    assert picked[2] is None and all(any(torch.equal(p, s) for s in stored) for p in picked if p is not None)
     lfs.config.context_selection = "none"
     assert lfs.select_contexts(PROMPTS, SEEDS) == [None] * 4
 

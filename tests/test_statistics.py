@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from lfsbench.evaluation import functional as F
+from lfsbench.evaluation.metrics import METRICS
 from lfsbench.report import aggregate
 
 TRUTH = 0.5
@@ -96,3 +97,46 @@ def test_paired_difference_covers_the_true_difference():
         widths.append(hi - lo)
     assert covered / trials >= 0.90
     assert np.mean(widths) < 0.03  # unpaired, the shared effect alone would make it about 0.07
+
+
+class _RateRun:
+    """What the summary table reads of a run whose only figure is a copy rate."""
+
+    def __init__(self, seed, figure):
+        self.seed, self.method, self.summary = seed, "m", {"sessions_finished": 1, "copy_rate": figure}
+
+
+def _rate_interval(rng, seed_rates, images):
+    """A copy rate's interval over seeds as a report prints it, from per-image 0/1 outcomes: each run's figure as
+    the metric computes it within the run (its interval and image count), then the report's summary table."""
+    runs = []
+    for seed, rate in enumerate(seed_rates):
+        value, low, high = METRICS["copy_rate"].interval_of((rng.random(images) < rate).astype(float), 0)
+        runs.append(_RateRun(seed, {"value": value, "ci_low": low, "ci_high": high, "images": images}))
+    row = aggregate.summary_table({"m": runs}).iloc[0]
+    return row.copy_rate_low, row.copy_rate_high
+
+
+@pytest.mark.parametrize(
+    ("case", "seeds", "truth"),
+    [("rare", 3, 0.001), ("common", 3, 0.1), ("absent in half the seeds", 6, 0.01), ("seed effect", 3, 0.125)],
+)
+def test_rate_intervals_cover_end_to_end(case, seeds, truth):
+    """A rate's reported interval over seeds covers the expected rate at least 93% of the time and never has zero
+    width, from per-image outcomes through the real per-run and over-seed code: a rare rate (1 image in 1,000, where
+    most seeds copy nothing: before per-run Wilson intervals and pooled counts, 31% of its intervals were
+    [0.000, 0.000]), a common one, a rate whose seeds copy 2% or nothing (six seeds: with three, all three are 0
+    one time in eight and nothing can cover), and seeds whose rates differ (0.05-0.20). The two-mode case is the one
+    short of 93%: at six seeds the t-interval covers 92-94% (1,500 trials at five simulation seeds; 93-94% at eight
+    and ten seeds), so it is held to 90%, and docs/metrics.md says so."""
+    rng = np.random.default_rng(11)
+    draw = {
+        "rare": lambda: [truth] * seeds,
+        "common": lambda: [truth] * seeds,
+        "absent in half the seeds": lambda: np.where(rng.random(seeds) < 0.5, 0.0, 2 * truth),
+        "seed effect": lambda: rng.uniform(0.05, 0.2, seeds),
+    }[case]
+    intervals = np.array([_rate_interval(rng, draw(), 384) for _ in range(1500)])
+    covered = (intervals[:, 0] <= truth) & (truth <= intervals[:, 1])
+    assert covered.mean() >= (0.90 if case == "absent in half the seeds" else 0.93), covered.mean()
+    assert (intervals[:, 1] > intervals[:, 0]).all()

@@ -63,13 +63,18 @@ def bootstrap_p(draws) -> float:
 
 def wilson_interval(outcomes, level: float = 0.95) -> tuple[float, float, float]:
     """The share of 1s among 0/1 outcomes with its Wilson score interval (never of zero width, inside [0, 1])."""
-    from scipy import stats
 
     v = _np(outcomes).astype(float).ravel()
-    n = len(v)
+    return wilson_counts(float(v.sum()), len(v), level)
+
+
+def wilson_counts(ones: float, n: int, level: float = 0.95) -> tuple[float, float, float]:
+    """The share ones / n with its Wilson score interval (wilson_interval, from counts: pooled over seeds)."""
+    from scipy import stats
+
     if n == 0:
         return float("nan"), float("nan"), float("nan")
-    p, z = v.mean(), stats.norm.ppf(0.5 + level / 2)
+    p, z = ones / n, stats.norm.ppf(0.5 + level / 2)
     centre = (p + z**2 / (2 * n)) / (1 + z**2 / n)
     half = z * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / (1 + z**2 / n)
     return float(p), float(centre - half), float(centre + half)

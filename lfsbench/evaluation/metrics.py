@@ -244,6 +244,7 @@ METRICS: dict[str, Metric] = {
             views="session summary curve headline cli sweep pairs",
             reads=CONCEPT,
             score="copied",
+            interval="proportion",
             bounds=(0.0, 1.0),
         ),
         Metric(
@@ -610,6 +611,7 @@ METRICS: dict[str, Metric] = {
             views="session summary curve headline cli pairs",
             reads=CLASS,
             score="class_correct",
+            interval="proportion",
             optional=True,
             bounds=(0.0, 1.0),
             unvalidated="no run has yet been shown to damage a class (every method scores at least 0.97)",

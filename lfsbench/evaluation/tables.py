@@ -171,6 +171,8 @@ def session_figures(history: pd.DataFrame, t: int, learned_in: dict[str, int], n
         value, low, high = _figure(m, values, learned_in, n_boot)
         if not np.isnan(value):
             out[name] = {"value": value, "ci_low": low, "ci_high": high}
+            if m.interval == "proportion" and m.aggregate == "mean":  # its count, for a pooled interval over seeds
+                out[name]["images"] = _mean(m, values, None, n_boot)[3]
     return out
 
 

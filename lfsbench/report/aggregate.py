@@ -52,6 +52,21 @@ def combine_seeds(values, lows, highs, bounds: tuple[float, float] | None = None
     return value, low, high
 
 
+def with_pooled_counts(figures: list, low: float, high: float) -> tuple[float, float]:
+    """A rate over seeds: its interval widened to hold the Wilson interval of the pooled counts (the images with the
+    outcome over all images scored, every seed together). Seeds that all saw no event (a copy rate of 0.000 at
+    every seed) have no spread, and a t-interval over a few seeds of a rare rate misses its truth far more often than
+    5%: the pooled counts keep the binomial uncertainty of every image scored. Runs that did not record their
+    image counts (before 2026-12-06) keep the interval over seeds."""
+    if not figures or not all(isinstance(f, dict) and f.get("images") for f in figures):
+        return low, high
+    images = sum(f["images"] for f in figures)
+    _, pooled_low, pooled_high = F.wilson_counts(sum(f["value"] * f["images"] for f in figures), images)
+    return (pooled_low if np.isnan(low) else min(low, pooled_low)), (
+        pooled_high if np.isnan(high) else max(high, pooled_high)
+    )
+
+
 def _plain(summary: dict, key: str) -> float:
     value = summary.get(key, np.nan)
     return value["value"] if isinstance(value, dict) else value
@@ -76,9 +91,11 @@ def summary_table(groups: dict[str, list[Run]]) -> pd.DataFrame:
             "sessions": runs[0].summary["sessions_finished"],
         }
         for metric in (m for m in in_view("summary") if METRICS[m].has_interval):  # means over seeds, intervals
-            present = [_triple(r.summary[metric]) for r in runs if metric in r.summary]
-            if present:
-                v, lo, hi = combine_seeds(*zip(*present, strict=True), bounds=METRICS[metric].bounds)
+            figures = [r.summary[metric] for r in runs if metric in r.summary]
+            if figures:
+                v, lo, hi = combine_seeds(*zip(*map(_triple, figures), strict=True), bounds=METRICS[metric].bounds)
+                if METRICS[metric].interval == "proportion":
+                    lo, hi = with_pooled_counts(figures, lo, hi)
                 row.update({metric: v, f"{metric}_low": lo, f"{metric}_high": hi})
         for key in (m for m in in_view("summary") if not METRICS[m].has_interval):  # means over seeds
             row[key] = float(np.mean([_plain(r.summary, key) for r in runs]))
