@@ -47,7 +47,7 @@ def test_lfs_run_reports_its_in_context_control(runs):
 
 def test_report_files_and_tables_match_the_runs(runs, tmp_path):
     page = make_report([runs], tmp_path / "report")
-    for name in ("summary.csv", "summary.md", "curves.csv", "curves.png", "index.html"):
+    for name in ("summary.csv", "summary.md", "curves.csv", "curves.png", "stability.png", "index.html"):
         assert (tmp_path / "report" / name).is_file(), name
     assert len(list((tmp_path / "report").glob("ia_matrix_*.png"))) == 2
     assert len(list((tmp_path / "report").glob("images_*.png"))) == 2
@@ -66,8 +66,9 @@ def test_report_files_and_tables_match_the_runs(runs, tmp_path):
     iad = curves[(curves.setting == label) & (curves.session == 2) & (curves.metric == "IAD")]
     assert iad.value.item() == pytest.approx(lfs["IAD"]["value"])
     html = page.read_text()
-    # curves, cost, 2 heatmaps, 2 image grids, 2 copy pictures
-    assert html.count("data:image/png;base64,") == 8 and "IA_control" in html
+    # curves, stability-plasticity, cost, 2 heatmaps, 2 image grids, 2 copy pictures
+    assert html.count("data:image/png;base64,") == 9 and "IA_control" in html
+    assert "Learning beside forgetting" in html
     assert "copy rate" in html and "memorization gap" in html and "shots as VAE latents" in html
     assert "<td>2 (0, 1)</td>" in html  # a count of seeds, then which
     assert "Evaluation: sampler ddim, steps" in html and "differ in evaluation settings" not in html

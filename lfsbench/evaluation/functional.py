@@ -63,7 +63,6 @@ def bootstrap_p(draws) -> float:
 
 def wilson_interval(outcomes, level: float = 0.95) -> tuple[float, float, float]:
     """The share of 1s among 0/1 outcomes with its Wilson score interval (never of zero width, inside [0, 1])."""
-
     v = _np(outcomes).astype(float).ravel()
     return wilson_counts(float(v.sum()), len(v), level)
 
@@ -77,7 +76,8 @@ def wilson_counts(ones: float, n: int, level: float = 0.95) -> tuple[float, floa
     p, z = ones / n, stats.norm.ppf(0.5 + level / 2)
     centre = (p + z**2 / (2 * n)) / (1 + z**2 / n)
     half = z * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / (1 + z**2 / n)
-    return float(p), float(centre - half), float(centre + half)
+    # at p = 0 or 1 one bound equals p up to rounding (1e-17 to the wrong side): it is held on p's side
+    return float(p), float(min(p, max(0.0, centre - half))), float(max(p, min(1.0, centre + half)))
 
 
 def excess_interval(excess, level: float = 0.95) -> tuple[float, float, float]:

@@ -5,6 +5,7 @@ report/
   curves.csv                  per setting, session and metric (TA, IA, IAD, class TA, drift, control; cost)
   curves.png                  forgetting curves
   cost.png                    training and generation seconds, stored bytes and peak memory against session
+  stability.png               per setting, IA right after learning (plasticity) against final IA and IAD
   scalability.csv, .md        per setting, after 5, 10, 20, 50... sessions (or the protocol's checkpoints):
                               TA, IA, IAD, drift and what reaching them cost
   pairs.csv, pairs.md         every pair of settings: A minus B per paired metric, image by image, with a 95%
@@ -56,6 +57,7 @@ def make_report(
     figures = {
         "curves": plots.forgetting_curves(curves, out / "curves.png", drift_scale),
         "cost": plots.cost_curves(curves, out / "cost.png"),
+        "stability": plots.stability_plasticity(table, out / "stability.png"),
     }
     n = len(protocol["sessions"])
     checkpoints = protocol["evaluation"].get("checkpoints")

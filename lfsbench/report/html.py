@@ -290,6 +290,12 @@ def page(
             "TA, IA (held-out), IA_shots, memorization gap, copy rate, IAD, class TA, its drop, class accuracy and "
             "drift against session; bands are 95% intervals",
         ),
+        "<h2>Learning beside forgetting</h2>",
+        _img(
+            figures["stability"],
+            "IA right after learning (what each concept reaches in the session that teaches it) against final IA and "
+            "IAD, 95% intervals; a low IAD far left is a small fall from a low peak, not protection",
+        ),
         "<h2>Cost</h2>",
         _img(
             figures["cost"],

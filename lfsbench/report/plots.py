@@ -53,6 +53,34 @@ def forgetting_curves(curves: pd.DataFrame, path: Path, drift_scale: float | Non
     return path
 
 
+def stability_plasticity(table: pd.DataFrame, path: Path) -> Path:
+    """Per setting, what it learns against what it keeps: IA right after learning (plasticity: the IA a concept
+    reaches in the session that teaches it) on x, against final IA and IAD on y, with 95% intervals over seeds. A low
+    IAD from a low peak sits left: it is not protection."""
+    fig, axes = plt.subplots(1, 2, figsize=(10.4, 4.4), squeeze=False)
+    colours = plt.get_cmap("tab10")
+    x = "IA_right_after_learning"
+    for ax, y in zip(axes.flat, ("IA", "IAD"), strict=True):
+        for i, r in enumerate(table.to_dict("records")):
+            if not np.isfinite(r.get(x, np.nan)) or not np.isfinite(r.get(y, np.nan)):
+                continue
+            xerr = [[max(0.0, r[x] - r[f"{x}_low"])], [max(0.0, r[f"{x}_high"] - r[x])]]
+            yerr = [[max(0.0, r[y] - r[f"{y}_low"])], [max(0.0, r[f"{y}_high"] - r[y])]]
+            ax.errorbar(r[x], r[y], xerr=xerr, yerr=yerr, fmt="o", ms=5, capsize=3, color=colours(i % 10),
+                        label=r["setting"])  # fmt: skip
+        ax.set_xlabel(f"{METRICS[x].title} (plasticity)")
+        ax.set_ylabel(METRICS[y].axis)
+        better = "final IA (higher is better)" if y == "IA" else "IAD (lower is better: less forgotten)"
+        ax.set_title(better, fontsize=10)
+        ax.grid(alpha=0.3)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(3, len(labels)), fontsize=9, frameon=False)
+    fig.tight_layout(rect=(0, 0.06 + 0.05 * ((len(labels) - 1) // 3), 1, 1))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def cost_curves(curves: pd.DataFrame, path: Path) -> Path:
     """Cost against session, one line per setting (mean over seeds; band = range of seed means by bootstrap)."""
     costs = in_view("cost")
