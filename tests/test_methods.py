@@ -320,3 +320,48 @@ def test_token_rows_train_as_the_whole_matrix_with_other_rows_masked_would(tiny_
     torch.testing.assert_close(after[token], matrix[ref_token].detach(), atol=1e-6, rtol=0)
     for ours, theirs in zip(kv, ref_kv, strict=True):  # 6 steps of lr 1e-3 move them ~6e-3; float rounding 2e-6
         torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
+
+
+def test_the_independent_anchor_learns_each_concept_from_the_base_model_and_forgets_nothing(tiny_weights):
+    from lfsbench.training import kv_state
+
+    method = prepared(create_method("independent", knobs("independent", TINY)), tiny_weights)
+    cs = concepts()
+    method.learn(session_view(0, [cs[0]], "a {}", []))
+    first = method.generate(PROMPTS, SEEDS, 4, 5.0)
+    method.learn(session_view(1, [cs[1]], "a {}", cs[:1]))
+    second = method.generate(PROMPTS, SEEDS, 4, 5.0)
+    base = load_toy_backbone(weights=tiny_weights).generate(PROMPTS[2:3], SEEDS[2:3], 4, 5.0)
+    assert torch.equal(first[0], second[0]) and torch.equal(first[3], second[3])  # concept a, untouched by session 1
+    assert torch.allclose(second[2], base[0], atol=1e-5)  # a class prompt is the base model's image
+    kv = kv_state(method.backbone)
+    assert all(torch.equal(kv[k], method.base_kv[k]) for k in kv)  # between sessions the base K/V is installed
+    a, b = (method.concept_kv[t] for t in ("<new1>", "<new2>"))
+    assert not torch.equal(a[next(iter(a))], method.base_kv[next(iter(a))])  # each trained
+    assert not torch.equal(a[next(iter(a))], b[next(iter(b))])  # and apart
+    assert method.stored_bytes() == 2 * sum(w.numel() * w.element_size() for w in a.values())
+
+
+def test_the_joint_anchor_retrains_from_the_base_model_on_every_shot_so_far(tiny_weights, monkeypatch):
+    from lfsbench.training import kv_state, token_embeddings
+
+    method = prepared(create_method("joint", knobs("joint", TINY)), tiny_weights)
+    seen = []
+    train = method.train
+
+    def recording(session, sources, token_ids, extra_loss=None):  # what each session starts from and trains on
+        rows = token_embeddings(method.backbone)[0]
+        seen.append((kv_state(method.backbone), {t: rows[i].clone() for t, i in method.tokens.items()}, sources))
+        return train(session, sources, token_ids, extra_loss)
+
+    monkeypatch.setattr(method, "train", recording)
+    cs = concepts()
+    for t in range(2):
+        method.learn(session_view(t, [cs[t]], "a {}", cs[:t]))
+    kv, rows, sources = seen[1]
+    assert all(torch.equal(kv[k], method.base_kv[k]) for k in kv)  # session 1 starts from the base K/V
+    assert torch.equal(rows["<new1>"], method.initial_rows["<new1>"][0])  # and concept a's token reset
+    (data,) = sources
+    assert len(data.images) == 6 and data.prompts.count("a <new1> square") == 3  # both concepts' 3 shots
+    assert not torch.equal(token_embeddings(method.backbone)[0][method.tokens["<new1>"]], rows["<new1>"])  # trained
+    assert method.stored_bytes() == 2 * 3 * 3 * 32 * 32
