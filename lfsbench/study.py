@@ -56,8 +56,9 @@ class Cell(BaseModel):
 
 class Primary(BaseModel):
     """A study's primary comparisons, declared before its runs: every setting against each of `against` (setting
-    labels as the report names them: a method, or `method [knob=value]`) on each of `metrics` (metrics with paired
-    comparisons). `lfsbench report` Holm-corrects them together; every other comparison is exploratory."""
+    labels as the report names them: a method, or `lfs (dfkd=False)` for a method with settings) on each of
+    `metrics` (metrics with paired comparisons). `lfsbench report` Holm-corrects them together; every other
+    comparison is exploratory."""
 
     model_config = ConfigDict(extra="forbid")
     against: list[str] = Field(min_length=1)

@@ -6,7 +6,7 @@ training reaches with nothing before it, and what training on everything at once
   prompt that names none is the base model's). Nothing is forgotten by construction (IAD 0, no class drift), and
   its IA right after learning is the plasticity of one naive session on a concept with nothing before it: a method
   whose IA right after learning is lower learns less because of what it learned before (or of its regulariser).
-  It keeps no data, but one K/V per concept (`stored_bytes` counts them).
+  It keeps no data (stored bytes 0), but one K/V per concept.
 - `joint`: every session retrains from the base model (base K/V, every token reset to its initial embedding) on
   the shots of every concept so far at once, with naive's budget per session: the multitask upper bound of
   continual learning, with no order and no forgetting to suffer. It keeps every shot (`stored_bytes`), so it is not
@@ -86,11 +86,8 @@ class Independent(_FromBase):
             _, _, token, name = key.split(".", 3)
             self.concept_kv.setdefault(token, {})[name] = state[key]
 
-    def stored_bytes(self) -> int:
-        return sum(w.numel() * w.element_size() for kv in self.concept_kv.values() for w in kv.values())
-
     def keeps(self) -> str:
-        return "one K/V per concept (no data)"
+        return "nothing (one K/V per concept, weights with no image)"
 
 
 @METHODS.register("joint")

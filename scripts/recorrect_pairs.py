@@ -4,7 +4,9 @@ Reports written before `lfsbench report` computed p-values and corrections (befo
 comparison's difference and 95% interval but no p-value, and their run folders are not in the repository. For a
 comparison whose interval is a Student t interval over n seeds, the t-test p-value follows from the interval
 exactly: se = (high - low) / (2 t_{0.975, n-1}), p = 2 P(T_{n-1} > |difference| / se). A comparison whose interval
-is a bootstrap over image pairs gets no p-value here (its draws are not stored): it is counted as not tested.
+is a bootstrap over image pairs (one seed, or seeds with identical differences) gets no p-value here (its draws are
+not stored): it is counted as not tested, so the family is smaller than `lfsbench report` would make it from the
+runs, which tests those too with the bootstrap's p.
 
 No study declared primary comparisons before those runs, so every comparison is exploratory: Benjamini-Hochberg
 over all tested comparisons of the report, as `lfsbench report` does today. As there, no verdict is given on a
@@ -43,13 +45,14 @@ def t_p_value(row) -> float:
 
 
 def rate_too_rare(row, summary: pd.DataFrame, images: int) -> bool:
-    """The report's rule for 0/1 rates, from the two settings' mean rates (copy_rate, class_accuracy)."""
+    """The report's rule for 0/1 rates (copy_rate, class_accuracy), from the two settings' mean rates over `images`
+    images each: the rarer outcome over both settings' images together."""
     metric = METRICS[row.metric]
     if metric.bounds != (0.0, 1.0) or metric.interval == "excess":
         return False
-    rates = [float(summary.loc[label, row.metric]) for label in (row.a, row.b)]
-    most = max(min(r, 1 - r) for r in rates)  # the larger share of the rarer outcome
-    return most * images < MIN_EVENTS or most < MIN_EVENT_SHARE
+    ones = sum(float(summary.loc[label, row.metric]) for label in (row.a, row.b)) * images
+    rarer = min(ones, 2 * images - ones)
+    return rarer < MIN_EVENTS or rarer < MIN_EVENT_SHARE * 2 * images
 
 
 def judged(spec_path: Path) -> pd.DataFrame:

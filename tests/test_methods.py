@@ -339,7 +339,7 @@ def test_the_independent_anchor_learns_each_concept_from_the_base_model_and_forg
     a, b = (method.concept_kv[t] for t in ("<new1>", "<new2>"))
     assert not torch.equal(a[next(iter(a))], method.base_kv[next(iter(a))])  # each trained
     assert not torch.equal(a[next(iter(a))], b[next(iter(b))])  # and apart
-    assert method.stored_bytes() == 2 * sum(w.numel() * w.element_size() for w in a.values())
+    assert method.stored_bytes() == 0 and len(method.state_dict()) > len(method.concept_kv) * len(a)  # K/V kept
 
 
 def test_the_joint_anchor_retrains_from_the_base_model_on_every_shot_so_far(tiny_weights, monkeypatch):
@@ -365,3 +365,26 @@ def test_the_joint_anchor_retrains_from_the_base_model_on_every_shot_so_far(tiny
     assert len(data.images) == 6 and data.prompts.count("a <new1> square") == 3  # both concepts' 3 shots
     assert not torch.equal(token_embeddings(method.backbone)[0][method.tokens["<new1>"]], rows["<new1>"])  # trained
     assert method.stored_bytes() == 2 * 3 * 3 * 32 * 32
+
+
+def test_ewc_penalises_moving_the_weights_its_fisher_says_matter(tiny_weights):
+    """EWC with weight 0 trains exactly as naive (its Fisher draws use their own random stream); with a large weight
+    the second session's K/V stays nearer the first session's than without it. The Fisher is a mean of squares."""
+    from lfsbench.training import kv_state
+
+    settings = {"steps": 6, "fisher_samples": 2}
+    free = learned("ewc", tiny_weights, {**settings, "ewc_weight": 0.0})
+    naive = learned("naive", tiny_weights, {"steps": 6})
+    free_kv, naive_kv = kv_state(free.backbone), kv_state(naive.backbone)
+    assert all(torch.allclose(free_kv[k], naive_kv[k], atol=1e-6) for k in naive_kv)
+    held = learned("ewc", tiny_weights, {**settings, "ewc_weight": 1e9})
+    fisher, anchor = held.consolidated[0]
+    assert all((f >= 0).all() for f in fisher.values()) and any((f > 0).any() for f in fisher.values())
+    assert held.penalty(0).item() > 0  # the second session moved the K/V off the first one's
+
+    def moved(method):
+        kv, first = kv_state(method.backbone), method.consolidated[0][1]
+        return sum(float((kv[k] - first[k]).norm()) for k in first)
+
+    assert moved(held) < 0.5 * moved(free)
+    assert len(held.consolidated) == 2 and held.stored_bytes() == 0

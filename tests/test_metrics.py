@@ -384,10 +384,19 @@ def test_comparisons_are_corrected_within_their_family_and_refuse_verdicts_witho
     drop = pairs.loc[("A", "B", "class_TA_drop")]
     assert drop.verdict == f"no verdict: {METRICS['class_TA_drop'].unvalidated}" and np.isnan(drop.p_adjusted)
     rare = pairs.loc[("A", "C", "copy_rate")]  # no copies in either: nothing to compare a rate on
-    assert rare.verdict == "no verdict: too few events (0 and 0 of 24 images)" and np.isnan(rare.p_adjusted)
+    assert rare.verdict.startswith("no verdict: too few events (0 of the 48 images") and np.isnan(rare.p_adjusted)
     copies = pairs.loc[("A", "B", "copy_rate")]  # B copies half its images (12 of 24): a rate with a range
-    assert (copies.events_a, copies.events_b, copies.images) == (0, 12, 24)
+    assert (copies.ones_a, copies.ones_b, copies.images) == (0, 12, 24)
     assert copies.difference == pytest.approx(-0.5) and copies.verdict == "A better"
+
+    # a saturated rate against its opposite (every image copied against none, as the retrieval ceiling against a
+    # method): every image is an event, so it gets its verdict
+    groups = {"R": setting(0.75, 0.01, [0, 1, 2], copied=1.0), "N": setting(0.75, 0.01, [0, 1, 2])}
+    for run in groups["R"]:
+        run._scores.loc[run._scores.kind == "concept", "copied"] = 1.0
+    # (identical seeds: the image-pair bootstrap's p, at least 2 / (n_boot + 1), so enough draws for BH over the rest)
+    saturated = aggregate.pairs_table(groups, n_boot=1000).set_index("metric").loc["copy_rate"]
+    assert (saturated.ones_a, saturated.ones_b) == (24, 0) and saturated.verdict == "N better"
 
 
 def test_ia_right_after_learning_pairs_each_concept_in_the_session_that_taught_it():
@@ -496,3 +505,7 @@ def test_comparisons_in_every_order_say_where_a_difference_holds_whatever_the_or
     shown = html.display_order_pairs(table.reset_index()).set_index(["A", "B"])
     assert shown.loc[("X", "Y"), "IA"] == "**+0.100 to +0.100 (2 > 0; 2 orders)**"
     assert "none excludes 0" in shown.loc[("X", "Y"), "TA"] and "**" not in shown.loc[("X", "Y"), "TA"]
+    # a metric no run has shown can move gets no verdict in any order, so none across orders either
+    refused = table.loc["class_TA_drop"]
+    assert refused.no_verdict == METRICS["class_TA_drop"].unvalidated and table.loc["IA"].no_verdict == ""
+    assert shown.loc[("X", "Y"), METRICS["class_TA_drop"].short].endswith(", no verdict")

@@ -241,6 +241,14 @@ def test_report_compares_runs_sampled_differently_as_separate_settings(runs, tin
     assert list(pd.read_csv(tmp_path / "alone" / "summary.csv").setting) == [NAIVE]
 
 
+def test_the_learning_beside_forgetting_figure_needs_its_figures():
+    """Runs made before IA right after learning was recorded get no figure (and no error)."""
+    from lfsbench.report import plots
+
+    table = pd.DataFrame({"setting": ["a"], "IA": [0.5], "IA_low": [0.4], "IA_high": [0.6]})
+    assert plots.stability_plasticity(table, Path("/nonexistent/stability.png")) is None
+
+
 def test_report_holm_corrects_the_comparisons_a_study_declared_primary(runs, tmp_path):
     """`lfsbench report --study SPEC` reads the spec's `primary:`: comparisons against the named setting on the named
     metrics are one Holm family, every other comparison is exploratory; naming a setting no run is fails clearly."""
@@ -259,6 +267,7 @@ def test_report_holm_corrects_the_comparisons_a_study_declared_primary(runs, tmp
     spec.write_text(yaml.safe_dump({**base, "primary": {"against": ["nave"], "metrics": ["IA"]}}))
     code, out = invoke("report", runs, "-O", tmp_path / "typo", "--study", spec)
     assert code == 2 and "against nave, which no run here is" in out and "Traceback" not in out
+    assert not (tmp_path / "typo").exists()  # refused before anything is written
 
 
 def test_report_refuses_to_average_seeds_that_stopped_at_different_sessions(runs, tmp_path):

@@ -166,7 +166,6 @@ def t_interval(values, level: float = 0.95) -> tuple[float, float, float]:
     return float(v.mean()), float(v.mean() - half), float(v.mean() + half)
 
 
-
 def t_test_p(values) -> float:
     """Two-sided p-value of "the replicates' expected value is 0" (one-sample Student t, n - 1 degrees of freedom):
     the test whose confidence interval t_interval gives. NaN with fewer than 2 finite replicates or no spread."""

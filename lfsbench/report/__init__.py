@@ -46,6 +46,15 @@ def make_report(
     runs = find_runs(paths)
     protocol = same_protocol(runs)
     groups = group_by_setting(runs)
+    missing = sorted(set(primary.against) - set(groups)) if primary else []
+    if missing:
+        from lfsbench.errors import LfsbenchError
+
+        raise LfsbenchError(
+            f"The study's primary comparisons are against {', '.join(missing)}, which no run here is: the settings "
+            f"are {', '.join(groups)}. Fix `primary: against:` in the study spec to name settings as the report "
+            "labels them."
+        )
     out.mkdir(parents=True, exist_ok=True)
 
     table = aggregate.summary_table(groups)
@@ -57,22 +66,15 @@ def make_report(
     figures = {
         "curves": plots.forgetting_curves(curves, out / "curves.png", drift_scale),
         "cost": plots.cost_curves(curves, out / "cost.png"),
-        "stability": plots.stability_plasticity(table, out / "stability.png"),
     }
+    stability = plots.stability_plasticity(table, out / "stability.png")
+    if stability is not None:
+        figures["stability"] = stability
     n = len(protocol["sessions"])
     checkpoints = protocol["evaluation"].get("checkpoints")
     scale = aggregate.scalability_table(curves, n, sorted({*checkpoints, n}) if checkpoints else None)
     atomic_write_csv(out / "scalability.csv", scale)
     atomic_write_text(out / "scalability.md", html.markdown_scalability(scale))
-    missing = sorted(set(primary.against) - set(groups)) if primary else []
-    if missing:
-        from lfsbench.errors import LfsbenchError
-
-        raise LfsbenchError(
-            f"The study's primary comparisons are against {', '.join(missing)}, which no run here is: the settings "
-            f"are {', '.join(groups)}. Fix `primary: against:` in the study spec to name settings as the report "
-            "labels them."
-        )
     pairs = aggregate.pairs_table(groups, primary=primary)
     if len(pairs):
         atomic_write_csv(out / "pairs.csv", pairs)

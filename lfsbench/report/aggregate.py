@@ -264,13 +264,15 @@ def order_pairs_table(groups: dict[str, list[Run]], pairs: pd.DataFrame) -> pd.D
     """Whether a paired comparison survives a change of concept order: for two settings run in the same two or more
     orders, per paired metric, A minus B within each order (the pairs table's row for the two in that order) and
     in how many orders its interval lies above 0 (`above`) or below it (`below`). A difference holds across orders
-    only where every order's interval excludes 0 on the same side; `orders` names the orders ("written" for the
-    protocol's own), and `differences` gives each order's difference in that order."""
+    only where every order's interval excludes 0 on the same side, on a comparison that gets a verdict in every order
+    (`no_verdict`: why not, from the pairs table); `orders` names the orders ("written" for the protocol's own), and
+    `differences` gives each order's difference in that order."""
     if not len(pairs):
         return pd.DataFrame()
     setting = {label: runs[0].setting for label, runs in groups.items()}
     order = {label: runs[0].order_seed for label, runs in groups.items()}
     within: dict[tuple[str, str, str], list[tuple]] = {}
+    refused: dict[tuple[str, str, str], str] = {}  # why a comparison gets no verdict in some order
     for row in pairs.itertuples(index=False):
         if order[row.a] != order[row.b] or setting[row.a] == setting[row.b]:
             continue
@@ -279,6 +281,8 @@ def order_pairs_table(groups: dict[str, list[Run]], pairs: pd.DataFrame) -> pd.D
         if (b, a, row.metric) in within:  # one orientation per pair of settings
             a, b, diff, low, high = b, a, -diff, -high, -low
         within.setdefault((a, b, row.metric), []).append((order[row.a], diff, low, high))
+        if str(getattr(row, "verdict", "")).startswith("no verdict"):
+            refused.setdefault((a, b, row.metric), row.verdict.removeprefix("no verdict: "))
     rows = []
     for (a, b, metric), per_order in within.items():
         if len(per_order) < 2:
@@ -296,6 +300,7 @@ def order_pairs_table(groups: dict[str, list[Run]], pairs: pd.DataFrame) -> pd.D
                 "above": sum(low > 0 for _, _, low, _ in per_order),
                 "below": sum(high < 0 for _, _, _, high in per_order),
                 "n": len(per_order),
+                "no_verdict": refused.get((a, b, metric), ""),
             }
         )
     return pd.DataFrame(rows)
@@ -329,13 +334,12 @@ class PrimaryFamily:
 
 def _rate_events(images: list[pd.DataFrame], metric: str) -> tuple[int, int] | None:
     """For a figure whose per-image values are 0/1 outcomes (an excess: its value above 0): the number of images
-    with its rarer outcome, summed over seeds, and the number of images; None for any other figure."""
+    with the outcome (a copy, a correct class), summed over seeds, and the number of images; None for any other
+    figure."""
     values = np.concatenate([frame.value.to_numpy() for frame in images])
-    hits = values > 0 if METRICS[metric].interval == "excess" else values
     if METRICS[metric].interval != "excess" and not np.isin(values, (0.0, 1.0)).all():
         return None
-    ones = int(np.sum(hits))
-    return min(ones, len(values) - ones), len(values)
+    return int(np.sum(values > 0)), len(values)
 
 
 def pairs_table(
@@ -356,8 +360,9 @@ def pairs_table(
     A verdict needs a corrected p below 0.05: the `primary` family (declared in the study spec) is Holm-corrected,
     every other comparison Benjamini-Hochberg-corrected among the exploratory ones (`correction`, `p_adjusted`). No
     verdict is given, and the comparison is left out of its family's correction, on a metric that no run has shown
-    can move (METRICS' `unvalidated`) or on a rate whose rarer outcome has fewer than 5 images, or under 1% of them,
-    in both settings (`events_a`, `events_b` of `images`).
+    can move (METRICS' `unvalidated`) or on a rate whose rarer outcome, over both settings' images together, has
+    fewer than 5 images or under 1% of them (`ones_a`, `ones_b`: each setting's images with the outcome, of
+    `images` each).
     """
     primary = primary or PrimaryFamily()
     values = {label: {r.seed: _last_values(r) for r in runs} for label, runs in groups.items()}
@@ -406,8 +411,8 @@ def pairs_table(
                     else "bootstrap over image pairs (one seed)"
                     if len(per_seed) == 1
                     else "bootstrap over image pairs (seeds identical)",
-                    "events_a": events_a[0] if events_a else np.nan,
-                    "events_b": events_b[0] if events_b else np.nan,
+                    "ones_a": events_a[0] if events_a else np.nan,
+                    "ones_b": events_b[0] if events_b else np.nan,
                     "images": events_a[1] if events_a else np.nan,
                     "no_verdict": _no_verdict(metric, events_a, events_b),
                 }
@@ -431,9 +436,10 @@ def _no_verdict(metric: str, events_a: tuple[int, int] | None, events_b: tuple[i
     if METRICS[metric].unvalidated:
         return METRICS[metric].unvalidated
     if events_a is not None and events_b is not None:
-        most, images = max(events_a[0], events_b[0]), events_a[1]
-        if most < MIN_EVENTS or most < MIN_EVENT_SHARE * images:
-            return f"too few events ({events_a[0]} and {events_b[0]} of {images} images)"
+        ones, images = events_a[0] + events_b[0], events_a[1] + events_b[1]
+        rarer = min(ones, images - ones)  # over both settings: 1.0 against 0.0 has every image as an event
+        if rarer < MIN_EVENTS or rarer < MIN_EVENT_SHARE * images:
+            return f"too few events ({rarer} of the {images} images of both settings have the rarer outcome)"
     return ""
 
 

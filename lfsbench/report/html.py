@@ -107,8 +107,10 @@ def display_order_pairs(order_pairs: pd.DataFrame, emphasis: tuple[str, str] = (
     for row in order_pairs.itertuples(index=False):
         sides = [f"{k} {side} 0" for k, side in ((row.above, ">"), (row.below, "<")) if k]
         text = f"{row.min:+.3f} to {row.max:+.3f} ({', '.join(sides) or 'none excludes 0'}; {row.n} orders)"
-        if row.n in (row.above, row.below):
+        if getattr(row, "no_verdict", "") == "" and row.n in (row.above, row.below):
             text = f"{emphasis[0]}{text}{emphasis[1]}"
+        elif getattr(row, "no_verdict", ""):
+            text += ", no verdict"
         cells.setdefault((row.a, row.b), {})[METRICS[row.metric].short] = text
     columns = list(dict.fromkeys(METRICS[m].short for m in order_pairs.metric))
     return pd.DataFrame(
@@ -290,12 +292,17 @@ def page(
             "TA, IA (held-out), IA_shots, memorization gap, copy rate, IAD, class TA, its drop, class accuracy and "
             "drift against session; bands are 95% intervals",
         ),
-        "<h2>Learning beside forgetting</h2>",
-        _img(
-            figures["stability"],
-            "IA right after learning (what each concept reaches in the session that teaches it) against final IA and "
-            "IAD, 95% intervals; a low IAD far left is a small fall from a low peak, not protection",
-        ),
+    ]
+    if "stability" in figures:
+        parts += [
+            "<h2>Learning beside forgetting</h2>",
+            _img(
+                figures["stability"],
+                "IA right after learning (what each concept reaches in the session that teaches it) against final IA "
+                "and IAD, 95% intervals; a low IAD far left is a small fall from a low peak, not protection",
+            ),
+        ]
+    parts += [
         "<h2>Cost</h2>",
         _img(
             figures["cost"],

@@ -53,13 +53,16 @@ def forgetting_curves(curves: pd.DataFrame, path: Path, drift_scale: float | Non
     return path
 
 
-def stability_plasticity(table: pd.DataFrame, path: Path) -> Path:
+def stability_plasticity(table: pd.DataFrame, path: Path) -> Path | None:
     """Per setting, what it learns against what it keeps: IA right after learning (plasticity: the IA a concept
     reaches in the session that teaches it) on x, against final IA and IAD on y, with 95% intervals over seeds. A low
-    IAD from a low peak sits left: it is not protection."""
+    IAD from a low peak sits left: it is not protection. None (no figure) where no setting has the figures (runs made
+    before IA right after learning was recorded)."""
+    x = "IA_right_after_learning"
+    if x not in table.columns or not table[x].notna().any():
+        return None
     fig, axes = plt.subplots(1, 2, figsize=(10.4, 4.4), squeeze=False)
     colours = plt.get_cmap("tab10")
-    x = "IA_right_after_learning"
     for ax, y in zip(axes.flat, ("IA", "IAD"), strict=True):
         for i, r in enumerate(table.to_dict("records")):
             if not np.isfinite(r.get(x, np.nan)) or not np.isfinite(r.get(y, np.nan)):
@@ -74,7 +77,7 @@ def stability_plasticity(table: pd.DataFrame, path: Path) -> Path:
         ax.set_title(better, fontsize=10)
         ax.grid(alpha=0.3)
     handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(3, len(labels)), fontsize=9, frameon=False)
+    fig.legend(handles, labels, loc="lower center", ncol=max(1, min(3, len(labels))), fontsize=9, frameon=False)
     fig.tight_layout(rect=(0, 0.06 + 0.05 * ((len(labels) - 1) // 3), 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)

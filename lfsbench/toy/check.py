@@ -321,7 +321,16 @@ def run_check(
     config = KVTrainingConfig(steps=60 if quick else 200)
     n_images = 16 if quick else 32
     learn = learnability(
-        evaluator, concepts, shots, config, n_images, steps, guidance, out, weights, version,
+        evaluator,
+        concepts,
+        shots,
+        config,
+        n_images,
+        steps,
+        guidance,
+        out,
+        weights,
+        version,
         seeds=LEARNABILITY_SEEDS[:1] if quick else LEARNABILITY_SEEDS,
     )
     for name, fig in learn.items():
