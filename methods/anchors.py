@@ -1,8 +1,9 @@
 """Two anchors a lifelong method is read between (reference points, not lifelong methods): what one session of
 training reaches with nothing before it, and what training on everything at once reaches.
 
-- `independent`: each concept is learned from the base model alone, with naive's K/V + token training started
-  from the base K/V in every session; its K/V is kept per concept and used only for the prompts that name it (a
+- `independent`: each session's concepts are learned from the base model alone (with one concept per session, as
+  the toy protocols have, each concept alone), with naive's K/V + token training started from the base K/V in
+  every session; the K/V is kept per concept and used only for the prompts that name it (a
   prompt that names none is the base model's). Nothing is forgotten by construction (IAD 0, no class drift), and
   its IA right after learning is the plasticity of one naive session on a concept with nothing before it: a method
   whose IA right after learning is lower learns less because of what it learned before (or of its regulariser).

@@ -52,8 +52,9 @@ class EWC(KVTokenMethod):
     def learn(self, session):
         token_ids = self.add_tokens(session)
         penalty = self.penalty if self.consolidated else None
-        figures = self.train(session, [self.instance_data(session)], token_ids, penalty)
-        self.consolidated.append((self.fisher(session), {n: w.detach().clone() for n, w in self._kv().items()}))
+        data = self.instance_data(session)
+        figures = self.train(session, [data], token_ids, penalty)
+        self.consolidated.append((self.fisher(session, data), {n: w.detach().clone() for n, w in self._kv().items()}))
         return figures
 
     def penalty(self, step: int) -> torch.Tensor:
@@ -64,10 +65,10 @@ class EWC(KVTokenMethod):
         )
         return self.config.ewc_weight / 2 * total
 
-    def fisher(self, session) -> dict[str, torch.Tensor]:
-        """The diagonal empirical Fisher of the diffusion loss on the session's shots: the mean over draws of each
-        K/V weight's squared gradient, one shot, timestep and noise per draw."""
-        bb, data = self.backbone, self.instance_data(session)
+    def fisher(self, session, data) -> dict[str, torch.Tensor]:
+        """The diagonal empirical Fisher of the diffusion loss on the session's shots (`data`): the mean over draws of
+        each K/V weight's squared gradient, one shot, timestep and noise per draw."""
+        bb = self.backbone
         params = install_trainable_kv(bb)
         for p in params:
             p.requires_grad_(True)

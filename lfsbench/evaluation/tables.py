@@ -172,7 +172,7 @@ def session_figures(history: pd.DataFrame, t: int, learned_in: dict[str, int], n
         if not np.isnan(value):
             out[name] = {"value": value, "ci_low": low, "ci_high": high}
             if m.interval == "proportion" and m.aggregate == "mean":  # its count, for a pooled interval over seeds
-                out[name]["images"] = _mean(m, values, None, n_boot)[3]
+                out[name]["images"] = len(values.now(m.name))
     return out
 
 

@@ -62,9 +62,7 @@ def with_pooled_counts(figures: list, low: float, high: float) -> tuple[float, f
         return low, high
     images = sum(f["images"] for f in figures)
     _, pooled_low, pooled_high = F.wilson_counts(sum(f["value"] * f["images"] for f in figures), images)
-    return (pooled_low if np.isnan(low) else min(low, pooled_low)), (
-        pooled_high if np.isnan(high) else max(high, pooled_high)
-    )
+    return float(np.fmin(low, pooled_low)), float(np.fmax(high, pooled_high))  # fmin/fmax: a NaN bound gives way
 
 
 def _plain(summary: dict, key: str) -> float:
@@ -281,7 +279,7 @@ def order_pairs_table(groups: dict[str, list[Run]], pairs: pd.DataFrame) -> pd.D
         if (b, a, row.metric) in within:  # one orientation per pair of settings
             a, b, diff, low, high = b, a, -diff, -high, -low
         within.setdefault((a, b, row.metric), []).append((order[row.a], diff, low, high))
-        if str(getattr(row, "verdict", "")).startswith("no verdict"):
+        if row.verdict.startswith("no verdict"):
             refused.setdefault((a, b, row.metric), row.verdict.removeprefix("no verdict: "))
     rows = []
     for (a, b, metric), per_order in within.items():

@@ -107,10 +107,10 @@ def display_order_pairs(order_pairs: pd.DataFrame, emphasis: tuple[str, str] = (
     for row in order_pairs.itertuples(index=False):
         sides = [f"{k} {side} 0" for k, side in ((row.above, ">"), (row.below, "<")) if k]
         text = f"{row.min:+.3f} to {row.max:+.3f} ({', '.join(sides) or 'none excludes 0'}; {row.n} orders)"
-        if getattr(row, "no_verdict", "") == "" and row.n in (row.above, row.below):
-            text = f"{emphasis[0]}{text}{emphasis[1]}"
-        elif getattr(row, "no_verdict", ""):
+        if row.no_verdict:
             text += ", no verdict"
+        elif row.n in (row.above, row.below):
+            text = f"{emphasis[0]}{text}{emphasis[1]}"
         cells.setdefault((row.a, row.b), {})[METRICS[row.metric].short] = text
     columns = list(dict.fromkeys(METRICS[m].short for m in order_pairs.metric))
     return pd.DataFrame(
