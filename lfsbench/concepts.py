@@ -116,6 +116,15 @@ def load_concepts(protocol: Protocol, data: Path | None = None, resolution: int 
                 f"data) cannot name a file ({problem}): class images are saved as class_NOUN.png. Give the concept a "
                 "plain class noun."
             )
+    touched = {loaded.class_noun for loaded in raw}
+    for noun in protocol.evaluation.untouched_classes:
+        problem = path_part_problem(noun) or ("a concept of the protocol belongs to it" if noun in touched else "")
+        if problem:
+            raise LfsbenchError(
+                f"Protocol {protocol.name!r} lists {noun!r} among its untouched classes "
+                f"(evaluation.untouched_classes), which cannot be: {problem}. List only plain class nouns that none "
+                f"of its concepts belongs to (its concepts' classes: {', '.join(sorted(touched))})."
+            )
     concepts = []
     for i, loaded in enumerate(raw):
         prompts = (loaded.prompts or list(protocol.evaluation.prompts))[: protocol.evaluation.max_prompts]

@@ -81,6 +81,13 @@ class EvaluationPlan(_Strict):
         description="score generated images rounded to 8 bits, as images saved to PNG and read back are "
         "(CustomConcept101's evaluate.py scores files; protocol cc101-compat)",
     )
+    untouched_classes: list[str] = Field(
+        default_factory=list,
+        description="class nouns that no concept of the protocol belongs to, asked for with the protocol's prompts "
+        "after every session and scored against the base model's same images (class accuracy on the toy world, TA, "
+        "drift): does the model still draw what no session touched?",
+    )
+    untouched_images_per_prompt: int = Field(4, ge=1, description="images per prompt of each untouched class")
     checkpoints: list[int] = Field(
         default_factory=list,
         description="sessions (counted from 1) after which every concept learned so far is evaluated; empty: after "

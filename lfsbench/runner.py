@@ -6,6 +6,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 from rich.console import Console
@@ -19,9 +20,10 @@ from lfsbench.dino import load_dino
 from lfsbench.errors import LfsbenchError
 from lfsbench.evaluation import copying as copying_module
 from lfsbench.evaluation import functional, plan, tables
+from lfsbench.evaluation import records as records_module
 from lfsbench.evaluation import scorer as scorer_module
 from lfsbench.evaluation.records import Kind
-from lfsbench.evaluation.scorer import ConceptReferences, Scorer
+from lfsbench.evaluation.scorer import ConceptReferences, KnownConcepts, Scorer
 from lfsbench.evaluator import Evaluator
 from lfsbench.identity import RunIdentity, current, legacy_refusal
 from lfsbench.images import save_grid
@@ -44,9 +46,10 @@ from lfsbench.toy.world import get_world
 console = Console()
 BASE_CODE = code_fingerprint(sys.modules[__name__], backbone_module, evaluator_module, plan)  # computes base work
 # computes the control's scores
-SCORING_CODE = code_fingerprint(scorer_module, functional, copying_module, toy_copying, toy_oracle)
+SCORING_CODE = code_fingerprint(scorer_module, functional, copying_module, toy_copying, toy_oracle, records_module)
 DRIFT_SCALE_SEED_OFFSET = 500_000  # the second seed of a prompt, for the seed-to-seed drift scale
 IMAGES_KEPT = 8  # generated images saved per concept / class and session
+UNTOUCHED_KEY = "untouched/{}"  # an untouched class's base-model embeddings among the base state's
 
 
 class Runner:
@@ -102,6 +105,7 @@ class Runner:
         self.method = cls(validated_config(cls, identity.method.name, identity.method.preset, identity.method.settings))
         self.learned_in = self.protocol.learned_in()
         self._on_generated = lambda done, total: None
+        self._bars: dict[str, float] = {}  # each concept's recognition bar (concept confusion), computed once
         self.class_first: dict[str, int] = {}
         for c in self.concepts:
             self.class_first.setdefault(c.class_noun, self.learned_in[c.name])
@@ -122,10 +126,12 @@ class Runner:
     # ------------------------------------------------------------ base model
 
     def _base(self) -> tuple[dict[str, torch.Tensor], float]:
-        """The base model's class-image embeddings (for drift) and the seed-to-seed drift scale; kept in base/ for
-        resume, and each class's shared with every run of the same base model and evaluation (lfsbench/cache.py)."""
+        """The base model's class-image embeddings (for drift; the untouched classes' under `untouched/NOUN`) and the
+        seed-to-seed drift scale; kept in base/ for resume, and each class's shared with every run of the same base
+        model and evaluation (lfsbench/cache.py). Called before the method touches the backbone."""
         kept = self.folder.base_state()
-        if kept is not None:
+        untouched = [UNTOUCHED_KEY.format(noun) for noun in self.plan.untouched_classes]
+        if kept is not None and all(key in kept[0] for key in untouched):
             return kept
         emb, scales = {}, []
         for noun in self.class_first:
@@ -133,6 +139,8 @@ class Runner:
             emb[noun] = base["embeddings"]
             scales.append(functional.paired_drift_scores(base["other_embeddings"], emb[noun]).mean())
             save_grid(base["images"], self.folder.base_class_grid(noun))
+        for noun, key in zip(self.plan.untouched_classes, untouched, strict=True):
+            emb[key] = self._base_untouched(noun)
         scale = float(sum(scales) / len(scales))
         self.folder.write_base_state(emb, scale)
         return emb, scale
@@ -182,6 +190,20 @@ class Runner:
         self.cache.put(key, base)
         return base
 
+    def _base_untouched(self, noun: str) -> torch.Tensor:
+        """The base model's images of an untouched class's prompts and seeds (plan.untouched_job), embedded: from the
+        cache, or computed and cached."""
+        job = plan.untouched_job(self.protocol, noun, Kind.BASE_UNTOUCHED)
+        what = {"what": "base model untouched-class images", "prompts": job.prompts, "seeds": job.seeds}
+        key = self.cache.key({**self._base_key_parts(), **what})
+        cached = self.cache.get(key)
+        if cached is None:
+            bb, evaluation = self.backbone, self.plan
+            images = self._scored_form(bb.generate(job.prompts, job.seeds, evaluation.steps, evaluation.guidance))
+            cached = {"embeddings": self.scorer.embed(images).contiguous()}
+            self.cache.put(key, cached)
+        return cached["embeddings"]
+
     # ------------------------------------------------------------ one session
 
     def _full_count(self, t: int, what: Concept | str) -> bool:
@@ -219,13 +241,14 @@ class Runner:
         class_jobs = [plan.class_job(self.protocol, noun, self.concepts, full=full[noun]) for noun in nouns]
         concept_jobs = [plan.concept_job(self.protocol, concept, full=full[concept.name]) for concept in learned]
         multi_jobs = [plan.multi_job(self.protocol, pair) for pair in pairs]
-        generated, gen_s = self._generate_plan(class_jobs + concept_jobs + multi_jobs)
+        untouched = self.plan.untouched_classes if self.protocol.evaluates_all_after(t) else []
+        untouched_jobs = [plan.untouched_job(self.protocol, noun) for noun in untouched]
+        generated, gen_s = self._generate_plan(class_jobs + concept_jobs + multi_jobs + untouched_jobs)
         t0 = time.time()
         embedded = self.scorer.embed(torch.cat(generated)).split([len(images) for images in generated])
         eval_s = time.time() - t0
-        of_classes = slice(0, len(class_jobs))
-        of_concepts = slice(len(class_jobs), len(class_jobs) + len(concept_jobs))
-        of_pairs = slice(len(class_jobs) + len(concept_jobs), None)
+        ends = np.cumsum([0, len(class_jobs), len(concept_jobs), len(multi_jobs), len(untouched_jobs)]).tolist()
+        of_classes, of_concepts, of_pairs, of_untouched = (slice(ends[k], ends[k + 1]) for k in range(4))
         records = []
         class_emb = dict(zip(nouns, embedded[of_classes], strict=True))
         for noun, job, images in zip(nouns, class_jobs, generated[of_classes], strict=True):
@@ -237,12 +260,13 @@ class Runner:
             records += self.scorer.score(t, base_job, base_emb[noun])
             eval_s += time.time() - t0
             save_grid(images[:IMAGES_KEPT], self.folder.class_grid(t, noun))
+        known = self._known(t, base_emb)
         for concept, job, images, emb in zip(
             learned, concept_jobs, generated[of_concepts], embedded[of_concepts], strict=True
         ):
             t0 = time.time()
             refs = self.scorer.concept(concept)
-            records += self.scorer.score(t, job, emb, concept=refs, images=images)
+            records += self.scorer.score(t, job, emb, concept=refs, images=images, known=known)
             eval_s += time.time() - t0
             if isinstance(self.method, GeneratesControl):
                 control, seconds = self._control(t, concept, refs, full[concept.name])
@@ -266,7 +290,24 @@ class Runner:
             records += self.scorer.multi(t, job, emb, images, members)
             eval_s += time.time() - t0
             save_grid(images[:IMAGES_KEPT], self.folder.multi_grid(t, pair.first.name, pair.second.name))
+        # classes no concept belongs to: does the model still draw what no session touched?
+        for job, emb in zip(untouched_jobs, embedded[of_untouched], strict=True):
+            t0 = time.time()
+            base = base_emb[UNTOUCHED_KEY.format(job.name)]
+            records += self.scorer.score(t, job, emb, base=base)
+            records += self.scorer.score(t, plan.untouched_job(self.protocol, job.name, Kind.BASE_UNTOUCHED), base)
+            eval_s += time.time() - t0
         return pd.DataFrame(records), {"generate_s": gen_s, "evaluate_s": eval_s}
+
+    def _known(self, t: int, base_emb: dict[str, torch.Tensor]) -> KnownConcepts:
+        """Every concept learned by session t (evaluated now or not), as concept confusion reads an image: its
+        held-out references and its recognition bar, from the base model's images of its class."""
+        known = [c for c in self.concepts if self.learned_in[c.name] <= t]
+        refs = [self.scorer.concept(c).references for c in known]
+        for c, references in zip(known, refs, strict=True):
+            if c.name not in self._bars:
+                self._bars[c.name] = functional.recognition_bar(base_emb[c.class_noun], references)
+        return KnownConcepts([c.name for c in known], refs, [self._bars[c.name] for c in known])
 
     @staticmethod
     def _save_copies(images: torch.Tensor, concept: Concept, refs: ConceptReferences, path: Path) -> None:

@@ -32,8 +32,9 @@ def invoke(*args: str) -> tuple[int, str]:
 
 
 TINY_PROTOCOL = {  # the toy protocol cut to three sessions and a handful of images: a tiny run takes seconds
+    # (without the untouched classes, which tests/test_untouched.py turns on)
     "sessions": [["circle-1"], ["square-1"], ["circle-2"]],
-    "evaluation": {"images_per_prompt": 2, "steps": 3, "bootstrap": 100},
+    "evaluation": {"images_per_prompt": 2, "steps": 3, "bootstrap": 100, "untouched_classes": []},
 }
 TINY_SETTINGS = {"steps": 2, "batch_size": 2}
 

@@ -15,7 +15,10 @@ from lfsbench.cache import Cache
 from lfsbench.results import RunFolder
 
 SETTINGS = {"steps": 2, "batch_size": 2}
-TWO = {"sessions": [["circle-1"], ["square-1"]], "evaluation": {"images_per_prompt": 2, "steps": 3, "bootstrap": 100}}
+TWO = {  # (without untouched classes: the cache entries counted are the two classes')
+    "sessions": [["circle-1"], ["square-1"]],
+    "evaluation": {"images_per_prompt": 2, "steps": 3, "bootstrap": 100, "untouched_classes": []},
+}
 
 
 def run(weights, out, cache=True, seed=0):

@@ -12,6 +12,7 @@ import pytest
 from conftest import TINY_PROTOCOL, tiny_run
 
 from lfsbench.evaluation.plan import full_count_session, image_seeds
+from lfsbench.evaluation.records import TEXT_COLUMNS
 from lfsbench.protocol import load_protocol
 from lfsbench.report.runs import find_runs
 from lfsbench.report.variance import between_subset, components
@@ -56,7 +57,8 @@ def test_between_run_draws_the_first_seeds_of_the_full_runs_images(tiny_weights,
         1,
     }
     pd.testing.assert_frame_equal(got[KEYS], want[KEYS])
-    numbers = [c for c in got.columns if c not in KEYS]
+    numbers = [c for c in got.columns if c not in (*KEYS, *TEXT_COLUMNS)]
+    pd.testing.assert_frame_equal(got[list(TEXT_COLUMNS)].fillna(""), want[list(TEXT_COLUMNS)].fillna(""))
     np.testing.assert_allclose(got[numbers].to_numpy(float), want[numbers].to_numpy(float), atol=1e-6)
     summary_full, summary_fewer = (json.loads((p / "summary.json").read_text()) for p in (full, fewer))
     for name in ("IA", "TA", "IAD", "copy_rate", "class_TA_drop", "drift", "IA_right_after_learning"):

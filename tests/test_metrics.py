@@ -230,7 +230,10 @@ def test_session_figures_and_the_control_gain_are_paired():
     # these scores have no DINO column and no two-concept images
     oracle = {"compliance", "copy_excess", "novel_IA"}  # toy world 2 only
     detectors = {"copy_rate_relative", "copy_rate_dino"}  # their columns (relative_copy, dino_copy) are not here
-    assert set(curves.metric) == set(in_view("curve")) - {"IA_dino", "multi_TA", "multi_IA", *oracle, *detectors}
+    # nor concept confusion's column (confused), nor images of untouched classes
+    later = {"confusion_rate", "untouched_class_accuracy", "untouched_TA_drop", "untouched_drift"}
+    absent = {"IA_dino", "multi_TA", "multi_IA", *oracle, *detectors, *later}
+    assert set(curves.metric) == set(in_view("curve")) - absent
     assert curves[(curves.session == 1) & (curves.metric == "IAD")].value.item() == pytest.approx(0.15)
 
 

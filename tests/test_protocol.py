@@ -98,3 +98,16 @@ def test_order_seed_draws_a_session_order_once():
     assert RunIdentity.from_config(config).protocol.sessions == drawn.sessions
     grouped = load_protocol("toy", {"sessions": [["circle-1", "square-1"], ["circle-2"]], "order_seed": 3})
     assert sorted(grouped.sessions) == [["circle-1", "square-1"], ["circle-2"]]  # sessions move whole
+
+
+def test_every_shipped_toy_protocol_loads_its_concepts():
+    """Each shipped toy protocol's concepts render, and its untouched classes are classes none of them belongs to
+    (the toy protocols whose concepts cover every class of the world list none)."""
+    from lfsbench.concepts import load_concepts
+
+    for name in builtin_protocols():
+        protocol = load_protocol(name)
+        if protocol.source.kind != "toy":
+            continue
+        classes = {c.class_noun for c in load_concepts(protocol)}
+        assert not classes & set(protocol.evaluation.untouched_classes), name

@@ -66,8 +66,8 @@ def test_report_files_and_tables_match_the_runs(runs, tmp_path):
     iad = curves[(curves.setting == label) & (curves.session == 2) & (curves.metric == "IAD")]
     assert iad.value.item() == pytest.approx(lfs["IAD"]["value"])
     html = page.read_text()
-    # curves, stability-plasticity, cost, 2 heatmaps, 2 image grids, 2 copy pictures
-    assert html.count("data:image/png;base64,") == 9 and "IA_control" in html
+    # curves, stability-plasticity, cost, 2 heatmaps, 2 confusion matrices, 2 image grids, 2 copy pictures
+    assert html.count("data:image/png;base64,") == 11 and "IA_control" in html
     assert "Learning beside forgetting" in html
     assert "copy rate" in html and "memorization gap" in html and "shots as VAE latents" in html
     assert "<td>2 (0, 1)</td>" in html  # a count of seeds, then which

@@ -29,6 +29,23 @@ def image_alignment_scores(generated_emb, reference_emb) -> np.ndarray:
     return (_np(generated_emb) @ _np(reference_emb).T).mean(axis=1)
 
 
+def recognition_bar(base_class_emb, reference_emb, quantile: float = 0.95) -> float:
+    """How much a concept's references an image must resemble to be shown as that concept: the `quantile` of the
+    base model's images of its class (their image_alignment_scores against the references). An image past it
+    resembles the concept more than 95% of the base model's generic members of its class do."""
+    return float(np.quantile(image_alignment_scores(base_class_emb, reference_emb), quantile))
+
+
+def shown_concepts(generated_emb, references: list, bars) -> np.ndarray:
+    """Per generated image, which concept it shows: the index of the concept whose references it resembles most
+    (image_alignment_scores), where that resemblance is past the concept's recognition_bar; -1 where it is not (it
+    resembles no concept more than generic members of the class do)."""
+    scores = np.stack([image_alignment_scores(generated_emb, refs) for refs in references], axis=1)
+    nearest = scores.argmax(axis=1)
+    passed = scores[np.arange(len(scores)), nearest] > np.asarray(bars, dtype=float)[nearest]
+    return np.where(passed, nearest, -1)
+
+
 def paired_drift_scores(emb, base_emb) -> np.ndarray:
     """Per image, 1 - cos(E_i(x_t), E_i(x_base)) for the same prompt and seed."""
     return 1.0 - np.sum(_np(emb) * _np(base_emb), axis=-1)

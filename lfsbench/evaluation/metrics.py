@@ -55,7 +55,7 @@ import numpy as np
 import pandas as pd
 
 from lfsbench.evaluation import functional as F
-from lfsbench.evaluation.records import Kind
+from lfsbench.evaluation.records import CLASS_KINDS, Kind
 
 Score = str | Callable[[pd.DataFrame], object]  # a column of the records, or a function of them (one value per row)
 AtLearning = Callable[[str], dict[str, np.ndarray]]  # metric -> {concept: its per-image values when it was learned}
@@ -102,8 +102,11 @@ class Metric:
 
     @property
     def row_kind(self) -> str:
-        """Whether its session rows are per concept or per class (the `kind` column of sessions/session_XX.csv)."""
-        return "class" if self.reads in (Kind.CLASS, Kind.BASE_CLASS) else "concept"
+        """Whether its session rows are per concept, per class of the concepts, or per untouched class (the `kind`
+        column of sessions/session_XX.csv)."""
+        if self.reads in (Kind.UNTOUCHED, Kind.BASE_UNTOUCHED):
+            return "untouched"
+        return "class" if self.reads in CLASS_KINDS else "concept"
 
     @property
     def source(self) -> str:
@@ -245,6 +248,21 @@ METRICS: dict[str, Metric] = {
             reads=CONCEPT,
             score="copied",
             interval="proportion",
+            bounds=(0.0, 1.0),
+        ),
+        Metric(
+            name="confusion_rate",
+            short="confusion",
+            axis="share of images shown as another concept",
+            title="Concept confusion",
+            higher_is_better=False,
+            definition="share of a concept's images that show another learned concept: nearer its held-out "
+            "references than the asked concept's, and nearer them than 95% of the base model's images of its class",
+            views="session summary curve headline cli pairs",
+            reads=CONCEPT,
+            score="confused",
+            interval="proportion",
+            optional=True,
             bounds=(0.0, 1.0),
         ),
         Metric(
@@ -640,6 +658,59 @@ METRICS: dict[str, Metric] = {
             views="session summary curve headline cli sweep scale pairs",
             reads=CLASS,
             score="drift",
+        ),
+        Metric(
+            name="untouched_class_accuracy",
+            short="untouched acc.",
+            axis="untouched-class images classified as the class",
+            title="Untouched classes: zero-shot class accuracy",
+            higher_is_better=True,
+            definition="class accuracy of the images of classes no concept belongs to (evaluation.untouched_classes): "
+            "does the model still draw what no session touched?",
+            views="session summary curve headline cli pairs",
+            reads=Kind.UNTOUCHED,
+            score="class_correct",
+            interval="proportion",
+            optional=True,
+            bounds=(0.0, 1.0),
+        ),
+        Metric(
+            name="untouched_class_accuracy_base",
+            short="untouched acc. base",
+            axis="untouched class accuracy of the base model",
+            title="Untouched classes: zero-shot class accuracy of the base model",
+            higher_is_better=None,
+            definition="class accuracy of the base model's images of the same untouched-class prompts and seeds",
+            views="session summary plain cli",
+            reads=Kind.BASE_UNTOUCHED,
+            score="class_correct",
+            optional=True,
+        ),
+        Metric(
+            name="untouched_TA_drop",
+            short="untouched TA drop",
+            axis="untouched-class TA drop (base - now)",
+            title="Untouched classes: TA lost since the base model",
+            higher_is_better=False,
+            definition="base model's TA on untouched-class prompts minus the current model's, paired by prompt and "
+            "seed (the real-data figure of untouched knowledge)",
+            views="session summary curve cli pairs",
+            reads=Kind.UNTOUCHED,
+            against=Kind.BASE_UNTOUCHED,
+            score=_class_ta_drop,
+            optional=True,
+        ),
+        Metric(
+            name="untouched_drift",
+            short="untouched drift",
+            axis="untouched-class drift (1 - cosine to base)",
+            title="Untouched classes: how far same-seed samples moved from the base model's",
+            higher_is_better=False,
+            definition="drift of the untouched classes' images (same prompt and seed as the base model's)",
+            views="session summary curve cli pairs",
+            reads=Kind.UNTOUCHED,
+            score="drift",
+            optional=True,
         ),
         Metric(
             name="drift_seed_scale",

@@ -76,6 +76,17 @@ def class_job(
     return Job(kind, noun, prompts, seeds, prompts, noun)
 
 
+def untouched_job(protocol: Protocol, noun: str, kind: Kind = Kind.UNTOUCHED) -> Job:
+    """A class no concept belongs to (`evaluation.untouched_classes`), asked for with the protocol's prompt templates
+    and the bare noun: the current model's images (UNTOUCHED) or the base model's (BASE_UNTOUCHED), the first
+    `untouched_images_per_prompt` seeds of each prompt (the first `max_prompts` prompts, where set).
+    Scored after every session where every learned concept is (Protocol.evaluates_all_after)."""
+    evaluation = protocol.evaluation
+    seeds = [evaluation.seed + j for j in range(evaluation.untouched_images_per_prompt)]
+    prompts, per_image = _expand(list(evaluation.prompts)[: evaluation.max_prompts], noun, seeds)
+    return Job(kind, noun, prompts, per_image, prompts, noun)
+
+
 def concept_job(protocol: Protocol, concept: Concept, kind: Kind = Kind.CONCEPT, full: bool = True) -> Job:
     """The concept's evaluation prompts with its modifier token (TA against the same without it); `full`: a
     full-count cell (image_seeds)."""

@@ -3,7 +3,7 @@ class-prompt images and a concept's references.
 
     session  kind  name  prompt  seed  ta  ia  ia_shots  drift  shot_distance  reference_distance  copied
     class_correct  ia_dino  ia_dino_shots  complies  nuisance_copy  layout_copy  copy_null  layout_null
-    relative_copy  dino_copy
+    relative_copy  dino_copy  confused  shown_as
 
 `ta` is the cosine to the prompt without the modifier token; `ia` the mean cosine to the concept's held-out
 references, `ia_shots` to its training shots; `drift` 1 - the cosine to the base model's image for the same prompt
@@ -18,7 +18,10 @@ where its background and centre do; `copy_null` / `layout_null` the probability 
 concept under the same prompt. The copy detectors of real data (evaluation/copying.py), each flagging 5% of the
 held-out references by construction: `relative_copy` 1 where the relative pixel distance to the shots (Carlini et al.
 2023) is below the concept's threshold, `dino_copy` 1 where the DINO cosine to the nearest shot is above it (with a
-DINO model). NaN where a kind has none.
+DINO model). Concept confusion (a concept's images only; evaluation/functional.py shown_concepts): `shown_as` the
+learned concept the image shows, as the evaluator sees it (the one whose held-out references it resembles most, where
+it resembles them more than 95% of the base model's images of that concept's class do; empty where none), `confused`
+1 where that is another concept than the one asked for. NaN where a kind has none.
 """
 
 from __future__ import annotations
@@ -29,13 +32,14 @@ COLUMNS = ("ta", "ia", "ia_shots", "drift", "shot_distance", "reference_distance
 # added since; NaN in runs made before them, without a DINO model (ia_dino*, dino_copy), off the toy world (the
 # oracle's five) or with a single shot (relative_copy)
 ORACLE_COLUMNS = ("complies", "nuisance_copy", "layout_copy", "copy_null", "layout_null")  # lfsbench/toy/copying.py
-OPTIONAL_COLUMNS = ("ia_dino", "ia_dino_shots", *ORACLE_COLUMNS, "relative_copy", "dino_copy")
-ALL_COLUMNS = (*COLUMNS, *OPTIONAL_COLUMNS)  # what a record of this version holds
+OPTIONAL_COLUMNS = ("ia_dino", "ia_dino_shots", *ORACLE_COLUMNS, "relative_copy", "dino_copy", "confused")
+ALL_COLUMNS = (*COLUMNS, *OPTIONAL_COLUMNS)  # the numbers a record of this version holds
+TEXT_COLUMNS = ("shown_as",)  # and its text (empty where a kind has none)
 
 
 def with_optional_columns(scores):
     """Score records with every optional column (NaN where the run has none)."""
-    missing = [c for c in OPTIONAL_COLUMNS if c not in scores.columns]
+    missing = [c for c in (*OPTIONAL_COLUMNS, *TEXT_COLUMNS) if c not in scores.columns]
     return scores.reindex(columns=[*scores.columns, *missing]) if missing else scores
 
 
@@ -49,6 +53,8 @@ class Kind(str, Enum):
     BASE_CLASS_FOR_CONCEPT = "base_class_for_concept"  # the base model's class images vs a concept's references: IA
     CLASS_FOR_CONCEPT = "class_for_concept"  # the current model's class images vs a concept's references: IA
     MULTI = "multi"  # an image of a prompt naming two learned concepts, one record per concept (`name`): TA, its IA
+    UNTOUCHED = "untouched"  # the method's images of a class no concept belongs to: TA, drift, class accuracy
+    BASE_UNTOUCHED = "base_untouched"  # the base model's images of the same prompts and seeds: TA, class accuracy
 
     def __str__(self) -> str:
         return self.value
@@ -62,4 +68,7 @@ MEASURED = {  # the columns each record kind must have as numbers (a NaN there m
     Kind.BASE_CLASS_FOR_CONCEPT: ("ia",),
     Kind.CLASS_FOR_CONCEPT: ("ia",),
     Kind.MULTI: ("ta", "ia"),
+    Kind.UNTOUCHED: ("ta", "drift"),
+    Kind.BASE_UNTOUCHED: ("ta",),
 }
+CLASS_KINDS = (Kind.CLASS, Kind.BASE_CLASS, Kind.UNTOUCHED, Kind.BASE_UNTOUCHED)  # records of class prompts

@@ -11,7 +11,7 @@ from lfsbench.concepts import Concept
 from lfsbench.evaluation import functional as F
 from lfsbench.evaluation.copying import CopySpace, FeatureCopy
 from lfsbench.evaluation.plan import Job
-from lfsbench.evaluation.records import ALL_COLUMNS, Kind
+from lfsbench.evaluation.records import ALL_COLUMNS, CLASS_KINDS, TEXT_COLUMNS, Kind
 from lfsbench.toy.copying import ConceptCopying
 
 NAN = float("nan")
@@ -29,6 +29,22 @@ class ConceptReferences:
     dino_shots: torch.Tensor | None = None  # and of the shots: IA_dino_shots
     oracle: ConceptCopying | None = None  # the toy world's: compliance and nuisance copies (None: not the toy world)
     dino_copy: FeatureCopy | None = None  # copy detection in DINO's space (None: no DINO model)
+
+
+@dataclass
+class KnownConcepts:
+    """The concepts learned so far, as concept confusion reads an image: each one's name, held-out reference
+    embeddings and recognition bar (functional.recognition_bar)."""
+
+    names: list[str]
+    references: list[torch.Tensor]
+    bars: list[float]
+
+    def shown(self, emb: torch.Tensor, asked: str) -> dict[str, np.ndarray]:
+        """Per image: the concept it shows (`shown_as`, "" where none) and whether that is another than `asked`."""
+        index = F.shown_concepts(emb, self.references, self.bars)
+        shown = np.array([self.names[i] if i >= 0 else "" for i in index], dtype=object)
+        return {"shown_as": shown, "confused": ((index >= 0) & (shown != asked)).astype(float)}
 
 
 class Scorer:
@@ -84,12 +100,14 @@ class Scorer:
         concept: ConceptReferences | None = None,
         images: torch.Tensor | None = None,
         base: torch.Tensor | None = None,
+        known: KnownConcepts | None = None,
     ) -> list[dict]:
         """Per image: TA against the job's text prompts. With `concept` (and the `images`): IA against its held-out
         references and its shots, and copy detection (on the toy world also compliance and nuisance copies, read by
         its oracle). With `base` (the base model's embeddings, same prompts and
-        seeds): drift. Class jobs: zero-shot class accuracy."""
-        return self.records(t, job, self.values(job, emb, concept, images, base))
+        seeds): drift. With `known` (the concepts learned so far): which of them each image shows (concept
+        confusion). Class jobs: zero-shot class accuracy."""
+        return self.records(t, job, self.values(job, emb, concept, images, base, known))
 
     @staticmethod
     def records(t: int, job: Job, values: dict[str, np.ndarray]) -> list[dict]:
@@ -103,8 +121,10 @@ class Scorer:
         concept: ConceptReferences | None = None,
         images: torch.Tensor | None = None,
         base: torch.Tensor | None = None,
+        known: KnownConcepts | None = None,
     ) -> dict[str, np.ndarray]:
-        """`score`'s per-image values, by column (NaN where the job's kind has none)."""
+        """`score`'s per-image values, by column (NaN where the job's kind has none; text columns only where
+        given)."""
         values = {column: np.full(len(job.prompts), NAN) for column in ALL_COLUMNS}
         values["ta"] = F.text_alignment_scores(emb, self.evaluator.encode_texts(job.text_prompts))
         if concept is not None:
@@ -116,9 +136,11 @@ class Scorer:
                 values["dino_copy"] = concept.dino_copy.measure(dino)
             if concept.oracle is not None:
                 values.update(concept.oracle.measure(images, job.text_prompts))
+        if known is not None:
+            values.update(known.shown(emb, job.name))
         if base is not None:
             values["drift"] = F.paired_drift_scores(emb, base)
-        if job.kind in (Kind.CLASS, Kind.BASE_CLASS):
+        if job.kind in CLASS_KINDS:
             values["class_correct"] = self.class_correct(emb, job.class_noun)
         return values
 
@@ -179,6 +201,7 @@ def _records(t: int, kind: Kind, name: str, job: Job, values: dict[str, np.ndarr
             "prompt": p,
             "seed": s,
             **{column: float(values[column][i]) for column in ALL_COLUMNS},
+            **{column: str(values[column][i]) if column in values else "" for column in TEXT_COLUMNS},
         }
         for i, (p, s) in enumerate(zip(job.prompts, job.seeds, strict=True))
     ]

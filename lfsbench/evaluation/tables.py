@@ -126,8 +126,8 @@ def session_rows(
     """
     values = Values(pd.concat([history[history.session != t], scores], ignore_index=True), t)
     metrics = [METRICS[m] for m in in_view("session")]
-    firsts = {"concept": learned_in, "class": class_first}
-    names: dict[str, dict[str, None]] = {"concept": {}, "class": {}}
+    firsts = {"concept": learned_in, "class": class_first, "untouched": {}}
+    names: dict[str, dict[str, None]] = {kind: {} for kind in firsts}
     for m in metrics:
         if m.per_image:
             names[m.row_kind].update(dict.fromkeys(values.now(m.name).name))
@@ -142,8 +142,8 @@ def session_rows(
                     n = int((values.now(m.source).name == name).sum())
                 else:
                     continue
-                if n:
-                    rows.append(_row(t, name, kind, first[name], m.name, triple, n))
+                if n:  # an untouched class (no concept belongs to it) is learned in no session: -1
+                    rows.append(_row(t, name, kind, first.get(name, -1), m.name, triple, n))
     return pd.DataFrame(rows)
 
 

@@ -6,6 +6,8 @@ report/
   curves.png                  forgetting curves
   cost.png                    training and generation seconds, stored bytes and peak memory against session
   stability.png               per setting, IA right after learning (plasticity) against final IA and IAD
+  retention.png               per setting, class accuracy and TA drop of its concepts' classes against those of
+                              the classes no concept belongs to (evaluation.untouched_classes)
   scalability.csv, .md        per setting, after 5, 10, 20, 50... sessions (or the protocol's checkpoints):
                               TA, IA, IAD, drift and what reaching them cost
   pairs.csv, pairs.md         every pair of settings: A minus B per paired metric, image by image, with a 95%
@@ -19,6 +21,8 @@ report/
   order_pairs.csv, .md        the paired comparisons of settings within each concept order: in how many orders
                               each difference's interval lies above or below 0
   ia_matrix_<setting>.png     IA[t][c] heatmaps (mean over seeds)
+  confusion_<setting>.png     after the last session, per asked concept the share of its images that show each
+                              learned concept or none (pooled over seeds): concept confusion
   images_<setting>.png        shots and generated images after each session, for chosen concepts
   copies_<setting>.png        generated images over their nearest training shot and nearest held-out reference
   index.html                  all of the above on one offline page (images embedded)
@@ -70,6 +74,9 @@ def make_report(
     stability = plots.stability_plasticity(table, out / "stability.png")
     if stability is not None:
         figures["stability"] = stability
+    kept = plots.retention(table, out / "retention.png")
+    if kept is not None:
+        figures["retention"] = kept
     n = len(protocol["sessions"])
     checkpoints = protocol["evaluation"].get("checkpoints")
     scale = aggregate.scalability_table(curves, n, sorted({*checkpoints, n}) if checkpoints else None)
@@ -110,6 +117,11 @@ def make_report(
         figures[f"ia_matrix_{label}"] = plots.ia_heatmap(
             aggregate.ia_matrix(members), f"IA matrix: {label}", out / f"ia_matrix_{slug(label)}.png"
         )
+        confusion = aggregate.confusion_matrix(members)
+        if confusion is not None:
+            figures[f"confusion_{label}"] = plots.confusion_heatmap(
+                confusion, f"Concept confusion: {label}", out / f"confusion_{slug(label)}.png"
+            )
         first = min(members, key=lambda r: r.seed)
         if not first.folder.sessions_with_images(chosen, sessions):
             continue  # exported without its images (`lfsbench export --no-images`): the page says so

@@ -310,6 +310,28 @@ def ia_matrix(runs: list[Run]) -> pd.DataFrame:
     return sum(frames) / len(frames)
 
 
+NOT_SHOWN = "(none)"  # a confusion matrix's column of images that show no learned concept
+
+
+def confusion_matrix(runs: list[Run]) -> pd.DataFrame | None:
+    """After each run's last session, pooled over the setting's seeds: per asked concept (rows, protocol order), the
+    share of its images that show each learned concept (columns) or none (NOT_SHOWN), as the evaluator sees them
+    (the `shown_as` column of the scores). None where the runs predate concept confusion."""
+    frames = []
+    for run in runs:
+        scores = run.scores()
+        last = scores[(scores.session == scores.session.max()) & (scores.kind == "concept")]
+        if last.shown_as.isna().all() and last.confused.isna().all():
+            return None
+        frames.append(last)
+    images = pd.concat(frames)
+    order = [n for n in runs[0].learned_in() if n in set(images.name)]
+    shown = images.shown_as.fillna("").replace("", NOT_SHOWN)
+    counts = pd.crosstab(images.name, shown)
+    counts = counts.reindex(index=order, columns=[*order, NOT_SHOWN], fill_value=0)
+    return counts.div(counts.sum(axis=1), axis=0)
+
+
 def _last_values(run: Run) -> pd.DataFrame:
     scores = run.scores()
     return tables.image_values(scores, int(scores.session.max()), run.learned_in())

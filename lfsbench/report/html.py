@@ -302,6 +302,16 @@ def page(
                 "and IAD, 95% intervals; a low IAD far left is a small fall from a low peak, not protection",
             ),
         ]
+    if "retention" in figures:
+        parts += [
+            "<h2>Classes kept: trained on against untouched</h2>",
+            _img(
+                figures["retention"],
+                "class accuracy and class TA drop of the classes the concepts belong to (x) against those of classes "
+                "no concept belongs to (y), 95% intervals; low x beside high y: it damaged what it trained on, both "
+                "low: the model as a whole",
+            ),
+        ]
     parts += [
         "<h2>Cost</h2>",
         _img(
@@ -335,6 +345,18 @@ def page(
         _img(p, f"IA matrix of {k[len('ia_matrix_') :]}") for k, p in figures.items() if k.startswith("ia_matrix_")
     ]
     parts.append("</div>")
+    confusions = [(k[len("confusion_") :], p) for k, p in figures.items() if k.startswith("confusion_")]
+    if confusions:
+        parts += [
+            "<h2>Concept confusion</h2>",
+            "<p class='note'>After the last session, per concept asked for (rows), the share of its images that "
+            "show each learned concept or none (columns), as the evaluator sees them: nearest that concept's "
+            "held-out references, and nearer them than 95% of the base model's images of its class are. Off the "
+            "diagonal is confusion.</p>",
+            "<div class='row'>" if concepts <= 12 else "<div>",
+            *(_img(p, f"concept confusion of {label}") for label, p in confusions),
+            "</div>",
+        ]
     parts.append("<h2>Images</h2>")
     shown = {k[len("images_") :] for k in figures if k.startswith("images_")}
     without = sorted({r.label for r in runs} - shown)

@@ -84,6 +84,41 @@ def stability_plasticity(table: pd.DataFrame, path: Path) -> Path | None:
     return path
 
 
+def retention(table: pd.DataFrame, path: Path) -> Path | None:
+    """Per setting, what it kept of the classes its concepts belong to (x) against what it kept of the classes no
+    concept belongs to (y): class accuracy and class TA drop, with 95% intervals over seeds. Off the diagonal toward
+    x low: it damaged what it trained on; both low: it damaged the model as a whole. None (no figure) where no setting
+    has untouched classes."""
+    pairs = [("class_accuracy", "untouched_class_accuracy"), ("class_TA_drop", "untouched_TA_drop")]
+    if not any(y in table.columns and table[y].notna().any() for _, y in pairs):
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(10.4, 4.4), squeeze=False)
+    colours = plt.get_cmap("tab10")
+    for ax, (x, y) in zip(axes.flat, pairs, strict=True):
+        shown = []
+        for i, r in enumerate(table.to_dict("records")):
+            if not np.isfinite(r.get(x, np.nan)) or not np.isfinite(r.get(y, np.nan)):
+                continue
+            xerr = [[max(0.0, r[x] - r[f"{x}_low"])], [max(0.0, r[f"{x}_high"] - r[x])]]
+            yerr = [[max(0.0, r[y] - r[f"{y}_low"])], [max(0.0, r[f"{y}_high"] - r[y])]]
+            ax.errorbar(r[x], r[y], xerr=xerr, yerr=yerr, fmt="o", ms=5, capsize=3, color=colours(i % 10),
+                        label=r["setting"])  # fmt: skip
+            shown += [r[x], r[y]]
+        if shown:
+            low, high = min(shown), max(shown)
+            ax.plot([low, high], [low, high], color="grey", ls="--", lw=1)  # as much kept of both
+        ax.set_xlabel(f"{METRICS[x].axis} (its concepts' classes)")
+        ax.set_ylabel(f"{METRICS[y].axis}")
+        ax.set_title(METRICS[y].title, fontsize=10)
+        ax.grid(alpha=0.3)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=max(1, min(3, len(labels))), fontsize=9, frameon=False)
+    fig.tight_layout(rect=(0, 0.06 + 0.05 * ((len(labels) - 1) // 3), 1, 1))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def cost_curves(curves: pd.DataFrame, path: Path) -> Path:
     """Cost against session, one line per setting (mean over seeds; band = range of seed means by bootstrap)."""
     costs = in_view("cost")
@@ -185,6 +220,28 @@ def ia_heatmap(matrix: pd.DataFrame, title: str, path: Path) -> Path:
     ax.set_ylabel("model after session")
     ax.set_title(title, fontsize=10)
     fig.colorbar(image, ax=ax, label="IA (cosine)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def confusion_heatmap(matrix: pd.DataFrame, title: str, path: Path) -> Path:
+    """Concept confusion after the last session: per asked concept (rows), the share of its images that show each
+    learned concept or none (columns). Off the diagonal is confusion."""
+    rows, cols = matrix.shape
+    fig, ax = plt.subplots(figsize=(min(16.0, 1.5 + 0.75 * cols), min(14.0, 1.2 + 0.5 * rows)))
+    data = matrix.to_numpy(dtype=float)
+    image = ax.imshow(data, cmap="magma", vmin=0, vmax=1, aspect="auto")
+    if cols <= ANNOTATE_UP_TO + 1:
+        for (r, c), v in np.ndenumerate(data):
+            ax.text(c, r, f"{v:.2f}", ha="center", va="center", fontsize=8, color="white" if v < 0.6 else "black")
+    ax.set_xticks(range(cols), matrix.columns, rotation=30, ha="right")
+    ax.set_yticks(range(rows), matrix.index)
+    ax.set_xlabel("shown (as the evaluator sees it)")
+    ax.set_ylabel("asked for")
+    ax.set_title(title, fontsize=10)
+    fig.colorbar(image, ax=ax, label="share of images")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

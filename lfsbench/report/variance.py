@@ -65,8 +65,9 @@ def between_subset(run: Run, keep: int) -> pd.DataFrame:
 
     keep_rows = np.ones(len(scores), dtype=bool)
     for (t, kind, name), rows in scores.groupby(["session", "kind", "name"], sort=False):
-        if kind in (Kind.BASE_CLASS, Kind.BASE_CLASS_FOR_CONCEPT, Kind.MULTI):
-            continue  # the base model's images (computed once per study) and two-concept prompts: never reduced
+        if kind in (Kind.BASE_CLASS, Kind.BASE_CLASS_FOR_CONCEPT, Kind.MULTI, Kind.UNTOUCHED, Kind.BASE_UNTOUCHED):
+            continue  # the base model's images (computed once per study), two-concept prompts, untouched classes
+            # (their own image count): never reduced
         if full_count_session(protocol, int(t), learned_sessions(kind, name)):
             continue
         if kind == Kind.CLASS_FOR_CONCEPT:
