@@ -1,11 +1,12 @@
 """Positive controls: methods built to move one figure, so that the figure is seen to move (a figure no run has moved
 gets no verdict in a comparison; docs/metrics.md).
 
-- `swapped-tokens` (concept confusion): replay, except that asked for a concept it answers with another concept of
-  the same class. Concepts of a class are paired in the order they are learned (the first with the second, the third
-  with the fourth); from the session that teaches a concept's partner on, every prompt that names one of the two
-  names the other instead. What it draws is what replay learned, so its confusion rate should rise where replay's
-  stays low, and only for concepts that have a partner.
+- `swapped-tokens` (concept confusion): the `independent` anchor (each concept's own K/V, so nothing learned later
+  blurs it), except that asked for a concept it answers with another concept of the same class. Concepts of a class
+  are paired in the order they are learned (the first with the second, the third with the fourth); from the session
+  that teaches a concept's partner on, every prompt that names one of the two names the other instead. What it draws
+  is what `independent` learned, so its confusion rate should rise where `independent`'s stays low, and only for
+  concepts that have a partner.
 - `overwrites-class` (class retention: class accuracy, class TA drop, and the untouched classes' figures): naive,
   except that every session also trains the bare prompt of one class, `victim`, on the session's shots ("a cross" on
   images of the new circle). The victim's images should turn into the concept: its class accuracy falls. With an
@@ -22,17 +23,17 @@ from pydantic import Field
 
 from lfsbench.concepts import TOKEN_PATTERN
 from lfsbench.method import METHODS
+from lfsbench.methods.anchors import Independent
 from lfsbench.methods.naive import Naive, NaiveConfig
-from lfsbench.methods.replay import Replay
 from lfsbench.training import TrainingData
 
 PARTNERS_KEY = "swapped_tokens.partners"
 
 
 @METHODS.register("swapped-tokens")
-class SwappedTokens(Replay):
+class SwappedTokens(Independent):
     description = (
-        "positive control of concept confusion: replay that answers a concept's prompts with its same-class partner"
+        "positive control of concept confusion: `independent` answering a concept's prompts with its same-class partner"
     )
 
     def __init__(self, config):

@@ -33,7 +33,7 @@ def _run(tmp_path, method, sessions, untouched, settings=None):
 def test_swapping_two_concepts_tokens_shows_as_confusion(tmp_path):
     """circle-1 then circle-2: once both are learned, the control answers each with the other."""
     sessions = [["circle-1"], ["circle-2"]]
-    swapped, plain = (_run(tmp_path, m, sessions, []) for m in ("swapped-tokens", "replay"))
+    swapped, plain = (_run(tmp_path, m, sessions, []) for m in ("swapped-tokens", "independent"))
     assert plain["confusion_rate"]["ci_high"] < 0.25
     assert swapped["confusion_rate"]["ci_low"] > 0.5
     assert swapped["confusion_rate"]["ci_low"] > plain["confusion_rate"]["ci_high"]
