@@ -355,7 +355,7 @@ def test_paired_comparisons_difference_the_same_images():
 
 def test_comparisons_are_corrected_within_their_family_and_refuse_verdicts_without_a_range():
     """A study's primary comparisons (every setting against B on IA and IAD) are Holm-corrected together, the rest
-    Benjamini-Hochberg among themselves; a metric no run has shown can move (class TA drop), and a copy rate with
+    Benjamini-Hochberg among themselves; a metric no run has shown can move (the memorization gap), and a copy rate with
     no copies in either setting, get no verdict and stay out of the correction; a rate with enough copies gets one."""
     from scipy import stats
 
@@ -384,8 +384,8 @@ def test_comparisons_are_corrected_within_their_family_and_refuse_verdicts_witho
     assert ("A", "C", "IA") in tested.index and (tested.correction == "Benjamini-Hochberg").all()
     np.testing.assert_allclose(tested.p_adjusted, metrics.benjamini_hochberg(tested.p_value))
 
-    drop = pairs.loc[("A", "B", "class_TA_drop")]
-    assert drop.verdict == f"no verdict: {METRICS['class_TA_drop'].unvalidated}" and np.isnan(drop.p_adjusted)
+    gap = pairs.loc[("A", "B", "memorization_gap")]
+    assert gap.verdict == f"no verdict: {METRICS['memorization_gap'].unvalidated}" and np.isnan(gap.p_adjusted)
     rare = pairs.loc[("A", "C", "copy_rate")]  # no copies in either: nothing to compare a rate on
     assert rare.verdict.startswith("no verdict: too few events (0 of the 48 images") and np.isnan(rare.p_adjusted)
     copies = pairs.loc[("A", "B", "copy_rate")]  # B copies half its images (12 of 24): a rate with a range
@@ -509,6 +509,6 @@ def test_comparisons_in_every_order_say_where_a_difference_holds_whatever_the_or
     assert shown.loc[("X", "Y"), "IA"] == "**+0.100 to +0.100 (2 > 0; 2 orders)**"
     assert "none excludes 0" in shown.loc[("X", "Y"), "TA"] and "**" not in shown.loc[("X", "Y"), "TA"]
     # a metric no run has shown can move gets no verdict in any order, so none across orders either
-    refused = table.loc["class_TA_drop"]
-    assert refused.no_verdict == METRICS["class_TA_drop"].unvalidated and table.loc["IA"].no_verdict == ""
-    assert shown.loc[("X", "Y"), METRICS["class_TA_drop"].short].endswith(", no verdict")
+    refused = table.loc["memorization_gap"]
+    assert refused.no_verdict == METRICS["memorization_gap"].unvalidated and table.loc["IA"].no_verdict == ""
+    assert shown.loc[("X", "Y"), METRICS["memorization_gap"].short].endswith(", no verdict")
