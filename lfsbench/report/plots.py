@@ -53,6 +53,35 @@ def forgetting_curves(curves: pd.DataFrame, path: Path, drift_scale: float | Non
     return path
 
 
+def _settings_scatter(table: pd.DataFrame, panels: list[tuple[str, str, str, str]], path: Path, diagonal=False):
+    """One point per setting with its 95% intervals over seeds on both axes, in one panel per (x, y, x label,
+    title); settings without both figures are left out; `diagonal`: a dashed x = y line in each panel."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.4), squeeze=False)
+    colours = plt.get_cmap("tab10")
+    for ax, (x, y, xlabel, title) in zip(axes.flat, panels, strict=True):
+        shown = []
+        for i, r in enumerate(table.to_dict("records")):
+            if not np.isfinite(r.get(x, np.nan)) or not np.isfinite(r.get(y, np.nan)):
+                continue
+            xerr = [[max(0.0, r[x] - r[f"{x}_low"])], [max(0.0, r[f"{x}_high"] - r[x])]]
+            yerr = [[max(0.0, r[y] - r[f"{y}_low"])], [max(0.0, r[f"{y}_high"] - r[y])]]
+            ax.errorbar(r[x], r[y], xerr=xerr, yerr=yerr, fmt="o", ms=5, capsize=3, color=colours(i % 10),
+                        label=r["setting"])  # fmt: skip
+            shown += [r[x], r[y]]
+        if diagonal and shown:
+            ax.plot([min(shown), max(shown)], [min(shown), max(shown)], color="grey", ls="--", lw=1)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(METRICS[y].axis)
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=max(1, min(3, len(labels))), fontsize=9, frameon=False)
+    fig.tight_layout(rect=(0, 0.06 + 0.05 * ((len(labels) - 1) // 3), 1, 1))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def stability_plasticity(table: pd.DataFrame, path: Path) -> Path | None:
     """Per setting, what it learns against what it keeps: IA right after learning (plasticity: the IA a concept
     reaches in the session that teaches it) on x, against final IA and IAD on y, with 95% intervals over seeds. A low
@@ -61,27 +90,12 @@ def stability_plasticity(table: pd.DataFrame, path: Path) -> Path | None:
     x = "IA_right_after_learning"
     if x not in table.columns or not table[x].notna().any():
         return None
-    fig, axes = plt.subplots(1, 2, figsize=(10.4, 4.4), squeeze=False)
-    colours = plt.get_cmap("tab10")
-    for ax, y in zip(axes.flat, ("IA", "IAD"), strict=True):
-        for i, r in enumerate(table.to_dict("records")):
-            if not np.isfinite(r.get(x, np.nan)) or not np.isfinite(r.get(y, np.nan)):
-                continue
-            xerr = [[max(0.0, r[x] - r[f"{x}_low"])], [max(0.0, r[f"{x}_high"] - r[x])]]
-            yerr = [[max(0.0, r[y] - r[f"{y}_low"])], [max(0.0, r[f"{y}_high"] - r[y])]]
-            ax.errorbar(r[x], r[y], xerr=xerr, yerr=yerr, fmt="o", ms=5, capsize=3, color=colours(i % 10),
-                        label=r["setting"])  # fmt: skip
-        ax.set_xlabel(f"{METRICS[x].title} (plasticity)")
-        ax.set_ylabel(METRICS[y].axis)
-        better = "final IA (higher is better)" if y == "IA" else "IAD (lower is better: less forgotten)"
-        ax.set_title(better, fontsize=10)
-        ax.grid(alpha=0.3)
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=max(1, min(3, len(labels))), fontsize=9, frameon=False)
-    fig.tight_layout(rect=(0, 0.06 + 0.05 * ((len(labels) - 1) // 3), 1, 1))
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    xlabel = f"{METRICS[x].title} (plasticity)"
+    panels = [
+        (x, "IA", xlabel, "final IA (higher is better)"),
+        (x, "IAD", xlabel, "IAD (lower is better: less forgotten)"),
+    ]
+    return _settings_scatter(table, panels, path)
 
 
 def retention(table: pd.DataFrame, path: Path) -> Path | None:
@@ -92,31 +106,8 @@ def retention(table: pd.DataFrame, path: Path) -> Path | None:
     pairs = [("class_accuracy", "untouched_class_accuracy"), ("class_TA_drop", "untouched_TA_drop")]
     if not any(y in table.columns and table[y].notna().any() for _, y in pairs):
         return None
-    fig, axes = plt.subplots(1, 2, figsize=(10.4, 4.4), squeeze=False)
-    colours = plt.get_cmap("tab10")
-    for ax, (x, y) in zip(axes.flat, pairs, strict=True):
-        shown = []
-        for i, r in enumerate(table.to_dict("records")):
-            if not np.isfinite(r.get(x, np.nan)) or not np.isfinite(r.get(y, np.nan)):
-                continue
-            xerr = [[max(0.0, r[x] - r[f"{x}_low"])], [max(0.0, r[f"{x}_high"] - r[x])]]
-            yerr = [[max(0.0, r[y] - r[f"{y}_low"])], [max(0.0, r[f"{y}_high"] - r[y])]]
-            ax.errorbar(r[x], r[y], xerr=xerr, yerr=yerr, fmt="o", ms=5, capsize=3, color=colours(i % 10),
-                        label=r["setting"])  # fmt: skip
-            shown += [r[x], r[y]]
-        if shown:
-            low, high = min(shown), max(shown)
-            ax.plot([low, high], [low, high], color="grey", ls="--", lw=1)  # as much kept of both
-        ax.set_xlabel(f"{METRICS[x].axis} (its concepts' classes)")
-        ax.set_ylabel(f"{METRICS[y].axis}")
-        ax.set_title(METRICS[y].title, fontsize=10)
-        ax.grid(alpha=0.3)
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=max(1, min(3, len(labels))), fontsize=9, frameon=False)
-    fig.tight_layout(rect=(0, 0.06 + 0.05 * ((len(labels) - 1) // 3), 1, 1))
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    panels = [(x, y, f"{METRICS[x].axis} (its concepts' classes)", METRICS[y].title) for x, y in pairs]
+    return _settings_scatter(table, panels, path, diagonal=True)
 
 
 def cost_curves(curves: pd.DataFrame, path: Path) -> Path:
@@ -195,15 +186,16 @@ def sweep_plots(sweeps: pd.DataFrame, path: Path, drift_scale: float | None = No
 ANNOTATE_UP_TO = 12  # concepts; larger IA matrices are drawn without numbers in the cells
 
 
-def ia_heatmap(matrix: pd.DataFrame, title: str, path: Path) -> Path:
-    """IA[t][c]: the model after session t (rows) on concept c (columns); blank where c was not evaluated."""
+def _heatmap(matrix: pd.DataFrame, title: str, path: Path, cmap: str, axes: tuple[str, str], label: str) -> Path:
+    """A heatmap of values in [0, 1] (blank where NaN), numbered in each cell up to ANNOTATE_UP_TO columns; `axes`:
+    the x and y labels, `label`: the colour bar's."""
     rows, cols = matrix.shape
     large = cols > ANNOTATE_UP_TO
     width = 1.0 + 0.75 * cols if not large else min(16.0, 3.0 + 0.22 * cols)
     height = 1.2 + 0.5 * rows if not large else min(14.0, 2.5 + 0.2 * rows)
     fig, ax = plt.subplots(figsize=(width, height))
     data = matrix.to_numpy(dtype=float)
-    image = ax.imshow(np.ma.masked_invalid(data), cmap="viridis", vmin=0, vmax=1, aspect="auto")
+    image = ax.imshow(np.ma.masked_invalid(data), cmap=cmap, vmin=0, vmax=1, aspect="auto")
     if not large:
         for (r, c), v in np.ndenumerate(data):
             if not np.isnan(v):
@@ -216,36 +208,26 @@ def ia_heatmap(matrix: pd.DataFrame, title: str, path: Path) -> Path:
         fontsize=None if not large else 6,
     )
     ax.set_yticks(range(rows), [str(i) for i in matrix.index], fontsize=None if not large else 6)
-    ax.set_xlabel("concept")
-    ax.set_ylabel("model after session")
+    ax.set_xlabel(axes[0])
+    ax.set_ylabel(axes[1])
     ax.set_title(title, fontsize=10)
-    fig.colorbar(image, ax=ax, label="IA (cosine)")
+    fig.colorbar(image, ax=ax, label=label)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def ia_heatmap(matrix: pd.DataFrame, title: str, path: Path) -> Path:
+    """IA[t][c]: the model after session t (rows) on concept c (columns); blank where c was not evaluated."""
+    return _heatmap(matrix, title, path, "viridis", ("concept", "model after session"), "IA (cosine)")
 
 
 def confusion_heatmap(matrix: pd.DataFrame, title: str, path: Path) -> Path:
     """Concept confusion after the last session: per asked concept (rows), the share of its images that show each
     learned concept or none (columns). Off the diagonal is confusion."""
-    rows, cols = matrix.shape
-    fig, ax = plt.subplots(figsize=(min(16.0, 1.5 + 0.75 * cols), min(14.0, 1.2 + 0.5 * rows)))
-    data = matrix.to_numpy(dtype=float)
-    image = ax.imshow(data, cmap="magma", vmin=0, vmax=1, aspect="auto")
-    if cols <= ANNOTATE_UP_TO + 1:
-        for (r, c), v in np.ndenumerate(data):
-            ax.text(c, r, f"{v:.2f}", ha="center", va="center", fontsize=8, color="white" if v < 0.6 else "black")
-    ax.set_xticks(range(cols), matrix.columns, rotation=30, ha="right")
-    ax.set_yticks(range(rows), matrix.index)
-    ax.set_xlabel("shown (as the evaluator sees it)")
-    ax.set_ylabel("asked for")
-    ax.set_title(title, fontsize=10)
-    fig.colorbar(image, ax=ax, label="share of images")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    axes = ("shown (as the evaluator sees it)", "asked for")
+    return _heatmap(matrix, title, path, "magma", axes, "share of images")
 
 
 GRID_IMAGES = 4  # images shown per cell of an image grid
