@@ -135,14 +135,21 @@ class MultiConcept(_Strict):
     max_prompts: int | None = Field(None, ge=1, description="use only the first N prompts of a pair")
 
 
+MAX_IMAGES = 10_000  # shots or references per concept: far above any dataset's, far below a memory's limit
+
+
 class Protocol(_Strict):
     name: str
     description: str = ""
     source: Source = Source()
-    shots: int = Field(6, ge=1, description="images of each concept a method trains on (real data: its first N)")
+    # upper bounds: the toy world renders any count asked for, so a typo (4e15) would exhaust memory, not fail
+    shots: int = Field(
+        6, ge=1, le=MAX_IMAGES, description="images of each concept a method trains on (real data: its first N)"
+    )
     references: int = Field(
         16,
         ge=1,
+        le=MAX_IMAGES,
         description="held-out images of each concept that IA is measured against and no method sees. Toy: renders "
         "from a seed no training or method code draws. Real data: the images after the shots, at most this many "
         "(a concept with none left is an error).",

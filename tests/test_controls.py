@@ -1,6 +1,6 @@
 """Positive controls (methods/controls.py) move the figure they are built for, on the shipped toy world: a figure
 that no run moves gets no verdict (docs/metrics.md). Short runs: two sessions at most, 200 training steps, 4 images
-per prompt, about 5 minutes in all on 2 cores: under -m slow."""
+per prompt, about 14 minutes in all on 2 cores: under -m slow."""
 
 from __future__ import annotations
 
@@ -44,7 +44,8 @@ def test_training_a_class_prompt_on_other_shots_shows_as_lost_untouched_knowledg
     sessions = [["circle-1"]]
     overwritten = _run(tmp_path, "overwrites-class", sessions, ["cross"], {"victim": "cross"})
     plain = _run(tmp_path, "naive", sessions, ["cross"])
-    assert plain["untouched_class_accuracy"]["ci_low"] > 0.8
+    # 16 images of crosses: naive keeps (nearly) all of them; the Wilson bound of 16 of 16 is only 0.806
+    assert plain["untouched_class_accuracy"]["value"] >= 0.9
     assert overwritten["untouched_class_accuracy"]["ci_high"] < 0.5
     for figure in ("untouched_TA_drop", "untouched_drift"):
         assert overwritten[figure]["ci_low"] > plain[figure]["ci_high"], figure

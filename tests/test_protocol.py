@@ -111,3 +111,13 @@ def test_every_shipped_toy_protocol_loads_its_concepts():
             continue
         classes = {c.class_noun for c in load_concepts(protocol)}
         assert not classes & set(protocol.evaluation.untouched_classes), name
+
+
+def test_an_absurd_image_count_is_refused_before_anything_renders(tmp_path):
+    """The toy world renders as many shots or references as asked: 4e15 (a float a YAML typo makes) would exhaust
+    memory while `validate` rendered them, so the counts have an upper bound, named in the error."""
+    path = tmp_path / "p.yaml"
+    path.write_text("include: toy\nname: p\nshots: 4012608629137475.0\n")
+    with pytest.raises(LfsbenchError) as err:
+        load_protocol(str(path))
+    assert str(path) in str(err.value) and "shots" in str(err.value) and "10000" in str(err.value)
