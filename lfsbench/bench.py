@@ -117,6 +117,18 @@ def reference_generation(backbone: Backbone, job: plan.Job, steps: int, guidance
             )
 
 
+def timed_by_default() -> list[str]:
+    """The methods `lfsbench bench` times when none is named: the built-in methods and anchors. A ceiling does not
+    train, and a control is the method it is built on with one change."""
+    from lfsbench.method import all_methods
+
+    return [
+        name
+        for name, cls, origin in all_methods()
+        if cls is not None and origin == "built in" and cls.role in ("method", "anchor")
+    ]
+
+
 def bench(
     methods: list[str],
     protocol: Protocol,

@@ -13,10 +13,18 @@ def methods() -> list[dict]:
     rows = []
     for name, cls, origin in all_methods():
         if cls is None:  # an installed method that fails to load: listed with its error
-            rows.append({"name": name, "from": origin, "description": "", "settings (defaults)": ""})
+            rows.append({"name": name, "role": "", "from": origin, "description": "", "settings (defaults)": ""})
             continue
         knobs = ", ".join(f"{k}={f.default}" for k, f in cls.Config.model_fields.items())
-        rows.append({"name": name, "from": origin, "description": cls.description, "settings (defaults)": knobs})
+        rows.append(
+            {
+                "name": name,
+                "role": cls.role,
+                "from": origin,
+                "description": cls.description,
+                "settings (defaults)": knobs,
+            }
+        )
     return rows
 
 

@@ -505,7 +505,12 @@ def ls(
 @app.command("bench")
 @friendly_errors
 def bench_command(
-    method: list[str] = typer.Option([], "--method", "-m", help="Methods to time (repeat; default: every one)."),
+    method: list[str] = typer.Option(
+        [],
+        "--method",
+        "-m",
+        help="Methods to time (repeat; default: every built-in method and anchor, not the ceilings and controls).",
+    ),
     protocol: str = typer.Option("toy", "--protocol", "-p", help="Protocol: its first concept, evaluation plan."),
     backbone: str | None = typer.Option(
         None, help="Replace the protocol's backbone (e.g. sd-random:512 or sd-random:512:bf16 on a GPU)."
@@ -523,17 +528,15 @@ def bench_command(
     """Training steps, generated images and evaluator images per second, against diffusers' example-script loop."""
     import pandas as pd
 
-    from lfsbench.bench import bench
+    from lfsbench.bench import bench, timed_by_default
     from lfsbench.concepts import load_concepts
-    from lfsbench.method import all_methods, canonical_method, method_class
+    from lfsbench.method import canonical_method, method_class
     from lfsbench.models import load_backbone, load_evaluator
     from lfsbench.protocol import load_protocol, parse_overrides
 
     protocol_overrides, method_settings = parse_overrides(override + ([f"backbone={backbone}"] if backbone else []))
     proto = load_protocol(protocol, protocol_overrides)
-    methods = [canonical_method(m) for m in method] or [
-        name for name, cls, origin in all_methods() if cls is not None and origin == "built in"
-    ]
+    methods = [canonical_method(m) for m in method] or timed_by_default()
     known = {k for name in methods for k in method_class(name).Config.model_fields}
     unknown = sorted(set(method_settings) - known)
     if unknown:

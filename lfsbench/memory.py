@@ -11,17 +11,20 @@ from pathlib import Path
 import torch
 
 
-def reset_peak_memory(device: torch.device) -> None:
+def reset_peak_memory(device: torch.device, collect: bool = True) -> None:
     """Start a new peak for the session: CUDA's counters, or Linux's peak RSS (VmHWM; 5 > clear_refs resets it).
 
     Without the reset the CPU figure is the process's peak so far, which in a study (several runs in one
     process) is that of the largest earlier run. Even with it, the resident memory an earlier run freed
-    but glibc kept counts; collecting garbage and trimming the heap first returns most of it.
+    but glibc kept counts; collecting garbage (`collect`) and trimming the heap first returns most of it.
+    A collection takes about half a second in a large process: the runner asks for one at the start of a
+    run only, since a session frees the previous one's tensors by reference count, which needs none.
     """
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
         return
-    gc.collect()  # memory that earlier runs freed but the allocator kept would count as this session's
+    if collect:
+        gc.collect()  # memory that earlier runs freed but the allocator kept would count as this session's
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):  # not glibc

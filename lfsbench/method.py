@@ -66,6 +66,10 @@ class Method:
     """Base class of method adapters: learn sessions, generate images, expose state for resume."""
 
     description: ClassVar[str] = ""
+    # what it is for (docs/methods.md): "method" (a method of the field), "anchor" (a bound that trains: no
+    # interference, or every shot at once), "ceiling" (no training: the shots or the world itself) or "control" (built
+    # to move one figure); `lfsbench bench` times the methods and anchors
+    role: ClassVar[str] = "method"
     Config: ClassVar[type[MethodConfig]] = MethodConfig
     presets: ClassVar[dict[str, dict]] = {}  # backbone kind -> settings that replace the (toy) defaults
 

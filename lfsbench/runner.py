@@ -162,47 +162,44 @@ class Runner:
             "code": BASE_CODE,
         }
 
-    def _base_class(self, noun: str) -> dict[str, torch.Tensor]:
-        """The base model's images of a class's prompts and seeds, embedded, and of a second seed each (the drift
-        scale), with the first few images for the report: from the cache, or computed and cached."""
-        job = plan.class_job(self.protocol, noun, self.concepts)
-        other_seeds = [s + DRIFT_SCALE_SEED_OFFSET for s in job.seeds]
-        bb, evaluation = self.backbone, self.plan
-        key = self.cache.key(
-            {
-                **self._base_key_parts(),
-                "what": "base model class images",
-                "prompts": job.prompts,
-                "seeds": job.seeds,
-                "other_seeds": other_seeds,
-            }
-        )
-        cached = self.cache.get(key)
-        if cached is not None:
-            return cached
-        images = self._scored_form(bb.generate(job.prompts, job.seeds, evaluation.steps, evaluation.guidance))
-        other = self._scored_form(bb.generate(job.prompts, other_seeds, evaluation.steps, evaluation.guidance))
-        base = {
-            "embeddings": self.scorer.embed(images).contiguous(),
-            "other_embeddings": self.scorer.embed(other).contiguous(),
-            "images": images[:IMAGES_KEPT].contiguous(),
-        }
-        self.cache.put(key, base)
-        return base
-
-    def _base_untouched(self, noun: str) -> torch.Tensor:
-        """The base model's images of an untouched class's prompts and seeds (plan.untouched_job), embedded: from the
-        cache, or computed and cached."""
-        job = plan.untouched_job(self.protocol, noun, Kind.BASE_UNTOUCHED)
-        what = {"what": "base model untouched-class images", "prompts": job.prompts, "seeds": job.seeds}
+    def _cached_base(self, what: dict, compute) -> dict[str, torch.Tensor]:
+        """Base-model work described by `what` (with _base_key_parts): from the cache, or `compute()`d and cached."""
         key = self.cache.key({**self._base_key_parts(), **what})
         cached = self.cache.get(key)
         if cached is None:
-            bb, evaluation = self.backbone, self.plan
-            images = self._scored_form(bb.generate(job.prompts, job.seeds, evaluation.steps, evaluation.guidance))
-            cached = {"embeddings": self.scorer.embed(images).contiguous()}
+            cached = compute()
             self.cache.put(key, cached)
-        return cached["embeddings"]
+        return cached
+
+    def _base_images(self, prompts: list[str], seeds: list[int]) -> torch.Tensor:
+        bb, evaluation = self.backbone, self.plan
+        return self._scored_form(bb.generate(prompts, seeds, evaluation.steps, evaluation.guidance))
+
+    def _base_class(self, noun: str) -> dict[str, torch.Tensor]:
+        """The base model's images of a class's prompts and seeds, embedded, and of a second seed each (the drift
+        scale), with the first few images for the report."""
+        job = plan.class_job(self.protocol, noun, self.concepts)
+        other_seeds = [s + DRIFT_SCALE_SEED_OFFSET for s in job.seeds]
+
+        def compute():
+            images = self._base_images(job.prompts, job.seeds)
+            other = self._base_images(job.prompts, other_seeds)
+            return {
+                "embeddings": self.scorer.embed(images).contiguous(),
+                "other_embeddings": self.scorer.embed(other).contiguous(),
+                "images": images[:IMAGES_KEPT].contiguous(),
+            }
+
+        what = {"what": "base model class images", "prompts": job.prompts, "seeds": job.seeds}
+        return self._cached_base({**what, "other_seeds": other_seeds}, compute)
+
+    def _base_untouched(self, noun: str) -> torch.Tensor:
+        """The base model's images of an untouched class's prompts and seeds (plan.untouched_job), embedded."""
+        job = plan.untouched_job(self.protocol, noun, Kind.BASE_UNTOUCHED)
+        what = {"what": "base model untouched-class images", "prompts": job.prompts, "seeds": job.seeds}
+        return self._cached_base(
+            what, lambda: {"embeddings": self.scorer.embed(self._base_images(job.prompts, job.seeds)).contiguous()}
+        )["embeddings"]
 
     # ------------------------------------------------------------ one session
 
@@ -415,7 +412,7 @@ class Runner:
             for t, names in enumerate(sessions):
                 if t in done:
                     continue
-                reset_peak_memory(device)
+                reset_peak_memory(device, collect=t == len(done))  # a collection once per call (lfsbench/memory.py)
                 progress.update(task, description=f"{self.method_name}: session {t} learns {', '.join(names)}")
                 t0 = time.time()
                 earlier = self._named([n for names_u in sessions[:t] for n in names_u])

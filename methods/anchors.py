@@ -30,6 +30,7 @@ from lfsbench.training import TrainingData, kv_state, load_kv_state, token_embed
 class _FromBase(KVTokenMethod):
     """Remembers the base model's K/V and token rows, to start a session from them."""
 
+    role = "anchor"
     Config = NaiveConfig
     presets = {"stable-diffusion": SD_KV_PRESET}
 

@@ -26,6 +26,8 @@ from lfsbench.method import METHODS, Method, RendersToyWorld
 class _Ceiling(Method):
     """Keeps each concept's shots by token; answers prompts that name a learned token, the base model the rest."""
 
+    role = "ceiling"
+
     def setup(self, backbone, seed):
         super().setup(backbone, seed)
         self.shots: dict[str, torch.Tensor] = {}

@@ -35,6 +35,7 @@ class SwappedTokens(Independent):
     description = (
         "positive control of concept confusion: `independent` answering a concept's prompts with its same-class partner"
     )
+    role = "control"
 
     def __init__(self, config):
         super().__init__(config)
@@ -78,6 +79,7 @@ class OverwritesClass(Naive):
     description = (
         "positive control of class retention: naive that also trains a class's bare prompt (`victim`) on the shots"
     )
+    role = "control"
     Config = OverwritesClassConfig
 
     def learn(self, session):

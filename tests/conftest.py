@@ -94,6 +94,8 @@ def tiny_recipe(steps: int = 4) -> Recipe:
     r.backbone.vae_batch = 8
     r.backbone.unet_steps = steps
     r.backbone.unet_batch = 8
+    r.backbone.unet_channels = (16, 32, 64)  # half the shipped widths: the same blocks, fewer multiply-adds
+    r.backbone.vae_channels = (16, 32)
     r.checkpoint_every = 2
     return r
 

@@ -117,3 +117,17 @@ def test_random_sd_backbone_names_its_dtype():
     for bad in ("sd-random:64:fp8", "sd-random:big"):
         with pytest.raises(LfsbenchError, match=r"sd-random:RESOLUTION:DTYPE with DTYPE one of fp32, fp16, bf16"):
             load_backbone(bad)
+
+
+def test_bench_times_the_methods_and_anchors_not_the_ceilings_and_controls():
+    """Every built-in method has one of the four roles; `lfsbench bench` with no -m times the ones that train as
+    themselves."""
+    from lfsbench.bench import timed_by_default
+    from lfsbench.method import METHODS, _import_methods
+
+    _import_methods()
+    roles = {name: cls.role for name, cls in METHODS.items()}
+    assert set(roles.values()) == {"method", "anchor", "ceiling", "control"}, roles
+    assert roles["lfs"] == "method" and roles["joint"] == "anchor" and roles["oracle"] == "ceiling"
+    assert roles["swapped-tokens"] == "control"
+    assert timed_by_default() == [name for name, role in roles.items() if role in ("method", "anchor")]

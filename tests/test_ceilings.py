@@ -25,6 +25,7 @@ WORLD2 = {  # the tiny protocol on toy world 2, with toy-v2's prompts
         "images_per_prompt": 6,
         "steps": 2,
         "bootstrap": 100,
+        "untouched_classes": [],  # (tests/test_untouched.py covers them)
     },
 }
 

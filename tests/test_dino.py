@@ -21,6 +21,7 @@ TINY = [
     "evaluation.images_per_prompt=2",
     "evaluation.steps=2",
     "evaluation.bootstrap=100",
+    "evaluation.untouched_classes=[]",  # (tests/test_untouched.py covers them)
 ]
 
 

@@ -31,6 +31,7 @@ TINY = {
     "evaluation.images_per_prompt": 1,
     "evaluation.steps": 2,
     "evaluation.bootstrap": 100,
+    "evaluation.untouched_classes": [],  # (tests/test_untouched.py covers them)
 }
 QUALITY = ("TA", "IA", "IA_shots", "IAD", "class_TA", "copy_rate", "forgetting_max")
 

@@ -29,6 +29,7 @@ TINY = [
     "evaluation.steps=2",
     "evaluation.bootstrap=100",
     "evaluation.max_prompts=2",
+    "evaluation.untouched_classes=[]",  # (tests/test_untouched.py covers them)
 ]
 
 

@@ -28,6 +28,7 @@ PROTOCOL = {
         "steps": 3,
         "bootstrap": 200,
         "prompts": ["a {}", "a {} on a black background"],
+        "untouched_classes": [],  # (tests/test_untouched.py covers them)
     },
 }
 FRESH_SEED = 12345  # a render stream no protocol, method or check uses

@@ -24,7 +24,7 @@ from lfsbench.toy import load_toy_backbone, world
 
 _import_methods()
 REGISTERED = METHODS.names()  # the contract tests below run over every registered method: a new one is tested too
-SMALL = {"class_images": 1, "class_image_steps": 1, "dfkd_steps": 2, "dfkd_batch_size": 1}
+SMALL = {"class_images": 1, "class_image_steps": 1, "dfkd_steps": 2, "dfkd_batch_size": 1, "fisher_samples": 2}
 
 
 def knobs(name: str, settings: dict) -> dict:

@@ -172,6 +172,16 @@ def test_toy_build_cli_smoke(tmp_path):
     assert np.isfinite(figures["vae_psnr_db"])
     bad = CliRunner().invoke(app, ["toy", "build", "--stages", "vae,nope", "--output", str(tmp_path / "x")])
     assert bad.exit_code == 2 and "nope" in bad.output
+    # the work folder resumes only its own recipe: another one is refused before any training
+    other = tmp_path / "other.json"
+    other.write_text(tiny_recipe(steps=4).model_dump_json())
+    refused = CliRunner().invoke(
+        app,
+        ["toy", "build", "--recipe", str(other), "--output", str(tmp_path / "out2"), "--work", str(tmp_path / "work")],
+        env={"COLUMNS": "200"},
+    )
+    assert refused.exit_code == 2 and "another recipe" in " ".join(refused.output.split()), refused.output
+    assert not (tmp_path / "out2" / "build.json").exists()
 
 
 def test_shipped_tokenizer_files_agree(tiny_weights):

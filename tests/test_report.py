@@ -371,6 +371,7 @@ def test_study_runs_cells_once(tiny_weights, tmp_path, monkeypatch):
                         "evaluation.images_per_prompt": 1,
                         "evaluation.steps": 2,
                         "evaluation.bootstrap": 100,
+                        "evaluation.untouched_classes": [],
                     },
                     "grid": {"kv_lr": [0.001, 0.01]},
                 }
@@ -422,6 +423,7 @@ def test_cli_run_names_its_folder_prints_the_metric_table_and_resumes(tiny_weigh
         "evaluation.images_per_prompt=1",
         "evaluation.steps=2",
         "evaluation.bootstrap=100",
+        "evaluation.untouched_classes=[]",
     ]
     code, output = invoke("run", "-m", "naive", *[arg for p in pairs for arg in ("-o", p)])
     assert code == 0, output

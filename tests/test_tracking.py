@@ -21,7 +21,7 @@ from lfsbench.tracking import N_BOOT, Tracker
 
 FAST = {
     "sessions": [["circle-1"], ["square-1"]],
-    "evaluation": {"images_per_prompt": 2, "steps": 3, "bootstrap": 100},
+    "evaluation": {"images_per_prompt": 2, "steps": 3, "bootstrap": 100, "untouched_classes": []},
 }
 MLRUNS = "mlruns"
 

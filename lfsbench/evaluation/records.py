@@ -38,9 +38,11 @@ TEXT_COLUMNS = ("shown_as",)  # and its text (empty where a kind has none)
 
 
 def with_optional_columns(scores):
-    """Score records with every optional column (NaN where the run has none)."""
+    """Score records with every optional column (NaN where the run has none), the text columns as text ("" where
+    none: a CSV column with no text at all reads back as numbers, which would compare unlike one with some)."""
     missing = [c for c in (*OPTIONAL_COLUMNS, *TEXT_COLUMNS) if c not in scores.columns]
-    return scores.reindex(columns=[*scores.columns, *missing]) if missing else scores
+    scores = scores.reindex(columns=[*scores.columns, *missing]) if missing else scores
+    return scores.assign(**{c: scores[c].astype(object).where(scores[c].notna(), "").astype(str) for c in TEXT_COLUMNS})
 
 
 class Kind(str, Enum):

@@ -39,6 +39,16 @@ class Values:
         self.history = with_optional_columns(history)
         self.t = t
         self._all: dict[str, pd.DataFrame] = {}
+        self._now: dict[str, pd.DataFrame] = {}
+        self._by_name_session: dict[str, dict[tuple[str, int], np.ndarray]] = {}
+
+    def at(self, t: int) -> Values:
+        """The same scores' values after session t, sharing what was computed (each metric's values over all
+        sessions): a run's curve computes every metric once, not once per session."""
+        other = Values.__new__(Values)
+        other.history, other.t, other._now = self.history, t, {}
+        other._all, other._by_name_session = self._all, self._by_name_session
+        return other
 
     def all(self, metric: str) -> pd.DataFrame:
         if metric not in self._all:
@@ -46,12 +56,18 @@ class Values:
         return self._all[metric]
 
     def now(self, metric: str) -> pd.DataFrame:
-        values = self.all(metric)
-        return values[values.session == self.t]
+        if metric not in self._now:
+            values = self.all(metric)
+            self._now[metric] = values[values.session == self.t]
+        return self._now[metric]
 
     def of(self, metric: str, name: str, session: int) -> np.ndarray:
-        values = self.all(metric)
-        return values[(values.name == name) & (values.session == session)].value.to_numpy()
+        if metric not in self._by_name_session:  # one grouping per metric, not one filter per (name, session)
+            values = self.all(metric)
+            self._by_name_session[metric] = {
+                (n, int(s)): g.value.to_numpy() for (n, s), g in values.groupby(["name", "session"], sort=False)
+            }
+        return self._by_name_session[metric].get((name, session), np.empty(0))
 
     def sessions_between(self, metric: str, name: str, first: int, last: int) -> list[np.ndarray]:
         """A name's values after each session u with first <= u < last after which it was evaluated."""
@@ -154,11 +170,14 @@ def matrix(rows: pd.DataFrame, metric: str, concept_order: list[str]) -> pd.Data
     return table.reindex(columns=[c for c in concept_order if c in table.columns])
 
 
-def session_figures(history: pd.DataFrame, t: int, learned_in: dict[str, int], n_boot: int) -> dict[str, dict]:
+def session_figures(
+    history: pd.DataFrame, t: int, learned_in: dict[str, int], n_boot: int, values: Values | None = None
+) -> dict[str, dict]:
     """The session-level figures after session t, each {value, ci_low, ci_high}: every metric of the `summary` or
     `curve` view computed from the scores (not the given ones), over the concepts and classes evaluated after t (a
-    drop over those learned before t). Figures with nothing to average are left out."""
-    values = Values(history, t)
+    drop over those learned before t). Figures with nothing to average are left out. `values`: the same history's
+    Values, to share between sessions (Values.at)."""
+    values = values.at(t) if values is not None else Values(history, t)
     learned = {c: s for c, s in learned_in.items() if s <= t}
     out = {}
     for name in dict.fromkeys(in_view("summary") + in_view("curve")):
@@ -306,17 +325,24 @@ def run_curves(scores: pd.DataFrame, cost: pd.DataFrame, learned_in: dict[str, i
     which is otherwise that of the new concept alone); training time, stored bytes and memory exist for all.
     """
     full = set(full_sessions(scores, learned_in))
+    values = Values(scores, -1)  # every metric's values computed once, read after each session (Values.at)
     rows = []
     for t in sorted(full | {int(t) for t in cost.session}):
-        rows += session_curve(scores, cost, learned_in, t, n_boot, t in full)
+        rows += session_curve(scores, cost, learned_in, t, n_boot, t in full, values)
     return pd.DataFrame(rows)
 
 
 def session_curve(
-    scores: pd.DataFrame, cost: pd.DataFrame, learned_in: dict[str, int], t: int, n_boot: int, full: bool | None = None
+    scores: pd.DataFrame,
+    cost: pd.DataFrame,
+    learned_in: dict[str, int],
+    t: int,
+    n_boot: int,
+    full: bool | None = None,
+    values: Values | None = None,
 ) -> list[dict]:
     """run_curves' rows of session t alone (what a tracker logs after each session). `full`: whether every concept
-    learned so far was evaluated after t (computed from the scores when not given)."""
+    learned so far was evaluated after t (computed from the scores when not given); `values`: as session_figures'."""
     if full is None:
         full = t in full_sessions(scores, learned_in)
     rows = []
@@ -326,6 +352,6 @@ def session_curve(
                 v = float(row[metric])
                 rows.append({"session": t, "metric": metric, "value": v, "ci_low": v, "ci_high": v})
     if full:
-        figures = session_figures(scores, t, learned_in, n_boot)
+        figures = session_figures(scores, t, learned_in, n_boot, values)
         rows += [{"session": t, "metric": m, **figures[m]} for m in in_view("curve") if m in figures]
     return rows

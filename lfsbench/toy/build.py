@@ -350,10 +350,33 @@ def export_evaluator(out: Path, model, recipe: Recipe):
     save_file(state, out / "open_clip_model.safetensors")
 
 
+def _refuse_another_recipes_work(recipe: Recipe, work: Path) -> None:
+    """A work folder resumes only the recipe that started it: checkpoints of another recipe would be continued
+    under this one's settings (or fail on mismatched shapes) without a word."""
+    from pydantic import ValidationError
+
+    from lfsbench.errors import LfsbenchError
+
+    saved = work / "recipe.json"
+    if not saved.exists():
+        return
+    try:
+        previous = Recipe.model_validate_json(saved.read_text())
+    except ValidationError:
+        previous = None
+    if previous != recipe:
+        raise LfsbenchError(
+            f"The work folder {work} holds the checkpoints of another recipe ({saved} differs from this build's "
+            "recipe, or cannot be read), and a build resumes only its own. Pass the recipe that started it, or "
+            "give this build a new work folder (--work)."
+        )
+
+
 def build(recipe: Recipe, out: Path, work: Path, stages=STAGES, max_steps: int | None = None) -> dict:
     """Run the requested stages, resuming from `work`; export each finished one to `out`. Returns figures."""
     out.mkdir(parents=True, exist_ok=True)
     work.mkdir(parents=True, exist_ok=True)
+    _refuse_another_recipes_work(recipe, work)
     (work / "recipe.json").write_text(recipe.model_dump_json(indent=2))
     figures: dict = {}
     t0 = time.time()
