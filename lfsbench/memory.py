@@ -17,8 +17,10 @@ def reset_peak_memory(device: torch.device, collect: bool = True) -> None:
     Without the reset the CPU figure is the process's peak so far, which in a study (several runs in one
     process) is that of the largest earlier run. Even with it, the resident memory an earlier run freed
     but glibc kept counts; collecting garbage (`collect`) and trimming the heap first returns most of it.
-    A collection takes about half a second in a large process: the runner asks for one at the start of a
-    run only, since a session frees the previous one's tensors by reference count, which needs none.
+    A collection takes about half a second in a large process: the runner asks for one before the first
+    session each call runs (a resumed run collects again), since a session frees the previous one's tensors
+    by reference count, which needs none; memory held in reference cycles until the next collection can
+    count in a later session's peak.
     """
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)

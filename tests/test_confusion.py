@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -17,6 +18,7 @@ from lfsbench.evaluation.scorer import KnownConcepts, Scorer
 from lfsbench.images import to_float
 from lfsbench.protocol import load_protocol
 from lfsbench.report import make_report
+from lfsbench.results import RunFolder
 from lfsbench.toy import load_toy_backbone, load_toy_evaluator
 from lfsbench.toy.world import concept_by_name, concept_renders
 
@@ -98,6 +100,15 @@ def test_a_run_keeps_what_each_image_shows_and_the_report_draws_the_matrix(tiny_
     page = make_report([run], tmp_path / "report")
     assert len(list((tmp_path / "report").glob("confusion_naive*.png"))) == 1
     assert "Concept confusion" in page.read_text()
+
+    # a run made before concept confusion (no shown_as or confused column) gets no matrix, not one of "none" only
+    older = tmp_path / "older"
+    shutil.copytree(run, older)
+    folder = RunFolder(older)
+    for table in (older / "scores").glob("*.csv"):  # written as that run wrote them (their digests recorded)
+        folder.write_session_table(table, pd.read_csv(table).drop(columns=["shown_as", "confused"]))
+    make_report([older], tmp_path / "older-report")
+    assert not list((tmp_path / "older-report").glob("confusion_*.png"))
 
 
 def test_swapped_tokens_answers_a_concept_with_its_same_class_partner():

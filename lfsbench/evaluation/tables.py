@@ -33,7 +33,7 @@ def non_finite(scores: pd.DataFrame) -> str | None:
 
 class Values:
     """Every per-image metric's values over a run's scores so far (each computed once): `now(m)` after session t,
-    `at(m, name, u)` a name's values after session u."""
+    `of(m, name, u)` a name's values after session u; `at(t)` the same values read after another session."""
 
     def __init__(self, history: pd.DataFrame, t: int):
         self.history = with_optional_columns(history)

@@ -321,12 +321,12 @@ def confusion_matrix(runs: list[Run]) -> pd.DataFrame | None:
     for run in runs:
         scores = run.scores()
         last = scores[(scores.session == scores.session.max()) & (scores.kind == "concept")]
-        if last.shown_as.isna().all() and last.confused.isna().all():
+        if last.confused.isna().all():  # (shown_as reads "" for such runs, as for an image that shows nothing)
             return None
         frames.append(last)
     images = pd.concat(frames)
     order = [n for n in runs[0].learned_in() if n in set(images.name)]
-    shown = images.shown_as.fillna("").replace("", NOT_SHOWN)
+    shown = images.shown_as.replace("", NOT_SHOWN)
     counts = pd.crosstab(images.name, shown)
     counts = counts.reindex(index=order, columns=[*order, NOT_SHOWN], fill_value=0)
     return counts.div(counts.sum(axis=1), axis=0)

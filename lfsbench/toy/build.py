@@ -374,9 +374,9 @@ def _refuse_another_recipes_work(recipe: Recipe, work: Path) -> None:
 
 def build(recipe: Recipe, out: Path, work: Path, stages=STAGES, max_steps: int | None = None) -> dict:
     """Run the requested stages, resuming from `work`; export each finished one to `out`. Returns figures."""
+    _refuse_another_recipes_work(recipe, work)
     out.mkdir(parents=True, exist_ok=True)
     work.mkdir(parents=True, exist_ok=True)
-    _refuse_another_recipes_work(recipe, work)
     (work / "recipe.json").write_text(recipe.model_dump_json(indent=2))
     figures: dict = {}
     t0 = time.time()
