@@ -55,6 +55,8 @@ from lfsbench.concepts import SessionView
 from lfsbench.errors import LfsbenchError, validation_problems
 from lfsbench.registry import Registry
 
+ROLES = ("method", "anchor", "ceiling", "control")  # what a method is for: Method.role
+
 
 class MethodConfig(BaseModel):
     """Base of every method's knobs; unknown keys are errors."""
@@ -69,7 +71,7 @@ class Method:
     # what it is for (docs/methods.md): "method" (a method of the field), "anchor" (a bound that trains: no
     # interference, or every shot at once), "ceiling" (no training: the shots or the world itself) or "control" (built
     # to move one figure); `lfsbench bench` times the methods and anchors
-    role: ClassVar[str] = "method"
+    role: ClassVar[str] = "method"  # one of ROLES
     Config: ClassVar[type[MethodConfig]] = MethodConfig
     presets: ClassVar[dict[str, dict]] = {}  # backbone kind -> settings that replace the (toy) defaults
 
@@ -288,6 +290,11 @@ def method_class(name: str) -> type[Method]:
     """A built-in method by name, an installed one by entry-point name, or a `file.py:Class` / `module:Class`; a
     method that asks for the scoring evaluator (`UsesEvaluator`) is refused."""
     cls = _find_class(name)
+    if cls.role not in ROLES:
+        raise LfsbenchError(
+            f"Method {name!r} ({cls.__qualname__}) has role {cls.role!r}; a method's role is one of {', '.join(ROLES)} "
+            "(docs/custom-methods.md says what each means). Leave it out for a method of the field."
+        )
     if issubclass(cls, UsesEvaluator):
         raise LfsbenchError(
             f"Method {name!r} ({cls.__qualname__}) asks for the benchmark's evaluator (it subclasses UsesEvaluator), "

@@ -8,8 +8,9 @@ with the Fisher of each session summed (the multi-task form of the paper, one an
 `mode="separate"`). No data is kept (stored bytes 0): the Fisher and the anchors are weights, one K/V-sized pair
 per session.
 
-`ewc_weight` has not been tuned: the equal-budget sweep on `toy-tune` (reports/sweeps/toy-tune.yaml, docs/methods.md)
-has not run it yet, so its default is a first guess (docs/methods.md says so) and no reference result uses it.
+The toy defaults (naive's K/V learning rate and steps, `ewc_weight` 1e4) are the ones the equal-budget sweep on
+`toy-tune` kept (reports/sweeps/toy-tune-ewc.yaml; the table and the penalty's effect on the high-Fisher weights
+are in docs/methods.md).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ FISHER_SEED = 30_000  # the Fisher draws use seeds apart from training's and the
 
 
 class EWCConfig(NaiveConfig):
-    ewc_weight: float = Field(1.0e4, ge=0)  # lambda; untuned (see the module docstring)
+    ewc_weight: float = Field(1.0e4, ge=0)  # lambda; kept by the toy-tune sweep (see the module docstring)
     fisher_samples: int = Field(32, ge=1)  # gradient draws per session for the diagonal Fisher
 
 

@@ -10,7 +10,16 @@ import torch
 
 from lfsbench.toy.recipe import Recipe
 
-torch.set_num_threads(2)
+# The suite runs as pytest-xdist workers (pyproject.toml's addopts): each worker gets an equal share of at most two
+# cores, since two torch processes on more threads than cores slow each other down several times. Processes the
+# tests start (CLI runs, Ray and submitit workers) inherit the share through OMP_NUM_THREADS.
+# lfsbench's consoles are made at import and take their width from COLUMNS then; without it a process with no
+# terminal (a pytest-xdist worker) gets 80 columns, and a long temporary path would fold mid-word
+os.environ["COLUMNS"] = "200"
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+THREADS = max(1, min(2, os.cpu_count() or 1) // _WORKERS)
+torch.set_num_threads(THREADS)
+os.environ["OMP_NUM_THREADS"] = str(THREADS)
 # the base-model cache of the tests' runs (tiny builds and the shipped weights alike) stays with the test session,
 # and is removed with it
 _CACHE = tempfile.TemporaryDirectory(prefix="lfsbench-test-cache-")
@@ -20,14 +29,14 @@ os.environ["LFSBENCH_CACHE"] = _CACHE.name
 def invoke(*args: str) -> tuple[int, str]:
     """Run the CLI in-process; return its exit code and its output with rich's line wrapping undone.
 
-    Rich wraps at the terminal width (80 columns under CliRunner), so a long path can split any phrase a
-    test looks for; joining on single spaces makes the assertions independent of paths and widths.
+    Rich wraps at its console's width (200 columns, set above), so a long path can still split a phrase a test
+    looks for; joining on single spaces makes the assertions independent of paths and widths.
     """
     from typer.testing import CliRunner
 
     from lfsbench.cli import app
 
-    result = CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "200"})
+    result = CliRunner().invoke(app, [str(a) for a in args])
     return result.exit_code, " ".join(result.output.split())
 
 

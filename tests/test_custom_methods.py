@@ -128,13 +128,18 @@ def test_broken_method_files_get_one_paragraph_errors(tmp_path):
 
         class NotAMethod:
             pass
+
+        class Baseline(Naive):
+            role = "baseline"  # not a role
         """,
     )
-    with pytest.raises(LfsbenchError, match="defines no 'Missing'. Its method classes: Mine, Naive"):
+    with pytest.raises(LfsbenchError, match="defines no 'Missing'. Its method classes: Baseline, Mine, Naive"):
         method_class(f"{other}:Missing")
     with pytest.raises(LfsbenchError, match="not a subclass of lfsbench.method.Method"):
         method_class(f"{other}:NotAMethod")
     assert method_class(f"{other}:Mine").__name__ == "Mine"
+    with pytest.raises(LfsbenchError, match="has role 'baseline'; a method's role is one of method, anchor"):
+        method_class(f"{other}:Baseline")
     (tmp_path / "helpers_beside.py").write_text("STEPS = 7\n")  # a module beside the method file, as for a script
     _write(
         tmp_path / "uses_helper.py",

@@ -1,6 +1,7 @@
 """Tokenizer, modifier tokens, save/load round trips, and the resumable build."""
 
 import json
+import re
 
 import numpy as np
 import torch
@@ -170,6 +171,9 @@ def test_toy_build_cli_smoke(tmp_path):
     ).is_file()
     figures = json.loads((tmp_path / "out" / "build.json").read_text())
     assert np.isfinite(figures["vae_psnr_db"])
+    # output that is not a terminal (a log) gets a plain line per checkpoint of each stage, with the time left
+    logged = " ".join(result.output.split())
+    assert re.search(r"toy build: \S+: step 3/3 finished \(\d/\d\), loss [\d.]+; elapsed \S+, about \S+ left", logged)
     bad = CliRunner().invoke(app, ["toy", "build", "--stages", "vae,nope", "--output", str(tmp_path / "x")])
     assert bad.exit_code == 2 and "nope" in bad.output
     # the work folder resumes only its own recipe: another one is refused before any training

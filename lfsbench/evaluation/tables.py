@@ -35,20 +35,20 @@ class Values:
     """Every per-image metric's values over a run's scores so far (each computed once): `now(m)` after session t,
     `of(m, name, u)` a name's values after session u; `at(t)` the same values read after another session."""
 
-    def __init__(self, history: pd.DataFrame, t: int):
-        self.history = with_optional_columns(history)
+    def __init__(self, history: pd.DataFrame, t: int, _shared: Values | None = None):
+        """`_shared` (for `at`): a Values of the same scores whose per-session computations this one reuses."""
+        self.history = with_optional_columns(history) if _shared is None else _shared.history
         self.t = t
-        self._all: dict[str, pd.DataFrame] = {}
+        self._all: dict[str, pd.DataFrame] = {} if _shared is None else _shared._all
         self._now: dict[str, pd.DataFrame] = {}
-        self._by_name_session: dict[str, dict[tuple[str, int], np.ndarray]] = {}
+        self._by_name_session: dict[str, dict[tuple[str, int], np.ndarray]] = (
+            {} if _shared is None else _shared._by_name_session
+        )
 
     def at(self, t: int) -> Values:
         """The same scores' values after session t, sharing what was computed (each metric's values over all
         sessions): a run's curve computes every metric once, not once per session."""
-        other = Values.__new__(Values)
-        other.history, other.t, other._now = self.history, t, {}
-        other._all, other._by_name_session = self._all, self._by_name_session
-        return other
+        return Values(self.history, t, _shared=self)
 
     def all(self, metric: str) -> pd.DataFrame:
         if metric not in self._all:

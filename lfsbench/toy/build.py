@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from rich.console import Console
 
-from lfsbench.progress import progress_bar
+from lfsbench.progress import PlainLog, progress_bar
 from lfsbench.toy import models, world
 from lfsbench.toy.recipe import Recipe
 
@@ -121,6 +121,8 @@ def _train_loop(name: str, total: int, ckpt: Checkpoint, every: int, modules: di
             console.print(f"[cyan]{name}[/]: resuming at step {start}/{total}")
     stop = total if max_steps is None else min(total, start + max_steps)
     losses = []
+    # where output is not a terminal (a log), a plain line per checkpoint with the time left
+    log = PlainLog(console, f"toy build: {name}", total=-(-total // every), done=start // every)
     with progress_bar() as progress:
         task = progress.add_task(f"toy build: {name}", total=total, completed=start)
         for step in range(start, stop):
@@ -128,6 +130,7 @@ def _train_loop(name: str, total: int, ckpt: Checkpoint, every: int, modules: di
             progress.update(task, advance=1, description=f"toy build: {name} loss {np.mean(losses[-50:]):.4f}")
             if (step + 1) % every == 0 or step + 1 == stop:
                 ckpt.save({"step": step + 1, "rng": _rng_state(rng), **{k: m.state_dict() for k, m in modules.items()}})
+                log.finished(f"step {step + 1}/{total}", f"loss {np.mean(losses[-50:]):.4f}")
     return stop >= total, (float(np.mean(losses[-100:])) if losses else None)
 
 
