@@ -2,8 +2,9 @@
 
     python scripts/ewc_drift.py RUN_WITH_PENALTY RUN_WITHOUT
 
-Both are run folders of `ewc` (with their `state/`, so not exports) on the same protocol and seed, the second at
-`-o ewc_weight=0` (which trains exactly as naive: the Fisher draws have their own random stream). Their first
+Both are run folders of `ewc` (with their `state/`, so not exports) on the same protocol, seed and settings, the
+second at `-o ewc_weight=0` (which trains exactly as naive: the Fisher draws have their own random stream), both
+finished to the same session and run at the same torch threads (another count sums in another order). Their first
 session is the same, so both start the later sessions from the same K/V (theta_0, the first session's anchor) and
 the penalised run's first-session Fisher F_0 ranks the same weights in both. For the weights in the top 1% and top
 10% of F_0 and the remaining 90%, the script prints the root-mean-square drift |theta_T - theta_0| after the last
@@ -14,6 +15,7 @@ nearer than the unpenalised run does. Prints a Markdown table (docs/methods.md c
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -23,11 +25,28 @@ from safetensors.torch import load_file
 GROUPS = (("top 1% of F_0", 0.99, 1.0), ("top 10% of F_0", 0.90, 1.0), ("other 90%", 0.0, 0.90))
 
 
-def last_state(run: Path) -> dict[str, torch.Tensor]:
+def last_state(run: Path) -> tuple[int, dict[str, torch.Tensor]]:
+    """The run's last saved session and its method state."""
     states = sorted((run / "state").glob("session_*.safetensors"))
     if not states:
         sys.exit(f"{run} has no state/session_XX.safetensors: give a run folder of ewc, not an export.")
-    return load_file(states[-1])
+    return int(states[-1].stem.removeprefix("session_")), load_file(states[-1])
+
+
+def comparable(penalised: Path, free: Path) -> None:
+    """Exit with the reason unless both are ewc runs of one protocol, seed and settings, the first with a penalty
+    and the second with ewc_weight 0."""
+    configs = [json.loads((run / "config.json").read_text()) for run in (penalised, free)]
+    methods = [c["method"] for c in configs]
+    if any(m["name"] != "ewc" for m in methods):
+        sys.exit("both runs must be of ewc (config.json's method).")
+    weights = [m["settings"]["ewc_weight"] for m in methods]
+    if not (weights[0] > 0 and weights[1] == 0):
+        sys.exit(f"give the run with the penalty first and the one at ewc_weight=0 second (their weights: {weights}).")
+    others = [{k: v for k, v in m["settings"].items() if k != "ewc_weight"} for m in methods]
+    same = [configs[0][k] == configs[1][k] for k in ("protocol", "seed", "data")] + [others[0] == others[1]]
+    if not all(same):
+        sys.exit("the runs differ in more than ewc_weight (protocol, seed, data or another setting).")
 
 
 def first_session(state: dict[str, torch.Tensor], kind: str) -> dict[str, torch.Tensor]:
@@ -77,7 +96,12 @@ def drift_table(penalised: dict[str, torch.Tensor], free: dict[str, torch.Tensor
 def main() -> None:
     if len(sys.argv) != 3:
         sys.exit(__doc__)
-    rows = drift_table(last_state(Path(sys.argv[1])), last_state(Path(sys.argv[2])))
+    penalised, free = Path(sys.argv[1]), Path(sys.argv[2])
+    comparable(penalised, free)
+    (t, with_penalty), (t_free, without) = last_state(penalised), last_state(free)
+    if t != t_free:
+        sys.exit(f"the runs' last saved sessions differ ({t} and {t_free}): finish both (lfsbench run --resume).")
+    rows = drift_table(with_penalty, without)
     print("| " + " | ".join(rows[0]) + " |")
     print("|" + "---|" * len(rows[0]))
     for row in rows:

@@ -13,9 +13,13 @@ from lfsbench.toy.recipe import Recipe
 # The suite runs as pytest-xdist workers (pyproject.toml's addopts): each worker gets an equal share of at most two
 # cores, since two torch processes on more threads than cores slow each other down several times. Processes the
 # tests start (CLI runs, Ray and submitit workers) inherit the share through OMP_NUM_THREADS.
-# lfsbench's consoles are made at import and take their width from COLUMNS then; without it a process with no
-# terminal (a pytest-xdist worker) gets 80 columns, and a long temporary path would fold mid-word
+# lfsbench's consoles are made at import: with COLUMNS set then, their width is fixed at it; without it, a process
+# with no terminal on stdin, stdout or stderr (a pytest-xdist worker) gets 80 columns, and a long temporary path
+# folds mid-word. Output is never a terminal here, so the plain per-session lines a log gets are what tests read:
+# FORCE_COLOR or TTY_COMPATIBLE (set by some CI systems) would make rich treat it as one.
 os.environ["COLUMNS"] = "200"
+for _variable in ("FORCE_COLOR", "TTY_COMPATIBLE"):
+    os.environ.pop(_variable, None)
 _WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 THREADS = max(1, min(2, os.cpu_count() or 1) // _WORKERS)
 torch.set_num_threads(THREADS)

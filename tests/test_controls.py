@@ -1,6 +1,7 @@
 """Positive controls (methods/controls.py) move the figure they are built for, on the shipped toy world: a figure
 that no run moves gets no verdict (docs/metrics.md). Short runs: two sessions at most, 200 training steps, 4 images
-per prompt, about 14 minutes in all on 2 cores: under -m slow."""
+per prompt, about 14 minutes in all on 2 cores: under -m slow (`-m slow -n 0 tests/test_controls.py`: one process
+at two threads; under the default two workers the file's tests share one worker's single thread)."""
 
 from __future__ import annotations
 

@@ -37,6 +37,7 @@ class Values:
 
     def __init__(self, history: pd.DataFrame, t: int, _shared: Values | None = None):
         """`_shared` (for `at`): a Values of the same scores whose per-session computations this one reuses."""
+        assert _shared is None or history is _shared.history, "a shared Values must hold the same scores"
         self.history = with_optional_columns(history) if _shared is None else _shared.history
         self.t = t
         self._all: dict[str, pd.DataFrame] = {} if _shared is None else _shared._all

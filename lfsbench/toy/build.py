@@ -130,7 +130,8 @@ def _train_loop(name: str, total: int, ckpt: Checkpoint, every: int, modules: di
             progress.update(task, advance=1, description=f"toy build: {name} loss {np.mean(losses[-50:]):.4f}")
             if (step + 1) % every == 0 or step + 1 == stop:
                 ckpt.save({"step": step + 1, "rng": _rng_state(rng), **{k: m.state_dict() for k, m in modules.items()}})
-                log.finished(f"step {step + 1}/{total}", f"loss {np.mean(losses[-50:]):.4f}")
+                if (step + 1) % every == 0 or step + 1 == total:  # not where max_steps stops between checkpoints
+                    log.finished(f"step {step + 1}/{total}", f"loss {np.mean(losses[-50:]):.4f}")
     return stop >= total, (float(np.mean(losses[-100:])) if losses else None)
 
 
