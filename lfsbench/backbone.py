@@ -313,6 +313,32 @@ class Backbone:
             out.append(images.float().cpu())
         return torch.cat(out)
 
+    def generate_in_context(
+        self,
+        prompts: list[str],
+        seeds: list[int],
+        contexts: list[torch.Tensor | None],
+        strength: float,
+        steps: int = 25,
+        guidance: float = 5.0,
+    ) -> torch.Tensor:
+        """In-context generation: each image from its context latent (`generate_from_latents` at `strength`), or from
+        noise where its context is None (`generate`); images in the prompts' order."""
+        images: list[torch.Tensor | None] = [None] * len(prompts)
+        for start_from_context in (False, True):
+            which = [i for i, ctx in enumerate(contexts) if (ctx is not None) == start_from_context]
+            if not which:
+                continue
+            chosen, chosen_seeds = [prompts[i] for i in which], [seeds[i] for i in which]
+            if start_from_context:
+                latents = torch.stack([contexts[i] for i in which])
+                made = self.generate_from_latents(chosen, chosen_seeds, latents, strength, steps, guidance)
+            else:
+                made = self.generate(chosen, chosen_seeds, steps, guidance)
+            for i, image in zip(which, made, strict=True):
+                images[i] = image
+        return torch.stack(images)
+
     @torch.no_grad()
     def sample_trajectories(
         self, prompts: list[str], seeds: list[int], steps: int = 25, guidance: float = 5.0

@@ -18,8 +18,9 @@ with isinstance (a method inherits only what it uses):
   scorer): a method class that asks for it is an error before anything runs;
 - `RendersToyWorld`: it draws the toy world itself (the `oracle` ceiling), so the runner tells it the
   protocol's world version;
-- `GeneratesControl`: it generates from stored context, so the runner also asks it for the
-  control (the base model from the same contexts, strength and seeds).
+- `GeneratesFromContexts`: it generates from stored context and declares, image by image, what it starts from;
+  the runner, not the method, builds the control from that declaration (the base model, kept apart before the
+  method touched it, from the same contexts, strength and seeds).
 
 A method from outside the package is named by reference instead of by registered name (docs/custom-methods.md):
 `path/to/file.py:ClassName`, `package.module:ClassName`, or the name of an entry point in the `lfsbench.methods`
@@ -43,6 +44,7 @@ import pkgutil
 import re
 import sys
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import ClassVar
@@ -142,25 +144,27 @@ class RendersToyWorld:
         self.toy_world = version
 
 
-class GeneratesControl:
+@dataclass(frozen=True)
+class Contexts:
+    """What a method that generates from stored context starts its images from: per image, the stored latent it is
+    noised from and denoised (None: from noise, as text-to-image), and the strength it noises them to (diffusers'
+    image-to-image semantics: 1 ignores the latents)."""
+
+    latents: list[torch.Tensor | None]
+    strength: float
+
+
+class GeneratesFromContexts:
     """Capability: the method generates from stored context (in-context generation), so copying the context could
-    raise IA without any learning; the runner also scores the control it generates."""
+    raise IA without any learning. It declares what each image starts from (`declared_contexts`); the runner builds the
+    control from that declaration itself: the base model (copied before the method's setup, so nothing the method
+    does reaches it) from the same latents, strength and seeds, prompted without the modifier token. The method never
+    generates its own control, so it cannot make it weaker than it is."""
 
-    def generate_control(
-        self, prompts: list[str], seeds: list[int], steps: int, guidance: float, plain_prompts: list[str]
-    ) -> torch.Tensor | None:
-        """The base model from the same contexts, strength and seeds; None where the method uses no context now.
-
-        `plain_prompts` are `prompts` without the modifier token (the base model does not know it).
-        """
+    def declared_contexts(self, prompts: list[str], seeds: list[int]) -> Contexts | None:
+        """The contexts `generate` starts the images of `prompts` and `seeds` from; None where the method uses no
+        context now (lfs with icgen=false: then there is no control)."""
         raise NotImplementedError
-
-    def control_key(self, prompts: list[str], seeds: list[int]) -> dict | None:
-        """What the control's images of `prompts` and `seeds` depend on beyond the base model, the evaluation settings
-        and the data (the contexts it would start from, their strength), as JSON-able values; None where they also
-        depend on what the method trained. Where given, the runner keeps the control's scores in the base-model
-        cache (lfsbench/cache.py) and reuses them in later sessions and runs with the same key."""
-        return None
 
 
 METHODS: Registry[type[Method]] = Registry("method")

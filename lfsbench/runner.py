@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import sys
 import time
 from pathlib import Path
@@ -29,7 +31,8 @@ from lfsbench.identity import RunIdentity, current, legacy_refusal
 from lfsbench.images import save_grid
 from lfsbench.memory import peak_memory_mb, reset_peak_memory
 from lfsbench.method import (
-    GeneratesControl,
+    Contexts,
+    GeneratesFromContexts,
     RendersToyWorld,
     ReportsSteps,
     method_class,
@@ -103,6 +106,11 @@ class Runner:
         self.scorer = Scorer(self.evaluator, vocabulary, self.dino, oracle_world)
         cls = method_class(identity.method.name)  # created once, from the settings the identity resolved
         self.method = cls(validated_config(cls, identity.method.name, identity.method.preset, identity.method.settings))
+        # the base model the control is generated with (a method generating from stored context): a copy made before
+        # the method's setup, so nothing the method trains or swaps reaches it (on a GPU, one more model in memory)
+        self._control_backbone = (
+            copy.deepcopy(self.backbone) if isinstance(self.method, GeneratesFromContexts) else None
+        )
         self.learned_in = self.protocol.learned_in()
         self._on_generated = lambda done, total: None
         self._bars: dict[str, float] = {}  # each concept's recognition bar (concept confusion), computed once
@@ -265,7 +273,7 @@ class Runner:
             refs = self.scorer.concept(concept)
             records += self.scorer.score(t, job, emb, concept=refs, images=images, known=known)
             eval_s += time.time() - t0
-            if isinstance(self.method, GeneratesControl):
+            if isinstance(self.method, GeneratesFromContexts):
                 control, seconds = self._control(t, concept, refs, full[concept.name])
                 records += control
                 gen_s += seconds
@@ -315,48 +323,50 @@ class Runner:
         save_grid(torch.cat([images, shots, references]), path, columns=len(images))
 
     def _control(self, t: int, concept: Concept, refs: ConceptReferences, full: bool) -> tuple[list[dict], float]:
-        """The base model from the method's stored contexts (same strength and seeds): what copying alone reaches.
-        Returns its score records and the seconds its generation took."""
+        """The in-context control: the base model from the contexts the method declares for this concept's images
+        (same latents, strength and seeds), prompted without the modifier token: what copying the context alone
+        reaches. The runner makes it, never the method. It depends on nothing the method trained, so its scores are
+        computed once per concept, declared contexts and base model (lfsbench/cache.py) and reused by later sessions
+        and runs. Returns its score records and the seconds taken."""
         job = plan.concept_job(self.protocol, concept, Kind.CONTROL, full=full)
         t0 = time.time()
-        key = self._control_key(concept, job)
-        cached = self.cache.get(key)
-        if cached is not None:  # the same control in an earlier session or run: its scores and first images
-            save_grid(cached.pop("images"), self.folder.control_grid(t, concept.name))
-            return self.scorer.records(t, job, {c: v.numpy() for c, v in cached.items()}), time.time() - t0
-        images = self.method.generate_control(
-            job.prompts, job.seeds, self.plan.steps, self.plan.guidance, job.text_prompts
-        )
-        seconds = time.time() - t0
-        if images is None:  # the method uses no context now (e.g. lfs with icgen=false)
-            return [], seconds
-        images = self._scored_form(images)
-        save_grid(images[:IMAGES_KEPT], self.folder.control_grid(t, concept.name))
-        values = self.scorer.values(job, self.scorer.embed(images), concept=refs, images=images)
-        self.cache.put(key, {"images": images[:IMAGES_KEPT], **{c: torch.as_tensor(v) for c, v in values.items()}})
-        return self.scorer.records(t, job, values), seconds
+        contexts = self.method.declared_contexts(job.prompts, job.seeds)
+        if contexts is None:  # the method uses no context now (e.g. lfs with icgen=false)
+            return [], time.time() - t0
 
-    def _control_key(self, concept: Concept, job: plan.Job) -> str | None:
-        """The cache key of a concept's control scores: everything they depend on (None: not cached, where the
-        method's control depends on what it trained, or a model has no fingerprint)."""
-        method_part = self.method.control_key(job.prompts, job.seeds)
-        if method_part is None:
-            return None
-        return self.cache.key(
-            {
-                **self._base_key_parts(),
-                "what": "control scores",
-                "dino": "none" if self.scorer.dino is None else getattr(self.scorer.dino, "fingerprint", None),
-                "data": self.identity.data.fingerprint,
-                "shots": self.protocol.shots,
-                "references": self.protocol.references,
-                "concept": concept.name,
-                "prompts": job.text_prompts,
-                "seeds": job.seeds,
-                "scoring": SCORING_CODE,
-                "method": {"source": (self.identity.method.source or {}).get("sha256"), **method_part},
-            }
-        )
+        def compute():
+            bb, how = self._control_backbone, self.plan
+            with bb.sampling(how.sampler, how.precision):
+                images = bb.generate_in_context(
+                    job.text_prompts, job.seeds, contexts.latents, contexts.strength, how.steps, how.guidance
+                )
+            images = self._scored_form(images)
+            values = self.scorer.values(job, self.scorer.embed(images), concept=refs, images=images)
+            return {"images": images[:IMAGES_KEPT].contiguous(), **{c: torch.as_tensor(v) for c, v in values.items()}}
+
+        made = self._cached_base(self._control_what(concept, job, contexts), compute)
+        save_grid(made.pop("images"), self.folder.control_grid(t, concept.name))
+        return self.scorer.records(t, job, {c: v.numpy() for c, v in made.items()}), time.time() - t0
+
+    def _control_what(self, concept: Concept, job: plan.Job, contexts: Contexts) -> dict:
+        """What a concept's control scores depend on beyond the base model and the evaluation settings: the scoring
+        (code, DINO, the concept's data, shots and references), the prompts and seeds, and the declared contexts."""
+        digest = hashlib.sha256()
+        for latent in contexts.latents:
+            digest.update(b"none" if latent is None else latent.float().contiguous().numpy().tobytes())
+        return {
+            "what": "control scores",
+            "dino": "none" if self.scorer.dino is None else getattr(self.scorer.dino, "fingerprint", None),
+            "data": self.identity.data.fingerprint,
+            "shots": self.protocol.shots,
+            "references": self.protocol.references,
+            "concept": concept.name,
+            "prompts": job.text_prompts,
+            "seeds": job.seeds,
+            "scoring": SCORING_CODE,
+            "contexts": digest.hexdigest(),
+            "strength": contexts.strength,
+        }
 
     def run(self) -> dict:
         """Run (or resume) every session, holding the run folder's lock; returns the summary."""

@@ -12,16 +12,15 @@ Per session, on top of naive K/V + modifier-token training:
 2. In-context generation (ICGen): after the session, the concept's shots are encoded to
    latents and kept as its vision context. A prompt that names a learned concept is generated
    image-to-image from a selected context at strength `context_strength` (1 = no context).
-   The runner also asks for the control: the base model from the same contexts, strength and
-   seeds (`generate_control`, the GeneratesControl capability), since copying the context raises IA without
-   any learning.
+   lfs declares which context each image starts from (`declared_contexts`, the GeneratesFromContexts capability), and
+   the runner builds the control from that declaration: the base model from the same contexts, strength and
+   seeds, since copying the context raises IA without any learning.
 
 With `dfkd=false` and `icgen=false` it trains and generates exactly like `naive` (tested).
 """
 
 from __future__ import annotations
 
-import hashlib
 import random
 from typing import Literal
 
@@ -30,8 +29,8 @@ import torch.nn.functional as F
 from pydantic import Field, model_validator
 
 from lfsbench.kv_method import SD_KV_PRESET, KVConfig, KVTokenMethod
-from lfsbench.method import METHODS, GeneratesControl
-from lfsbench.training import attn_processors, base_kv, frozen_kv_copy
+from lfsbench.method import METHODS, Contexts, GeneratesFromContexts
+from lfsbench.training import attn_processors, frozen_kv_copy
 
 DFKD_SEED_OFFSET = 7919  # distillation draws from its own generator, so the training stream matches naive's
 
@@ -71,7 +70,7 @@ class LFSConfig(KVConfig):
 
 
 @METHODS.register("lfs")
-class LFSDiffusion(KVTokenMethod, GeneratesControl):
+class LFSDiffusion(KVTokenMethod, GeneratesFromContexts):
     description = "LFS-Diffusion: K/V + token, data-free distillation from the previous model, in-context generation"
     Config = LFSConfig
     # Custom Diffusion's K/V budget for SD; distillation on every step with the training batch size
@@ -177,47 +176,14 @@ class LFSDiffusion(KVTokenMethod, GeneratesControl):
                 out.append(latents[rng.randrange(len(latents))])
         return out
 
-    def _generate(self, prompts, seeds, steps, guidance, contexts) -> torch.Tensor:
-        with_context = [i for i, ctx in enumerate(contexts) if ctx is not None]
-        without = [i for i, ctx in enumerate(contexts) if ctx is None]
-        images = [None] * len(prompts)
-        if without:
-            plain = self.backbone.generate([prompts[i] for i in without], [seeds[i] for i in without], steps, guidance)
-            for i, img in zip(without, plain, strict=True):
-                images[i] = img
-        if with_context:
-            latents = torch.stack([contexts[i] for i in with_context])
-            made = self.backbone.generate_from_latents(
-                [prompts[i] for i in with_context],
-                [seeds[i] for i in with_context],
-                latents,
-                self.config.context_strength,
-                steps,
-                guidance,
-            )
-            for i, img in zip(with_context, made, strict=True):
-                images[i] = img
-        return torch.stack(images)
-
     def generate(self, prompts, seeds, steps, guidance):
-        return self._generate(prompts, seeds, steps, guidance, self.select_contexts(prompts, seeds))
+        latents = self.select_contexts(prompts, seeds)
+        return self.backbone.generate_in_context(prompts, seeds, latents, self.config.context_strength, steps, guidance)
 
-    def generate_control(self, prompts, seeds, steps, guidance, plain_prompts):
+    def declared_contexts(self, prompts, seeds):
         if not self.config.icgen:
             return None
-        contexts = self.select_contexts(prompts, seeds)
-        with base_kv(self.backbone):
-            return self._generate(plain_prompts, seeds, steps, guidance, contexts)
-
-    def control_key(self, prompts, seeds):
-        """The control is the base model (`base_kv`) from the selected contexts: its images depend on nothing lfs
-        trained, only on which stored latents each image starts from and the strength."""
-        if not self.config.icgen:
-            return None
-        digest = hashlib.sha256()
-        for context in self.select_contexts(prompts, seeds):
-            digest.update(b"none" if context is None else context.float().contiguous().numpy().tobytes())
-        return {"contexts": digest.hexdigest(), "strength": self.config.context_strength}
+        return Contexts(self.select_contexts(prompts, seeds), self.config.context_strength)
 
     # ------------------------------------------------------------ state
 

@@ -128,6 +128,7 @@ def test_submitit_runs_the_gate_study_into_the_same_folders(tmp_path):
     for cell in gate["cells"]:
         cell["settings"] = {**cell.get("settings", {}), **TINY, **(prior if cell["method"] in PRIOR else {})}
         cell["settings"]["sessions"] = [["circle-1"], ["square-1"]]
+        cell["settings"]["evaluation.checkpoints"] = [2]  # the gate's protocol evaluates in full after its last, 3rd
     gate.update(output=str(tmp_path / "gate"), slurm={"cluster": "local", "cpus_per_task": 1, "gpus_per_task": 0})
     spec = tmp_path / "gate.yaml"
     spec.write_text(yaml.safe_dump(gate))

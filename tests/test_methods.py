@@ -11,7 +11,7 @@ from lfsbench.concepts import Concept, session_view
 from lfsbench.images import to_float
 from lfsbench.method import (
     METHODS,
-    GeneratesControl,
+    GeneratesFromContexts,
     Method,
     MethodConfig,
     RendersToyWorld,
@@ -119,7 +119,7 @@ def test_lfs_without_dfkd_and_icgen_is_naive(tiny_weights):
     a, b = lfs.state_dict(), naive.state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert torch.equal(lfs.generate(PROMPTS, SEEDS, 3, 5.0), naive.generate(PROMPTS, SEEDS, 3, 5.0))
-    assert lfs.generate_control(PROMPTS, SEEDS, 3, 5.0, PROMPTS) is None
+    assert lfs.declared_contexts(PROMPTS, SEEDS) is None  # no context, so no control
     # and with DFKD on, training differs from the second session on
     dfkd = learned("lfs", tiny_weights, {"dfkd_steps": 3, "icgen": False})
     assert any(not torch.equal(dfkd.state_dict()[k], b[k]) for k in b if k.startswith("kv."))
@@ -180,13 +180,15 @@ def test_icgen_contexts_selection_and_control(tiny_weights):
     )
     lfs.config.context_strength = 1.0
     assert torch.allclose(lfs.generate(PROMPTS, SEEDS, 4, 5.0), plain, atol=1e-5)
-    # the control is the base model from the same contexts: the base backbone's own image-to-image
+    # lfs declares what it generates from (the runner builds the control from it: tests/test_runner.py)
     lfs.config.context_strength = 0.5
-    plain_prompts = [p.replace("<new1> ", "").replace("<new2> ", "") for p in PROMPTS]
-    control = lfs.generate_control(PROMPTS, SEEDS, 4, 5.0, plain_prompts)
-    base = load_toy_backbone(weights=tiny_weights)
-    expected = base.generate_from_latents(plain_prompts[:2], SEEDS[:2], torch.stack(contexts[:2]), 0.5, 4, 5.0)
-    assert torch.allclose(control[:2], expected, atol=1e-5)
+    declared = lfs.declared_contexts(PROMPTS, SEEDS)
+    assert declared.strength == 0.5 and len(declared.latents) == len(PROMPTS)
+    assert all(a is b is None or torch.equal(a, b) for a, b in zip(declared.latents, contexts, strict=True))
+    assert torch.equal(
+        lfs.generate(PROMPTS, SEEDS, 4, 5.0),
+        lfs.backbone.generate_in_context(PROMPTS, SEEDS, declared.latents, 0.5, 4, 5.0),
+    )
     # random selection picks stored contexts; none picks nothing
     other = learned("lfs", tiny_weights, {"dfkd": False, "context_selection": "random"})
     picked = other.select_contexts(PROMPTS, SEEDS)
@@ -247,9 +249,10 @@ def test_every_method_runs_with_half_precision_weights(name, dtype, tiny_weights
     prompts, seeds = [PROMPTS[0], PROMPTS[2]], SEEDS[:2]  # a learned concept (lfs: from its context) and a class
     images = method.generate(prompts, seeds, 2, 5.0)  # 2: image-to-image at strength 0.85 needs a step
     assert images.dtype == torch.float32 and images.shape[0] == len(prompts) and torch.isfinite(images).all()
-    if isinstance(method, GeneratesControl):
-        control = method.generate_control(prompts, seeds, 2, 5.0, prompts)
-        assert control is not None and torch.isfinite(control).all()
+    if isinstance(method, GeneratesFromContexts):  # the control's path: the declared contexts, image to image
+        declared = method.declared_contexts(prompts, seeds)
+        control = method.backbone.generate_in_context(prompts, seeds, declared.latents, declared.strength, 2, 5.0)
+        assert declared.latents[0] is not None and torch.isfinite(control).all()
 
 
 def test_custom_diffusion_prior_from_a_folder_of_real_images(tiny_weights, tmp_path):

@@ -3,12 +3,15 @@
 import json
 import multiprocessing as mp
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 from conftest import TINY_PROTOCOL, tiny_runner
+from PIL import Image
 
 from lfsbench.errors import LfsbenchError
+from lfsbench.results import RunFolder
 
 FAST = TINY_PROTOCOL
 
@@ -131,3 +134,53 @@ def test_peak_memory_is_per_session_on_linux():
     del block
     reset_peak_memory(cpu)
     assert peak_memory_mb(cpu) < high - 200
+
+
+SABOTEUR = '''
+import torch
+
+from lfsbench.methods.lfs import LFSDiffusion
+
+
+class Saboteur(LFSDiffusion):
+    """lfs whose own model is broken after every session: had it generated its control, the control would be too."""
+
+    def learn(self, session):
+        figures = super().learn(session)
+        with torch.no_grad():
+            for parameter in self.backbone.unet.parameters():
+                parameter.normal_(0.0, 0.1)
+        return figures
+'''
+
+
+GRIDS = {"control": RunFolder.control_grid, "concept": RunFolder.concept_grid}  # the first images a session saves
+
+
+def test_the_runner_builds_the_in_context_control_from_the_base_model(tiny_weights, tmp_path):
+    """The control is the runner's, not the method's: the base model (copied before the method's setup) from the
+    contexts the method declares. A method that breaks its own model gets the same control scores as lfs, while its
+    own images change."""
+    (tmp_path / "saboteur.py").write_text(SABOTEUR)
+    settings = {"steps": 2, "batch_size": 2, "context_strength": 0.5}
+    folders = {}
+    for name, method in (("lfs", "lfs"), ("saboteur", f"{tmp_path}/saboteur.py:Saboteur")):
+        folders[name] = tmp_path / name
+        tiny_runner(tiny_weights, folders[name], method, 0, settings, cache=False).run()
+    lfs, saboteur = (pd.concat(pd.read_csv(f) for f in sorted((folders[n] / "scores").glob("*.csv"))) for n in folders)
+    control = ["session", "name", "prompt", "seed", "ta", "ia", "ia_shots"]
+    assert len(lfs[lfs.kind == "control"]) == 2 * 4 * (
+        3 + 2 + 1
+    )  # circle-1 after 3 sessions, square-1 after 2, circle-2 1
+    pd.testing.assert_frame_equal(
+        lfs[lfs.kind == "control"][control].reset_index(drop=True),
+        saboteur[saboteur.kind == "control"][control].reset_index(drop=True),
+    )
+    # the tiny build's untrained evaluator scores every image alike (and its decoder draws them alike, so the sabotage
+    # moves pixels only slightly): compare the images themselves, exactly
+    pixels = {
+        n: {kind: np.asarray(Image.open(grid(RunFolder(f), 2, "circle-1"))) for kind, grid in GRIDS.items()}
+        for n, f in folders.items()
+    }
+    assert np.array_equal(pixels["lfs"]["control"], pixels["saboteur"]["control"])
+    assert not np.array_equal(pixels["lfs"]["concept"], pixels["saboteur"]["concept"])  # the sabotage took effect
