@@ -162,9 +162,27 @@ class GeneratesFromContexts:
     generates its own control, so it cannot make it weaker than it is."""
 
     def declared_contexts(self, prompts: list[str], seeds: list[int]) -> Contexts | None:
-        """The contexts `generate` starts the images of `prompts` and `seeds` from; None where the method uses no
-        context now (lfs with icgen=false: then there is no control)."""
+        """The contexts `generate` starts the images of `prompts` and `seeds` from: one latent or None per prompt
+        (a control of all None is the base model's text-to-image), and a strength in (0, 1]; None where the method
+        uses no context now (lfs with icgen=false: then there is no control)."""
         raise NotImplementedError
+
+    def uses_contexts(self) -> bool:
+        """Whether this configuration ever generates from stored context; where not (lfs with icgen=false), the
+        runner keeps no base-model copy for a control. Asked before the method's setup."""
+        return True
+
+
+class GeneratesControl:
+    """Removed on 2026-12-07: a method no longer generates its own control (GeneratesFromContexts replaces it)."""
+
+    def __init_subclass__(cls, **kwargs):
+        raise LfsbenchError(
+            f"{cls.__qualname__} subclasses lfsbench.method.GeneratesControl, which was removed: a method no longer "
+            "generates its own in-context control. Subclass lfsbench.method.GeneratesFromContexts instead and "
+            "declare what each image starts from (declared_contexts(prompts, seeds) -> Contexts(latents, strength)); "
+            "the runner builds the control from that (docs/custom-methods.md)."
+        )
 
 
 METHODS: Registry[type[Method]] = Registry("method")

@@ -106,11 +106,11 @@ class Runner:
         self.scorer = Scorer(self.evaluator, vocabulary, self.dino, oracle_world)
         cls = method_class(identity.method.name)  # created once, from the settings the identity resolved
         self.method = cls(validated_config(cls, identity.method.name, identity.method.preset, identity.method.settings))
-        # the base model the control is generated with (a method generating from stored context): a copy made before
-        # the method's setup, so nothing the method trains or swaps reaches it (on a GPU, one more model in memory)
-        self._control_backbone = (
-            copy.deepcopy(self.backbone) if isinstance(self.method, GeneratesFromContexts) else None
-        )
+        # the base model the runner generates the in-context control with (a method generating from stored context):
+        # a copy made before the method's setup, so nothing the method trains or swaps reaches it. It stays in memory
+        # for the run, so such a run's peak memory includes it (docs/metrics.md, cost)
+        in_context = isinstance(self.method, GeneratesFromContexts) and self.method.uses_contexts()
+        self._control_backbone = copy.deepcopy(self.backbone) if in_context else None
         self.learned_in = self.protocol.learned_in()
         self._on_generated = lambda done, total: None
         self._bars: dict[str, float] = {}  # each concept's recognition bar (concept confusion), computed once
@@ -153,10 +153,11 @@ class Runner:
         self.folder.write_base_state(emb, scale)
         return emb, scale
 
-    def _base_key_parts(self) -> dict:
+    def _base_key_parts(self, bb: Backbone | None = None) -> dict:
         """What every base-model cache entry depends on: the models' weights, how evaluation images are sampled, the
-        device, dtype and resolution, torch, and the code that computes base work."""
-        bb = self.backbone
+        device, dtype and resolution, torch, and the code that computes base work. `bb`: the base model that computes
+        it (default: the run's backbone, before the method's setup)."""
+        bb = bb or self.backbone
         return {
             "backbone": bb.fingerprint,
             "evaluator": self.evaluator.fingerprint,
@@ -170,9 +171,10 @@ class Runner:
             "code": BASE_CODE,
         }
 
-    def _cached_base(self, what: dict, compute) -> dict[str, torch.Tensor]:
-        """Base-model work described by `what` (with _base_key_parts): from the cache, or `compute()`d and cached."""
-        key = self.cache.key({**self._base_key_parts(), **what})
+    def _cached_base(self, what: dict, compute, bb: Backbone | None = None) -> dict[str, torch.Tensor]:
+        """Base-model work described by `what` (with _base_key_parts of `bb`): from the cache, or `compute()`d and
+        cached."""
+        key = self.cache.key({**self._base_key_parts(bb), **what})
         cached = self.cache.get(key)
         if cached is None:
             cached = compute()
@@ -273,10 +275,10 @@ class Runner:
             refs = self.scorer.concept(concept)
             records += self.scorer.score(t, job, emb, concept=refs, images=images, known=known)
             eval_s += time.time() - t0
-            if isinstance(self.method, GeneratesFromContexts):
-                control, seconds = self._control(t, concept, refs, full[concept.name])
+            if self._control_backbone is not None:
+                control, generating, scoring = self._control(t, concept, refs, full[concept.name])
                 records += control
-                gen_s += seconds
+                gen_s, eval_s = gen_s + generating, eval_s + scoring
             t0 = time.time()
             # the bare class prompt's images against this concept's references: from the base model (the bar that
             # learning must clear) and from the current model (high when the concept leaks into its class)
@@ -322,38 +324,62 @@ class Runner:
         references = concept.references[torch.as_tensor(found["nearest_reference"])]
         save_grid(torch.cat([images, shots, references]), path, columns=len(images))
 
-    def _control(self, t: int, concept: Concept, refs: ConceptReferences, full: bool) -> tuple[list[dict], float]:
+    def _control(
+        self, t: int, concept: Concept, refs: ConceptReferences, full: bool
+    ) -> tuple[list[dict], float, float]:
         """The in-context control: the base model from the contexts the method declares for this concept's images
         (same latents, strength and seeds), prompted without the modifier token: what copying the context alone
         reaches. The runner makes it, never the method. It depends on nothing the method trained, so its scores are
         computed once per concept, declared contexts and base model (lfsbench/cache.py) and reused by later sessions
-        and runs. Returns its score records and the seconds taken."""
+        and runs. Returns its score records and the seconds spent generating and scoring."""
         job = plan.concept_job(self.protocol, concept, Kind.CONTROL, full=full)
         t0 = time.time()
-        contexts = self.method.declared_contexts(job.prompts, job.seeds)
-        if contexts is None:  # the method uses no context now (e.g. lfs with icgen=false)
-            return [], time.time() - t0
+        contexts = self._declared(job)
+        if contexts is None:  # the method uses no context now
+            return [], 0.0, time.time() - t0
+        bb, how, generating = self._control_backbone, self.plan, [0.0]
 
         def compute():
-            bb, how = self._control_backbone, self.plan
+            started = time.time()
             with bb.sampling(how.sampler, how.precision):
                 images = bb.generate_in_context(
                     job.text_prompts, job.seeds, contexts.latents, contexts.strength, how.steps, how.guidance
                 )
+            generating[0] = time.time() - started
             images = self._scored_form(images)
             values = self.scorer.values(job, self.scorer.embed(images), concept=refs, images=images)
             return {"images": images[:IMAGES_KEPT].contiguous(), **{c: torch.as_tensor(v) for c, v in values.items()}}
 
-        made = self._cached_base(self._control_what(concept, job, contexts), compute)
+        made = self._cached_base(self._control_what(concept, job, contexts), compute, bb)
         save_grid(made.pop("images"), self.folder.control_grid(t, concept.name))
-        return self.scorer.records(t, job, {c: v.numpy() for c, v in made.items()}), time.time() - t0
+        records = self.scorer.records(t, job, {c: v.numpy() for c, v in made.items()})
+        return records, generating[0], time.time() - t0 - generating[0]
+
+    def _declared(self, job: plan.Job) -> Contexts | None:
+        """The method's declared contexts for a job's images, checked: one latent (or None) per image, a strength in
+        (0, 1]."""
+        contexts = self.method.declared_contexts(job.prompts, job.seeds)
+        if contexts is None:
+            return None
+        latents, strength = contexts.latents, contexts.strength
+        if len(latents) != len(job.prompts) or not 0 < float(strength) <= 1:
+            raise LfsbenchError(
+                f"Method {self.method_name!r} declared {len(latents)} contexts at strength {strength} for "
+                f"{len(job.prompts)} images. declared_contexts must return one latent (or None) per prompt and a "
+                "strength in (0, 1] (lfsbench/method.py, GeneratesFromContexts); fix the method and run again."
+            )
+        return contexts
 
     def _control_what(self, concept: Concept, job: plan.Job, contexts: Contexts) -> dict:
         """What a concept's control scores depend on beyond the base model and the evaluation settings: the scoring
         (code, DINO, the concept's data, shots and references), the prompts and seeds, and the declared contexts."""
         digest = hashlib.sha256()
         for latent in contexts.latents:
-            digest.update(b"none" if latent is None else latent.float().contiguous().numpy().tobytes())
+            if latent is None:
+                digest.update(b"none")
+            else:
+                digest.update(str(tuple(latent.shape)).encode())
+                digest.update(latent.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
         return {
             "what": "control scores",
             "dino": "none" if self.scorer.dino is None else getattr(self.scorer.dino, "fingerprint", None),
@@ -365,7 +391,7 @@ class Runner:
             "seeds": job.seeds,
             "scoring": SCORING_CODE,
             "contexts": digest.hexdigest(),
-            "strength": contexts.strength,
+            "strength": float(contexts.strength),
         }
 
     def run(self) -> dict:

@@ -185,6 +185,9 @@ class LFSDiffusion(KVTokenMethod, GeneratesFromContexts):
             return None
         return Contexts(self.select_contexts(prompts, seeds), self.config.context_strength)
 
+    def uses_contexts(self) -> bool:
+        return self.config.icgen
+
     # ------------------------------------------------------------ state
 
     def state_dict(self):

@@ -48,6 +48,9 @@ def main() -> None:
         if last.empty:
             continue
         independent, clustered = spreads(last[args.metric].to_numpy(float), last.seed.to_numpy(), args.draws, rng)
+        if independent == 0:  # every image scored alike (a rate of 0): no spread to compare
+            print(f"{run.path.name:40s} {independent:8.4f} {clustered:8.4f}      -")
+            continue
         ratios.append(clustered / independent)
         print(f"{run.path.name:40s} {independent:8.4f} {clustered:8.4f} {clustered / independent:6.2f}")
     if ratios:

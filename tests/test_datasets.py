@@ -1,5 +1,5 @@
-"""Real-data readers against the published layouts in ../shared/upstream, a miniature CustomConcept101, fetching
-with local stand-ins, and real-backbone names that must fail clearly offline."""
+"""Real-data readers against the published layouts (shared/upstream beside the checkout), a miniature
+CustomConcept101, fetching with local stand-ins, and real-backbone names that must fail clearly offline."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ from lfsbench.errors import LfsbenchError
 
 UPSTREAM = Path(__file__).resolve().parents[2] / "shared" / "upstream"
 needs_upstream = pytest.mark.skipif(
-    not UPSTREAM.is_dir(), reason="../shared/upstream (the published layouts) is not beside the checkout"
+    not UPSTREAM.is_dir(),
+    reason="the published CustomConcept101 and DreamBooth layouts (shared/upstream beside the checkout) are not here",
 )
 
 

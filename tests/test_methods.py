@@ -185,7 +185,7 @@ def test_icgen_contexts_selection_and_control(tiny_weights):
     declared = lfs.declared_contexts(PROMPTS, SEEDS)
     assert declared.strength == 0.5 and len(declared.latents) == len(PROMPTS)
     assert all(a is b is None or torch.equal(a, b) for a, b in zip(declared.latents, contexts, strict=True))
-    assert torch.equal(
+    assert torch.equal(  # lfs generates from what it declares (which the runner cannot check for itself)
         lfs.generate(PROMPTS, SEEDS, 4, 5.0),
         lfs.backbone.generate_in_context(PROMPTS, SEEDS, declared.latents, 0.5, 4, 5.0),
     )
@@ -249,7 +249,7 @@ def test_every_method_runs_with_half_precision_weights(name, dtype, tiny_weights
     prompts, seeds = [PROMPTS[0], PROMPTS[2]], SEEDS[:2]  # a learned concept (lfs: from its context) and a class
     images = method.generate(prompts, seeds, 2, 5.0)  # 2: image-to-image at strength 0.85 needs a step
     assert images.dtype == torch.float32 and images.shape[0] == len(prompts) and torch.isfinite(images).all()
-    if isinstance(method, GeneratesFromContexts):  # the control's path: the declared contexts, image to image
+    if isinstance(method, GeneratesFromContexts):  # its declared contexts, image to image at this precision
         declared = method.declared_contexts(prompts, seeds)
         control = method.backbone.generate_in_context(prompts, seeds, declared.latents, declared.strength, 2, 5.0)
         assert declared.latents[0] is not None and torch.isfinite(control).all()

@@ -11,7 +11,12 @@ from conftest import TINY_PROTOCOL, tiny_runner
 from PIL import Image
 
 from lfsbench.errors import LfsbenchError
+from lfsbench.evaluation import plan
+from lfsbench.evaluation.records import Kind
+from lfsbench.images import save_grid
 from lfsbench.results import RunFolder
+from lfsbench.runner import IMAGES_KEPT
+from lfsbench.toy import load_toy_backbone
 
 FAST = TINY_PROTOCOL
 
@@ -158,20 +163,20 @@ GRIDS = {"control": RunFolder.control_grid, "concept": RunFolder.concept_grid}  
 
 
 def test_the_runner_builds_the_in_context_control_from_the_base_model(tiny_weights, tmp_path):
-    """The control is the runner's, not the method's: the base model (copied before the method's setup) from the
-    contexts the method declares. A method that breaks its own model gets the same control scores as lfs, while its
-    own images change."""
+    """The control is the runner's, not the method's: a fresh base model's image-to-image from the contexts the method
+    declares (their latents and strength, the prompts without the token, the same seeds). A method that breaks its
+    own model gets the same control as lfs, while its own images change."""
     (tmp_path / "saboteur.py").write_text(SABOTEUR)
     settings = {"steps": 2, "batch_size": 2, "context_strength": 0.5}
-    folders = {}
+    folders, runners = {}, {}
     for name, method in (("lfs", "lfs"), ("saboteur", f"{tmp_path}/saboteur.py:Saboteur")):
         folders[name] = tmp_path / name
-        tiny_runner(tiny_weights, folders[name], method, 0, settings, cache=False).run()
+        runners[name] = tiny_runner(tiny_weights, folders[name], method, 0, settings, cache=False)
+        runners[name].run()
     lfs, saboteur = (pd.concat(pd.read_csv(f) for f in sorted((folders[n] / "scores").glob("*.csv"))) for n in folders)
     control = ["session", "name", "prompt", "seed", "ta", "ia", "ia_shots"]
-    assert len(lfs[lfs.kind == "control"]) == 2 * 4 * (
-        3 + 2 + 1
-    )  # circle-1 after 3 sessions, square-1 after 2, circle-2 1
+    # circle-1 is evaluated after 3 sessions, square-1 after 2, circle-2 after 1: 2 images of 4 prompts each time
+    assert len(lfs[lfs.kind == "control"]) == 2 * 4 * (3 + 2 + 1)
     pd.testing.assert_frame_equal(
         lfs[lfs.kind == "control"][control].reset_index(drop=True),
         saboteur[saboteur.kind == "control"][control].reset_index(drop=True),
@@ -184,3 +189,33 @@ def test_the_runner_builds_the_in_context_control_from_the_base_model(tiny_weigh
     }
     assert np.array_equal(pixels["lfs"]["control"], pixels["saboteur"]["control"])
     assert not np.array_equal(pixels["lfs"]["concept"], pixels["saboteur"]["concept"])  # the sabotage took effect
+    # and the control is what a fresh base model makes from the declaration, computed here independently
+    runner = runners["lfs"]
+    circle = next(c for c in runner.concepts if c.name == "circle-1")
+    job = plan.concept_job(runner.protocol, circle, Kind.CONTROL, full=True)
+    declared = runner.method.declared_contexts(job.prompts, job.seeds)
+    assert all(latent is not None for latent in declared.latents) and declared.strength == 0.5
+    assert all("<" not in prompt for prompt in job.text_prompts)  # the base model is not asked for the token
+    base, how = load_toy_backbone(weights=tiny_weights), runner.plan
+    with base.sampling(how.sampler, how.precision):
+        expected = base.generate_in_context(job.text_prompts, job.seeds, declared.latents, 0.5, how.steps, how.guidance)
+    save_grid(expected[:IMAGES_KEPT], tmp_path / "expected.png")
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "expected.png")), pixels["lfs"]["control"])
+
+
+def test_a_malformed_context_declaration_is_an_error_naming_the_method(tiny_weights, tmp_path):
+    """One latent (or None) per image and a strength in (0, 1], or a one-paragraph error; the removed capability of
+    methods that generated their own control says what replaced it."""
+    from lfsbench.method import Contexts, GeneratesControl
+
+    runner = tiny_runner(tiny_weights, tmp_path / "run", "lfs", 0, {"steps": 2, "batch_size": 2})
+    job = plan.concept_job(runner.protocol, runner.concepts[0], Kind.CONTROL, full=True)
+    latent = torch.zeros(4, 8, 8)
+    for declared in (Contexts([latent], 0.5), Contexts([latent] * len(job.prompts), 1.5)):
+        runner.method.declared_contexts = lambda prompts, seeds, declared=declared: declared
+        with pytest.raises(LfsbenchError, match="declared_contexts must return one latent"):
+            runner._declared(job)
+    with pytest.raises(LfsbenchError, match="Subclass lfsbench.method.GeneratesFromContexts"):
+
+        class Old(GeneratesControl):
+            pass
