@@ -59,6 +59,7 @@ class Backbone:
         self.pipeline = pipeline
         self.name = name
         self._forced_autocast: torch.dtype | None = None  # set inside `sampling(precision=...)`
+        self._eta = 0.0  # DDIM's eta, set inside `sampling(eta=...)`: 0 deterministic, 1 ancestral ("DDPM")
         pipeline.set_progress_bar_config(disable=True)
 
     @classmethod
@@ -176,26 +177,35 @@ class Backbone:
             return torch.autocast(self.device.type, dtype=self.weight_dtype)
         return nullcontext()
 
+    @property
+    def eta(self) -> float:
+        """DDIM's eta of the moment (`sampling`): what a pipeline call outside `generate` passes to match it."""
+        return self._eta
+
     @contextmanager
-    def sampling(self, sampler: str = "ddim", precision: str = "model"):
-        """Generation inside this block uses `sampler` (a SAMPLERS name; the backbone's noise schedule) and, with
-        precision "bfloat16", bfloat16 autocast; both are restored after. The runner wraps evaluation in it; the
-        methods' own sampling (distillation's trajectories, in training) keeps DDIM at the model's precision."""
+    def sampling(self, sampler: str = "ddim", precision: str = "model", eta: float = 0.0):
+        """Generation inside this block uses `sampler` (a SAMPLERS name; the backbone's noise schedule), with
+        precision "bfloat16" bfloat16 autocast, and DDIM's `eta` (0: deterministic; 1: fresh noise at every step, what
+        latent-diffusion's DDIM sampler at eta 1 and CustomConcept101's "DDPM" columns draw; DDIM only); all are
+        restored after. The runner wraps evaluation in it; the methods' own sampling (distillation's trajectories, in
+        training) keeps DDIM at eta 0 and the model's precision."""
         if sampler not in SAMPLERS:
             raise LfsbenchError(f"Unknown sampler {sampler!r}; the samplers are {', '.join(SAMPLERS)}.")
         if precision not in PRECISIONS:
             raise LfsbenchError(f"Unknown precision {precision!r}; the choices are {', '.join(PRECISIONS)}.")
+        if eta and sampler != "ddim":
+            raise LfsbenchError(f"eta {eta} is DDIM's; the {sampler} sampler has none. Use sampler ddim, or eta 0.")
         import diffusers
 
-        kept_scheduler, kept_autocast = self.pipeline.scheduler, self._forced_autocast
+        kept = self.pipeline.scheduler, self._forced_autocast, self._eta
         if sampler != "ddim":
             cls, settings = SAMPLERS[sampler]
-            self.pipeline.scheduler = getattr(diffusers, cls).from_config(kept_scheduler.config, **settings)
-        self._forced_autocast = PRECISIONS[precision]
+            self.pipeline.scheduler = getattr(diffusers, cls).from_config(kept[0].config, **settings)
+        self._forced_autocast, self._eta = PRECISIONS[precision], float(eta)
         try:
             yield self
         finally:
-            self.pipeline.scheduler, self._forced_autocast = kept_scheduler, kept_autocast
+            self.pipeline.scheduler, self._forced_autocast, self._eta = kept
 
     def tokenize(self, prompts: list[str]) -> torch.Tensor:
         tok = self.tokenizer
@@ -270,6 +280,7 @@ class Backbone:
                     width=size,
                     num_inference_steps=steps,
                     guidance_scale=guidance,
+                    eta=self._eta,
                     generator=generators,
                     output_type="pt",
                 ).images
@@ -307,6 +318,7 @@ class Backbone:
                     strength=strength,
                     num_inference_steps=steps,
                     guidance_scale=guidance,
+                    eta=self._eta,
                     generator=generators,
                     output_type="pt",
                 ).images

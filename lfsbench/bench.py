@@ -112,6 +112,7 @@ def reference_generation(backbone: Backbone, job: plan.Job, steps: int, guidance
                 num_images_per_prompt=len(seeds),
                 num_inference_steps=steps,
                 guidance_scale=guidance,
+                eta=backbone.eta,  # the protocol's, set by `sampling` as for lfsbench's side
                 generator=[torch.Generator("cpu").manual_seed(s) for s in seeds],
                 output_type="pt",
             )
@@ -201,7 +202,7 @@ def bench(
     def reference_generate() -> None:
         reference_generation(backbone, job, evaluation.steps, evaluation.guidance, per_prompt)
 
-    with backbone.sampling(evaluation.sampler, evaluation.precision):  # both sides: the protocol's sampler and steps
+    with backbone.sampling(evaluation.sampler, evaluation.precision, evaluation.eta):  # both sides: the protocol's
         reset_peak_memory(device)
         seconds = _timed(ours_generate, device)
         ours = Rate(n, seconds, _gflop(ours_generate), peak_memory_mb(device))

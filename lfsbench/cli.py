@@ -617,6 +617,23 @@ def show(
     typer.echo(yaml.safe_dump(resolved, sort_keys=False, width=120).rstrip())
 
 
+def _split_note(proto, concepts) -> str:
+    """`validate`'s line on a real-data split: its order and fold, and the concepts left with few references."""
+    from lfsbench.datasets import MIN_REFERENCES, folds
+
+    note = f"split: {proto.split.order} order, fold {proto.split.fold}"
+    few = [c for c in concepts if len(c.references) < MIN_REFERENCES]
+    if not few:
+        return note + f"; every concept keeps at least {MIN_REFERENCES} held-out references"
+    named = ", ".join(f"{escape(c.name)} {len(c.references)}" for c in few[:6]) + (", ..." if len(few) > 6 else "")
+    most = max(folds(len(c.images) + len(c.references), proto.shots) for c in few)
+    return (
+        f"{note}; {len(few)} of {len(concepts)} concepts keep fewer than {MIN_REFERENCES} held-out references in this "
+        f"fold ({named}): read their IA over folds 0..{most - 1} (-o split.fold=F), over which each of their images "
+        "is held out equally often"
+    )
+
+
 @app.command("validate")
 @friendly_errors
 def validate(
@@ -657,6 +674,8 @@ def validate(
             str(len(c.prompts)),
         )
     console.print(table)
+    if proto.source.kind != "toy":
+        console.print(_split_note(proto, concepts))
     per_concept = sum(len(c.prompts) for c in concepts) / len(concepts) * proto.evaluation.images_per_prompt
     when = (
         f"every concept learned so far after sessions {', '.join(map(str, proto.evaluation.checkpoints))} "

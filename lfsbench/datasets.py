@@ -7,7 +7,9 @@ lfsbench/readers.py; their layouts are described there.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,10 +52,32 @@ class LoadedConcept(NamedTuple):
     files: tuple = ()
 
 
+MIN_REFERENCES = 4  # held-out images a real concept should have in every fold; fewer: read it over folds
+
+
+def split_order(name: str, files: list, order: str) -> list:
+    """A real concept's images in the order its split takes them: as given (file names), or a fixed shuffle seeded by
+    the concept's name, the same on every machine and for every method."""
+    if order == "file-name":
+        return list(files)
+    seed = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "little")
+    return [files[i] for i in torch.randperm(len(files), generator=torch.Generator().manual_seed(seed)).tolist()]
+
+
+def folds(n_images: int, shots: int) -> int:
+    """How many different splits `split.fold` gives a concept of `n_images` (fold n_images / gcd(n_images, shots) is
+    fold 0 again); over them every image is held out equally often."""
+    return n_images // math.gcd(n_images, shots)
+
+
 def split_shots(protocol: Protocol, name: str, files: list, where: str) -> tuple[list, list]:
-    """A real concept's images (in file-name order): the first `shots` train, the next up to `references` are held
-    out for IA. A concept left without a reference is an error naming it and the fix."""
-    shots, references = files[: protocol.shots], files[protocol.shots : protocol.shots + protocol.references]
+    """A real concept's images in `protocol.split`'s order, rotated by fold x shots: the first `shots` train, the next
+    up to `references` are held out for IA. A concept left without a reference is an error naming it and the fix."""
+    ordered = split_order(name, files, protocol.split.order)
+    if ordered:
+        turn = protocol.split.fold * protocol.shots % len(ordered)
+        ordered = ordered[turn:] + ordered[:turn]
+    shots, references = ordered[: protocol.shots], ordered[protocol.shots : protocol.shots + protocol.references]
     if not references:
         raise LfsbenchError(
             f"Concept {name!r} ({where}) has {len(files)} images and protocol {protocol.name!r} trains on "
@@ -232,8 +256,6 @@ def data_fingerprint(protocol: Protocol, data: Path | None = None) -> str:
     the bytes of each image file it trains on or holds out (the pixels of a rendered or already decoded image), and
     the published concept pairs it scores. Two runs read the same data exactly when their fingerprints are equal,
     wherever the folder is; a file edited, added or removed in between changes it."""
-    import hashlib
-
     from lfsbench.images import load_image_file
 
     spec = dataset_spec(protocol.source.kind)
@@ -269,8 +291,8 @@ def where(name: str, data: Path | None = None) -> tuple[Path, str]:
 
 
 def _published_concepts(name: str) -> Callable[[Protocol, Path | None], list[LoadedConcept]]:
-    """The loader of a published dataset: the protocol's concepts from its reader, the first `shots` images each
-    to train and the rest (up to `references`) held out."""
+    """The loader of a published dataset: the protocol's concepts from its reader, `shots` images each to train and
+    the rest (up to `references`) held out (`split_shots`)."""
 
     def load(protocol: Protocol, root: Path | None) -> list[LoadedConcept]:
 

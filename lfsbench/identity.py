@@ -152,6 +152,7 @@ class RunIdentity(_Frozen):
         if not isinstance(config, dict):
             raise LfsbenchError(f"{where} does not hold a run's identity (not a JSON object). Delete the run folder.")
         try:
+            config = _split_as_it_was(config)
             if "format" in config:
                 return cls.model_validate({k: v for k, v in config.items() if k != "key"})
             return cls._migrated(config)
@@ -197,6 +198,18 @@ class RunIdentity(_Frozen):
             if a != b:
                 out.append(f"{describe_field(key)} {short(a)} -> {short(b)}")
         return out
+
+
+def _split_as_it_was(config: dict) -> dict:
+    """A config.json from before `split` existed: real data was split in file-name order then, and the field's default
+    (random) would misdescribe it."""
+    protocol = config.get("protocol")
+    if not isinstance(protocol, dict) or "split" in protocol:
+        return config
+    source = protocol.get("source") or {}
+    if isinstance(source, dict) and source.get("kind", "toy") == "toy":  # the toy source takes no split
+        return config
+    return {**config, "protocol": {**protocol, "split": {"order": "file-name"}}}
 
 
 def legacy_refusal(path: Path | str) -> LfsbenchError:

@@ -52,7 +52,14 @@ class TokenConfig(MethodConfig):
     steps: int = Field(200, ge=1)
     batch_size: int = Field(8, ge=1)
     token_lr: float = Field(5e-3, ge=0)
-    token_init: str = Field("class", min_length=1)  # initialise a modifier token from its class noun, or this word
+    # initialise a modifier token from its class noun (`class`), from rare words in turn (`rare`: RARE_TOKENS, as
+    # diffusers' train_custom_diffusion.py --initializer_token ktn+pll+ucd does), or from this word
+    token_init: str = Field("class", min_length=1)
+
+
+# The rare words diffusers' Custom Diffusion example initialises its modifier tokens from (--initializer_token
+# ktn+pll+ucd, one per token): with token_init=rare a run's k-th token starts from RARE_TOKENS[k % 3].
+RARE_TOKENS = ("ktn", "pll", "ucd")
 
 
 # Stable Diffusion settings of every K/V + token method: diffusers' Custom Diffusion example
@@ -90,7 +97,9 @@ class TokenMethod(Method, ReportsSteps):
     def add_tokens(self, session: SessionView) -> list[int]:
         ids = []
         for concept in session.concepts:
-            init = concept.class_noun if self.config.token_init == "class" else self.config.token_init
+            init = {"class": concept.class_noun, "rare": RARE_TOKENS[len(self.tokens) % len(RARE_TOKENS)]}.get(
+                self.config.token_init, self.config.token_init
+            )
             self.tokens[concept.token] = add_modifier_token(self.backbone, concept.token, init)
             ids.append(self.tokens[concept.token])
         return ids

@@ -44,6 +44,24 @@ class Source(_Strict):
         return self
 
 
+class Split(_Strict):
+    """Which of a real concept's images train and which are held out (docs/metrics.md, "References")."""
+
+    order: Literal["random", "file-name"] = Field(
+        "random",
+        description="real data: the order a concept's images are split in: `random`, a fixed shuffle seeded by the "
+        "concept's name (so shots and references are not neighbours in a photo session's file names), or "
+        "`file-name` (runs from before the field existed split this way)",
+    )
+    fold: int = Field(
+        0,
+        ge=0,
+        description="real data: rotate that order by fold x shots images before taking the first `shots` to train "
+        "and the next (at most `references`) to hold out. Runs over folds 0..n-1 hold out each of a concept's n "
+        "images equally often: the replication unit for concepts with few images (DreamBooth's 4-6)",
+    )
+
+
 class EvaluationPlan(_Strict):
     prompts: PromptTemplates = Field(
         min_length=1,
@@ -67,6 +85,13 @@ class EvaluationPlan(_Strict):
         "the standard, or DPM-Solver++ (2nd order, made for fewer steps); changes the numbers (docs/speed.md)",
     )
     steps: int = Field(25, ge=1)
+    eta: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="DDIM's eta: 0 deterministic (the standard), 1 fresh noise at every step as in DDPM (what "
+        "CustomConcept101's sampling script draws: protocol cc101-compat); DDIM only; changes the numbers",
+    )
     precision: Literal["model", "bfloat16"] = Field(
         "model",
         description="evaluation generation at the model's precision (float32 on the CPU, float16 on a GPU) or under "
@@ -96,6 +121,12 @@ class EvaluationPlan(_Strict):
         "For long protocols, where evaluating everything after every session grows with the square of "
         "the number of sessions.",
     )
+
+    @model_validator(mode="after")
+    def _eta_is_ddim(self) -> EvaluationPlan:
+        if self.eta and self.sampler != "ddim":
+            raise ValueError(f"evaluation.eta is DDIM's; sampler {self.sampler!r} has none (set eta: 0)")
+        return self
 
     @field_validator("checkpoints")
     @classmethod
@@ -144,15 +175,23 @@ class Protocol(_Strict):
     source: Source = Source()
     # upper bounds: the toy world renders any count asked for, so a typo (4e15) would exhaust memory, not fail
     shots: int = Field(
-        6, ge=1, le=MAX_IMAGES, description="images of each concept a method trains on (real data: its first N)"
+        6,
+        ge=1,
+        le=MAX_IMAGES,
+        description="images of each concept a method trains on (real data: the first N in `split`'s order)",
     )
     references: int = Field(
         16,
         ge=1,
         le=MAX_IMAGES,
         description="held-out images of each concept that IA is measured against and no method sees. Toy: renders "
-        "from a seed no training or method code draws. Real data: the images after the shots, at most this many "
-        "(a concept with none left is an error).",
+        "from a seed no training or method code draws. Real data: the images after the shots in `split`'s order, at "
+        "most this many (a concept with none left is an error).",
+    )
+    split: Split = Field(
+        default_factory=Split,
+        description="real data: which images of a concept train and which are held out (the toy source renders "
+        "each from its own seed and takes no split)",
     )
     training_prompt: str = "a {}"  # '{}' -> "<token> <class>"
     sessions: list[list[str]] = Field(min_length=1, description="concept names introduced by each session")
@@ -197,6 +236,15 @@ class Protocol(_Strict):
                     raise ValueError(f"concept {name!r} is introduced twice (again in session {i})")
                 seen.add(name)
         return sessions
+
+    @model_validator(mode="after")
+    def _split_is_real_data(self) -> Protocol:
+        if self.source.kind == "toy" and self.split != Split():
+            raise ValueError(
+                "split chooses which of a real concept's images train; the toy source renders shots and references "
+                "from their own seeds and takes none (leave split out)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _checkpoints_within_sessions(self) -> Protocol:
@@ -303,7 +351,7 @@ def folder_protocol(root: Path) -> dict:
         "name": "folder",
         "description": f"a user's concepts in {root}",
         "source": {"kind": "folder", "path": str(root)},
-        "shots": 3,  # each folder's first 3 images (file-name order) train; the rest are held out for IA
+        "shots": 3,  # 3 of each folder's images train (split: random by default); the rest are held out for IA
         "references": 50,
         "sessions": [[n] for n in names],
         "evaluation": {"prompts": FOLDER_PROMPTS, "images_per_prompt": 16},

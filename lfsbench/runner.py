@@ -123,8 +123,8 @@ class Runner:
         return [by_name[n] for n in names]
 
     def _sampling(self):
-        """The protocol's evaluation sampler and precision, for the base model's images and every session's."""
-        return self.backbone.sampling(self.plan.sampler, self.plan.precision)
+        """The protocol's evaluation sampler, precision and eta, for the base model's images and every session's."""
+        return self.backbone.sampling(self.plan.sampler, self.plan.precision, self.plan.eta)
 
     def _scored_form(self, images: torch.Tensor) -> torch.Tensor:
         """Generated images as they are scored: with `evaluation.quantize`, rounded to 8 bits, as images written to
@@ -162,7 +162,7 @@ class Runner:
             "backbone": bb.fingerprint,
             "evaluator": self.evaluator.fingerprint,
             "evaluation": self.plan.model_dump(
-                mode="json", include={"sampler", "steps", "guidance", "precision", "quantize"}
+                mode="json", include={"sampler", "steps", "eta", "guidance", "precision", "quantize"}
             ),
             "device": bb.device.type,
             "dtype": str(bb.weight_dtype),
@@ -341,7 +341,7 @@ class Runner:
 
         def compute():
             started = time.time()
-            with bb.sampling(how.sampler, how.precision):
+            with bb.sampling(how.sampler, how.precision, how.eta):
                 images = bb.generate_in_context(
                     job.text_prompts, job.seeds, contexts.latents, contexts.strength, how.steps, how.guidance
                 )

@@ -46,9 +46,18 @@ class CustomDiffusion(KVTokenMethod):
     description = "K/V + modifier token with prior preservation on generated class images (Custom Diffusion)"
     Config = CustomDiffusionConfig
     # 200 class images (the README's --num_class_images=200), sampled with 50 DDIM steps at scale 6, the settings of
-    # the authors' sampling script (adobe-research/custom-diffusion, sample.py --ddim_steps 50 --scale 6)
+    # the authors' sampling script (adobe-research/custom-diffusion, sample.py --ddim_steps 50 --scale 6); modifier
+    # tokens initialised from rare words as diffusers' train_custom_diffusion.py does (--initializer_token
+    # ktn+pll+ucd). The toy preset keeps the class noun: the toy text encoder never saw those words
+    # (docs/methods.md, "Deviations and limits").
     presets = {
-        "stable-diffusion": {**SD_KV_PRESET, "class_images": 200, "class_image_steps": 50, "class_image_guidance": 6.0}
+        "stable-diffusion": {
+            **SD_KV_PRESET,
+            "class_images": 200,
+            "class_image_steps": 50,
+            "class_image_guidance": 6.0,
+            "token_init": "rare",
+        }
     }
 
     def setup(self, backbone, seed):

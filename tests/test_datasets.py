@@ -52,6 +52,51 @@ def test_dreambooth_layout_reads():
     code, output = invoke("validate", "dreambooth", "--data", UPSTREAM / "dreambooth")
     assert code == 0, output
     assert "30 concepts, 15 classes" in output and "158 images" in output and "2 distinct prompt lists" in output
+    # every subject has 4-6 images: at most 3 references in a fold, so validate says to read them over folds
+    text = " ".join(output.split())
+    assert "split: random order, fold 0; 10 of 10 concepts keep fewer than 4 held-out references" in text
+    assert "read their IA over folds 0..4 (-o split.fold=F)" in text
+
+
+def _split(order: str, fold: int, files: list, name: str = "dog", shots: int = 3):
+    from lfsbench.protocol import load_protocol
+
+    protocol = load_protocol("dreambooth", {"split": {"order": order, "fold": fold}, "shots": shots})
+    return datasets.split_shots(protocol, name, files, "here")
+
+
+def test_the_real_data_split_is_a_fixed_random_order_rotated_by_fold():
+    files = [f"{i:02d}.jpg" for i in range(5)]
+    shots, references = _split("file-name", 0, files)
+    assert (shots, references) == (files[:3], files[3:])  # as runs before `split` existed
+    shots, references = _split("random", 0, files)
+    assert sorted(shots + references) == files and shots != files[:3]  # every image once; not the file-name split
+    assert _split("random", 0, files) == (shots, references)  # fixed: the same for every run and machine
+    assert _split("random", 0, files, name="cat") != (shots, references)  # seeded by the concept's name
+    # over the folds each image trains shots x folds / n times and is held out the rest: leave-out rotation
+    n_folds = datasets.folds(len(files), 3)
+    assert n_folds == 5 and _split("random", n_folds, files) == (shots, references)
+    held_out = [f for fold in range(n_folds) for f in _split("random", fold, files)[1]]
+    assert sorted(held_out) == sorted(files * 2)
+    assert datasets.folds(6, 3) == 2 and datasets.folds(4, 2) == 2
+
+
+def test_a_split_is_real_data_only_and_old_real_data_runs_read_as_file_name_splits():
+    from lfsbench.identity import RunIdentity, resolve_identity
+    from lfsbench.protocol import load_protocol
+
+    with pytest.raises(LfsbenchError, match="split"):
+        load_protocol("toy-quick", {"split": {"fold": 1}})
+    with pytest.raises(LfsbenchError, match="split"):
+        load_protocol("dreambooth", {"split": {"order": "by-date"}})
+    assert load_protocol("dreambooth").split.order == "random"
+    config = resolve_identity("naive", "toy-quick").to_config()
+    real = json.loads(json.dumps(config))
+    real["protocol"]["source"] = {"kind": "dreambooth", "path": None}
+    for c in (config, real):
+        c["protocol"].pop("split")
+    assert RunIdentity.from_config(config).protocol.split.order == "random"  # the toy source takes none
+    assert RunIdentity.from_config(real).protocol.split.order == "file-name"  # how real data was split then
 
 
 @needs_upstream
@@ -165,7 +210,7 @@ def test_two_sessions_on_a_miniature_cc101(tiny_weights, tiny_dino, tmp_path):
         spec, tmp_path / "run", load_toy_backbone(weights=tiny_weights), load_toy_evaluator(weights=tiny_weights)
     )
     assert [c.prompts for c in runner.concepts] == [["Photo of a {}.", "{} in the snow."]] * 2
-    # the first 3 of a concept's 4 images train, the 4th is held out; centre-cropped and resized to the backbone
+    # 3 of a concept's 4 images train, the 4th is held out; centre-cropped and resized to the backbone
     assert runner.concepts[0].images.shape == (3, 3, 32, 32)
     assert runner.concepts[0].references.shape == (1, 3, 32, 32)
     summary = runner.run()
@@ -338,6 +383,7 @@ def test_cc101_compat_runs_on_a_miniature_cc101(tiny_weights, tiny_dino, tmp_pat
         },
     )
     assert protocol.evaluation.quantize and protocol.evaluation.guidance == 6.0
+    assert protocol.evaluation.eta == 1.0 and load_protocol("cc101-compat").evaluation.steps == 200  # as sample.py
     spec = identity_of(protocol, "naive", {"steps": 2, "batch_size": 2}, 0, str(root))
     backbone = load_toy_backbone(weights=tiny_weights)
     summary = Runner(spec, tmp_path / "run", backbone, load_toy_evaluator(weights=tiny_weights)).run()

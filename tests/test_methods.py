@@ -112,6 +112,22 @@ def test_dreambooth_on_stable_diffusion_is_the_diffusers_reference():
     assert create_method("dreambooth").config.prior_weight == 0.5  # the toy default (toy-tune sweep)
 
 
+def test_custom_diffusion_initialises_its_tokens_from_the_reference_rare_words_on_stable_diffusion(tiny_weights):
+    """The Stable Diffusion preset starts each modifier token from diffusers' rare words in turn (--initializer_token
+    ktn+pll+ucd); the toy preset from the class noun, which the toy text encoder was trained on."""
+    from lfsbench.kv_method import RARE_TOKENS
+
+    assert create_method("custom-diffusion", preset="stable-diffusion").config.token_init == "rare"
+    assert create_method("custom-diffusion").config.token_init == "class"
+    method = prepared(create_method("custom-diffusion", {"token_init": "rare"}), tiny_weights)
+    embeddings = method.backbone.text_encoder.get_input_embeddings().weight
+    cs = concepts()
+    for t, word in enumerate(RARE_TOKENS[:2]):
+        (token_id,) = method.add_tokens(session_view(t, [cs[t]], "a {}", cs[:t]))
+        word_ids = method.backbone.tokenizer.encode(word, add_special_tokens=False)  # the toy tokenizer splits "ktn"
+        assert torch.allclose(embeddings[token_id], embeddings[word_ids].mean(0))
+
+
 def test_lfs_without_dfkd_and_icgen_is_naive(tiny_weights):
     """The first ablation pair: identical weights and identical images for the same seed."""
     lfs = learned("lfs", tiny_weights, {"dfkd": False, "icgen": False})

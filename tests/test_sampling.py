@@ -65,6 +65,37 @@ def test_unknown_sampler_or_precision_is_a_clear_error(tiny_weights):
         load_protocol("toy", {"evaluation": {"sampler": "euler"}})
 
 
+def test_eta_draws_fresh_noise_per_image_inside_the_block_only(tiny_weights):
+    """DDIM's eta 1 (CustomConcept101's sampling) changes the images, keeps each image a function of its own prompt and
+    seed (its per-step noise comes from its own generator, whatever else is in the batch), is reproducible, reaches
+    image-to-image too, and is undone after the block."""
+    backbone = load_toy_backbone(weights=tiny_weights)
+    before = backbone.generate(PROMPTS, SEEDS, steps=4)
+    with backbone.sampling("ddim", eta=1.0):
+        assert backbone.eta == 1.0
+        ancestral = backbone.generate(PROMPTS, SEEDS, steps=4)
+        again = backbone.generate(PROMPTS, SEEDS, steps=4, batch_size=1)  # one image per call: the same images
+        second_alone = backbone.generate(PROMPTS[1:], SEEDS[1:], steps=4)
+        latents = backbone.encode_images(before, sample=False)
+        from_latents = backbone.generate_from_latents(PROMPTS, SEEDS, latents, strength=0.5, steps=4)
+    deterministic = backbone.generate_from_latents(PROMPTS, SEEDS, latents, strength=0.5, steps=4)
+    assert not torch.equal(ancestral, before) and torch.isfinite(ancestral).all()
+    assert torch.allclose(again, ancestral, atol=1e-5) and torch.allclose(second_alone[0], ancestral[1], atol=1e-5)
+    assert not torch.equal(from_latents, deterministic)
+    assert backbone.eta == 0.0 and torch.equal(backbone.generate(PROMPTS, SEEDS, steps=4), before)
+
+
+def test_eta_belongs_to_ddim_only(tiny_weights):
+    backbone = load_toy_backbone(weights=tiny_weights)
+    with pytest.raises(LfsbenchError, match="DDIM"):
+        with backbone.sampling("dpmsolver++", eta=1.0):
+            pass
+    with pytest.raises(LfsbenchError, match="evaluation.eta"):
+        load_protocol("toy", {"evaluation": {"sampler": "dpmsolver++", "eta": 1.0}})
+    with pytest.raises(LfsbenchError, match="evaluation.eta"):
+        load_protocol("toy", {"evaluation": {"eta": 2.0}})
+
+
 def test_runner_evaluates_with_the_protocols_sampler_and_trains_with_ddim(tiny_weights, tmp_path, monkeypatch):
     """Evaluation (the base model's images and every session's) uses evaluation.sampler; training and what a method
     samples while it learns keep DDIM; after the run the backbone is as it was."""

@@ -27,7 +27,7 @@ def _seed_count(seeds: str) -> str:
 
 
 EVALUATION_FIELDS = (  # every field of the protocol's evaluation: section but its prompts and checkpoints
-    "sampler", "steps", "guidance", "precision", "images_per_prompt", "between_images_per_prompt", "max_prompts",
+    "sampler", "steps", "eta", "guidance", "precision", "images_per_prompt", "between_images_per_prompt", "max_prompts",
     "seed", "bootstrap", "quantize",
 )  # fmt: skip
 

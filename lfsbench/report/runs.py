@@ -55,10 +55,12 @@ class Run:
 
     @property
     def sampling(self) -> str:
-        """How the run's evaluation images were sampled: `ddim, 25 steps` (and `, bfloat16` under autocast)."""
+        """How the run's evaluation images were sampled: `ddim, 25 steps` (`, eta 1.0` with DDIM's eta, and `, bfloat16`
+        under autocast)."""
         plan = self.identity.protocol.evaluation
+        eta = f", eta {plan.eta}" if plan.eta else ""
         precision = "" if plan.precision == "model" else f", {plan.precision}"
-        return f"{plan.sampler}, {plan.steps} steps{precision}"
+        return f"{plan.sampler}, {plan.steps} steps{eta}{precision}"
 
     @property
     def sessions(self) -> tuple[int, int]:
@@ -107,12 +109,12 @@ def find_runs(paths: list[Path]) -> list[Run]:
     return found
 
 
-SAMPLING_FIELDS = ("sampler", "steps", "precision")  # of the evaluation plan: how images are drawn, not which
+SAMPLING_FIELDS = ("sampler", "steps", "eta", "precision")  # of the evaluation plan: how images are drawn, not which
 
 
 def _comparable(protocol: dict) -> dict:
     """A protocol without its concept order, its evaluation sampling and its wording: runs of one protocol in
-    different orders (order_seed), or sampled with different samplers, steps or precision, compare image by image
+    different orders (order_seed), or sampled with different samplers, steps, eta or precision, compare image by image
     (same prompts and seeds, same training)."""
     rest = {k: v for k, v in protocol.items() if k not in ("order_seed", "sessions", "evaluation", "description")}
     plan = {k: v for k, v in protocol["evaluation"].items() if k not in SAMPLING_FIELDS}
