@@ -101,3 +101,25 @@ def test_a_new_adapter_leaves_the_model_unchanged_until_it_trains(tiny_weights):
 
     method._start_new_adapter(session_view(1, [concepts()[1]], "a {}", concepts()[:1]))
     assert torch.allclose(method.generate(PROMPTS, SEEDS, 3, 5.0), before, atol=1e-6)
+
+
+def test_the_overlap_script_reads_orthogonal_and_shared_subspaces():
+    """scripts/olora_overlap.py (docs/methods.md's evidence that the penalty acts): zero for orthogonal
+    down-projections, the rows' full norm products for a repeated one, and random directions near their chance
+    level."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "olora_overlap.py"
+    spec = importlib.util.spec_from_file_location("olora_overlap", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    eye = torch.eye(8, dtype=torch.float64)
+    orthogonal = [{"layer": eye[:4]}, {"layer": eye[4:]}]
+    assert script.overlaps(orthogonal, 1)["charged"] == 0 and script.overlaps(orthogonal, 1)["cosine"] == 0
+    repeated = script.overlaps([{"layer": eye[:4]}, {"layer": eye[:4]}], 1)
+    assert repeated["charged"] == 4 and repeated["cosine"] == 0.25  # each row meets itself once among 4
+    g = torch.Generator().manual_seed(0)
+    random = [{"layer": torch.randn(64, 512, generator=g, dtype=torch.float64)} for _ in range(2)]
+    reading = script.overlaps(random, 1)
+    assert abs(reading["cosine"] - reading["chance"]) < 0.1 * reading["chance"]
