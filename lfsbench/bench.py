@@ -7,7 +7,7 @@ Three stages, each timed in this process on the same backbone and images:
   AdamW, the same batch size): the VAE encodes the batch's images and the text encoder its prompts inside every step.
 - `generate`: evaluation images per second as the runner makes them (a concept's prompts and seeds in
   `Backbone.generation_batch`-sized calls) against one pipeline call per prompt (`num_images_per_prompt`, as the
-  example scripts' validation does), both with the protocol's sampler, steps and precision.
+  example scripts' validation does), both with the protocol's sampler, steps, eta and precision.
 - `evaluate`: evaluator images per second as the scorer embeds them (large batches) against one image at a time
   (CustomConcept101's `evaluate.py` opens and embeds each image on its own).
 

@@ -3,7 +3,7 @@ protocol's evaluation settings and seeds, never on the method, so that every run
 training seed) reuses it instead of computing it again.
 
 An entry is a safetensors file named by the SHA-256 of everything its content depends on (`key`: the weights'
-fingerprints, the prompts and seeds, the sampler, steps, guidance and precision, the device and dtype, torch's
+fingerprints, the prompts and seeds, the sampler, steps, eta, guidance and precision, the device and dtype, torch's
 version, and the source of the code that computes it, `code_fingerprint`). It is written through a temporary file
 and a rename, so two workers filling one cache at once each write a whole entry and the last rename wins (both are
 the same content); and it is verified on read against the digest of its tensors stored in its header, so a damaged

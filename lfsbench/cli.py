@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import functools
 import json
+import math
 import time
 from pathlib import Path
 
@@ -622,14 +623,17 @@ def _split_note(proto, concepts) -> str:
     from lfsbench.datasets import MIN_REFERENCES, folds
 
     note = f"split: {proto.split.order} order, fold {proto.split.fold}"
+    if proto.references < MIN_REFERENCES:
+        return note + f"; references: {proto.references} holds out fewer than {MIN_REFERENCES} images of every concept"
     few = [c for c in concepts if len(c.references) < MIN_REFERENCES]
     if not few:
         return note + f"; every concept keeps at least {MIN_REFERENCES} held-out references"
     named = ", ".join(f"{escape(c.name)} {len(c.references)}" for c in few[:6]) + (", ..." if len(few) > 6 else "")
-    most = max(folds(len(c.images) + len(c.references), proto.shots) for c in few)
+    # below the `references` cap every image after the shots is held out, so a concept has shots + references images
+    cycle = math.lcm(*(folds(len(c.images) + len(c.references), proto.shots) for c in few))
     return (
         f"{note}; {len(few)} of {len(concepts)} concepts keep fewer than {MIN_REFERENCES} held-out references in this "
-        f"fold ({named}): read their IA over folds 0..{most - 1} (-o split.fold=F), over which each of their images "
+        f"fold ({named}): read their IA over folds 0..{cycle - 1} (-o split.fold=F), over which each of their images "
         "is held out equally often"
     )
 

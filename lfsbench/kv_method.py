@@ -58,7 +58,8 @@ class TokenConfig(MethodConfig):
 
 
 # The rare words diffusers' Custom Diffusion example initialises its modifier tokens from (--initializer_token
-# ktn+pll+ucd, one per token): with token_init=rare a run's k-th token starts from RARE_TOKENS[k % 3].
+# ktn+pll+ucd, one per token, each read as a vocabulary entry): with token_init=rare a run's k-th token starts from
+# the entry RARE_TOKENS[k % 3].
 RARE_TOKENS = ("ktn", "pll", "ucd")
 
 
@@ -97,10 +98,11 @@ class TokenMethod(Method, ReportsSteps):
     def add_tokens(self, session: SessionView) -> list[int]:
         ids = []
         for concept in session.concepts:
+            rare = self.config.token_init == "rare"
             init = {"class": concept.class_noun, "rare": RARE_TOKENS[len(self.tokens) % len(RARE_TOKENS)]}.get(
                 self.config.token_init, self.config.token_init
             )
-            self.tokens[concept.token] = add_modifier_token(self.backbone, concept.token, init)
+            self.tokens[concept.token] = add_modifier_token(self.backbone, concept.token, init, vocabulary_entry=rare)
             ids.append(self.tokens[concept.token])
         return ids
 

@@ -422,7 +422,15 @@ class RunFolder:
 
     def cost(self) -> pd.DataFrame:
         f = self.path / "cost.csv"
-        return self._read_csv(f) if f.is_file() else pd.DataFrame()
+        cost = self._read_csv(f) if f.is_file() else pd.DataFrame()
+        if len(cost.columns) and "session" not in cost.columns:
+            mend = (
+                self._repair()
+                if self.is_exported()
+                else "Delete it: the run's figures do not depend on it, and later sessions add their rows again."
+            )
+            raise LfsbenchError(f"{f} has no session column: it was edited or damaged. {mend}")
+        return cost
 
     def write_cost_row(self, row: dict):
         cost = self.cost()

@@ -23,9 +23,11 @@ from lfsbench.errors import LfsbenchError
 # ---------------------------------------------------------------- modifier tokens
 
 
-def add_modifier_token(backbone: Backbone, token: str, initializer: str) -> int:
+def add_modifier_token(backbone: Backbone, token: str, initializer: str, vocabulary_entry: bool = False) -> int:
     """Add `token` to every tokenizer (as Custom Diffusion does; SDXL has two) and initialise its embedding in each
-    text encoder from `initializer`'s.
+    text encoder from `initializer`'s: the mean of the tokens the text encodes to or, with `vocabulary_entry`, the
+    vocabulary's own entry of that spelling (what diffusers' train_custom_diffusion.py reads for its rare words,
+    `tokenizer.encode([word])`: `ktn` is one entry there, two tokens as text).
 
     Returns the token id (the same in every tokenizer). Adding a token that already exists returns its id unchanged.
     """
@@ -34,7 +36,15 @@ def add_modifier_token(backbone: Backbone, token: str, initializer: str) -> int:
         if token in tokenizer.get_vocab():
             ids.append(tokenizer.convert_tokens_to_ids(token))
             continue
-        init_ids = tokenizer.encode(initializer, add_special_tokens=False)
+        if vocabulary_entry:
+            if initializer not in tokenizer.get_vocab():
+                raise LfsbenchError(
+                    f"The modifier token {token} would be initialised from the vocabulary entry {initializer!r}, which "
+                    "this backbone's tokenizer does not have. Set token_init to `class` or to a word."
+                )
+            init_ids = [tokenizer.convert_tokens_to_ids(initializer)]
+        else:
+            init_ids = tokenizer.encode(initializer, add_special_tokens=False)
         if not init_ids:
             raise LfsbenchError(
                 f"The modifier token {token} would be initialised from {initializer!r}, which the tokenizer turns into "

@@ -27,7 +27,7 @@ GROUPS = (("top 1% of F_0", 0.99, 1.0), ("top 10% of F_0", 0.90, 1.0), ("other 9
 
 def last_state(run: Path) -> tuple[int, dict[str, torch.Tensor]]:
     """The run's last saved session and its method state."""
-    states = sorted((run / "state").glob("session_*.safetensors"))
+    states = sorted((run / "state").glob("session_*.safetensors"), key=lambda f: int(f.stem.removeprefix("session_")))
     if not states:
         sys.exit(f"{run} has no state/session_XX.safetensors: give a run folder of ewc, not an export.")
     return int(states[-1].stem.removeprefix("session_")), load_file(states[-1])
@@ -38,6 +38,8 @@ def comparable(penalised: Path, free: Path) -> None:
     and the second with ewc_weight 0."""
     configs = [json.loads((run / "config.json").read_text()) for run in (penalised, free)]
     methods = [c["method"] for c in configs]
+    if not all(isinstance(m, dict) for m in methods):
+        sys.exit("a run was made before lfsbench recorded identities (config.json's method is a name): rerun it.")
     if any(m["name"] != "ewc" for m in methods):
         sys.exit("both runs must be of ewc (config.json's method).")
     weights = [m["settings"]["ewc_weight"] for m in methods]

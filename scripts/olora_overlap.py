@@ -13,7 +13,7 @@ the first, the script prints, for each run:
   width give (sqrt(2 / (pi d)), averaged over the layers): a scale-free reading of how orthogonal the subspaces are.
 
 A penalty that acts leaves the penalised run's overlap below the free run's. Prints a Markdown table (docs/methods.md
-carries it).
+carries part of it).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from safetensors.torch import load_file
 
 def last_state(run: Path) -> tuple[int, dict[str, torch.Tensor]]:
     """The run's last saved session and its method state."""
-    states = sorted((run / "state").glob("session_*.safetensors"))
+    states = sorted((run / "state").glob("session_*.safetensors"), key=lambda f: int(f.stem.removeprefix("session_")))
     if not states:
         sys.exit(f"{run} has no state/session_XX.safetensors: give a run folder of o-lora, not an export.")
     return int(states[-1].stem.removeprefix("session_")), load_file(states[-1])
@@ -40,6 +40,8 @@ def comparable(penalised: Path, free: Path) -> None:
     and the second at orth_weight 0."""
     configs = [json.loads((run / "config.json").read_text()) for run in (penalised, free)]
     methods = [c["method"] for c in configs]
+    if not all(isinstance(m, dict) for m in methods):
+        sys.exit("a run was made before lfsbench recorded identities (config.json's method is a name): rerun it.")
     if any(m["name"] != "o-lora" for m in methods):
         sys.exit("both runs must be of o-lora (config.json's method).")
     weights = [m["settings"]["orth_weight"] for m in methods]

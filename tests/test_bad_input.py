@@ -46,7 +46,7 @@ def test_folder_concepts_yaml_is_applied(concept_folder):
     assert [c.class_noun for c in concepts] == ["cat", "mug"]
     job = concept_job(protocol, concepts[1])  # the evaluation plan asks for the concept's own prompts
     assert set(job.prompts) == {"a <new2> mug on a table"} and set(job.text_prompts) == {"a mug on a table"}
-    assert concepts[0].images.shape == (3, 3, 32, 32)  # the first 3 files train
+    assert concepts[0].images.shape == (3, 3, 32, 32)  # 3 of the 5 files train
     assert concepts[0].references.shape == (2, 3, 32, 32)  # the other 2 are held out
 
 

@@ -105,6 +105,11 @@ def test_garbage_cost_or_matrix_files_are_named(tmp_path):
     (run / "cost.csv").write_bytes(b'session,train_s\n"0,1\n')
     with pytest.raises(LfsbenchError, match="cost.csv is not a readable table"):
         RunFolder(run).cost()
+    (run / "cost.csv").write_text("{{{\n")  # parses as a table, but not as a cost table
+    with pytest.raises(LfsbenchError, match="cost.csv has no session column"):
+        RunFolder(run).cost()
+    code, output = invoke("report", str(run), "-O", str(tmp_path / "report"))
+    assert code == 2 and "cost.csv has no session column" in output and "Traceback" not in output
     (run / "ia_matrix.csv").write_text("nothing,here\n1,2\n")
     with pytest.raises(LfsbenchError, match="ia_matrix.csv has no session column"):
         RunFolder(run).matrix("IA")

@@ -52,10 +52,11 @@ def test_dreambooth_layout_reads():
     code, output = invoke("validate", "dreambooth", "--data", UPSTREAM / "dreambooth")
     assert code == 0, output
     assert "30 concepts, 15 classes" in output and "158 images" in output and "2 distinct prompt lists" in output
-    # every subject has 4-6 images: at most 3 references in a fold, so validate says to read them over folds
+    # every subject has 4-6 images: at most 3 references in a fold, so validate says to read them over folds; the
+    # 5-image subjects cycle through 5 folds, the 6-image ones through 2: all together through 10
     text = " ".join(output.split())
     assert "split: random order, fold 0; 10 of 10 concepts keep fewer than 4 held-out references" in text
-    assert "read their IA over folds 0..4 (-o split.fold=F)" in text
+    assert "read their IA over folds 0..9 (-o split.fold=F)" in text
 
 
 def _split(order: str, fold: int, files: list, name: str = "dog", shots: int = 3):
@@ -234,6 +235,42 @@ def test_two_sessions_on_a_miniature_cc101(tiny_weights, tiny_dino, tmp_path):
     for metric in ("multi_TA", "multi_IA", "multi_IA_dino"):
         assert metric in summary
     assert (tmp_path / "run" / "images" / "session_01" / "multi_pet_cat1+pet_dog1.png").is_file()
+
+
+def test_folds_of_a_real_data_protocol_are_reported_together_as_settings(tiny_weights, tmp_path):
+    """Runs at two folds (other shots and references of the same images) are one protocol to the report, each fold
+    its own labelled setting; the folds hold out different images."""
+    from lfsbench.identity import identity_of
+    from lfsbench.protocol import load_protocol
+    from lfsbench.report import make_report
+    from lfsbench.runner import Runner
+    from lfsbench.toy import load_toy_backbone, load_toy_evaluator
+
+    root = mini_cc101(tmp_path / "cc101")
+    folders, held_out = [], []
+    for fold in (0, 1):
+        protocol = load_protocol(
+            "cc101",
+            {
+                "sessions": [["pet_cat1"]],
+                "backbone": "toy",
+                "evaluator": "toy",
+                "dino": "none",
+                "multi_concept": "none",
+                "split": {"fold": fold},
+                "evaluation": {"images_per_prompt": 1, "max_prompts": 1, "steps": 2, "bootstrap": 100},
+            },
+        )
+        spec = identity_of(protocol, "naive", {"steps": 2, "batch_size": 2}, 0, str(root))
+        folder = tmp_path / f"fold{fold}"
+        runner = Runner(spec, folder, load_toy_backbone(weights=tiny_weights), load_toy_evaluator(weights=tiny_weights))
+        held_out.append(runner.concepts[0].references)
+        runner.run()
+        folders.append(folder)
+    assert not torch.equal(held_out[0], held_out[1])
+    make_report(folders, tmp_path / "report")
+    summary = (tmp_path / "report" / "summary.md").read_text()
+    assert "split.fold=0" in summary and "split.fold=1" in summary
 
 
 def test_data_location_precedence(tmp_path, monkeypatch):

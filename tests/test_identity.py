@@ -49,7 +49,8 @@ def good_folder(root: Path, shade: int) -> Path:
 
 def gate(runs: list[Path], value: str):
     protocol = find_runs(runs)[0].identity.protocol.name
-    thresholds = Thresholds.model_validate({"protocol": protocol, "checks": [{"name": "c", "value": value, "min": -9}]})
+    check = {"name": "c", "value": value, "min": -0.99}  # passes on any run these tests make
+    thresholds = Thresholds.model_validate({"protocol": protocol, "checks": [check]})
     return run_checks(runs, thresholds)
 
 

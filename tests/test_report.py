@@ -294,12 +294,12 @@ def test_gate_passes_fails_and_names_the_metric(runs):
         [runs],
         thresholds(
             [
-                {"name": "sane TA", "value": NAIVE + ".TA", "min": -1, "max": 1},
+                {"name": "sane TA", "value": NAIVE + ".TA", "min": -0.5, "max": 0.9},
                 {"name": "relation", "value": NAIVE + ".TA.ci_low", "less_than": NAIVE + ".TA.ci_high"},
             ]
         ),
     )
-    assert all(r["passed"] for r in ok)
+    assert all(r["passed"] for r in ok), ok
     bad = run_checks([runs], thresholds([{"name": "impossible", "value": NAIVE + ".IAD", "min": naive_iad + 10}]))
     assert not bad[0]["passed"] and bad[0]["value"] == NAIVE + ".IAD"
     with pytest.raises(LfsbenchError, match="no metric 'IAX'"):
@@ -336,6 +336,8 @@ def test_gate_cli_exit_code_and_bad_file(runs, tmp_path):
         ("protocol: toy\nchecks:\n  - {name: a, value: naive.TA, min: '0.5'}\n", "must be a number"),
         ("protocol: toy\nchecks:\n  - {name: a, value: naive.TA, less_than: naive.TA}\n", "with itself"),
         ("protocol: toy\nchecks:\n  - {name: a, value: naive.copy_rate, max: 1}\n", "always lies in"),
+        ("protocol: toy\nchecks:\n  - {name: a, value: naive.IA, min: -5}\n", "always lies in"),  # a cosine
+        ("protocol: toy\nchecks:\n  - {name: a, value: naive.IAD, max: 2}\n", "always lies in"),  # a difference
         ("protocol: toy\nchecks:\n  - {name: a, value: naive.TA, min: -.inf}\n", "infinite bound"),
         ("protocol: toy\nchecks:\n  - {name: a, value: naive.TA, min: 0.5, max: 0.1}\n", "can never pass"),
         (

@@ -197,7 +197,7 @@ def test_the_runner_builds_the_in_context_control_from_the_base_model(tiny_weigh
     assert all(latent is not None for latent in declared.latents) and declared.strength == 0.5
     assert all("<" not in prompt for prompt in job.text_prompts)  # the base model is not asked for the token
     base, how = load_toy_backbone(weights=tiny_weights), runner.plan
-    with base.sampling(how.sampler, how.precision):
+    with base.sampling(how.sampler, how.precision, how.eta):
         expected = base.generate_in_context(job.text_prompts, job.seeds, declared.latents, 0.5, how.steps, how.guidance)
     save_grid(expected[:IMAGES_KEPT], tmp_path / "expected.png")
     assert np.array_equal(np.asarray(Image.open(tmp_path / "expected.png")), pixels["lfs"]["control"])

@@ -61,6 +61,15 @@ Score = str | Callable[[pd.DataFrame], object]  # a column of the records, or a 
 AtLearning = Callable[[str], dict[str, np.ndarray]]  # metric -> {concept: its per-image values when it was learned}
 
 
+# What a figure can measure at all (Metric.bounds): intervals are clipped to it, and a gate check whose bounds cover it
+# can never fail and is refused (lfsbench/gate.py)
+COSINE = (-1.0, 1.0)  # a mean of cosines
+COSINE_DIFFERENCE = (-2.0, 2.0)  # a difference of two such means
+COSINE_DISTANCE = (0.0, 2.0)  # 1 - a cosine
+SHARE = (0.0, 1.0)
+CLIP_SCORE = (0.0, 2.5)  # 2.5 * max(cosine, 0)
+
+
 @dataclass(frozen=True)
 class Metric:
     name: str  # as it appears in CSVs, summary.json and thresholds files
@@ -179,6 +188,7 @@ METRICS: dict[str, Metric] = {
         # ---- learned concepts (per concept, after every session)
         Metric(
             name="TA",
+            bounds=COSINE,
             short="TA",
             axis="TA (cosine, image vs prompt)",
             title="Text alignment of learned concepts",
@@ -190,6 +200,7 @@ METRICS: dict[str, Metric] = {
         ),
         Metric(
             name="CLIPScore",
+            bounds=CLIP_SCORE,
             short="CLIPScore",
             axis="CLIPScore (2.5 x max(cos, 0))",
             title="CLIPScore of learned concepts",
@@ -201,6 +212,7 @@ METRICS: dict[str, Metric] = {
         ),
         Metric(
             name="IA",
+            bounds=COSINE,
             short="IA",
             axis="IA (cosine, image vs held-out views)",
             title="Image alignment of learned concepts (held-out references)",
@@ -213,6 +225,7 @@ METRICS: dict[str, Metric] = {
         ),
         Metric(
             name="IA_shots",
+            bounds=COSINE,
             short="IA_shots",
             axis="IA against the training shots",
             title="Image alignment against the training shots",
@@ -225,6 +238,7 @@ METRICS: dict[str, Metric] = {
         ),
         Metric(
             name="memorization_gap",
+            bounds=COSINE_DIFFERENCE,
             short="memorization gap",
             axis="IA_shots - IA (held-out)",
             title="Memorization gap",
@@ -329,6 +343,7 @@ METRICS: dict[str, Metric] = {
         ),
         Metric(
             name="copy_null",
+            bounds=SHARE,
             short="copy null",
             axis="copy rate of fresh renders",
             title="Copy rate's null (fresh renders of the same prompts)",
@@ -387,6 +402,7 @@ METRICS: dict[str, Metric] = {
         ),
         Metric(
             name="novel_IA",
+            bounds=COSINE,
             short="novel IA",
             axis="IA of images that comply and do not copy",
             title="Novel-view image alignment (toy oracle)",
@@ -400,6 +416,7 @@ METRICS: dict[str, Metric] = {
         ),
         Metric(
             name="IAD",
+            bounds=COSINE_DIFFERENCE,
             short="IAD",
             axis="IAD (drop of IA since learned)",
             title="Forgetting (IAD) of earlier concepts",
@@ -411,6 +428,7 @@ METRICS: dict[str, Metric] = {
         ),
         Metric(
             name="IAD_shots",
+            bounds=COSINE_DIFFERENCE,
             short="IAD_shots",
             axis="IAD against the training shots",
             title="Forgetting measured against the shots",
@@ -422,6 +440,7 @@ METRICS: dict[str, Metric] = {
         ),
         Metric(
             name="IA_dino",
+            bounds=COSINE,
             short="IA_dino",
             axis="IA_dino (DINO cosine, held-out views)",
             title="DINO image alignment (held-out references)",
@@ -435,6 +454,7 @@ METRICS: dict[str, Metric] = {
         ),
         Metric(
             name="IA_dino_shots",
+            bounds=COSINE,
             short="IA_dino_shots",
             axis="IA_dino against the training shots",
             title="DINO image alignment against the training shots",
@@ -447,6 +467,7 @@ METRICS: dict[str, Metric] = {
         ),
         Metric(
             name="IAD_dino",
+            bounds=COSINE_DIFFERENCE,
             short="IAD_dino",
             axis="IAD from IA_dino",
             title="Forgetting measured with DINO",
@@ -459,6 +480,7 @@ METRICS: dict[str, Metric] = {
         ),
         Metric(
             name="multi_TA",
+            bounds=COSINE,
             short="multi TA",
             axis="TA of two-concept images",
             title="Text alignment of two-concept prompts",
@@ -472,6 +494,7 @@ METRICS: dict[str, Metric] = {
         ),
         Metric(
             name="multi_IA",
+            bounds=COSINE,
             short="multi IA",
             axis="IA of two-concept images",
             title="Image alignment of two-concept images",
@@ -485,6 +508,7 @@ METRICS: dict[str, Metric] = {
         ),
         Metric(
             name="multi_IA_dino",
+            bounds=COSINE,
             short="multi IA_dino",
             axis="IA_dino of two-concept images",
             title="DINO image alignment of two-concept images",
@@ -497,6 +521,7 @@ METRICS: dict[str, Metric] = {
         ),
         Metric(
             name="forgetting_max",
+            bounds=COSINE_DIFFERENCE,
             short="forgetting (max)",
             axis="max-based forgetting",
             title="Forgetting (max-based)",
@@ -509,6 +534,7 @@ METRICS: dict[str, Metric] = {
         ),
         Metric(
             name="IA_right_after_learning",
+            bounds=COSINE,
             short="IA right after",
             axis="IA right after learning",
             title="IA right after learning",
@@ -520,6 +546,7 @@ METRICS: dict[str, Metric] = {
         ),
         Metric(
             name="IA_base_class_prompt",
+            bounds=COSINE,
             short="IA base class prompt",
             axis="IA of the base model's class prompt",
             title="Base model's class prompt vs the concept",
@@ -534,6 +561,7 @@ METRICS: dict[str, Metric] = {
         ),
         Metric(
             name="IA_class_prompt",
+            bounds=COSINE,
             short="IA class prompt",
             axis="IA of the current class prompt",
             title="Class prompt vs the concept",
@@ -546,6 +574,7 @@ METRICS: dict[str, Metric] = {
         ),
         Metric(
             name="IA_class_prompt_right_after_learning",
+            bounds=COSINE,
             short="IA class prompt right after",
             axis="IA of the class prompt right after",
             title="Class prompt right after learning",
@@ -585,6 +614,7 @@ METRICS: dict[str, Metric] = {
         # ---- classes of the learned concepts (relevant concepts forgetting)
         Metric(
             name="class_TA",
+            bounds=COSINE,
             short="class_TA",
             axis="class TA (cosine)",
             title="Class prompts: text alignment",
@@ -596,6 +626,7 @@ METRICS: dict[str, Metric] = {
         ),
         Metric(
             name="class_TA_base",
+            bounds=COSINE,
             short="class_TA base",
             axis="class TA of the base model",
             title="Class prompts: text alignment of the base model",
@@ -607,6 +638,7 @@ METRICS: dict[str, Metric] = {
         ),
         Metric(
             name="class_TA_drop",
+            bounds=COSINE_DIFFERENCE,
             short="class_TA drop",
             axis="class TA drop (base - now)",
             title="Class prompts: TA lost since the base model",
@@ -634,6 +666,7 @@ METRICS: dict[str, Metric] = {
         ),
         Metric(
             name="class_accuracy_base",
+            bounds=SHARE,
             short="class acc. base",
             axis="class accuracy of the base model",
             title="Class prompts: zero-shot class accuracy of the base model",
@@ -646,6 +679,7 @@ METRICS: dict[str, Metric] = {
         ),
         Metric(
             name="drift",
+            bounds=COSINE_DISTANCE,
             short="drift",
             axis="class drift (1 - cosine to base)",
             title="Class prompts: how far same-seed samples moved from the base model's",
@@ -674,6 +708,7 @@ METRICS: dict[str, Metric] = {
         ),
         Metric(
             name="untouched_class_accuracy_base",
+            bounds=SHARE,
             short="untouched acc. base",
             axis="untouched class accuracy of the base model",
             title="Untouched classes: zero-shot class accuracy of the base model",
@@ -686,6 +721,7 @@ METRICS: dict[str, Metric] = {
         ),
         Metric(
             name="untouched_TA_drop",
+            bounds=COSINE_DIFFERENCE,
             short="untouched TA drop",
             axis="untouched-class TA drop (base - now)",
             title="Untouched classes: TA lost since the base model",
@@ -700,6 +736,7 @@ METRICS: dict[str, Metric] = {
         ),
         Metric(
             name="untouched_drift",
+            bounds=COSINE_DISTANCE,
             short="untouched drift",
             axis="untouched-class drift (1 - cosine to base)",
             title="Untouched classes: how far same-seed samples moved from the base model's",
@@ -712,6 +749,7 @@ METRICS: dict[str, Metric] = {
         ),
         Metric(
             name="drift_seed_scale",
+            bounds=COSINE_DISTANCE,
             short="drift scale",
             axis="drift between two seeds",
             title="Drift scale",
@@ -724,6 +762,7 @@ METRICS: dict[str, Metric] = {
         # ---- in-context control (methods that generate from stored context)
         Metric(
             name="IA_control",
+            bounds=COSINE,
             short="IA_control",
             axis="IA of the in-context control",
             title="Base model from the same contexts",
@@ -736,6 +775,7 @@ METRICS: dict[str, Metric] = {
         ),
         Metric(
             name="TA_control",
+            bounds=COSINE,
             short="TA_control",
             axis="TA of the in-context control",
             title="Base model from the same contexts: TA",
@@ -748,6 +788,7 @@ METRICS: dict[str, Metric] = {
         ),
         Metric(
             name="copy_rate_control",
+            bounds=SHARE,
             short="copy rate control",
             axis="copy rate of the in-context control",
             title="Base model from the same contexts: copy rate",
@@ -802,6 +843,7 @@ METRICS: dict[str, Metric] = {
         ),
         Metric(
             name="IA_gain_over_control",
+            bounds=COSINE_DIFFERENCE,
             short="IA_gain_over_control",
             axis="IA gain over the in-context control",
             title="IA gain over the in-context control",

@@ -47,8 +47,9 @@ def combine_seeds(values, lows, highs, bounds: tuple[float, float] | None = None
         value, low, high = float(values.mean()), float(np.min(lows)), float(np.max(highs))
     else:
         value, low, high = F.t_interval(values)
-    if bounds is not None:
+    if bounds is not None:  # clipped, but never past the value itself (a cosine a float's width above 1 stays in)
         low, high = (float(np.clip(x, *bounds)) if np.isfinite(x) else x for x in (low, high))
+        low, high = (min(low, value), max(high, value)) if np.isfinite(value) else (low, high)
     return value, low, high
 
 

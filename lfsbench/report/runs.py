@@ -113,12 +113,15 @@ SAMPLING_FIELDS = ("sampler", "steps", "eta", "precision")  # of the evaluation 
 
 
 def _comparable(protocol: dict) -> dict:
-    """A protocol without its concept order, its evaluation sampling and its wording: runs of one protocol in
-    different orders (order_seed), or sampled with different samplers, steps, eta or precision, compare image by image
-    (same prompts and seeds, same training)."""
+    """A protocol without its concept order, its real-data fold, its evaluation sampling and its wording: runs of one
+    protocol in different orders (order_seed) or folds (split.fold: other shots and references of the same images),
+    or sampled with different samplers, steps, eta or precision, are reported together and compared image by image
+    (same prompts and seeds); each such setting keeps its own label (`naive [split.fold=1]`)."""
     rest = {k: v for k, v in protocol.items() if k not in ("order_seed", "sessions", "evaluation", "description")}
     plan = {k: v for k, v in protocol["evaluation"].items() if k not in SAMPLING_FIELDS}
     source = {k: v for k, v in protocol["source"].items() if k != "path"}
+    if "split" in rest:
+        rest["split"] = {k: v for k, v in rest["split"].items() if k != "fold"}
     return {**rest, "source": source, "evaluation": plan, "sessions": sorted(protocol["sessions"])}
 
 
