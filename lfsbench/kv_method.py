@@ -97,8 +97,8 @@ class TokenMethod(Method, ReportsSteps):
 
     def add_tokens(self, session: SessionView) -> list[int]:
         ids = []
+        rare = self.config.token_init == "rare"
         for concept in session.concepts:
-            rare = self.config.token_init == "rare"
             init = {"class": concept.class_noun, "rare": RARE_TOKENS[len(self.tokens) % len(RARE_TOKENS)]}.get(
                 self.config.token_init, self.config.token_init
             )

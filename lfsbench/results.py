@@ -421,22 +421,26 @@ class RunFolder:
         )
 
     def cost(self) -> pd.DataFrame:
+        """Each session's cost row (cost.csv); none yet: an empty table that still has the session column."""
         f = self.path / "cost.csv"
-        cost = self._read_csv(f) if f.is_file() else pd.DataFrame()
-        if len(cost.columns) and "session" not in cost.columns:
+        if not f.is_file():
+            return pd.DataFrame({"session": pd.Series(dtype=int)})
+        cost = self._read_csv(f)
+        if "session" not in cost.columns:
             mend = (
                 self._repair()
                 if self.is_exported()
-                else "Delete it: the run's figures do not depend on it, and later sessions add their rows again."
+                else "Move it away: the quality figures do not depend on it, but the cost figures (times, memory, "
+                "stored bytes) of the sessions already run are lost with it; a resumed run writes rows only for the "
+                "sessions it runs."
             )
             raise LfsbenchError(f"{f} has no session column: it was edited or damaged. {mend}")
         return cost
 
     def write_cost_row(self, row: dict):
         cost = self.cost()
-        if len(cost):
-            cost = cost[cost["session"] != row["session"]]
-        atomic_write_csv(self.path / "cost.csv", pd.concat([cost, pd.DataFrame([row])], ignore_index=True))
+        kept = [cost[cost["session"] != row["session"]]] if len(cost) else []
+        atomic_write_csv(self.path / "cost.csv", pd.concat([*kept, pd.DataFrame([row])], ignore_index=True))
 
     def sessions_with_images(self, concepts: list[str], sessions: int) -> list[int]:
         """Sessions after which images of at least one of the concepts were kept."""

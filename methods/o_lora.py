@@ -17,9 +17,9 @@ from lfsbench.method import METHODS
 
 class OLoRAConfig(LoRAConfig):
     # O-LoRA's lambda_1 (0.5 in its paper); 0 is incremental LoRA. The toy sweep (reports/sweeps/toy-tune-lora.yaml)
-    # kept it. 0.05 gives the same figures, yet the penalty acts (a hundredth of orth_weight=0's overlap, and other
-    # figures: scripts/olora_overlap.py, docs/methods.md): once it dominates A's gradient, AdamW's normalised step
-    # does not depend on its scale
+    # kept it. 0.05 gives nearly the same figures, yet the penalty acts (under a hundredth of orth_weight=0's
+    # overlap, and other figures: scripts/olora_overlap.py, docs/methods.md): once it dominates A's gradient, AdamW's
+    # normalised step does not depend on its scale
     orth_weight: float = Field(0.5, ge=0)
 
 

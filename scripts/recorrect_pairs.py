@@ -48,7 +48,7 @@ def rate_too_rare(row, summary: pd.DataFrame, images: int) -> bool:
     """The report's rule for 0/1 rates (copy_rate, class_accuracy), from the two settings' mean rates over `images`
     images each: the rarer outcome over both settings' images together."""
     metric = METRICS[row.metric]
-    if metric.bounds != (0.0, 1.0) or metric.interval == "excess":
+    if metric.interval != "proportion":  # the 0/1 rates (Wilson intervals)
         return False
     ones = sum(float(summary.loc[label, row.metric]) for label in (row.a, row.b)) * images
     rarer = min(ones, 2 * images - ones)

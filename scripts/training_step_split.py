@@ -46,7 +46,7 @@ concept = world.concept_by_name("circle-1", world.concept_catalogue())
 shots = to_float(world.concept_renders(concept, 6, world.SHOT_SEED, 1))
 c = Concept("circle-1", "circle", "<new1>", shots, shots[:2])
 method = create_method("naive", {"steps": STEPS})
-method.setup(load_toy_backbone(), seed=0)
+method.setup(load_toy_backbone(device="cpu"), seed=0)
 t0 = time.perf_counter()
 method.learn(session_view(0, [c], "a {}", []))
 total = time.perf_counter() - t0
@@ -59,7 +59,7 @@ print(f"| {label} | {1000 * rest / STEPS:.2f} ms | {100 * rest / total:.0f}% |")
 
 # operator mix of 30 steps
 method2 = create_method("naive", {"steps": 30})
-method2.setup(load_toy_backbone(), seed=0)
+method2.setup(load_toy_backbone(device="cpu"), seed=0)
 with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
     method2.learn(session_view(0, [c], "a {}", []))
 groups = defaultdict(float)

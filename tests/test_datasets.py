@@ -271,6 +271,8 @@ def test_folds_of_a_real_data_protocol_are_reported_together_as_settings(tiny_we
     make_report(folders, tmp_path / "report")
     summary = (tmp_path / "report" / "summary.md").read_text()
     assert "split.fold=0" in summary and "split.fold=1" in summary
+    pairs = tmp_path / "report" / "pairs.csv"  # no image of one fold is paired with one of another
+    assert not pairs.is_file() or "split.fold" not in pairs.read_text()
 
 
 def test_data_location_precedence(tmp_path, monkeypatch):

@@ -317,6 +317,8 @@ def test_class_prompts_come_from_the_class_concepts_in_turn():
 class _FakeRun:
     """What the paired comparison reads of a run: its seed, its scores and when each concept was learned."""
 
+    fold = 0  # the real-data fold (Run.fold): pairs are made within one
+
     def __init__(self, seed, sessions):
         self.seed = seed
         self._scores = _run(sessions)[1]
@@ -441,6 +443,8 @@ def test_seeds_without_spread_are_not_shown_as_exact():
 class _OrderedRun:
     """A run that learned concept a (class cat) and b (class dog) in `order`: the modifier tokens are numbered in
     that order, as load_concepts numbers them, so the same image has another prompt in the other order."""
+
+    fold = 0  # the real-data fold (Run.fold): pairs are made within one
 
     def __init__(self, order, ia_last, seed=0, setting="m"):
         self.seed, self.order, self.setting = seed, order, setting

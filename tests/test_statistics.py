@@ -140,3 +140,15 @@ def test_rate_intervals_cover_end_to_end(case, seeds, truth):
     covered = (intervals[:, 0] <= truth) & (truth <= intervals[:, 1])
     assert covered.mean() >= (0.90 if case == "absent in half the seeds" else 0.93), covered.mean()
     assert (intervals[:, 1] > intervals[:, 0]).all()
+
+
+def test_an_interval_is_clipped_to_the_figures_range_but_never_past_the_figure():
+    """A t interval over seeds is clipped to what the figure can measure; a mean of cosines a float's width above 1
+    (normalised embeddings, rounding) still gets an interval that holds it, as plots' error bars need."""
+    from lfsbench.evaluation.metrics import COSINE, SHARE
+
+    value, low, high = aggregate.combine_seeds([0.96, 0.99, 1.0], [0.9] * 3, [1.0] * 3, SHARE)
+    assert high == 1.0 and low < value < high  # the t interval would reach 1.03
+    over = 1.0 + 1e-7
+    value, low, high = aggregate.combine_seeds([over] * 3, [over] * 3, [over] * 3, COSINE)
+    assert low <= value <= high and high == over

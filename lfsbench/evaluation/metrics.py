@@ -67,6 +67,7 @@ COSINE = (-1.0, 1.0)  # a mean of cosines
 COSINE_DIFFERENCE = (-2.0, 2.0)  # a difference of two such means
 COSINE_DISTANCE = (0.0, 2.0)  # 1 - a cosine
 SHARE = (0.0, 1.0)
+EXCESS = (-1.0, 1.0)  # a share minus the share a null gives
 CLIP_SCORE = (0.0, 2.5)  # 2.5 * max(cosine, 0)
 
 
@@ -262,7 +263,7 @@ METRICS: dict[str, Metric] = {
             reads=CONCEPT,
             score="copied",
             interval="proportion",
-            bounds=(0.0, 1.0),
+            bounds=SHARE,
         ),
         Metric(
             name="confusion_rate",
@@ -277,7 +278,7 @@ METRICS: dict[str, Metric] = {
             score="confused",
             interval="proportion",
             optional=True,
-            bounds=(0.0, 1.0),
+            bounds=SHARE,
         ),
         Metric(
             name="copy_rate_relative",
@@ -293,7 +294,7 @@ METRICS: dict[str, Metric] = {
             score="relative_copy",
             interval="proportion",
             optional=True,
-            bounds=(0.0, 1.0),
+            bounds=SHARE,
         ),
         Metric(
             name="copy_rate_dino",
@@ -308,7 +309,7 @@ METRICS: dict[str, Metric] = {
             score="dino_copy",
             interval="proportion",
             optional=True,
-            bounds=(0.0, 1.0),
+            bounds=SHARE,
         ),
         # ---- the toy world's attribute oracle (lfsbench/toy/copying.py): what a copy cannot fake
         Metric(
@@ -324,7 +325,7 @@ METRICS: dict[str, Metric] = {
             score="complies",
             interval="proportion",
             optional=True,
-            bounds=(0.0, 1.0),
+            bounds=SHARE,
         ),
         Metric(
             name="nuisance_copy_rate",
@@ -339,7 +340,7 @@ METRICS: dict[str, Metric] = {
             score="nuisance_copy",
             interval="proportion",
             optional=True,
-            bounds=(0.0, 1.0),
+            bounds=SHARE,
         ),
         Metric(
             name="copy_null",
@@ -369,7 +370,7 @@ METRICS: dict[str, Metric] = {
             score=_copy_excess,
             interval="excess",
             optional=True,
-            bounds=(-1.0, 1.0),
+            bounds=EXCESS,
         ),
         Metric(
             name="layout_copy_rate",
@@ -384,7 +385,7 @@ METRICS: dict[str, Metric] = {
             score="layout_copy",
             interval="proportion",
             optional=True,
-            bounds=(0.0, 1.0),
+            bounds=SHARE,
         ),
         Metric(
             name="layout_copy_excess",
@@ -398,7 +399,7 @@ METRICS: dict[str, Metric] = {
             score=_layout_copy_excess,
             interval="excess",
             optional=True,
-            bounds=(-1.0, 1.0),
+            bounds=EXCESS,
         ),
         Metric(
             name="novel_IA",
@@ -662,7 +663,7 @@ METRICS: dict[str, Metric] = {
             score="class_correct",
             interval="proportion",
             optional=True,
-            bounds=(0.0, 1.0),
+            bounds=SHARE,
         ),
         Metric(
             name="class_accuracy_base",
@@ -704,7 +705,7 @@ METRICS: dict[str, Metric] = {
             score="class_correct",
             interval="proportion",
             optional=True,
-            bounds=(0.0, 1.0),
+            bounds=SHARE,
         ),
         Metric(
             name="untouched_class_accuracy_base",
@@ -811,7 +812,7 @@ METRICS: dict[str, Metric] = {
             score="complies",
             interval="proportion",
             optional=True,
-            bounds=(0.0, 1.0),
+            bounds=SHARE,
         ),
         Metric(
             name="copy_excess_control",
@@ -825,7 +826,7 @@ METRICS: dict[str, Metric] = {
             score=_copy_excess,
             interval="excess",
             optional=True,
-            bounds=(-1.0, 1.0),
+            bounds=EXCESS,
         ),
         Metric(
             name="layout_copy_rate_control",
@@ -839,7 +840,7 @@ METRICS: dict[str, Metric] = {
             score="layout_copy",
             interval="proportion",
             optional=True,
-            bounds=(0.0, 1.0),
+            bounds=SHARE,
         ),
         Metric(
             name="IA_gain_over_control",

@@ -8,7 +8,8 @@ intervals are not added again. `tests/test_statistics.py` measures its coverage 
 With one seed the interval is that run's own bootstrap over images, conditional on the seed. Where every seed gives
 the same value (a figure of the base model, a share every seed saturates) there is no spread to measure and the
 t-interval would have no width: the widest of the runs' own intervals stands in for it, so a figure is never shown
-as exact. Intervals of shares are clipped to [0, 1].
+as exact. An interval is clipped to what its figure can measure (`Metric.bounds`: shares [0, 1], cosines
+[-1, 1], their differences [-2, 2]), never past the figure itself.
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ def run_curves(run: Run, n_boot: int = N_BOOT) -> pd.DataFrame:
 
 def combine_seeds(values, lows, highs, bounds: tuple[float, float] | None = None) -> tuple[float, float, float]:
     """Mean over seeds with a t-interval over them (see the module docstring); one seed, or seeds that all give the
-    same value: the (widest) run's own interval. `bounds`: the figure's range, to which the interval is clipped."""
+    same value: the (widest) run's own interval. `bounds`: the figure's range, to which the interval is clipped, but
+    never past the value (a mean of cosines a float's width above 1 keeps an interval that holds it)."""
     values, lows, highs = (np.asarray(x, dtype=float) for x in (values, lows, highs))
     ok = ~np.isnan(values)
     values, lows, highs = values[ok], lows[ok], highs[ok]
@@ -192,7 +194,9 @@ def sweeps_table(groups: dict[str, list[Run]], table: pd.DataFrame) -> pd.DataFr
         for knob in sorted({k for c in configs.values() for k in c}):
             families: dict[str, dict[str, str]] = {}
             for label, config in configs.items():
-                rest = json.dumps({k: v for k, v in config.items() if k != knob}, sort_keys=True, default=str)
+                rest = json.dumps(
+                    [_fold(groups[label]), {k: v for k, v in config.items() if k != knob}], sort_keys=True, default=str
+                )  # a sweep holds its fold fixed
                 families.setdefault(rest, {}).setdefault(json.dumps(config.get(knob), default=str), label)
             for members in families.values():
                 if len(members) < SWEEP_MIN_VALUES:
@@ -366,8 +370,8 @@ def _rate_events(images: list[pd.DataFrame], metric: str) -> tuple[int, int] | N
 def pairs_table(
     groups: dict[str, list[Run]], n_boot: int = N_BOOT, primary: PrimaryFamily | None = None
 ) -> pd.DataFrame:
-    """Every pair of settings (A, B) with seeds in common: per paired metric, A minus B at the last session, with
-    its interval, p-value and the verdict its multiplicity correction allows.
+    """Every pair of settings (A, B) with seeds in common, at the same real-data fold: per paired metric, A minus B
+    at the last session, with its interval, p-value and the verdict its multiplicity correction allows.
 
     Both settings generate the same prompts with the same evaluation seeds, so each image of A has its twin in B
     (prompts compared order-free, tables.order_free_prompts). A metric whose images do not all have twins is not
@@ -390,7 +394,7 @@ def pairs_table(
     rows = []
     for a, b in itertools.combinations(groups, 2):
         common = sorted(set(values[a]) & set(values[b]))
-        if not common:
+        if not common or _fold(groups[a]) != _fold(groups[b]):  # other folds: other shots and references
             continue
         for metric in in_view("pairs"):
             per_seed, images_a, images_b = [], [], []
@@ -450,6 +454,12 @@ def pairs_table(
         f"no verdict: {row.no_verdict}" if row.no_verdict else _verdict(row) for row in table.itertuples(index=False)
     ]
     return table.drop(columns="no_verdict")
+
+
+def _fold(runs: list[Run]) -> int:
+    """The real-data fold a setting's runs hold out (Run.fold). Settings at different folds trained on other shots and
+    measure IA against other references, so their images are not twins."""
+    return runs[0].fold
 
 
 def _no_verdict(metric: str, events_a: tuple[int, int] | None, events_b: tuple[int, int] | None) -> str:

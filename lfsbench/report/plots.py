@@ -129,8 +129,9 @@ def cost_curves(curves: pd.DataFrame, path: Path) -> Path:
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(alpha=0.3)
     handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(3, len(labels)), fontsize=9, frameon=False)
-    fig.tight_layout(rect=(0, 0.06 + 0.05 * ((len(labels) - 1) // 3), 1, 1))
+    if labels:  # none where no run kept its cost table (cost.csv moved away)
+        fig.legend(handles, labels, loc="lower center", ncol=min(3, len(labels)), fontsize=9, frameon=False)
+    fig.tight_layout(rect=(0, 0.06 + 0.05 * (max(len(labels) - 1, 0) // 3), 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

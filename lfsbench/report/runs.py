@@ -40,6 +40,11 @@ class Run:
         return self.identity.protocol.order_seed
 
     @property
+    def fold(self) -> int:
+        """The real-data fold it holds out (protocol split.fold; 0 on the toy world, which takes no split)."""
+        return self.identity.protocol.split.fold
+
+    @property
     def setting(self) -> str:
         """The method and the settings it was given, and what else sets it apart, without the concept order."""
         label = self.identity.method_name
@@ -115,8 +120,9 @@ SAMPLING_FIELDS = ("sampler", "steps", "eta", "precision")  # of the evaluation 
 def _comparable(protocol: dict) -> dict:
     """A protocol without its concept order, its real-data fold, its evaluation sampling and its wording: runs of one
     protocol in different orders (order_seed) or folds (split.fold: other shots and references of the same images),
-    or sampled with different samplers, steps, eta or precision, are reported together and compared image by image
-    (same prompts and seeds); each such setting keeps its own label (`naive [split.fold=1]`)."""
+    or sampled with different samplers, steps, eta or precision, are reported together, each such setting under its
+    own label (`naive [split.fold=1]`). Same prompts and seeds: they compare image by image, except across folds,
+    whose IA has other references (aggregate.pairs_table pairs only settings of one fold)."""
     rest = {k: v for k, v in protocol.items() if k not in ("order_seed", "sessions", "evaluation", "description")}
     plan = {k: v for k, v in protocol["evaluation"].items() if k not in SAMPLING_FIELDS}
     source = {k: v for k, v in protocol["source"].items() if k != "path"}
@@ -126,8 +132,8 @@ def _comparable(protocol: dict) -> dict:
 
 
 def same_protocol(runs: list[Run]) -> dict:
-    """The protocol all runs share (up to the concept order and the sampling); runs of different protocols are not
-    comparable, so mixing them is refused."""
+    """The protocol all runs share (up to the concept order, the real-data fold and the sampling: `_comparable`);
+    runs of different protocols are not comparable, so mixing them is refused."""
     by_name: dict[str, list[Run]] = {}
     for run in runs:
         by_name.setdefault(json.dumps(_comparable(run.protocol), sort_keys=True), []).append(run)
