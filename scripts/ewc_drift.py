@@ -15,40 +15,15 @@ nearer than the unpenalised run does. Prints a Markdown table (docs/methods.md c
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the scripts' shared helpers
+from penalty_runs import comparable, last_state  # noqa: E402
 
 GROUPS = (("top 1% of F_0", 0.99, 1.0), ("top 10% of F_0", 0.90, 1.0), ("other 90%", 0.0, 0.90))
-
-
-def last_state(run: Path) -> tuple[int, dict[str, torch.Tensor]]:
-    """The run's last saved session and its method state."""
-    states = sorted((run / "state").glob("session_*.safetensors"), key=lambda f: int(f.stem.removeprefix("session_")))
-    if not states:
-        sys.exit(f"{run} has no state/session_XX.safetensors: give a run folder of ewc, not an export.")
-    return int(states[-1].stem.removeprefix("session_")), load_file(states[-1])
-
-
-def comparable(penalised: Path, free: Path) -> None:
-    """Exit with the reason unless both are ewc runs of one protocol, seed and settings, the first with a penalty
-    and the second with ewc_weight 0."""
-    configs = [json.loads((run / "config.json").read_text()) for run in (penalised, free)]
-    methods = [c["method"] for c in configs]
-    if not all(isinstance(m, dict) for m in methods):
-        sys.exit("a run was made before lfsbench recorded identities (config.json's method is a name): rerun it.")
-    if any(m["name"] != "ewc" for m in methods):
-        sys.exit("both runs must be of ewc (config.json's method).")
-    weights = [m["settings"]["ewc_weight"] for m in methods]
-    if not (weights[0] > 0 and weights[1] == 0):
-        sys.exit(f"give the run with the penalty first and the one at ewc_weight=0 second (their weights: {weights}).")
-    others = [{k: v for k, v in m["settings"].items() if k != "ewc_weight"} for m in methods]
-    same = [configs[0][k] == configs[1][k] for k in ("protocol", "seed", "data")] + [others[0] == others[1]]
-    if not all(same):
-        sys.exit("the runs differ in more than ewc_weight (protocol, seed, data or another setting).")
 
 
 def first_session(state: dict[str, torch.Tensor], kind: str) -> dict[str, torch.Tensor]:
@@ -99,8 +74,8 @@ def main() -> None:
     if len(sys.argv) != 3:
         sys.exit(__doc__)
     penalised, free = Path(sys.argv[1]), Path(sys.argv[2])
-    comparable(penalised, free)
-    (t, with_penalty), (t_free, without) = last_state(penalised), last_state(free)
+    comparable(penalised, free, "ewc", "ewc_weight")
+    (t, with_penalty), (t_free, without) = last_state(penalised, "ewc"), last_state(free, "ewc")
     if t != t_free:
         sys.exit(f"the runs' last saved sessions differ ({t} and {t_free}): finish both (lfsbench run --resume).")
     rows = drift_table(with_penalty, without)

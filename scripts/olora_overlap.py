@@ -18,39 +18,14 @@ carries part of it).
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 
-
-def last_state(run: Path) -> tuple[int, dict[str, torch.Tensor]]:
-    """The run's last saved session and its method state."""
-    states = sorted((run / "state").glob("session_*.safetensors"), key=lambda f: int(f.stem.removeprefix("session_")))
-    if not states:
-        sys.exit(f"{run} has no state/session_XX.safetensors: give a run folder of o-lora, not an export.")
-    return int(states[-1].stem.removeprefix("session_")), load_file(states[-1])
-
-
-def comparable(penalised: Path, free: Path) -> None:
-    """Exit with the reason unless both are o-lora runs of one protocol, seed and settings, the first with a penalty
-    and the second at orth_weight 0."""
-    configs = [json.loads((run / "config.json").read_text()) for run in (penalised, free)]
-    methods = [c["method"] for c in configs]
-    if not all(isinstance(m, dict) for m in methods):
-        sys.exit("a run was made before lfsbench recorded identities (config.json's method is a name): rerun it.")
-    if any(m["name"] != "o-lora" for m in methods):
-        sys.exit("both runs must be of o-lora (config.json's method).")
-    weights = [m["settings"]["orth_weight"] for m in methods]
-    if not (weights[0] > 0 and weights[1] == 0):
-        sys.exit(f"give the run with the penalty first and the one at orth_weight=0 second (their weights: {weights}).")
-    others = [{k: v for k, v in m["settings"].items() if k != "orth_weight"} for m in methods]
-    same = [configs[0][k] == configs[1][k] for k in ("protocol", "seed", "data")] + [others[0] == others[1]]
-    if not all(same):
-        sys.exit("the runs differ in more than orth_weight (protocol, seed, data or another setting).")
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the scripts' shared helpers
+from penalty_runs import comparable, last_state  # noqa: E402
 
 
 def down_projections(state: dict[str, torch.Tensor]) -> list[dict[str, torch.Tensor]]:
@@ -87,11 +62,10 @@ def overlaps(factors: list[dict[str, torch.Tensor]], t: int) -> dict[str, float]
 
 
 def main(penalised: Path, free: Path) -> None:
-    comparable(penalised, free)
-    (last_p, state_p), (last_f, state_f) = last_state(penalised), last_state(free)
+    weight = comparable(penalised, free, "o-lora", "orth_weight")
+    (last_p, state_p), (last_f, state_f) = last_state(penalised, "o-lora"), last_state(free, "o-lora")
     if last_p != last_f:
         sys.exit(f"the runs are at different sessions ({last_p} and {last_f}): finish both to the same one.")
-    weight = json.loads((penalised / "config.json").read_text())["method"]["settings"]["orth_weight"]
     runs = {f"orth_weight={weight}": down_projections(state_p), "orth_weight=0": down_projections(state_f)}
     header = (
         "session",
