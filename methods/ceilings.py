@@ -2,10 +2,12 @@
 
 - `retrieval` answers every prompt of a learned concept with one of its stored shots (chosen by the image's seed):
   the copying ceiling. Its IA is what a lookup table earns; its copy rate is 1 and its compliance is the chance that
-  a random shot happens to show what the prompt asks (docs/metrics.md).
+  a random shot happens to show what the prompt asks (docs/metrics.md). A prompt naming two concepts gets a shot of
+  the first: a copy cannot compose.
 - `oracle` answers with a fresh render of the concept (its class and pattern read from the shots by the toy world's
   attribute oracle, lfsbench/toy/oracle.py) at a new placement drawn from the world's own distribution, on the
-  background the prompt names: the learning ceiling, a perfect generator of new views that follows its prompt.
+  background the prompt names: the learning ceiling, a perfect generator of new views that follows its prompt. A
+  prompt naming two concepts gets a fresh two-object scene of both (world.sample_pair).
 
 Neither trains: a prompt without a learned concept's token (a class prompt) is the base model's image, so neither
 forgets a class. Both keep their shots (reported as stored bytes). `oracle` runs on the toy world only.
@@ -37,20 +39,22 @@ class _Ceiling(Method):
             self.shots[c.token] = c.images.float().cpu()
         return {}
 
-    def _answer(self, token: str, prompt: str, seed: int) -> torch.Tensor:
+    def _answer(self, tokens: list[str], prompt: str, seed: int) -> torch.Tensor:
+        """The image of a prompt that names the learned `tokens` (in the prompt's order: two for a two-concept
+        prompt)."""
         raise NotImplementedError
 
     def generate(self, prompts, seeds, steps, guidance):
-        tokens = [next((t for t in self.shots if t in p), None) for p in prompts]
+        tokens = [sorted((t for t in self.shots if t in p), key=p.index) for p in prompts]
         out: list[torch.Tensor | None] = [None] * len(prompts)
-        base = [i for i, t in enumerate(tokens) if t is None]
+        base = [i for i, t in enumerate(tokens) if not t]
         if base:
             images = self.backbone.generate([prompts[i] for i in base], [seeds[i] for i in base], steps, guidance)
             for i, image in zip(base, images, strict=True):
                 out[i] = image
-        for i, token in enumerate(tokens):
-            if token is not None:
-                out[i] = self._answer(token, prompts[i], int(seeds[i]))
+        for i, named in enumerate(tokens):
+            if named:
+                out[i] = self._answer(named, prompts[i], int(seeds[i]))
         return torch.stack(out)
 
     def state_dict(self):
@@ -70,8 +74,8 @@ class _Ceiling(Method):
 class Retrieval(_Ceiling):
     description = "ceiling: returns a stored training shot for every prompt of a learned concept (copies, never learns)"
 
-    def _answer(self, token, prompt, seed):
-        shots = self.shots[token]
+    def _answer(self, tokens, prompt, seed):
+        shots = self.shots[tokens[0]]  # a two-concept prompt too gets one stored shot: a copy cannot compose
         return shots[int(np.random.default_rng([seed, 17]).integers(len(shots)))]
 
 
@@ -104,10 +108,19 @@ class Oracle(RendersToyWorld, _Ceiling):
             self._appearances[token] = oracle.appearance(oracle.read(self.shots[token], self._world()))
         return self._appearances[token]
 
-    def _answer(self, token, prompt, seed):
+    def _answer(self, tokens, prompt, seed):
         from lfsbench.toy import copying, world
 
-        look = self._appearance(token)
-        rng = np.random.default_rng([world.ORACLE_SEED, seed, zlib.crc32(token.encode())])
-        place = world.sample_placement(rng, self._world(), look.cls, copying.stated_background(prompt))
-        return to_float(world.render([look], [place]))[0]
+        looks = [self._appearance(token) for token in tokens[:2]]
+        rng = np.random.default_rng([world.ORACLE_SEED, seed, *(zlib.crc32(token.encode()) for token in tokens[:2])])
+        background = copying.stated_background(prompt)
+        if len(looks) == 1:
+            place = world.sample_placement(rng, self._world(), looks[0].cls, background)
+            return to_float(world.render(looks, [place]))[0]
+        if world.get_world(self._world()).pair_radius is None:
+            raise LfsbenchError(
+                f"Method 'oracle' cannot draw the two-concept prompt {prompt!r}: toy world {self._world()} has no "
+                "two-object scenes. Use a protocol on world 2 (e.g. -p toy-v2), or leave multi_concept out."
+            )
+        places = world.sample_pair(rng, self._world(), tuple(look.cls for look in looks), background)
+        return to_float(world.render_scenes([tuple(zip(looks, places, strict=True))]))[0]

@@ -27,6 +27,10 @@ WORLD2 = {  # the tiny protocol on toy world 2, with toy-v2's prompts
         "bootstrap": 100,
         "untouched_classes": [],  # (tests/test_untouched.py covers them)
     },
+    "multi_concept": {  # composition, read by the oracle
+        "pairs": [["circle-1", "square-1"]],
+        "prompts": ["a {0} and a {1}", "a {0} and a {1} on a navy background"],
+    },
 }
 
 
@@ -67,6 +71,20 @@ def test_oracle_learns_perfectly_without_copying(ceiling_runs):
     assert rate["ci_low"] <= s["copy_null"] <= rate["ci_high"]  # at its null
     assert s["copy_excess"]["ci_low"] < 0 < s["copy_excess"]["ci_high"]
     assert s["novel_IA"]["value"] == pytest.approx(s["IA"]["value"], abs=0.02)  # nothing is left out
+
+
+def test_the_ceilings_bound_composition(ceiling_runs):
+    """A fresh two-object scene of both concepts (oracle) shows both and follows the prompt; a stored shot
+    (retrieval) shows the first concept only, one object, so it never complies."""
+    learner, copier = _summary(ceiling_runs["oracle"]), _summary(ceiling_runs["retrieval"])
+    for name in ("multi_compliance", "multi_recognised", "multi_both"):
+        assert learner[name]["value"] == 1.0, name
+    assert copier["multi_compliance"]["value"] == 0.0 and copier["multi_both"]["value"] == 0.0
+    assert copier["multi_recognised"]["value"] == 0.5  # the first concept's shot: one of the two
+    scores = pd.read_csv(ceiling_runs["oracle"] / "scores" / "session_01.csv")
+    multi = scores[scores.kind == "multi"]
+    assert len(multi) == 2 * 12 and multi.recognised.notna().all()
+    assert multi.both_recognised.notna().sum() == 12  # one value per image, in its first concept's record
 
 
 def test_the_real_data_detectors_tell_the_copier_from_the_learner(ceiling_runs):

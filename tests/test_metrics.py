@@ -232,7 +232,8 @@ def test_session_figures_and_the_control_gain_are_paired():
     detectors = {"copy_rate_relative", "copy_rate_dino"}  # their columns (relative_copy, dino_copy) are not here
     # nor concept confusion's column (confused), nor images of untouched classes
     later = {"confusion_rate", "untouched_class_accuracy", "untouched_TA_drop", "untouched_drift"}
-    absent = {"IA_dino", "multi_TA", "multi_IA", *oracle, *detectors, *later}
+    composition = {"multi_compliance", "multi_recognised", "multi_both"}  # two-concept images on toy world 2
+    absent = {"IA_dino", "multi_TA", "multi_IA", *oracle, *detectors, *later, *composition}
     assert set(curves.metric) == set(in_view("curve")) - absent
     assert curves[(curves.session == 1) & (curves.metric == "IAD")].value.item() == pytest.approx(0.15)
 

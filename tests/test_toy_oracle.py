@@ -121,6 +121,8 @@ class _RenderingBackbone:
         self.follows = follows
 
     def generate(self, prompts, seeds, steps, guidance):
+        if " and a " in prompts[0]:  # the composition gate's prompts (a world with two-object scenes)
+            return _ComposingBackbone(True).generate(prompts, seeds, steps, guidance)
         rng = np.random.default_rng(0)
         apps, places = [], []
         for prompt in prompts:
@@ -138,7 +140,7 @@ def test_the_oracle_gates_pass_a_backbone_that_follows_backgrounds_and_fail_one_
     result = CheckResult()
     concept = world.concept_by_name("circle-1", world.concept_catalogue())
     _oracle_gates(result, _RenderingBackbone(follows), [concept], 6, ["a {}"], True, 1, 1.0, None, 2)
-    (follow,) = [g for g in result.gates if g.name.startswith("backbone:")]
+    (follow,) = [g for g in result.gates if g.name.startswith("backbone: 'a {class} on a")]
     assert all(g.passed for g in result.gates if g is not follow)  # the oracle and the null do not use the backbone
     if follows:
         assert follow.passed and follow.value > 0.95
@@ -202,3 +204,79 @@ def test_learnability_averages_its_gate_over_training_seeds(monkeypatch):
     assert fig["seeds"] == [0, 1, 2]
     assert fig["gains"][1] > 0.02 and fig["gains"][0] == fig["gains"][2] == pytest.approx(0, abs=1e-6)
     assert fig["gain"] == pytest.approx(np.mean(fig["gains"]))
+
+
+def test_oracle_reads_both_objects_of_two_object_renders():
+    r = oracle.pair_recovery(count=150, seed=6, world_version=2)
+    assert r["two objects found"] == 1.0 and r["both classes read"] >= 0.99
+    assert r["each concept recognised"] >= 0.99 and r["background accuracy"] == 1.0
+
+
+def _scene(concepts, background, seed=0, one=False):
+    rng = np.random.default_rng(seed)
+    places = world.sample_pair(rng, 2, tuple(c.cls for c in concepts), background)
+    objects = tuple(zip((c.appearance for c in concepts), places, strict=True))
+    return world.render_scenes([objects[:1] if one else objects])[0]
+
+
+def test_composition_reads_both_concepts_one_concept_or_the_wrong_background():
+    from lfsbench.toy import composition
+
+    pair = [_concept("circle-1"), _concept("square-1")]
+    looks = [c.appearance for c in pair]
+    images = np.stack(
+        [
+            _scene(pair, "navy", 0),
+            _scene(pair, "khaki", 1),
+            _scene(pair, "navy", 2, one=True),
+            _scene(pair[::-1], "navy", 3),
+        ]
+    )
+    prompts = ["a circle and a square on a navy background"] * 4
+    first, second = composition.measure(images, prompts, looks, 2)
+    assert first["complies"].tolist() == [
+        1,
+        0,
+        0,
+        1,
+    ]  # the khaki one ignores the stated background; one object is not two
+    assert first["both_recognised"].tolist() == [1, 1, 0, 1]  # either place
+    assert first["recognised"].tolist() == [1, 1, 1, 1] and second["recognised"].tolist() == [1, 1, 0, 1]
+    # the image's own figures are in the first concept's record only, so that each image counts once
+    assert np.isnan(second["complies"]).all() and np.isnan(second["both_recognised"]).all()
+    # another concept of the same class is not recognised as this one
+    other = [_concept("circle-2"), _concept("square-1")]
+    read = composition.measure(_scene(other, "navy")[None], prompts[:1], looks, 2)
+    assert read[0]["recognised"].tolist() == [0] and read[0]["both_recognised"].tolist() == [0]
+    assert read[0]["complies"].tolist() == [1]  # two objects of the asked classes: compliance is about the prompt
+
+
+class _ComposingBackbone:
+    """A stand-in backbone that draws 'a {class} and a {class}' as a two-object scene (`composes`), or only the
+    first object."""
+
+    def __init__(self, composes: bool):
+        self.composes = composes
+
+    def generate(self, prompts, seeds, steps, guidance):
+        rng = np.random.default_rng(0)
+        scenes = []
+        for prompt in prompts:
+            words = prompt.split()
+            looks = (world.Appearance(words[1], "red"), world.Appearance(words[4], "yellow"))
+            places = world.sample_pair(rng, 2, (looks[0].cls, looks[1].cls))
+            scenes.append(tuple(zip(looks, places, strict=True))[: 2 if self.composes else 1])
+        return world.render_scenes(scenes)
+
+
+@pytest.mark.parametrize("composes", [True, False])
+def test_the_composition_gates_pass_a_backbone_that_composes_and_fail_one_that_does_not(composes):
+    from lfsbench.toy.check import CheckResult, _composition_gates
+
+    result = CheckResult()
+    _composition_gates(result, _ComposingBackbone(composes), True, 1, 1.0, None, 2)
+    reads, draws = result.gates
+    assert reads.passed  # the oracle's reading of renders does not use the backbone
+    assert draws.passed == composes
+    assert draws.value == (1.0 if composes else 0.0)
+    assert result.figures["backbone_composes"]["two objects"] == (1.0 if composes else 0.0)

@@ -93,3 +93,69 @@ def test_concept_shots_and_held_out_differ_but_show_the_same_object():
     for imgs in (shots, held):
         colours = {tuple(p) for p in imgs.reshape(-1, 3)}
         assert world.HIDDEN_COLOURS[a] in colours and world.HIDDEN_COLOURS[b] in colours
+
+
+def test_two_object_scenes_keep_both_objects_apart_inside_and_on_one_background():
+    spec = world.get_world(2)
+    rng = np.random.default_rng(3)
+    for _ in range(300):
+        classes = tuple(world.CLASSES[int(k)] for k in rng.integers(len(world.CLASSES), size=2))
+        a, b = world.sample_pair(rng, spec, classes)
+        assert a.background == b.background
+        for place, cls in ((a, classes[0]), (b, classes[1])):
+            assert spec.pair_radius[0] <= place.radius <= spec.pair_radius[1]
+            reach = place.radius * world.EXTENT[cls] + spec.margin
+            assert reach <= place.cx <= world.IMAGE_SIZE - reach and reach <= place.cy <= world.IMAGE_SIZE - reach
+            assert place.rotation == 0 or cls in world.ROTATING
+        gap = (
+            np.hypot(a.cx - b.cx, a.cy - b.cy)
+            - a.radius * world.EXTENT[classes[0]]
+            - b.radius * world.EXTENT[classes[1]]
+        )
+        assert gap >= spec.pair_gap
+    fixed = world.sample_pair(rng, spec, ("circle", "square"), background="plum")
+    assert {p.background for p in fixed} == {"plum"}
+
+
+def test_a_world_without_two_object_scenes_says_so():
+    import pytest
+
+    with pytest.raises(ValueError, match="no two-object scenes"):
+        world.sample_pair(np.random.default_rng(0), 1, ("circle", "square"))
+
+
+def test_a_scene_paints_both_objects_and_a_one_object_scene_is_a_render():
+    rng = np.random.default_rng(4)
+    first, second = world.Appearance("circle", "red"), world.Appearance("square", "blue")
+    a, b = world.sample_pair(rng, 2, ("circle", "square"), "black")
+    pair = world.render_scenes([((first, a), (second, b))])[0]
+    alone = world.render([first, second], [a, b])
+    # each object's pixels are those of its render alone; the rest is background
+    for img in alone:
+        drawn = np.any(img != world.BACKGROUNDS["black"], axis=-1)
+        assert np.array_equal(pair[drawn], img[drawn])
+    assert np.array_equal(world.render_scenes([((first, a),)]), world.render([first], [a]))
+
+
+def test_two_object_captions_name_both_classes():
+    rng = np.random.default_rng(0)
+    objects = (
+        world.Appearance("circle", "red", "striped"),
+        world.Appearance("triangle", pattern=("teal", "lime", "vertical")),
+    )
+    texts = [world.sample_pair_caption(rng, objects, "navy", 0.5) for _ in range(200)]
+    assert all(t.startswith("a ") and " circle and a " in t and "triangle" in t for t in texts)
+    assert 0.35 < np.mean([t.endswith("on a navy background") for t in texts]) < 0.65
+    assert world.pair_caption(*objects, "navy") == "a striped red circle and a two-tone triangle on a navy background"
+
+
+def test_a_pool_with_two_object_scenes_keeps_its_single_objects():
+    plain = Recipe.model_validate({"world": {"version": 2, "pool_objects": 40}})
+    paired = Recipe.model_validate({"world": {"version": 2, "pool_objects": 40, "pair_objects": 12, "pair_rate": 0.25}})
+    a, b = render_pool(plain), render_pool(paired)
+    assert a.pair_images is None and len(a.all_images()) == 80
+    assert np.array_equal(a.images, b.images) and a.appearances == b.appearances
+    assert b.pair_images.shape == (12, 32, 32, 3) and len(b.all_images()) == 92
+    assert np.array_equal(b.all_images()[80:], b.pair_images)
+    texts = b.pair_captions(np.random.default_rng(0), np.arange(12))
+    assert all(" and a " in t for t in texts)

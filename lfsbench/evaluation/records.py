@@ -3,7 +3,7 @@ class-prompt images and a concept's references.
 
     session  kind  name  prompt  seed  ta  ia  ia_shots  drift  shot_distance  reference_distance  copied
     class_correct  ia_dino  ia_dino_shots  complies  nuisance_copy  layout_copy  copy_null  layout_null
-    relative_copy  dino_copy  confused  shown_as
+    relative_copy  dino_copy  confused  recognised  both_recognised  shown_as
 
 `ta` is the cosine to the prompt without the modifier token; `ia` the mean cosine to the concept's held-out
 references, `ia_shots` to its training shots; `drift` 1 - the cosine to the base model's image for the same prompt
@@ -21,7 +21,11 @@ held-out references by construction: `relative_copy` 1 where the relative pixel 
 DINO model). Concept confusion (a concept's images only; evaluation/functional.py shown_concepts): `shown_as` the
 learned concept the image shows, as the evaluator sees it (the one whose held-out references it resembles most, where
 it resembles them more than 95% of the base model's images of that concept's class do; empty where none), `confused`
-1 where that is another concept than the one asked for. NaN where a kind has none.
+1 where that is another concept than the one asked for. Two-concept images on the toy world (`multi`, one record per
+concept; lfsbench/toy/composition.py): `complies` 1 where the oracle reads two objects of the two classes the prompt
+names (and its background, where it names one), `recognised` 1 where one of them is this record's concept (class
+and two-tone pattern), `both_recognised` 1 where both concepts are, in different objects (the two figures of the
+image, `complies` and `both_recognised`, in its first concept's record only). NaN where a kind has none.
 """
 
 from __future__ import annotations
@@ -32,7 +36,13 @@ COLUMNS = ("ta", "ia", "ia_shots", "drift", "shot_distance", "reference_distance
 # added since; NaN in runs made before them, without a DINO model (ia_dino*, dino_copy), off the toy world (the
 # oracle's five) or with a single shot (relative_copy)
 ORACLE_COLUMNS = ("complies", "nuisance_copy", "layout_copy", "copy_null", "layout_null")  # lfsbench/toy/copying.py
-OPTIONAL_COLUMNS = ("ia_dino", "ia_dino_shots", *ORACLE_COLUMNS, "relative_copy", "dino_copy", "confused")
+COMPOSITION_COLUMNS = (
+    "recognised",
+    "both_recognised",
+)  # two-concept images on the toy world: lfsbench/toy/composition.py
+OPTIONAL_COLUMNS = (
+    "ia_dino", "ia_dino_shots", *ORACLE_COLUMNS, "relative_copy", "dino_copy", "confused", *COMPOSITION_COLUMNS
+)  # fmt: skip
 ALL_COLUMNS = (*COLUMNS, *OPTIONAL_COLUMNS)  # the numbers a record of this version holds
 TEXT_COLUMNS = ("shown_as",)  # and its text (empty where a kind has none)
 

@@ -12,6 +12,7 @@ from lfsbench.evaluation import functional as F
 from lfsbench.evaluation.copying import CopySpace, FeatureCopy
 from lfsbench.evaluation.plan import Job
 from lfsbench.evaluation.records import ALL_COLUMNS, CLASS_KINDS, TEXT_COLUMNS, Kind
+from lfsbench.toy import composition
 from lfsbench.toy.copying import ConceptCopying
 
 NAN = float("nan")
@@ -160,13 +161,18 @@ class Scorer:
         self, t: int, job: Job, emb: torch.Tensor, images: torch.Tensor, members: dict[str, ConceptReferences]
     ) -> list[dict]:
         """Images of a two-concept prompt: per image and per concept (`name`), TA against the prompt without the
-        modifier tokens, and IA (IA_shots, IA_dino) of the image against that concept's references."""
+        modifier tokens, and IA (IA_shots, IA_dino) of the image against that concept's references; on the toy
+        world also composition as its oracle reads it (lfsbench/toy/composition.py)."""
         ta = F.text_alignment_scores(emb, self.evaluator.encode_texts(job.text_prompts))
         dino = self.dino.encode_images(images) if self.dino is not None else None
+        oracles = [refs.oracle for refs in members.values()]
+        composed = [{}] * len(members)
+        if all(o is not None for o in oracles):
+            composed = composition.measure(images, job.text_prompts, [o.appearance for o in oracles], self.toy_world)
         records = []
-        for name, refs in members.items():
+        for (name, refs), read in zip(members.items(), composed, strict=True):
             values = {column: np.full(len(job.prompts), NAN) for column in ALL_COLUMNS}
-            values.update({"ta": ta, **self._alignment(emb, dino, refs)})
+            values.update({"ta": ta, **self._alignment(emb, dino, refs), **read})
             records += _records(t, Kind.MULTI, name, job, values)
         return records
 

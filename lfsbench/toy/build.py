@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +37,21 @@ class Pool:
     image_codes: np.ndarray  # (N, 2, 5)
     appearance_ids: np.ndarray  # (N,) equal for identical appearances
     background_said: float | None = None  # WorldRecipe.background_said
+    # two-object scenes (WorldRecipe.pair_objects), one view each: the backbone's composition data
+    pairs: list[tuple[world.Appearance, world.Appearance]] = field(default_factory=list)
+    pair_backgrounds: list[str] = field(default_factory=list)
+    pair_images: np.ndarray | None = None  # (M, 32, 32, 3) uint8
+
+    def all_images(self) -> np.ndarray:
+        """Every image of the pool, one per row: both views of each object, then the two-object scenes."""
+        flat = self.images.reshape(-1, *self.images.shape[2:])
+        return flat if self.pair_images is None else np.concatenate([flat, self.pair_images])
+
+    def pair_captions(self, rng: np.random.Generator, idx: np.ndarray) -> list[str]:
+        """Fresh random captions of the chosen two-object scenes."""
+        return [
+            world.sample_pair_caption(rng, self.pairs[i], self.pair_backgrounds[i], self.background_said) for i in idx
+        ]
 
     def captions(self, rng: np.random.Generator, idx: np.ndarray, view: np.ndarray):
         """Fresh random captions (texts and attribute codes) for the chosen objects and views."""
@@ -65,7 +80,21 @@ def render_pool(recipe: Recipe) -> Pool:
     codes = np.stack([[world.attribute_codes(a, p.background) for p in pl] for a, pl in zip(apps, places, strict=True)])
     keys = {a: i for i, a in enumerate(dict.fromkeys(apps))}
     ids = np.array([keys[a] for a in apps])
-    return Pool(apps, [[p.background for p in pl] for pl in places], images, codes, ids, recipe.world.background_said)
+    pool = Pool(apps, [[p.background for p in pl] for pl in places], images, codes, ids, recipe.world.background_said)
+    if recipe.world.pair_objects:
+        # their own random stream: the single objects above stay what a build without pairs renders
+        rng = np.random.default_rng([recipe.seed, 5])
+        pool.pairs = [
+            tuple(world.sample_appearance(rng, reserved, recipe.world.twotone_rate) for _ in range(2))
+            for _ in range(recipe.world.pair_objects)
+        ]
+        places = [world.sample_pair(rng, spec, (a.cls, b.cls)) for a, b in pool.pairs]
+        pool.pair_backgrounds = [first.background for first, _ in places]
+        scenes = [tuple(zip(objects, at, strict=True)) for objects, at in zip(pool.pairs, places, strict=True)]
+        pool.pair_images = np.concatenate(
+            [world.render_scenes(scenes[start : start + chunk]) for start in range(0, len(scenes), chunk)]
+        )
+    return pool
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:
@@ -145,7 +174,7 @@ def train_vae(recipe: Recipe, pool: Pool, work: Path, max_steps=None):
     vae = models.make_vae(recipe)
     opt = torch.optim.AdamW(vae.parameters(), lr=b.vae_lr, weight_decay=0.0)
     rng = np.random.default_rng([recipe.seed, 2])
-    flat = pool.images.reshape(-1, *pool.images.shape[2:])
+    flat = pool.all_images()
 
     def step(_):
         x = to_tensor(flat[rng.integers(len(flat), size=b.vae_batch)])
@@ -170,7 +199,7 @@ def train_vae(recipe: Recipe, pool: Pool, work: Path, max_steps=None):
     if done:
         vae.eval()
         with torch.no_grad():
-            sample = to_tensor(flat[:: max(1, len(flat) // 2048)])
+            sample = to_tensor(flat[: pool.images.shape[0] * 2 : max(1, pool.images.shape[0] * 2 // 2048)])
             latents = vae.encode(sample).latent_dist.mean
             vae.register_to_config(scaling_factor=float(1.0 / latents.std()))
             rec = vae.decode(latents).sample
@@ -180,8 +209,9 @@ def train_vae(recipe: Recipe, pool: Pool, work: Path, max_steps=None):
 
 
 def encode_pool(vae, pool: Pool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Posterior means and standard deviations of every pool image (saves encoding at every UNet step)."""
-    flat = pool.images.reshape(-1, *pool.images.shape[2:])
+    """Posterior means and standard deviations of every pool image, in `Pool.all_images` order (saves encoding at
+    every UNet step)."""
+    flat = pool.all_images()
     means, stds = [], []
     with torch.no_grad():
         for start in range(0, len(flat), 1024):
@@ -211,12 +241,19 @@ def train_unet(recipe: Recipe, pool: Pool, vae, tokenizer, work: Path, max_steps
     means, stds = encode_pool(vae, pool)
     scale = vae.config.scaling_factor
 
+    paired = round(b.unet_batch * recipe.world.pair_rate) if pool.pairs else 0  # two-object scenes per batch
+
     def step(_):
-        idx = rng.integers(len(pool.appearances), size=b.unet_batch)
-        view = rng.integers(2, size=b.unet_batch)
+        idx = rng.integers(len(pool.appearances), size=b.unet_batch - paired)
+        view = rng.integers(2, size=b.unet_batch - paired)
         texts, _ = pool.captions(rng, idx, view)
+        rows = idx * 2 + view
+        if paired:
+            scenes = rng.integers(len(pool.pairs), size=paired)
+            texts += pool.pair_captions(rng, scenes)
+            rows = np.concatenate([rows, 2 * len(pool.appearances) + scenes])
         texts = ["" if rng.random() < b.empty_caption_rate else t for t in texts]
-        flat = torch.from_numpy(idx * 2 + view)
+        flat = torch.from_numpy(rows)
         latents = (means[flat].float() + stds[flat].float() * torch.randn(len(flat), *means.shape[1:])) * scale
         noise = torch.randn_like(latents)
         t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (len(flat),))

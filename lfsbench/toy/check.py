@@ -218,6 +218,26 @@ def backbone_follows_backgrounds(backbone, seeds: int, steps: int, guidance: flo
     }
 
 
+def backbone_composes(backbone, seeds: int, steps: int, guidance: float, out: Path | None, version: int) -> dict:
+    """Generate 'a {class} and a {class}' for every ordered pair of two different classes; the oracle reads each
+    image's objects (oracle.read_objects). A prompt is composed when it reads two clean objects of the two classes."""
+    spec = world.get_world(version)
+    pairs = [(a, b) for a in world.CLASSES for b in world.CLASSES if a != b]
+    prompts = [f"a {a} and a {b}" for a, b in pairs for _ in range(seeds)]
+    first = world.PAIR_SEED * 1000
+    images = backbone.generate(prompts, list(range(first, first + seeds)) * len(pairs), steps=steps, guidance=guidance)
+    objects = oracle.read_objects(images, spec)
+    composed, two = [], []
+    for i, (a, b) in enumerate(pair for pair in pairs for _ in range(seeds)):
+        slots = [objects.slots[k] for k in range(objects.count[i])]
+        two.append(len(slots) == 2)
+        clean = all(s.fit[i] >= copying.FIT_MIN for s in slots)
+        composed.append(clean and sorted(s.cls[i] for s in slots) == sorted((a, b)))
+    if out is not None:
+        save_grid(images[::seeds], out / "backbone_composes.png", columns=len(world.CLASSES) - 1)
+    return {"images": len(prompts), "composes": float(np.mean(composed)), "two objects": float(np.mean(two))}
+
+
 def copy_nulls(concepts: list[world.ToyConcept], prompts: list[str], shots: int, version: int) -> dict:
     """Per concept and prompt template: the chance that a fresh render of the concept matches a shot (the copy null
     that the oracle's copy rates are read against, lfsbench/toy/copying.py)."""
@@ -256,6 +276,24 @@ def _oracle_gates(result: CheckResult, backbone, concepts, shots, prompts, quick
              f"background read as asked {follows['background']:.3f}; class {follows['class']:.3f}")
     )  # fmt: skip
     result.figures.update({"oracle_recovery": rec, "copy_null": nulls, "backbone_backgrounds": follows})
+    if world.get_world(version).pair_radius is not None:
+        _composition_gates(result, backbone, quick, steps, guidance, out, version)
+
+
+def _composition_gates(result: CheckResult, backbone, quick, steps, guidance, out, version):
+    """The gates of a world with two-object scenes: the oracle reads both objects of a render, and the base model
+    draws two named classes together, so that composition figures have a range (docs/toyworld.md)."""
+    rec = oracle.pair_recovery(200 if quick else 1000, seed=HELD_OUT_SEED, world_version=version)
+    result.gates.append(
+        Gate("oracle reads two-object renders: both classes and each concept (worst)", min(
+            rec["both classes read"], rec["each concept recognised"]), 0.99, "fresh two-object renders")
+    )  # fmt: skip
+    composes = backbone_composes(backbone, 1 if quick else 4, steps, guidance, out, version)
+    result.gates.append(
+        Gate("backbone: 'a {class} and a {class}' composed (oracle)", composes["composes"], 0.4,
+             f"two objects found {composes['two objects']:.3f}")
+    )  # fmt: skip
+    result.figures.update({"oracle_pair_recovery": rec, "backbone_composes": composes})
 
 
 def run_check(

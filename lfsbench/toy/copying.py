@@ -84,11 +84,13 @@ class ConceptCopying:
     shots: dict[str, np.ndarray]
     tolerance: Tolerance
     _nulls: dict
+    appearance: world.Appearance | None = None  # what its shots agree on (oracle.appearance): composition reads it
 
     @classmethod
     def of(cls_, class_noun: str, shot_images, world_version=None, tolerance: Tolerance = TOLERANCE):
         spec = world.get_world(world_version)
-        return cls_(class_noun, spec, _as_dict(oracle.read(shot_images, spec)), tolerance, {})
+        reading = oracle.read(shot_images, spec)
+        return cls_(class_noun, spec, _as_dict(reading), tolerance, {}, oracle.appearance(reading))
 
     def null(self, prompt: str) -> tuple[float, float]:
         """(copy null, layout null) for fresh renders of the concept under `prompt` (background fixed if stated)."""

@@ -17,6 +17,10 @@ class WorldRecipe(_Strict):
     catalogue_size: int = 60  # reserved concepts, never shown in training
     # chance that a training caption names the background; None: world 1's 30% (see world.sample_caption)
     background_said: float | None = Field(None, ge=0.0, le=1.0)
+    # two-object scenes (composition, world.sample_pair) pre-rendered for the autoencoder and the backbone, and the
+    # share of each backbone batch drawn from them; 0 keeps a build without them bit-identical to earlier builds
+    pair_objects: int = Field(0, ge=0)
+    pair_rate: float = Field(0.0, ge=0.0, lt=1.0)
 
 
 class EvaluatorRecipe(_Strict):

@@ -77,19 +77,26 @@ class WorldSpec:
     # is too narrow for a copy null under 1% (circle-1's fresh renders match a shot 11% of the time, 24% under a
     # prompt that names a background)
     oracle_figures: bool = False
+    # scenes of two objects (composition, `sample_pair`): each object's radius range, and the free pixels kept
+    # between the two objects' reaches so that the oracle can tell them apart; None: the world has no such scenes
+    pair_radius: tuple[float, float] | None = None
+    pair_gap: float = 3.0
 
     def describe(self) -> str:
         where = f"centre within {self.jitter:g} px of the middle" if self.jitter is not None else "anywhere it fits"
         turn = f", rotation up to {self.rotation:g} degrees" if self.rotation else ""
+        pairs = ""
+        if self.pair_radius is not None:
+            pairs = f"; two-object scenes at radius {self.pair_radius[0]:g}-{self.pair_radius[1]:g} px"
         return (
             f"world {self.version}: {len(self.backgrounds)} backgrounds, radius {self.radius[0]:g}-{self.radius[1]:g} "
-            f"px, {where}{turn}"
+            f"px, {where}{turn}{pairs}"
         )
 
 
 WORLDS = {
     1: WorldSpec(1, ("black", "gray", "navy"), (10.0, 12.0), 2.0, 0.0),
-    2: WorldSpec(2, tuple(BACKGROUNDS), (7.5, 11.0), None, 30.0, oracle_figures=True),
+    2: WorldSpec(2, tuple(BACKGROUNDS), (7.5, 11.0), None, 30.0, oracle_figures=True, pair_radius=(5.0, 7.0)),
 }
 DEFAULT_WORLD = 1  # the world the shipped weights in lfsbench/toy/weights were built on
 
@@ -223,6 +230,29 @@ def sample_placement(
     return Placement(background=background, cx=cx, cy=cy, radius=radius, rotation=rotation)
 
 
+def sample_pair(
+    rng: np.random.Generator, spec: WorldSpec | int | None, classes: tuple[str, str], background: str | None = None
+) -> tuple[Placement, Placement]:
+    """Placements of a two-object scene (composition): one background, each object at the world's `pair_radius`,
+    anywhere it fits, the two reaches at least `pair_gap` px apart (redrawn until they are)."""
+    spec = get_world(spec)
+    if spec.pair_radius is None:
+        raise ValueError(f"world {spec.version} has no two-object scenes (WorldSpec.pair_radius)")
+    drawn = spec.backgrounds[int(rng.integers(len(spec.backgrounds)))]
+    background = background or drawn
+    while True:
+        placed = []
+        for cls in classes:
+            radius = rng.uniform(*spec.pair_radius)
+            reach = radius * EXTENT[cls]
+            low, high = reach + spec.margin, IMAGE_SIZE - reach - spec.margin
+            turn = rng.uniform(-spec.rotation, spec.rotation) if (spec.rotation and cls in ROTATING) else 0.0
+            placed.append((rng.uniform(low, high), rng.uniform(low, high), radius, reach, turn))
+        (ax, ay, ar, areach, aturn), (bx, by, br, breach, bturn) = placed
+        if np.hypot(ax - bx, ay - by) >= areach + breach + spec.pair_gap:
+            return (Placement(background, ax, ay, ar, aturn), Placement(background, bx, by, br, bturn))
+
+
 def sample_appearance(rng: np.random.Generator, reserved: set[tuple], twotone_rate: float = 0.3) -> Appearance:
     """A random training appearance; two-tone patterns of the reserved concepts are never drawn."""
     cls = CLASSES[int(rng.integers(len(CLASSES)))]
@@ -252,6 +282,26 @@ def caption(appearance: Appearance, background: str | None = None, fill: bool = 
     if background is not None:
         text += f" on a {background} background"
     return text
+
+
+def pair_caption(
+    first: Appearance, second: Appearance, background: str | None = None, say: tuple[dict, dict] | None = None
+) -> str:
+    """The caption of a two-object scene: "a red circle and a two-tone square[ on a navy background]"; `say` drops
+    each object's colour and fill words as `caption` does."""
+    say = say or ({}, {})
+    text = f"{caption(first, **say[0])} and {caption(second, **say[1])}"
+    return text if background is None else f"{text} on a {background} background"
+
+
+def sample_pair_caption(
+    rng: np.random.Generator, objects: tuple[Appearance, Appearance], background: str, background_said: float | None
+) -> str:
+    """A random caption of a two-object scene: both classes always, each object's colour and fill half the time,
+    the background with the chance `background_said` (None: 30%, world 1's mix)."""
+    say = tuple({"colour": bool(rng.random() < 0.5), "fill": bool(rng.random() < 0.5)} for _ in objects)
+    said = 0.3 if background_said is None else background_said
+    return pair_caption(*objects, background if rng.random() < said else None, say)
 
 
 def sample_caption(
@@ -319,36 +369,47 @@ def _shape_masks(x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def render(appearances: list[Appearance], placements: list[Placement]) -> np.ndarray:
-    """Render a batch: uint8 array of shape (N, 32, 32, 3)."""
-    n = len(appearances)
+    """Render a batch of one object per image: uint8 array of shape (N, 32, 32, 3)."""
+    return render_scenes([((a, p),) for a, p in zip(appearances, placements, strict=True)])
+
+
+def render_scenes(scenes: list[tuple[tuple[Appearance, Placement], ...]]) -> np.ndarray:
+    """Render scenes of one or more objects: uint8 (N, 32, 32, 3). A scene's background is its first object's;
+    later objects are painted over earlier ones (`sample_pair` keeps them apart)."""
+    n = len(scenes)
     size = IMAGE_SIZE * SUPERSAMPLE
     grid = (np.arange(size) + 0.5) / SUPERSAMPLE
     gy, gx = np.meshgrid(grid, grid, indexing="ij")
-    cx = np.array([p.cx for p in placements])[:, None, None]
-    cy = np.array([p.cy for p in placements])[:, None, None]
-    rad = np.array([p.radius for p in placements])[:, None, None]
-    x = (gx[None] - cx) / rad
-    y = (gy[None] - cy) / rad
-    # the silhouette turns; the two-tone split stays in the image's frame (it is the concept's identity)
-    theta = np.deg2rad(np.array([p.rotation for p in placements]))[:, None, None]
-    cos, sin = np.cos(theta), np.sin(theta)
-    masks = _shape_masks(cos * x - sin * y, sin * x + cos * y)
     out = np.empty((n, size, size, 3), dtype=np.float32)
+    for i, scene in enumerate(scenes):
+        out[i] = BACKGROUNDS[scene[0][1].background]
     stripes = ((gx + gy) // 3).astype(int) % 2 == 0
-    for i, (app, place) in enumerate(zip(appearances, placements, strict=True)):
-        img = out[i]
-        img[:] = BACKGROUNDS[place.background]
-        mask = masks[app.cls][i]
-        if app.twotone:
-            a, b, split = app.pattern
-            side = {"vertical": x[i] < 0, "horizontal": y[i] < 0, "diagonal": x[i] + y[i] < 0}[split]
-            img[mask & side] = HIDDEN_COLOURS[a]
-            img[mask & ~side] = HIDDEN_COLOURS[b]
-        else:
-            colour = np.array(COLOURS[app.colour], dtype=np.float32)
-            img[mask] = colour
-            if app.fill == "striped":
-                img[mask & stripes] = colour * 0.35
+    for slot in range(max((len(s) for s in scenes), default=0)):
+        which = [i for i, s in enumerate(scenes) if len(s) > slot]
+        placements = [scenes[i][slot][1] for i in which]
+        cx = np.array([p.cx for p in placements])[:, None, None]
+        cy = np.array([p.cy for p in placements])[:, None, None]
+        rad = np.array([p.radius for p in placements])[:, None, None]
+        x = (gx[None] - cx) / rad
+        y = (gy[None] - cy) / rad
+        # the silhouette turns; the two-tone split stays in the image's frame (it is the concept's identity)
+        theta = np.deg2rad(np.array([p.rotation for p in placements]))[:, None, None]
+        cos, sin = np.cos(theta), np.sin(theta)
+        masks = _shape_masks(cos * x - sin * y, sin * x + cos * y)
+        for j, i in enumerate(which):
+            app = scenes[i][slot][0]
+            img = out[i]
+            mask = masks[app.cls][j]
+            if app.twotone:
+                a, b, split = app.pattern
+                side = {"vertical": x[j] < 0, "horizontal": y[j] < 0, "diagonal": x[j] + y[j] < 0}[split]
+                img[mask & side] = HIDDEN_COLOURS[a]
+                img[mask & ~side] = HIDDEN_COLOURS[b]
+            else:
+                colour = np.array(COLOURS[app.colour], dtype=np.float32)
+                img[mask] = colour
+                if app.fill == "striped":
+                    img[mask & stripes] = colour * 0.35
     pooled = out.reshape(n, IMAGE_SIZE, SUPERSAMPLE, IMAGE_SIZE, SUPERSAMPLE, 3).mean(axis=(2, 4))
     return np.clip(np.rint(pooled), 0, 255).astype(np.uint8)
 
@@ -358,6 +419,7 @@ CHECK_SEED = 1  # held-out renders for the evaluator's build checks (lfsbench/to
 REFERENCE_SEED = 2  # a run's held-out IA references: no training, method or check code draws this stream
 ORACLE_SEED = 3  # the `oracle` ceiling's fresh renders (lfsbench/methods/ceilings.py)
 NULL_SEED = 4  # fresh renders that measure the copy rate's null (lfsbench/toy/copying.py)
+PAIR_SEED = 5  # two-object scenes of the composition checks (lfsbench/toy/check.py)
 
 
 def concept_placements(concept: ToyConcept, count: int, seed: int, world: WorldSpec | int | None = None) -> list:
