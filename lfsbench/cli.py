@@ -747,11 +747,20 @@ def toy_build(
     recipe_file: Path | None = typer.Option(None, "--recipe", help="A recipe JSON overriding the defaults."),
 ):
     """Train the toy evaluator and backbone from a seed (resumable; shows progress and time left)."""
+    from pydantic import ValidationError
+
     from lfsbench.toy import WEIGHTS_DIR
     from lfsbench.toy.build import STAGES, build
     from lfsbench.toy.recipe import Recipe
 
-    recipe = Recipe.model_validate_json(recipe_file.read_text()) if recipe_file else Recipe()
+    try:
+        recipe = Recipe.model_validate_json(recipe_file.read_text()) if recipe_file else Recipe()
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'recipe'}: {e['msg']}" for e in error.errors())
+        raise LfsbenchError(
+            f"The build recipe {recipe_file} is not valid ({problems}). Fix it; every field and its default is in "
+            "lfsbench/toy/recipe.py, and docs/toyworld.md gives the recipes of the builds so far."
+        ) from None
     recipe = recipe.model_copy(update={"seed": seed})
     chosen = tuple(s.strip() for s in stages.split(",") if s.strip())
     unknown = set(chosen) - set(STAGES)

@@ -260,6 +260,14 @@ class Protocol(_Strict):
         for first, second in self.multi_concept.pairs:  # a pair of concepts not both in `sessions` is skipped
             if first == second:
                 raise ValueError(f"multi_concept pair [{first}, {second}] names one concept twice")
+        if self.toy_world is not None:
+            from lfsbench.toy import world
+
+            if world.get_world(self.toy_world).pair_radius is None:
+                raise ValueError(
+                    f"multi_concept asks for two concepts in one image, and toy world {self.toy_world} has no "
+                    "two-object scenes: its backbone never saw two objects (use world 2, or leave multi_concept out)"
+                )
         return self
 
     @property

@@ -3,7 +3,7 @@
 - `retrieval` answers every prompt of a learned concept with one of its stored shots (chosen by the image's seed):
   the copying ceiling. Its IA is what a lookup table earns; its copy rate is 1 and its compliance is the chance that
   a random shot happens to show what the prompt asks (docs/metrics.md). A prompt naming two concepts gets a shot of
-  the first: a copy cannot compose.
+  the one learned first: a copy cannot compose.
 - `oracle` answers with a fresh render of the concept (its class and pattern read from the shots by the toy world's
   attribute oracle, lfsbench/toy/oracle.py) at a new placement drawn from the world's own distribution, on the
   background the prompt names: the learning ceiling, a perfect generator of new views that follows its prompt. A
@@ -40,12 +40,12 @@ class _Ceiling(Method):
         return {}
 
     def _answer(self, tokens: list[str], prompt: str, seed: int) -> torch.Tensor:
-        """The image of a prompt that names the learned `tokens` (in the prompt's order: two for a two-concept
-        prompt)."""
+        """The image of a prompt that names the learned `tokens` (in the order they were learned: two for a
+        two-concept prompt)."""
         raise NotImplementedError
 
     def generate(self, prompts, seeds, steps, guidance):
-        tokens = [sorted((t for t in self.shots if t in p), key=p.index) for p in prompts]
+        tokens = [[t for t in self.shots if t in p] for p in prompts]
         out: list[torch.Tensor | None] = [None] * len(prompts)
         base = [i for i, t in enumerate(tokens) if not t]
         if base:
@@ -75,7 +75,9 @@ class Retrieval(_Ceiling):
     description = "ceiling: returns a stored training shot for every prompt of a learned concept (copies, never learns)"
 
     def _answer(self, tokens, prompt, seed):
-        shots = self.shots[tokens[0]]  # a two-concept prompt too gets one stored shot: a copy cannot compose
+        shots = self.shots[
+            tokens[0]
+        ]  # a two-concept prompt gets one shot (of the first learned): a copy cannot compose
         return shots[int(np.random.default_rng([seed, 17]).integers(len(shots)))]
 
 
@@ -117,10 +119,5 @@ class Oracle(RendersToyWorld, _Ceiling):
         if len(looks) == 1:
             place = world.sample_placement(rng, self._world(), looks[0].cls, background)
             return to_float(world.render(looks, [place]))[0]
-        if world.get_world(self._world()).pair_radius is None:
-            raise LfsbenchError(
-                f"Method 'oracle' cannot draw the two-concept prompt {prompt!r}: toy world {self._world()} has no "
-                "two-object scenes. Use a protocol on world 2 (e.g. -p toy-v2), or leave multi_concept out."
-            )
         places = world.sample_pair(rng, self._world(), tuple(look.cls for look in looks), background)
         return to_float(world.render_scenes([tuple(zip(looks, places, strict=True))]))[0]

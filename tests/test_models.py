@@ -186,6 +186,17 @@ def test_toy_build_cli_smoke(tmp_path):
     )
     assert refused.exit_code == 2 and "another recipe" in " ".join(refused.output.split()), refused.output
     assert not (tmp_path / "out2").exists()  # refused before anything is written
+    # a recipe that cannot be built is one paragraph naming the file and the field, before anything is written
+    invalid = tmp_path / "invalid.json"
+    invalid.write_text('{"world": {"version": 1, "pair_objects": 10, "pair_rate": 0.25}}')
+    refused = CliRunner().invoke(
+        app,
+        ["toy", "build", "--recipe", str(invalid), "--output", str(tmp_path / "out3"), "--work", str(tmp_path / "w3")],
+        env={"COLUMNS": "200"},
+    )
+    said = " ".join(refused.output.split())
+    assert refused.exit_code == 2 and "invalid.json is not valid" in said and "world 2" in said, refused.output
+    assert "Traceback" not in refused.output and not (tmp_path / "w3").exists()
 
 
 def test_shipped_tokenizer_files_agree(tiny_weights):

@@ -38,6 +38,10 @@ def test_include_and_override(tmp_path):
         ("name: x\nsessions: [[a]]\nsesions: 3\nevaluation: {prompts: ['a {}']}\n", ["sesions", "not permitted"]),
         ("name: [unclosed\n", ["not valid YAML"]),
         ("- just a list\n", ["mapping"]),
+        (  # toy world 1 draws one object per image: a two-concept prompt has nothing to measure
+            "include: toy\nname: x\nmulti_concept: {pairs: [[circle-1, square-1]]}\n",
+            ["multi_concept", "no two-object scenes"],
+        ),
     ],
 )
 def test_malformed_protocols_name_file_and_field(tmp_path, text, words):

@@ -20,6 +20,17 @@ def test_world_one_renders_are_unchanged():
     assert hashlib.md5(refs.tobytes()).hexdigest().startswith("ef12fc61")
 
 
+def test_world_two_renders_are_unchanged():
+    """World 2's renders (two-tone, named colours, striped, turned) as they were before two-object scenes existed:
+    the hash was taken from the renderer of commit bb051b7."""
+    rng = np.random.default_rng(11)
+    looks = [world.sample_appearance(rng, set(), 0.5) for _ in range(60)]
+    places = [world.sample_placement(rng, 2, look.cls) for look in looks]
+    refs = world.concept_renders(_concept("square-1"), 16, world.REFERENCE_SEED, 2)
+    images = np.concatenate([refs, world.render(looks, places)])
+    assert hashlib.md5(images.tobytes()).hexdigest() == "e6f04d930a7eabc39f7b35e6734c04a8"
+
+
 def test_world_two_keeps_the_border_background_and_spreads_the_nuisance():
     spec = world.get_world(2)
     rng = np.random.default_rng(0)

@@ -165,6 +165,13 @@ def _layout_copy_excess(rows: pd.DataFrame):
     return rows.layout_copy - rows.layout_null
 
 
+def _recognised_share(rows: pd.DataFrame) -> pd.Series:
+    """Per two-concept image, the share of its two concepts recognised (0, 1/2 or 1): the mean of its two records'
+    `recognised`, in its first concept's record (where `both_recognised` is), so that each image counts once."""
+    share = rows.groupby(["session", "prompt", "seed"]).recognised.transform("mean")
+    return share.where(rows.both_recognised.notna())
+
+
 def _novel_ia(rows: pd.DataFrame):
     return rows.ia.where((rows.complies == 1) & (rows.nuisance_copy == 0))  # NaN elsewhere: not averaged
 
@@ -529,7 +536,7 @@ METRICS: dict[str, Metric] = {
             higher_is_better=True,
             definition="share of two-concept images in which the toy oracle reads two objects of the two classes "
             "the prompt names and, where it names one, its background; toy world only",
-            views="session summary curve cli",
+            views="summary curve cli",
             reads=MULTI,
             score="complies",
             interval="proportion",
@@ -539,15 +546,14 @@ METRICS: dict[str, Metric] = {
         Metric(
             name="multi_recognised",
             short="multi recognised",
-            axis="share of two-concept images showing the concept",
+            axis="share of the two concepts recognised",
             title="Each concept recognised in two-concept images (toy oracle)",
             higher_is_better=True,
-            definition="share of (two-concept image, concept) pairs in which the toy oracle reads that concept (its "
-            "class and two-tone pattern) as one of the objects; toy world only",
-            views="session summary curve cli",
+            definition="per two-concept image, the share of its two concepts that the toy oracle reads as one of "
+            "the objects (class and two-tone pattern), averaged over images; toy world only",
+            views="summary curve cli",
             reads=MULTI,
-            score="recognised",
-            interval="proportion",
+            score=_recognised_share,
             optional=True,
             bounds=SHARE,
         ),
@@ -559,7 +565,7 @@ METRICS: dict[str, Metric] = {
             higher_is_better=True,
             definition="share of two-concept images in which the toy oracle reads both concepts, in two different "
             "objects; toy world only",
-            views="session summary curve headline cli",
+            views="summary curve headline cli",
             reads=MULTI,
             score="both_recognised",
             interval="proportion",

@@ -220,13 +220,14 @@ def backbone_follows_backgrounds(backbone, seeds: int, steps: int, guidance: flo
 
 def backbone_composes(backbone, seeds: int, steps: int, guidance: float, out: Path | None, version: int) -> dict:
     """Generate 'a {class} and a {class}' for every ordered pair of two different classes; the oracle reads each
-    image's objects (oracle.read_objects). A prompt is composed when it reads two clean objects of the two classes."""
+    image's objects (oracle.read_objects). A prompt is composed when it reads exactly two clean objects, of the two
+    classes."""
     spec = world.get_world(version)
     pairs = [(a, b) for a in world.CLASSES for b in world.CLASSES if a != b]
     prompts = [f"a {a} and a {b}" for a, b in pairs for _ in range(seeds)]
     first = world.PAIR_SEED * 1000
     images = backbone.generate(prompts, list(range(first, first + seeds)) * len(pairs), steps=steps, guidance=guidance)
-    objects = oracle.read_objects(images, spec)
+    objects = oracle.read_objects(images, spec, slots=3)  # a third object is read, so that it can be refused
     composed, two = [], []
     for i, (a, b) in enumerate(pair for pair in pairs for _ in range(seeds)):
         slots = [objects.slots[k] for k in range(objects.count[i])]

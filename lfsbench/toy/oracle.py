@@ -358,24 +358,31 @@ def shows_concept(reading: Reading, i: int, concept: world.Appearance) -> bool:
     if concept.twotone:
         return reading.pattern(i) == concept.pattern
     colours = reading.colours[i]
-    return bool(colours) and colours[0].split("/")[0] == concept.colour
+    striped = any(c.endswith("/stripe") for c in colours)
+    return bool(colours) and colours[0].split("/")[0] == concept.colour and striped == (concept.fill == "striped")
 
 
-def pair_recovery(count: int = 500, seed: int = 0, world_version: int | None = 2) -> dict:
-    """The oracle's reading of fresh two-object scenes of random catalogue concepts (two distinct ones): how often
-    it finds two objects, both classes as drawn, each concept, and the background."""
+def pair_recovery(count: int = 500, seed: int = 0, world_version: int | None = 2, training: bool = False) -> dict:
+    """The oracle's reading of fresh two-object scenes: how often it finds two objects, both classes as drawn, each
+    object's identity (shows_concept), and the background. The objects are two distinct catalogue concepts
+    (two-tone, what composition scores), or with `training` two random training appearances (named colours, solid
+    or striped, and two-tone)."""
     spec = world.get_world(world_version)
     rng = np.random.default_rng([seed, 78])
-    catalogue = world.concept_catalogue()
-    pairs = [tuple(catalogue[int(k)] for k in rng.choice(len(catalogue), 2, replace=False)) for _ in range(count)]
+    if training:
+        pairs = [tuple(world.sample_appearance(rng, set()) for _ in range(2)) for _ in range(count)]
+    else:
+        catalogue = world.concept_catalogue()
+        drawn = (rng.choice(len(catalogue), 2, replace=False) for _ in range(count))
+        pairs = [tuple(catalogue[int(k)].appearance for k in two) for two in drawn]
     places = [world.sample_pair(rng, spec, (a.cls, b.cls)) for a, b in pairs]
-    scenes = [((a.appearance, pa), (b.appearance, pb)) for (a, b), (pa, pb) in zip(pairs, places, strict=True)]
-    objects = read_objects(world.render_scenes(scenes), spec)
+    scenes = [tuple(zip(pair, at, strict=True)) for pair, at in zip(pairs, places, strict=True)]
+    objects = read_objects(world.render_scenes(scenes), spec, slots=3)
     found = [sorted(objects.slots[k].cls[i] for k in range(objects.count[i])) for i in range(count)]
     recognised = [
-        any(shows_concept(objects.slots[k], i, c.appearance) for k in range(objects.count[i]))
+        any(shows_concept(objects.slots[k], i, look) for k in range(objects.count[i]))
         for i, pair in enumerate(pairs)
-        for c in pair
+        for look in pair
     ]
     return {
         "scenes": count,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class _Strict(BaseModel):
@@ -60,3 +60,28 @@ class Recipe(_Strict):
     evaluator: EvaluatorRecipe = EvaluatorRecipe()
     backbone: BackboneRecipe = BackboneRecipe()
     checkpoint_every: int = 250
+
+    @model_validator(mode="after")
+    def _pairs_fit(self) -> Recipe:
+        """Two-object scenes need a world that has them, and both knobs (a pool nobody draws from, or a rate with no
+        pool, would be ignored without a word); a batch keeps single objects and at least one scene."""
+        from lfsbench.toy import world
+
+        w, batch = self.world, self.backbone.unet_batch
+        if not w.pair_objects and not w.pair_rate:
+            return self
+        if w.version not in world.WORLDS or world.WORLDS[w.version].pair_radius is None:
+            raise ValueError(
+                "world.pair_objects and world.pair_rate need a world with two-object scenes (world 2), not world "
+                f"{w.version}"
+            )
+        if not w.pair_objects or not w.pair_rate:
+            raise ValueError(
+                "set both world.pair_objects (scenes rendered) and world.pair_rate (their share of a batch), or neither"
+            )
+        if not 1 <= round(batch * w.pair_rate) < batch:
+            raise ValueError(
+                f"world.pair_rate {w.pair_rate:g} gives {round(batch * w.pair_rate)} scenes of a backbone batch of "
+                f"{batch}: it must give at least one and leave single objects"
+            )
+        return self

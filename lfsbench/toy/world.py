@@ -234,7 +234,8 @@ def sample_pair(
     rng: np.random.Generator, spec: WorldSpec | int | None, classes: tuple[str, str], background: str | None = None
 ) -> tuple[Placement, Placement]:
     """Placements of a two-object scene (composition): one background, each object at the world's `pair_radius`,
-    anywhere it fits, the two reaches at least `pair_gap` px apart (redrawn until they are)."""
+    anywhere it fits, the two reaches at least `pair_gap` px apart. Radii and centres are redrawn together until
+    they are, so small radii are drawn more often than in a uniform draw (two triangles: mean radius 5.5 px)."""
     spec = get_world(spec)
     if spec.pair_radius is None:
         raise ValueError(f"world {spec.version} has no two-object scenes (WorldSpec.pair_radius)")
@@ -419,7 +420,7 @@ CHECK_SEED = 1  # held-out renders for the evaluator's build checks (lfsbench/to
 REFERENCE_SEED = 2  # a run's held-out IA references: no training, method or check code draws this stream
 ORACLE_SEED = 3  # the `oracle` ceiling's fresh renders (lfsbench/methods/ceilings.py)
 NULL_SEED = 4  # fresh renders that measure the copy rate's null (lfsbench/toy/copying.py)
-PAIR_SEED = 5  # two-object scenes of the composition checks (lfsbench/toy/check.py)
+PAIR_SEED = 5  # the noise seeds of the backbone's two-object images in `lfsbench toy check` (PAIR_SEED * 1000 + i)
 
 
 def concept_placements(concept: ToyConcept, count: int, seed: int, world: WorldSpec | int | None = None) -> list:
