@@ -320,8 +320,9 @@ class _FakeRun:
 
     fold = 0  # the real-data fold (Run.fold): pairs are made within one
 
-    def __init__(self, seed, sessions):
+    def __init__(self, seed, sessions, method="naive"):
         self.seed = seed
+        self.method = method  # settings of one method pair by seed; of two, they do not
         self._scores = _run(sessions)[1]
 
     def scores(self):
@@ -354,6 +355,38 @@ def test_paired_comparisons_difference_the_same_images():
     assert bc.seeds == 1 and bc.difference == pytest.approx(0) and bc.verdict == "no difference shown"
     assert bc.interval.startswith("bootstrap over image pairs")
     assert ("A", "B", "drift") in pairs.index and ("A", "B", "class_TA_drop") in pairs.index
+
+
+def test_two_methods_are_compared_unpaired_across_seeds():
+    """Seed s of two methods shares no random stream: their comparison is Welch's on each one's per-seed figures,
+    which relabelling one method's seeds cannot change; settings of one method stay paired by seed."""
+    from scipy import stats
+
+    from lfsbench.report import aggregate
+
+    def setting(ia_by_seed, method):
+        return [
+            _FakeRun(s, [([0.8] * 4, None, None), ([ia] * 4, [0.7, 0.6, 0.7, 0.6], None)], method)
+            for s, ia in enumerate(ia_by_seed)
+        ]
+
+    a, b = [0.70, 0.78, 0.74], [0.50, 0.60, 0.52]
+    ia_a, ia_b = [(0.8 + x) / 2 for x in a], [(0.8 + x) / 2 for x in b]  # IA: the mean over a and b
+    row = aggregate.pairs_table({"A": setting(a, "x"), "B": setting(b, "y")}, n_boot=200).set_index("metric").loc["IA"]
+    welch = stats.ttest_ind(ia_a, ia_b, equal_var=False)
+    assert row.interval.startswith("Welch") and row.difference == pytest.approx(np.mean(ia_a) - np.mean(ia_b))
+    assert (row.ci_low, row.ci_high) == pytest.approx(tuple(welch.confidence_interval(0.95)), abs=1e-9)
+    assert row.p_value == pytest.approx(welch.pvalue) and row.seeds_agree == 3
+    swapped = {"A": setting(a, "x"), "B": setting([b[0], b[2], b[1]], "y")}
+    again = aggregate.pairs_table(swapped, n_boot=200).set_index("metric").loc["IA"]
+    assert (again.ci_low, again.ci_high, again.p_value) == pytest.approx((row.ci_low, row.ci_high, row.p_value))
+    # one method at two settings: paired by seed, and the pairing matters
+    same = aggregate.pairs_table({"A": setting(a, "x"), "B": setting(b, "x")}, n_boot=200).set_index("metric")
+    moved = aggregate.pairs_table({"A": setting(a, "x"), "B": swapped["B"]}, n_boot=200).set_index("metric")
+    assert same.loc["IA"].interval == "t over seeds"
+    assert (same.loc["IA"].ci_low, same.loc["IA"].ci_high) != pytest.approx(
+        (moved.loc["IA"].ci_low, moved.loc["IA"].ci_high)
+    )
 
 
 def test_comparisons_are_corrected_within_their_family_and_refuse_verdicts_without_a_range():
@@ -446,6 +479,7 @@ class _OrderedRun:
     that order, as load_concepts numbers them, so the same image has another prompt in the other order."""
 
     fold = 0  # the real-data fold (Run.fold): pairs are made within one
+    method = "naive"
 
     def __init__(self, order, ia_last, seed=0, setting="m"):
         self.seed, self.order, self.setting = seed, order, setting

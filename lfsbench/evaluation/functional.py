@@ -196,6 +196,23 @@ def t_test_p(values) -> float:
     return float(2 * stats.t.sf(abs(t), len(v) - 1))
 
 
+def welch_interval(a, b, level: float = 0.95) -> tuple[float, float, float, float]:
+    """Mean of `a` minus mean of `b` with Welch's interval and two-sided p-value: two independent sets of replicates
+    (per-seed figures of two methods, whose seed s share no random stream), unequal variances, Welch-Satterthwaite
+    degrees of freedom. NaN bounds and p with fewer than 2 finite values on a side or no spread on either."""
+    from scipy import stats
+
+    a, b = (v[np.isfinite(v)] for v in (_np(a).astype(float).ravel(), _np(b).astype(float).ravel()))
+    if not len(a) or not len(b):
+        return float("nan"), float("nan"), float("nan"), float("nan")
+    value = float(a.mean() - b.mean())
+    if len(a) < 2 or len(b) < 2 or (np.ptp(a) == 0 and np.ptp(b) == 0):
+        return value, float("nan"), float("nan"), float("nan")
+    test = stats.ttest_ind(a, b, equal_var=False)
+    interval = test.confidence_interval(level)
+    return value, float(interval.low), float(interval.high), float(test.pvalue)
+
+
 def holm(p_values) -> np.ndarray:
     """Holm's step-down adjusted p-values (family-wise error control); NaN stays NaN and is not counted."""
     p = np.asarray(p_values, dtype=float)

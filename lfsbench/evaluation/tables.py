@@ -261,6 +261,14 @@ def paired_figure(metric: str, pairs: pd.DataFrame, n_boot: int) -> tuple[float,
     return value, low, high, F.bootstrap_p(draws)
 
 
+def figure_of(metric: str, values: pd.DataFrame) -> float:
+    """A run's figure from its per-image values (`values`: name, value), computed as paired_figure computes a
+    difference: a drop or an at-learning figure as the mean over concepts of their mean, a mean over images."""
+    if METRICS[metric].aggregate in ("drop", "at_learning"):
+        return float(values.groupby("name", sort=False).value.mean().mean())
+    return float(values.value.mean())
+
+
 def full_sessions(scores: pd.DataFrame, learned_in: dict[str, int]) -> list[int]:
     """Sessions after which every concept learned so far was evaluated (all, unless the protocol has checkpoints)."""
     concepts = scores[scores.kind == Kind.CONCEPT]

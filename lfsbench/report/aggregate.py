@@ -377,10 +377,14 @@ def pairs_table(
     (prompts compared order-free, tables.order_free_prompts). A metric whose images do not all have twins is not
     paired: a difference over the images two runs happen to share would not be the difference of their figures
     (IAD of runs in different concept orders covers different earlier concepts; runs with other prompts or seeds).
-    Per common seed the difference is computed from the twins' differences (tables.paired_figure); over two or more
-    seeds the interval is a t-interval on the per-seed differences and the p-value its t-test, with one it is the
-    bootstrap over that seed's image pairs (conditional on the seed). `seeds_agree` counts the seeds whose difference
-    has the mean's sign.
+    Per common seed the difference is computed from the twins' differences (tables.paired_figure). Over two or more
+    seeds, settings of one method are paired by seed (seed s draws the same random stream in both, and a knob
+    changes what is done with it): a t-interval on the per-seed differences and its t-test, `seeds_agree` the seeds
+    whose difference has the mean's sign. Settings of two methods share no random stream at a seed, so pairing
+    their seed s would be arbitrary (swapping two seeds' labels would change the interval): Welch's interval and
+    test on each setting's per-seed figures (functional.welch_interval), `seeds_agree` the seeds of A whose figure
+    lies on the difference's side of B's mean. With one seed the interval is the bootstrap over that seed's image
+    pairs (conditional on the seed).
 
     A verdict needs a corrected p below 0.05: the `primary` family (declared in the study spec) is Holm-corrected,
     every other comparison Benjamini-Hochberg-corrected among the exploratory ones (`correction`, `p_adjusted`). No
@@ -396,6 +400,7 @@ def pairs_table(
         common = sorted(set(values[a]) & set(values[b]))
         if not common or _fold(groups[a]) != _fold(groups[b]):  # other folds: other shots and references
             continue
+        paired = _paired_by_seed(groups[a], groups[b])
         for metric in in_view("pairs"):
             per_seed, images_a, images_b = [], [], []
             for seed in common:
@@ -410,10 +415,19 @@ def pairs_table(
             if not per_seed:
                 continue
             points = np.array([p[0] for p in per_seed])
-            spread = len(per_seed) > 1 and np.ptp(points) > 0
-            if spread:
+            figures_a = np.array([tables.figure_of(metric, frame) for frame in images_a])
+            figures_b = np.array([tables.figure_of(metric, frame) for frame in images_b])
+            if paired:
+                spread = len(per_seed) > 1 and np.ptp(points) > 0
+            else:
+                spread = len(per_seed) > 1 and (np.ptp(figures_a) > 0 or np.ptp(figures_b) > 0)
+            agree = np.sign(points)  # by seed (one seed, or paired by seed)
+            if spread and paired:
                 value, low, high = F.t_interval(points)
                 p_value = F.t_test_p(points)
+            elif spread:
+                value, low, high, p_value = F.welch_interval(figures_a, figures_b)
+                agree = np.sign(figures_a - figures_b.mean())
             else:  # one seed, or seeds whose differences are identical: the widest image-pair bootstrap
                 value = float(points.mean())
                 low, high = min(p[1] for p in per_seed), max(p[2] for p in per_seed)
@@ -430,8 +444,8 @@ def pairs_table(
                     "p_value": p_value,
                     "family": "primary" if primary.holds(a, b, metric) else "exploratory",
                     "seeds": len(per_seed),
-                    "seeds_agree": int((np.sign(points) == np.sign(value)).sum()) if value != 0 else 0,
-                    "interval": "t over seeds"
+                    "seeds_agree": int((agree == np.sign(value)).sum()) if value != 0 else 0,
+                    "interval": ("t over seeds" if paired else "Welch t over seeds (two methods: unpaired)")
                     if spread
                     else "bootstrap over image pairs (one seed)"
                     if len(per_seed) == 1
@@ -454,6 +468,12 @@ def pairs_table(
         f"no verdict: {row.no_verdict}" if row.no_verdict else _verdict(row) for row in table.itertuples(index=False)
     ]
     return table.drop(columns="no_verdict")
+
+
+def _paired_by_seed(runs_a: list[Run], runs_b: list[Run]) -> bool:
+    """Whether seed s of two settings shares a random stream, so that their per-seed differences pair: settings of
+    one method do; two methods consume their draws differently, and their seed s have nothing in common."""
+    return runs_a[0].method == runs_b[0].method
 
 
 def _fold(runs: list[Run]) -> int:
