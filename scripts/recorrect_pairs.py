@@ -60,6 +60,12 @@ def judged(spec_path: Path) -> pd.DataFrame:
     study = load_study(spec_path)
     folder = spec_path.with_suffix("")
     pairs = pd.read_csv(folder / "pairs.csv")
+    if "p_value" in pairs.columns:
+        sys.exit(
+            f"{folder / 'pairs.csv'} was written with p-values, corrections and verdicts (after 2026-12-06; two "
+            "methods' rows Welch's after 2026-12-07): read its verdict column, or run `lfsbench report` again. This "
+            "script re-judges only reports written before those rules."
+        )
     summary = pd.read_csv(folder / "summary.csv").set_index("setting")
     protocol = load_protocol(study.protocol)
     concepts = sum(len(names) for names in protocol.sessions)

@@ -11,7 +11,7 @@ from lfsbench.cli import app
 from lfsbench.fingerprint import folder_fingerprint
 from lfsbench.toy import NAMED_WEIGHTS, weights_world
 
-SHIPPED = [name for name, folder in NAMED_WEIGHTS.items() if folder.exists()]  # toy (world 1); toy-v2 once it passes
+SHIPPED = [name for name, folder in NAMED_WEIGHTS.items() if folder.exists()]  # toy (world 1) and toy-v2 (world 2)
 
 
 @pytest.mark.parametrize("name", SHIPPED)

@@ -152,3 +152,20 @@ def test_an_interval_is_clipped_to_the_figures_range_but_never_past_the_figure()
     over = 1.0 + 1e-7
     value, low, high = aggregate.combine_seeds([over] * 3, [over] * 3, [over] * 3, COSINE)
     assert low <= value <= high and high == over
+
+
+def test_welch_with_one_constant_side_is_the_other_sides_t_interval():
+    """Where one method gives the same figure at every seed (a ceiling, the base model) Welch's interval is the
+    one-sample t interval of the other side's figures around it (df = n - 1), without scipy's precision warning."""
+    import warnings
+
+    from lfsbench.evaluation import functional as F
+
+    a, b = np.array([0.61, 0.70, 0.66]), np.array([0.5, 0.5, 0.5])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        value, low, high, p = F.welch_interval(a, b)
+    expected = F.t_interval(a - 0.5)
+    assert (value, low, high) == pytest.approx(expected) and p == pytest.approx(F.t_test_p(a - 0.5))
+    assert F.welch_interval(b, a)[1:3] == pytest.approx((-expected[2], -expected[1]))
+    assert np.isnan(F.welch_interval(b, b)[1])  # no spread on either side: no interval

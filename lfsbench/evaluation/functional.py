@@ -1,5 +1,5 @@
 """The benchmark's metrics as pure functions over embeddings and per-image values (docs/metrics.md), and the
-intervals around them: bootstraps over images within a run, Student-t over seeds.
+intervals around them: bootstraps over images within a run, Student-t over seeds, Welch between two methods' seeds.
 
 Embeddings are L2-normalised rows.
 """
@@ -208,6 +208,10 @@ def welch_interval(a, b, level: float = 0.95) -> tuple[float, float, float, floa
     value = float(a.mean() - b.mean())
     if len(a) < 2 or len(b) < 2 or (np.ptp(a) == 0 and np.ptp(b) == 0):
         return value, float("nan"), float("nan"), float("nan")
+    if np.ptp(a) == 0 or np.ptp(b) == 0:  # Welch's limit (df = n - 1 of the other side), without scipy's warning
+        differences = a - b.mean() if np.ptp(b) == 0 else a.mean() - b
+        _, low, high = t_interval(differences, level)
+        return value, low, high, t_test_p(differences)
     test = stats.ttest_ind(a, b, equal_var=False)
     interval = test.confidence_interval(level)
     return value, float(interval.low), float(interval.high), float(test.pvalue)

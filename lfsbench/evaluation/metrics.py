@@ -534,8 +534,8 @@ METRICS: dict[str, Metric] = {
             axis="share of two-concept images with both classes as asked",
             title="Two-concept prompt compliance (toy oracle)",
             higher_is_better=True,
-            definition="share of two-concept images in which the toy oracle reads two objects of the two classes "
-            "the prompt names and, where it names one, its background; toy world only",
+            definition="share of two-concept images in which the toy oracle reads exactly two clean objects, of the "
+            "two classes the prompt names, and, where it names one, its background; toy world only",
             views="summary curve cli",
             reads=MULTI,
             score="complies",
@@ -554,6 +554,9 @@ METRICS: dict[str, Metric] = {
             views="summary curve cli",
             reads=MULTI,
             score=_recognised_share,
+            # a Wilson interval on the summed shares over the images: conservative for values in [0, 1], and never
+            # zero-width where every image has the same share (the ceilings: 1 and 1/2 at every image)
+            interval="proportion",
             optional=True,
             bounds=SHARE,
         ),

@@ -22,9 +22,9 @@ DINO model). Concept confusion (a concept's images only; evaluation/functional.p
 learned concept the image shows, as the evaluator sees it (the one whose held-out references it resembles most, where
 it resembles them more than 95% of the base model's images of that concept's class do; empty where none), `confused`
 1 where that is another concept than the one asked for. Two-concept images on the toy world (`multi`, one record per
-concept; lfsbench/toy/composition.py): `complies` 1 where the oracle reads two objects of the two classes the prompt
-names (and its background, where it names one), `recognised` 1 where one of them is this record's concept (class
-and two-tone pattern), `both_recognised` 1 where both concepts are, in different objects (the two figures of the
+concept; lfsbench/toy/composition.py): `complies` 1 where the oracle reads exactly two clean objects, of the two classes
+the prompt names (and its background, where it names one), `recognised` 1 where one of them is this record's concept
+(class and two-tone pattern), `both_recognised` 1 where both concepts are, in different objects (the two figures of the
 image, `complies` and `both_recognised`, in its first concept's record only). NaN where a kind has none.
 """
 

@@ -11,7 +11,8 @@ report/
   scalability.csv, .md        per setting, after 5, 10, 20, 50... sessions (or the protocol's checkpoints):
                               TA, IA, IAD, drift and what reaching them cost
   pairs.csv, pairs.md         every pair of settings: A minus B per paired metric, image by image, with a 95%
-                              interval (t over seeds), how many seeds agree in sign, its p-value, the p-value
+                              interval (t over seeds within a method, Welch between two methods), how many seeds
+                              agree, its p-value, the p-value
                               corrected within its family (a study's declared primary comparisons: Holm; all
                               others: Benjamini-Hochberg) and the verdict that allows
   sweeps.csv, .md, .png       where settings of a method differ in one knob only (3 values or more): final

@@ -153,8 +153,11 @@ def display_pairs(pairs: pd.DataFrame, emphasis: tuple[str, str] = ("**", "**"))
 
 
 PAIRS_NOTE = (
-    "A minus B at the last session, paired image by image (same prompts and seeds); 95% interval (Student t over "
-    "the seeds both ran, or a bootstrap over the image pairs with one seed); k/n seeds agree in sign. Then the "
+    "A minus B at the last session, paired image by image (same prompts and seeds); 95% interval: two settings of "
+    "one method, Student t on the per-seed differences (k/n: seeds whose difference has the mean's sign); two "
+    "methods, whose seed s share no random stream, Welch on each one's per-seed figures (k/n: A's seeds on the "
+    "difference's side of B's mean); one seed, a bootstrap over the image pairs (pairs.csv's interval column says "
+    "which). Then the "
     "p-value of no difference corrected for multiplicity within its family: H, Holm over the study's primary "
     "comparisons (declared in its spec before the runs); q, Benjamini-Hochberg over every other comparison. **Bold**: "
     "a corrected p below 0.05 and an interval that excludes 0, the only differences this report supports. No "

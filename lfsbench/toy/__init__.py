@@ -22,15 +22,6 @@ def weights_world(weights: Path) -> int:
 
 
 def _require(folder: Path) -> Path:
-    if not folder.exists() and NAMED_WEIGHTS["toy-v2"] in (folder, folder.parent):
-        raise LfsbenchError(
-            f"Toy world 2's models (toy-v2) are not shipped yet: {NAMED_WEIGHTS['toy-v2']} does not exist (no build "
-            "has passed every fitness gate yet, docs/toyworld.md). Build them with `lfsbench toy build --recipe R "
-            f'--output {NAMED_WEIGHTS["toy-v2"]}`, R a recipe JSON such as {{"world": {{"version": 2, '
-            '"background_said": 0.8, "pair_objects": 8000, "pair_rate": 0.25}} (docs/toyworld.md), check them '
-            "with `lfsbench toy check --protocol toy-v2`, or use -p toy "
-            "(world 1)."
-        )
     if not folder.exists():
         raise LfsbenchError(
             f"The toy weights are missing: {folder} does not exist. They ship with the package; in a source "
