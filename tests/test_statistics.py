@@ -169,3 +169,33 @@ def test_welch_with_one_constant_side_is_the_other_sides_t_interval():
     assert (value, low, high) == pytest.approx(expected) and p == pytest.approx(F.t_test_p(a - 0.5))
     assert F.welch_interval(b, a)[1:3] == pytest.approx((-expected[2], -expected[1]))
     assert np.isnan(F.welch_interval(b, b)[1])  # no spread on either side: no interval
+
+
+def test_welch_rebuilt_from_a_summary_equals_welch_on_the_seeds():
+    """scripts/recorrect_pairs.py --welch rebuilds two methods' Welch interval from each one's mean and t interval
+    over seeds (summary.csv): it must equal Welch on the per-seed figures themselves."""
+    import importlib.util
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from lfsbench.evaluation import functional as F
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "recorrect_pairs.py"
+    spec = importlib.util.spec_from_file_location("recorrect_pairs", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    figures = {"A": [0.61, 0.70, 0.66], "B": [0.42, 0.55, 0.47, 0.50]}
+    rows = {}
+    for label, values in figures.items():
+        mean, low, high = F.t_interval(values)
+        seeds = " ".join(map(str, range(len(values))))
+        rows[label] = {"method": label.lower(), "seeds": seeds, "IA": mean, "IA_low": low, "IA_high": high}
+    summary = pd.DataFrame.from_dict(rows, orient="index")
+    row = SimpleNamespace(a="A", b="B", metric="IA", seeds=3)
+    rebuilt = script.welch_from_summary(row, summary)
+    assert rebuilt == pytest.approx(F.welch_interval(figures["A"], figures["B"]), rel=1e-9)
+    assert script.welch_from_summary(SimpleNamespace(a="A", b="B", metric="copy_rate", seeds=3), summary) is None
+    same = summary.assign(method="m")
+    assert script.welch_from_summary(row, same) is None  # one method: paired by seed, as the report has it
