@@ -415,11 +415,11 @@ def pairs_table(
             if not per_seed:
                 continue
             points = np.array([p[0] for p in per_seed])
-            figures_a = np.array([tables.figure_of(metric, frame) for frame in images_a])
-            figures_b = np.array([tables.figure_of(metric, frame) for frame in images_b])
             if paired:
                 spread = len(per_seed) > 1 and np.ptp(points) > 0
-            else:
+            else:  # each setting's own per-seed figures
+                figures_a = np.array([tables.figure_of(metric, frame) for frame in images_a])
+                figures_b = np.array([tables.figure_of(metric, frame) for frame in images_b])
                 spread = len(per_seed) > 1 and (np.ptp(figures_a) > 0 or np.ptp(figures_b) > 0)
             agree = np.sign(points)  # by seed (one seed, or paired by seed)
             if spread and paired:

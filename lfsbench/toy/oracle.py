@@ -252,9 +252,6 @@ class Objects:
     slots: list[Reading]
     count: np.ndarray  # (N,) objects found, at most len(slots)
 
-    def shows(self, i: int, slot: int) -> bool:
-        return slot < self.count[i]
-
 
 def read_objects(images, world_version: int | world.WorldSpec | None = None, slots: int = 2) -> Objects:
     """Read each of up to `slots` objects of every image. The pixels that differ from the background (by more than
