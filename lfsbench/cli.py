@@ -783,8 +783,14 @@ def toy_check(
     ),
     protocol: str = typer.Option("toy", help="Protocol whose concepts and prompts the gates use."),
     record: bool = typer.Option(False, help="Write the result as fitness.json beside the checked weights."),
+    sampler: str | None = typer.Option(
+        None, help="Evaluation sampler the backbone's gates generate with (ddim, dpmsolver++; default: the protocol's)."
+    ),
+    steps: int | None = typer.Option(None, min=1, help="Sampling steps (default: the protocol's evaluation.steps)."),
 ):
-    """Measure the toy world's fitness gates on the shipped weights and print them."""
+    """Measure the toy world's fitness gates on the shipped weights and print them. The backbone's gates sample as
+    the protocol's evaluation does, unless --sampler/--steps say otherwise (to find the fastest adequate setting)."""
+    from lfsbench.backbone import SAMPLERS
     from lfsbench.protocol import load_protocol
     from lfsbench.toy import NAMED_WEIGHTS
     from lfsbench.toy.check import run_check
@@ -793,7 +799,19 @@ def toy_check(
     concepts = protocol_concepts(protocol)
     proto = load_protocol(protocol)
     weights = weights or NAMED_WEIGHTS.get(proto.backbone, NAMED_WEIGHTS["toy"])  # the protocol's own toy models
-    result = run_check(concepts, out=out, quick=quick, weights=weights, prompts=list(proto.evaluation.prompts))
+    plan = proto.evaluation
+    if sampler is not None and sampler not in SAMPLERS:
+        raise LfsbenchError(f"Unknown sampler {sampler!r} (--sampler); the samplers are {', '.join(SAMPLERS)}.")
+    result = run_check(
+        concepts,
+        out=out,
+        quick=quick,
+        weights=weights,
+        prompts=list(plan.prompts),
+        sampler=sampler or plan.sampler,
+        steps=steps or plan.steps,
+        guidance=plan.guidance,
+    )
     if record:
         from lfsbench.fingerprint import folder_fingerprint
 

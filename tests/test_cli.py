@@ -116,3 +116,8 @@ def test_garbage_cost_or_matrix_files_are_named(tmp_path):
     (run / "ia_matrix.csv").write_text("nothing,here\n1,2\n")
     with pytest.raises(LfsbenchError, match="ia_matrix.csv has no session column"):
         RunFolder(run).matrix("IA")
+
+
+def test_toy_check_names_an_unknown_sampler_before_measuring_anything():
+    code, out = invoke("toy", "check", "--protocol", "toy-v2-quick", "--sampler", "euler")
+    assert code == 2 and "Unknown sampler 'euler'" in out and "dpmsolver++" in out, out

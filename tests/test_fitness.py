@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 from lfsbench.cli import app
 from lfsbench.fingerprint import folder_fingerprint
+from lfsbench.protocol import load_protocol
 from lfsbench.toy import NAMED_WEIGHTS, weights_world
 
 SHIPPED = [name for name, folder in NAMED_WEIGHTS.items() if folder.exists()]  # toy (world 1) and toy-v2 (world 2)
@@ -27,6 +28,20 @@ def test_the_shipped_weights_are_the_ones_whose_gates_passed(name):
     assert record["weights_sha256"] == folder_fingerprint(weights), (
         f"the shipped {name} weights changed since their gates were measured: run "
         f"`lfsbench toy check --protocol {name} --record`"
+    )
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_the_gates_were_measured_at_the_protocols_sampling(name):
+    """The backbone's gates hold at the sampler and steps its runs generate with: a protocol that samples faster (or
+    otherwise) than its weights' last passing check needs `lfsbench toy check --protocol NAME --record` again.
+    Records from before the check took the protocol's setting were measured with DDIM at 25 steps, guidance 5."""
+    plan = load_protocol(name).evaluation
+    record = json.loads((NAMED_WEIGHTS[name] / "fitness.json").read_text())
+    measured = record["figures"].get("sampling", {"sampler": "ddim", "steps": 25, "guidance": 5.0})
+    assert measured == {"sampler": plan.sampler, "steps": plan.steps, "guidance": plan.guidance}, (
+        f"{name}'s fitness was measured with {measured}; its protocol samples with {plan.sampler} at {plan.steps} "
+        f"steps: run `lfsbench toy check --protocol {name} --record`"
     )
 
 

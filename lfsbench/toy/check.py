@@ -154,6 +154,7 @@ def learnability(
     weights: Path = WEIGHTS_DIR,
     version: int = 1,
     seeds: tuple[int, ...] = LEARNABILITY_SEEDS,
+    sampler: str = "ddim",
 ):
     """Per concept: IA after one Custom-Diffusion-style session minus IA of the bare class prompt, averaged over
     training seeds. Seed s trains with `config.seed = s` and generates with seeds 1000 s + i, so that seed 0 is the
@@ -170,14 +171,16 @@ def learnability(
         for seed in seeds:
             backbone = load_toy_backbone(weights=weights)  # fresh: each session starts from the base model
             images = list(range(1000 * seed, 1000 * seed + n_images))
-            bare = backbone.generate([f"a {concept.cls}"] * n_images, images, steps=steps, guidance=guidance)
+            with backbone.sampling(sampler):
+                bare = backbone.generate([f"a {concept.cls}"] * n_images, images, steps=steps, guidance=guidance)
             token_id = add_modifier_token(backbone, "<new1>", concept.cls)
             t0 = time.time()
             train_kv_session(
                 backbone, [TrainingData(shots_img, [prompt] * shots)], [token_id], replace(config, seed=seed)
             )
             train_s = time.time() - t0
-            learned = backbone.generate([prompt] * n_images, images, steps=steps, guidance=guidance)
+            with backbone.sampling(sampler):
+                learned = backbone.generate([prompt] * n_images, images, steps=steps, guidance=guidance)
             ia_bare = float(metrics.image_alignment_scores(evaluator.encode_images(bare), refs).mean())
             ia_learned = float(metrics.image_alignment_scores(evaluator.encode_images(learned), refs).mean())
             per_seed.append((ia_bare, ia_learned, train_s))
@@ -304,9 +307,14 @@ def run_check(
     quick: bool = False,
     weights: Path = WEIGHTS_DIR,
     prompts: list[str] | None = None,
+    sampler: str = "ddim",
+    steps: int = 25,
+    guidance: float = 5.0,
 ) -> CheckResult:
     """Measure every fitness gate on the shipped (or given) weights; `prompts` are the protocol's prompt templates
-    (for the copy null of a world with oracle figures)."""
+    (for the copy null of a world with oracle figures). The backbone's gates generate with `sampler` at `steps` and
+    `guidance` (the protocol's evaluation settings, which `lfsbench toy check` passes): the backbone is fit at the
+    setting its runs sample with, and a faster sampler is adequate when these gates still pass (docs/toyworld.md)."""
     from lfsbench.training import KVTrainingConfig
 
     torch.manual_seed(0)
@@ -336,8 +344,8 @@ def run_check(
             f"{worst}; margin {aucs[worst] - 0.95:+.3f}; mean {np.mean(list(aucs.values())):.3f}",
         )
     )
-    steps, guidance = 25, 5.0
-    bb = backbone_class_prompts(backbone, evaluator, 2 if quick else 4, steps, guidance, out, version)
+    with backbone.sampling(sampler):
+        bb = backbone_class_prompts(backbone, evaluator, 2 if quick else 4, steps, guidance, out, version)
     result.gates += [
         Gate(
             "backbone: generated class prompts read as that class",
@@ -371,6 +379,7 @@ def run_check(
         weights,
         version,
         seeds=LEARNABILITY_SEEDS[:1] if quick else LEARNABILITY_SEEDS,
+        sampler=sampler,
     )
     for name, fig in learn.items():
         result.gates.append(
@@ -385,6 +394,7 @@ def run_check(
     result.figures.update(
         {
             "world": version,
+            "sampling": {"sampler": sampler, "steps": steps, "guidance": guidance},
             "evaluator": zs,
             "concept_auc": aucs,
             "backbone": bb,
@@ -393,5 +403,6 @@ def run_check(
         }
     )
     if world.get_world(version).oracle_figures:
-        _oracle_gates(result, backbone, concepts, shots, prompts or ["a {}"], quick, steps, guidance, out, version)
+        with backbone.sampling(sampler):
+            _oracle_gates(result, backbone, concepts, shots, prompts or ["a {}"], quick, steps, guidance, out, version)
     return result
