@@ -790,7 +790,6 @@ def toy_check(
 ):
     """Measure the toy world's fitness gates on the shipped weights and print them. The backbone's gates sample as
     the protocol's evaluation does, unless --sampler/--steps say otherwise (to find the fastest adequate setting)."""
-    from lfsbench.backbone import SAMPLERS
     from lfsbench.protocol import load_protocol
     from lfsbench.toy import NAMED_WEIGHTS
     from lfsbench.toy.check import run_check
@@ -800,8 +799,12 @@ def toy_check(
     proto = load_protocol(protocol)
     weights = weights or NAMED_WEIGHTS.get(proto.backbone, NAMED_WEIGHTS["toy"])  # the protocol's own toy models
     plan = proto.evaluation
-    if sampler is not None and sampler not in SAMPLERS:
-        raise LfsbenchError(f"Unknown sampler {sampler!r} (--sampler); the samplers are {', '.join(SAMPLERS)}.")
+    if record and (sampler or plan.sampler, steps or plan.steps) != (plan.sampler, plan.steps):
+        raise LfsbenchError(
+            f"--record writes the fitness the {protocol} protocol's runs rely on, so it measures at the protocol's "
+            f"sampling ({plan.sampler}, {plan.steps} steps), not at --sampler/--steps. Drop --record to explore "
+            "another setting, or change the protocol's evaluation.sampler/steps and record that."
+        )
     result = run_check(
         concepts,
         out=out,
@@ -811,6 +814,8 @@ def toy_check(
         sampler=sampler or plan.sampler,
         steps=steps or plan.steps,
         guidance=plan.guidance,
+        eta=plan.eta if (sampler or plan.sampler) == "ddim" else 0.0,
+        precision=plan.precision,
     )
     if record:
         from lfsbench.fingerprint import folder_fingerprint

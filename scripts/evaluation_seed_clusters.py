@@ -1,6 +1,6 @@
 """How much a run's image-level interval understates its noise when images share their evaluation seed.
 
-    python scripts/evaluation_seed_clusters.py runs/studies/gate/toy-gate [--metric ia] [--kind concept]
+    python scripts/evaluation_seed_clusters.py runs/studies/gate/toy-v2-gate [--metric ia] [--kind concept]
 
 A protocol draws image k of every prompt, of every concept, from the same evaluation seed k, so images that share a
 seed share their starting noise: on the toy world some seeds give poor images for every prompt and concept of a run

@@ -121,3 +121,13 @@ def test_garbage_cost_or_matrix_files_are_named(tmp_path):
 def test_toy_check_names_an_unknown_sampler_before_measuring_anything():
     code, out = invoke("toy", "check", "--protocol", "toy-v2-quick", "--sampler", "euler")
     assert code == 2 and "Unknown sampler 'euler'" in out and "dpmsolver++" in out, out
+
+
+def test_toy_check_records_fitness_only_at_the_protocols_sampling(tmp_path):
+    """A fitness.json says the weights pass at the setting the protocol's runs sample with; --record at another
+    sampler or step count is refused before anything is measured or written."""
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    code, out = invoke("toy", "check", "--protocol", "toy-v2", "--steps", "4", "--record", "--weights", weights)
+    assert code == 2 and "--record" in out and "dpmsolver++, 10 steps" in out, out
+    assert not (weights / "fitness.json").exists()

@@ -35,11 +35,15 @@ def test_the_shipped_weights_are_the_ones_whose_gates_passed(name):
 def test_the_gates_were_measured_at_the_protocols_sampling(name):
     """The backbone's gates hold at the sampler and steps its runs generate with: a protocol that samples faster (or
     otherwise) than its weights' last passing check needs `lfsbench toy check --protocol NAME --record` again.
-    Records from before the check took the protocol's setting were measured with DDIM at 25 steps, guidance 5."""
+    Records from before the check took the protocol's setting were measured with DDIM at 25 steps, guidance 5, eta 0,
+    at the model's precision; toy-v2's record of 2026-12-08 names sampler, steps and guidance (eta 0, the model's
+    precision, as its protocol has them)."""
     plan = load_protocol(name).evaluation
     record = json.loads((NAMED_WEIGHTS[name] / "fitness.json").read_text())
-    measured = record["figures"].get("sampling", {"sampler": "ddim", "steps": 25, "guidance": 5.0})
-    assert measured == {"sampler": plan.sampler, "steps": plan.steps, "guidance": plan.guidance}, (
+    before = {"sampler": "ddim", "steps": 25, "guidance": 5.0}  # the check's setting before it took the protocol's
+    measured = {"eta": 0.0, "precision": "model", **record["figures"].get("sampling", before)}
+    wanted = {"sampler": plan.sampler, "steps": plan.steps, "guidance": plan.guidance, "eta": plan.eta}
+    assert measured == {**wanted, "precision": plan.precision}, (
         f"{name}'s fitness was measured with {measured}; its protocol samples with {plan.sampler} at {plan.steps} "
         f"steps: run `lfsbench toy check --protocol {name} --record`"
     )

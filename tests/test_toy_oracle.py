@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -176,9 +177,17 @@ class _LearningBackbone:
     def __init__(self, concept, learns, log):
         self.concept, self.learns, self.log, self.learned = concept, learns, log, False
 
+    @contextmanager
+    def sampling(self, sampler="ddim", precision="model", eta=0.0):
+        self.log["sampling"].append(sampler)
+        self.sampler = sampler
+        yield self
+        self.sampler = None
+
     def generate(self, prompts, seeds, steps, guidance):
         from lfsbench.images import to_float
 
+        assert getattr(self, "sampler", None) is not None, "generated outside backbone.sampling"
         self.log["generated"].append(seeds[0])
         if self.learned and "<new1>" in prompts[0]:
             return to_float(world.concept_renders(self.concept, len(prompts), world.SHOT_SEED, 2))
@@ -194,7 +203,7 @@ def test_learnability_averages_its_gate_over_training_seeds(monkeypatch):
     from lfsbench.training import KVTrainingConfig
 
     concept = world.concept_by_name("square-1", world.concept_catalogue())
-    log = {"generated": [], "trained": []}
+    log = {"generated": [], "trained": [], "sampling": []}
     backbones = []
 
     def load(weights):
@@ -208,10 +217,14 @@ def test_learnability_averages_its_gate_over_training_seeds(monkeypatch):
     monkeypatch.setattr(check, "load_toy_backbone", load)
     monkeypatch.setattr(training, "train_kv_session", train)
     monkeypatch.setattr(training, "add_modifier_token", lambda backbone, token, cls: 0)
-    result = check.learnability(_PixelEvaluator(), [concept], 6, KVTrainingConfig(), 4, 1, 1.0, None, version=2)
+    fast = {"sampler": "dpmsolver++"}
+    result = check.learnability(
+        _PixelEvaluator(), [concept], 6, KVTrainingConfig(), 4, 1, 1.0, None, version=2, sampling=fast
+    )
     fig = result["square-1"]
     assert log["trained"] == [0, 1, 2] and len(backbones) == 3  # a fresh base model per seed
     assert log["generated"] == [0, 0, 1000, 1000, 2000, 2000]  # class prompt and learned prompt, per seed
+    assert log["sampling"] == ["dpmsolver++"] * 6  # every image at the protocol's sampler (training outside it)
     assert fig["seeds"] == [0, 1, 2]
     assert fig["gains"][1] > 0.02 and fig["gains"][0] == fig["gains"][2] == pytest.approx(0, abs=1e-6)
     assert fig["gain"] == pytest.approx(np.mean(fig["gains"]))

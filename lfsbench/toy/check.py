@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lfsbench.errors import LfsbenchError
 from lfsbench.evaluation import functional as metrics
 from lfsbench.images import save_grid, to_float
 from lfsbench.toy import WEIGHTS_DIR, copying, load_toy_backbone, load_toy_evaluator, oracle, weights_world, world
@@ -154,12 +155,13 @@ def learnability(
     weights: Path = WEIGHTS_DIR,
     version: int = 1,
     seeds: tuple[int, ...] = LEARNABILITY_SEEDS,
-    sampler: str = "ddim",
+    sampling: dict | None = None,
 ):
     """Per concept: IA after one Custom-Diffusion-style session minus IA of the bare class prompt, averaged over
     training seeds. Seed s trains with `config.seed = s` and generates with seeds 1000 s + i, so that seed 0 is the
     single draw earlier checks made. One session's gain moves by up to 0.25 between seeds (docs/toyworld.md), so
-    the gate reads the mean (`gain`); `gains` keeps each seed's."""
+    the gate reads the mean (`gain`); `gains` keeps each seed's. Images are generated inside
+    `backbone.sampling(**sampling)` (the protocol's sampler, precision and eta); training is untouched by it."""
     from lfsbench.training import TrainingData, add_modifier_token, train_kv_session
 
     results, grids = {}, []
@@ -171,7 +173,7 @@ def learnability(
         for seed in seeds:
             backbone = load_toy_backbone(weights=weights)  # fresh: each session starts from the base model
             images = list(range(1000 * seed, 1000 * seed + n_images))
-            with backbone.sampling(sampler):
+            with backbone.sampling(**(sampling or {})):
                 bare = backbone.generate([f"a {concept.cls}"] * n_images, images, steps=steps, guidance=guidance)
             token_id = add_modifier_token(backbone, "<new1>", concept.cls)
             t0 = time.time()
@@ -179,7 +181,7 @@ def learnability(
                 backbone, [TrainingData(shots_img, [prompt] * shots)], [token_id], replace(config, seed=seed)
             )
             train_s = time.time() - t0
-            with backbone.sampling(sampler):
+            with backbone.sampling(**(sampling or {})):
                 learned = backbone.generate([prompt] * n_images, images, steps=steps, guidance=guidance)
             ia_bare = float(metrics.image_alignment_scores(evaluator.encode_images(bare), refs).mean())
             ia_learned = float(metrics.image_alignment_scores(evaluator.encode_images(learned), refs).mean())
@@ -310,12 +312,20 @@ def run_check(
     sampler: str = "ddim",
     steps: int = 25,
     guidance: float = 5.0,
+    eta: float = 0.0,
+    precision: str = "model",
 ) -> CheckResult:
     """Measure every fitness gate on the shipped (or given) weights; `prompts` are the protocol's prompt templates
     (for the copy null of a world with oracle figures). The backbone's gates generate with `sampler` at `steps` and
     `guidance` (the protocol's evaluation settings, which `lfsbench toy check` passes): the backbone is fit at the
-    setting its runs sample with, and a faster sampler is adequate when these gates still pass (docs/toyworld.md)."""
+    setting its runs sample with, and a faster sampler is adequate when these gates still pass (docs/toyworld.md).
+    `eta` and `precision` are the protocol's too (DDIM's eta; "model" or "bfloat16" autocast)."""
+    from lfsbench.backbone import SAMPLERS
     from lfsbench.training import KVTrainingConfig
+
+    if sampler not in SAMPLERS:  # before minutes of evaluator gates, not after
+        raise LfsbenchError(f"Unknown sampler {sampler!r}; the samplers are {', '.join(SAMPLERS)}.")
+    sampling = {"sampler": sampler, "precision": precision, "eta": eta}
 
     torch.manual_seed(0)
     version = weights_world(weights)
@@ -344,7 +354,7 @@ def run_check(
             f"{worst}; margin {aucs[worst] - 0.95:+.3f}; mean {np.mean(list(aucs.values())):.3f}",
         )
     )
-    with backbone.sampling(sampler):
+    with backbone.sampling(**sampling):
         bb = backbone_class_prompts(backbone, evaluator, 2 if quick else 4, steps, guidance, out, version)
     result.gates += [
         Gate(
@@ -379,7 +389,7 @@ def run_check(
         weights,
         version,
         seeds=LEARNABILITY_SEEDS[:1] if quick else LEARNABILITY_SEEDS,
-        sampler=sampler,
+        sampling=sampling,
     )
     for name, fig in learn.items():
         result.gates.append(
@@ -394,7 +404,7 @@ def run_check(
     result.figures.update(
         {
             "world": version,
-            "sampling": {"sampler": sampler, "steps": steps, "guidance": guidance},
+            "sampling": {**sampling, "steps": steps, "guidance": guidance},
             "evaluator": zs,
             "concept_auc": aucs,
             "backbone": bb,
@@ -403,6 +413,6 @@ def run_check(
         }
     )
     if world.get_world(version).oracle_figures:
-        with backbone.sampling(sampler):
+        with backbone.sampling(**sampling):
             _oracle_gates(result, backbone, concepts, shots, prompts or ["a {}"], quick, steps, guidance, out, version)
     return result
