@@ -799,6 +799,11 @@ def toy_check(
     proto = load_protocol(protocol)
     weights = weights or NAMED_WEIGHTS.get(proto.backbone, NAMED_WEIGHTS["toy"])  # the protocol's own toy models
     plan = proto.evaluation
+    if record and quick:
+        raise LfsbenchError(
+            "--record writes the fitness the protocol's runs rely on, which only a full check measures: drop --quick "
+            "(a smoke test, not the gates) or --record."
+        )
     if record and (sampler or plan.sampler, steps or plan.steps) != (plan.sampler, plan.steps):
         raise LfsbenchError(
             f"--record writes the fitness the {protocol} protocol's runs rely on, so it measures at the protocol's "

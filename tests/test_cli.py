@@ -124,10 +124,12 @@ def test_toy_check_names_an_unknown_sampler_before_measuring_anything():
 
 
 def test_toy_check_records_fitness_only_at_the_protocols_sampling(tmp_path):
-    """A fitness.json says the weights pass at the setting the protocol's runs sample with; --record at another
-    sampler or step count is refused before anything is measured or written."""
+    """A fitness.json says the weights pass at the setting the protocol's runs sample with, in a full check; --record
+    at another sampler or step count, or with --quick, is refused before anything is measured or written."""
     weights = tmp_path / "weights"
     weights.mkdir()
     code, out = invoke("toy", "check", "--protocol", "toy-v2", "--steps", "4", "--record", "--weights", weights)
     assert code == 2 and "--record" in out and "dpmsolver++, 10 steps" in out, out
+    code, out = invoke("toy", "check", "--protocol", "toy-v2", "--quick", "--record", "--weights", weights)
+    assert code == 2 and "only a full check" in out, out
     assert not (weights / "fitness.json").exists()
