@@ -799,12 +799,13 @@ def toy_check(
     proto = load_protocol(protocol)
     weights = weights or NAMED_WEIGHTS.get(proto.backbone, NAMED_WEIGHTS["toy"])  # the protocol's own toy models
     plan = proto.evaluation
+    sampler, steps = sampler or plan.sampler, steps or plan.steps
     if record and quick:
         raise LfsbenchError(
             "--record writes the fitness the protocol's runs rely on, which only a full check measures: drop --quick "
             "(a smoke test, not the gates) or --record."
         )
-    if record and (sampler or plan.sampler, steps or plan.steps) != (plan.sampler, plan.steps):
+    if record and (sampler, steps) != (plan.sampler, plan.steps):
         raise LfsbenchError(
             f"--record writes the fitness the {protocol} protocol's runs rely on, so it measures at the protocol's "
             f"sampling ({plan.sampler}, {plan.steps} steps), not at --sampler/--steps. Drop --record to explore "
@@ -816,10 +817,10 @@ def toy_check(
         quick=quick,
         weights=weights,
         prompts=list(plan.prompts),
-        sampler=sampler or plan.sampler,
-        steps=steps or plan.steps,
+        sampler=sampler,
+        steps=steps,
         guidance=plan.guidance,
-        eta=plan.eta if (sampler or plan.sampler) == "ddim" else 0.0,
+        eta=plan.eta if sampler == "ddim" else 0.0,  # DDIM's alone
         precision=plan.precision,
     )
     if record:
